@@ -1,0 +1,39 @@
+"""trio_hface: hackable HTTP/1.1, HTTP/2 and HTTP/3 for Trio."""
+
+from __future__ import annotations
+
+from ._models import ClientTLSConfig, HTTPErrorCodes, ServerTLSConfig
+from ._typing import AddressType, DatagramType, HeadersType, HeaderType
+from .errors import (
+    ASGIError,
+    ConnectError,
+    FlowControlError,
+    HFaceError,
+    LocalProtocolError,
+    ProtocolError,
+    ProxyError,
+    RemoteProtocolError,
+    StreamResetError,
+)
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "__version__",
+    "ClientTLSConfig",
+    "ServerTLSConfig",
+    "HTTPErrorCodes",
+    "AddressType",
+    "DatagramType",
+    "HeaderType",
+    "HeadersType",
+    "HFaceError",
+    "ProtocolError",
+    "LocalProtocolError",
+    "FlowControlError",
+    "RemoteProtocolError",
+    "StreamResetError",
+    "ConnectError",
+    "ProxyError",
+    "ASGIError",
+]

@@ -1,0 +1,105 @@
+"""The exceptions that trio_hface raises.
+
+Everything derives from :class:`HFaceError`. Misuse of an API by the caller
+raises :class:`LocalProtocolError` at once; misbehaviour of the peer becomes an
+event (:class:`~trio_hface.events.ConnectionTerminated`,
+:class:`~trio_hface.events.StreamResetSent`) in the sans-IO layer, and a
+:class:`RemoteProtocolError` or :class:`StreamResetError` where an API has to
+raise.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "HFaceError",
+    "ProtocolError",
+    "LocalProtocolError",
+    "FlowControlError",
+    "RemoteProtocolError",
+    "StreamResetError",
+    "ConnectError",
+    "ProxyError",
+    "ASGIError",
+]
+
+
+class HFaceError(Exception):
+    """Root of every exception that trio_hface raises."""
+
+
+class ProtocolError(HFaceError):
+    """An HTTP protocol rule was broken.
+
+    :param message: what was wrong
+    :param error_code: the error code in the numbering of the HTTP version
+        (a status code for HTTP/1, an error code for HTTP/2 and HTTP/3), or 0
+    """
+
+    #: The error code in the numbering of the HTTP version, or 0.
+    error_code: int
+
+    def __init__(self, message: str, error_code: int = 0) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+
+
+class LocalProtocolError(ProtocolError):
+    """The caller asked for something the protocol does not allow.
+
+    Examples: an unknown or closed stream ID, data after ``end_stream``, an
+    invalid header. The protocol state is unchanged, so the caller may go on
+    after fixing the call.
+    """
+
+
+class FlowControlError(LocalProtocolError):
+    """The caller submitted more DATA than the peer's flow-control window allows.
+
+    Ask :meth:`.HTTPProtocol.get_send_window` how much may be submitted, and
+    wait for the peer to grant more before submitting the rest.
+    """
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer broke the protocol."""
+
+
+class StreamResetError(HFaceError):
+    """A stream was reset while it was in use.
+
+    :param stream_id: the stream that was reset
+    :param error_code: the reset's error code
+    """
+
+    #: The stream that was reset.
+    stream_id: int
+    #: The reset's error code.
+    error_code: int
+
+    def __init__(self, stream_id: int, error_code: int, message: str | None = None) -> None:
+        super().__init__(message or f"stream {stream_id} was reset with error code {error_code:#x}")
+        self.stream_id = stream_id
+        self.error_code = error_code
+
+
+class ConnectError(HFaceError):
+    """No connection could be opened."""
+
+
+class ProxyError(HFaceError):
+    """A proxy refused a CONNECT request.
+
+    :param message: what happened
+    :param status: the proxy's status code, if it answered
+    """
+
+    #: The proxy's status code, or ``None``.
+    status: int | None
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ASGIError(HFaceError):
+    """An ASGI application broke the ASGI contract."""

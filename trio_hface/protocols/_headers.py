@@ -1,0 +1,170 @@
+"""Validation of HTTP/2-style header lists, shared by every HTTP version.
+
+Rules from RFC 9110 section 5 (field syntax), RFC 9113 section 8.2 and 8.3
+(lower case names, pseudo-headers, connection-specific fields) and RFC 9114
+section 4.2 and 4.3 (the same for HTTP/3), and RFC 8441 / RFC 9220
+(extended CONNECT with ``:protocol``).
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+
+from .._typing import HeadersType
+
+# RFC 9110 section 5.1: field-name = token; tchar set, section 5.6.2.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_LOWER_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z")
+# RFC 9110 section 5.5: field-value = *field-content; no CR, LF or NUL
+# anywhere, and no leading or trailing whitespace.
+_BAD_VALUE = re.compile(rb"[\x00\r\n]|\A[ \t]|[ \t]\Z")
+# RFC 9110 section 15: a status code is three digits.
+_STATUS = re.compile(rb"[1-5][0-9][0-9]\Z")
+
+#: Fields that only make sense for one HTTP/1.1 hop (RFC 9113 section 8.2.2,
+#: RFC 9114 section 4.2).
+CONNECTION_SPECIFIC = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+)
+
+REQUEST_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path", b":protocol"})
+RESPONSE_PSEUDO = frozenset({b":status"})
+
+
+class HeaderKind(Enum):
+    """What a header block is."""
+
+    REQUEST = "request"
+    RESPONSE = "response"
+    TRAILERS = "trailers"
+
+
+class HeaderError(ValueError):
+    """A header list breaks a rule; the message says which."""
+
+
+def validate_field(name: bytes, value: bytes, *, lower_case: bool) -> None:
+    """Check one regular field's syntax.
+
+    :raises HeaderError: if the name is not a token (a lower case one when
+        *lower_case*) or the value holds CR, LF, NUL or surrounding whitespace
+    """
+    if not isinstance(name, bytes) or not isinstance(value, bytes):
+        raise HeaderError(f"header names and values must be bytes, not {name!r}: {value!r}")
+    pattern = _LOWER_TOKEN if lower_case else _TOKEN
+    if not pattern.match(name):
+        raise HeaderError(f"invalid header name {name!r}")
+    if _BAD_VALUE.search(value):
+        raise HeaderError(f"invalid value of header {name.decode('latin-1')!r}: {value!r}")
+
+
+def split_pseudo(headers: HeadersType) -> tuple[dict[bytes, bytes], list[tuple[bytes, bytes]]]:
+    """Split a header list into its pseudo-headers and its regular fields.
+
+    :raises HeaderError: if a pseudo-header repeats or follows a regular field
+    """
+    pseudo: dict[bytes, bytes] = {}
+    regular: list[tuple[bytes, bytes]] = []
+    for item in headers:
+        if not isinstance(item, tuple) or len(item) != 2:
+            raise HeaderError(f"a header must be a (name, value) pair, not {item!r}")
+        name, value = item
+        if not isinstance(name, bytes) or not isinstance(value, bytes):
+            raise HeaderError(f"header names and values must be bytes, not {name!r}: {value!r}")
+        if name.startswith(b":"):
+            if regular:
+                raise HeaderError(f"pseudo-header {name!r} after a regular header")
+            if name in pseudo:
+                raise HeaderError(f"repeated pseudo-header {name!r}")
+            pseudo[name] = value
+        else:
+            regular.append((name, value))
+    return pseudo, regular
+
+
+def validate_headers(
+    headers: HeadersType,
+    kind: HeaderKind,
+    *,
+    multiplexed: bool,
+    allow_extended_connect: bool = True,
+) -> tuple[dict[bytes, bytes], list[tuple[bytes, bytes]]]:
+    """Check a header list of the given kind.
+
+    :param headers: the header list, pseudo-headers first
+    :param kind: request, response or trailers
+    :param multiplexed: apply the HTTP/2 and HTTP/3 rules (lower case names,
+        no connection-specific fields, ``te`` only ``trailers``)
+    :param allow_extended_connect: whether ``:protocol`` may appear
+    :returns: the pseudo-headers and the regular fields
+    :raises HeaderError: if a rule is broken
+    """
+    pseudo, regular = split_pseudo(headers)
+    if kind is HeaderKind.TRAILERS:
+        if pseudo:
+            raise HeaderError(f"trailers must not have pseudo-headers, got {sorted(pseudo)!r}")
+    elif kind is HeaderKind.RESPONSE:
+        _check_response_pseudo(pseudo)
+    else:
+        _check_request_pseudo(pseudo, allow_extended_connect)
+    for name, value in regular:
+        validate_field(name, value, lower_case=multiplexed)
+        if multiplexed:
+            if name in CONNECTION_SPECIFIC:
+                raise HeaderError(f"connection-specific header {name!r} is not allowed in HTTP/2 and HTTP/3")
+            if name == b"te" and value.lower() != b"trailers":
+                raise HeaderError(f"te header must be 'trailers', not {value!r}")
+    return pseudo, regular
+
+
+def _check_response_pseudo(pseudo: dict[bytes, bytes]) -> None:
+    unknown = set(pseudo) - RESPONSE_PSEUDO
+    if unknown:
+        raise HeaderError(f"unexpected pseudo-headers in a response: {sorted(unknown)!r}")
+    status = pseudo.get(b":status")
+    if status is None:
+        raise HeaderError("a response needs a :status pseudo-header")
+    if not _STATUS.match(status):
+        raise HeaderError(f"invalid :status {status!r}")
+
+
+def _check_request_pseudo(pseudo: dict[bytes, bytes], allow_extended_connect: bool) -> None:
+    unknown = set(pseudo) - REQUEST_PSEUDO
+    if unknown:
+        raise HeaderError(f"unexpected pseudo-headers in a request: {sorted(unknown)!r}")
+    method = pseudo.get(b":method")
+    if not method:
+        raise HeaderError("a request needs a :method pseudo-header")
+    if not _TOKEN.match(method):
+        raise HeaderError(f"invalid :method {method!r}")
+    for name in (b":scheme", b":authority", b":path", b":protocol"):
+        value = pseudo.get(name)
+        if value is not None and (not value or _BAD_VALUE.search(value) or b" " in value):
+            raise HeaderError(f"invalid {name.decode()} {value!r}")
+    if b":protocol" in pseudo:
+        # RFC 8441 section 4, RFC 9220 section 3: extended CONNECT.
+        if not allow_extended_connect:
+            raise HeaderError(":protocol is only allowed when extended CONNECT is enabled")
+        if method != b"CONNECT":
+            raise HeaderError(f":protocol requires the CONNECT method, not {method!r}")
+        missing = [n for n in (b":scheme", b":path", b":authority") if n not in pseudo]
+        if missing:
+            raise HeaderError(f"an extended CONNECT request needs {missing!r}")
+    elif method == b"CONNECT":
+        # RFC 9113 section 8.5, RFC 9114 section 4.4.
+        if b":authority" not in pseudo:
+            raise HeaderError("a CONNECT request needs :authority")
+        if b":scheme" in pseudo or b":path" in pseudo:
+            raise HeaderError("a CONNECT request must not have :scheme or :path")
+    else:
+        if b":scheme" not in pseudo or b":path" not in pseudo:
+            raise HeaderError("a request needs :scheme and :path pseudo-headers")
+
+
+def header_value(headers: HeadersType, name: bytes) -> bytes | None:
+    """Return the first value of a field, or ``None``."""
+    for n, v in headers:
+        if n == name:
+            return v
+    return None

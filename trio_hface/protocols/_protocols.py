@@ -1,0 +1,293 @@
+"""The sans-IO protocol interfaces.
+
+A protocol object is the state machine of one HTTP connection. It performs
+no I/O and never reads a clock: the caller hands it received bytes (TCP) or
+datagrams and the time (QUIC), takes out what it has to send, submits HTTP
+actions (``submit_*``) and takes out HTTP events (:meth:`HTTPProtocol.next_event`).
+
+Contracts shared by every implementation:
+
+* Input methods (``bytes_received``, ``eof_received``, ``datagram_received``,
+  ``clock``) never raise because of what the peer sent. Broken input becomes
+  a :class:`~trio_hface.events.ConnectionTerminated` or
+  :class:`~trio_hface.events.StreamResetSent` event, and the matching close or
+  reset is queued for sending.
+* ``submit_*`` methods raise :class:`~trio_hface.errors.LocalProtocolError`
+  when the caller misuses them, and leave the protocol usable.
+* Flow control is visible: :meth:`HTTPProtocol.get_send_window` tells how many
+  bytes of DATA may be submitted on a stream now; submitting more raises
+  :class:`~trio_hface.errors.FlowControlError`. The window can only grow as a
+  result of input, so a sender that waits for credit re-checks after input.
+* Received DATA is credited back to the peer when :meth:`HTTPProtocol.next_event`
+  hands it out, so a slow consumer slows the peer instead of filling a buffer.
+"""
+
+from __future__ import annotations
+
+from abc import ABCMeta, abstractmethod
+from collections.abc import Sequence
+
+from .._models import HTTPErrorCodes
+from .._typing import DatagramType, HeadersType
+from ..events import Event
+
+__all__ = [
+    "HTTPProtocol",
+    "HTTPOverTCPProtocol",
+    "HTTPOverQUICProtocol",
+    "HTTP1Protocol",
+    "HTTP2Protocol",
+    "HTTP3Protocol",
+]
+
+
+class HTTPProtocol(metaclass=ABCMeta):
+    """Sans-IO state machine of one HTTP connection, of any version.
+
+    Obtain instances from a factory (:class:`.HTTPOverTCPFactory`,
+    :class:`.HTTPOverQUICClientFactory`, :class:`.HTTPOverQUICServerFactory`).
+    """
+
+    @property
+    @abstractmethod
+    def http_version(self) -> str:
+        """The HTTP version: ``"1"``, ``"2"`` or ``"3"``."""
+
+    @property
+    @abstractmethod
+    def multiplexed(self) -> bool:
+        """Whether streams run in parallel (``True`` for HTTP/2 and HTTP/3)."""
+
+    @property
+    @abstractmethod
+    def error_codes(self) -> HTTPErrorCodes:
+        """Error codes of this HTTP version, for resets and closes."""
+
+    @abstractmethod
+    def is_available(self) -> bool:
+        """Whether a new stream can be opened now.
+
+        ``False`` once the connection is closing or closed, while the peer's
+        limit of concurrent streams is reached, and, for HTTP/1, while a
+        request is in progress.
+        """
+
+    @abstractmethod
+    def has_expired(self) -> bool:
+        """Whether the connection is closed or should be closed (nothing new may start)."""
+
+    @abstractmethod
+    def get_available_stream_id(self) -> int:
+        """Return the ID that the next new stream should use.
+
+        The same ID is returned until :meth:`submit_headers` opens a stream with it.
+
+        :raises LocalProtocolError: if no stream can be opened (see :meth:`is_available`)
+        """
+
+    @abstractmethod
+    def submit_headers(self, stream_id: int, headers: HeadersType, end_stream: bool = False) -> None:
+        """Submit a header block on a stream.
+
+        On a client, the first block opens the stream with a request. On a
+        server, it is the response, or an informational (1xx) response that a
+        final one follows. A block submitted after data is trailers and must
+        have *end_stream* set.
+
+        :param stream_id: the stream
+        :param headers: HTTP/2-style headers, pseudo-headers first
+        :param end_stream: whether this ends our side of the stream
+        :raises LocalProtocolError: if the headers are invalid or the stream
+            cannot take them
+        """
+
+    @abstractmethod
+    def submit_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        """Submit body data on a stream.
+
+        Data larger than the peer's maximum frame size is split into frames.
+
+        :param stream_id: the stream
+        :param data: the bytes, at most :meth:`get_send_window` of them
+        :param end_stream: whether this ends our side of the stream
+        :raises FlowControlError: if *data* is larger than the send window
+        :raises LocalProtocolError: if the stream cannot take data
+        """
+
+    @abstractmethod
+    def get_send_window(self, stream_id: int) -> int:
+        """Return how many bytes of DATA may be submitted on a stream now.
+
+        This is the smaller of the stream's and the connection's flow-control
+        window for HTTP/2 and HTTP/3. HTTP/1 has no flow control and returns a
+        large number. The window grows only when input arrives from the peer.
+
+        :raises LocalProtocolError: if the stream cannot take data
+        """
+
+    @abstractmethod
+    def submit_stream_reset(self, stream_id: int, error_code: int = 0) -> None:
+        """Reset a stream: abort it in both directions.
+
+        For HTTP/1, where streams cannot be reset, the connection is closed.
+        A :class:`~trio_hface.events.StreamResetSent` event follows.
+
+        :param stream_id: the stream
+        :param error_code: why (see :attr:`error_codes`)
+        """
+
+    @abstractmethod
+    def submit_close(self, error_code: int = 0) -> None:
+        """Close the connection: GOAWAY for HTTP/2 and HTTP/3, then the transport.
+
+        A :class:`~trio_hface.events.ConnectionTerminated` event follows.
+
+        :param error_code: why (0 for a graceful close)
+        """
+
+    @abstractmethod
+    def next_event(self) -> Event | None:
+        """Take the next event, or ``None`` when there is none now.
+
+        Handing out :class:`~trio_hface.events.DataReceived` returns its
+        flow-control credit to the peer.
+        """
+
+
+class HTTPOverTCPProtocol(HTTPProtocol):
+    """An :class:`HTTPProtocol` that runs over a byte stream (HTTP/1 and HTTP/2).
+
+    Extends :class:`HTTPProtocol`.
+    """
+
+    @abstractmethod
+    def bytes_received(self, data: bytes) -> None:
+        """Feed bytes received from the network (never empty: EOF is :meth:`eof_received`)."""
+
+    @abstractmethod
+    def eof_received(self) -> None:
+        """Tell the protocol that the peer will send no more bytes."""
+
+    @abstractmethod
+    def connection_lost(self) -> None:
+        """Tell the protocol that the transport is gone."""
+
+    @abstractmethod
+    def bytes_to_send(self) -> bytes:
+        """Take the bytes to send to the network (``b""`` when there are none)."""
+
+
+class HTTPOverQUICProtocol(HTTPProtocol):
+    """An :class:`HTTPProtocol` that runs over QUIC (HTTP/3).
+
+    The caller passes time in with :meth:`clock` before every other call,
+    and calls it again when the time from :meth:`get_timer` has come.
+
+    Extends :class:`HTTPProtocol`.
+    """
+
+    @property
+    @abstractmethod
+    def connection_ids(self) -> Sequence[bytes]:
+        """The connection IDs that route datagrams to this connection now."""
+
+    @abstractmethod
+    def clock(self, now: float) -> None:
+        """Tell the protocol the current time, in seconds, on the caller's clock."""
+
+    @abstractmethod
+    def get_timer(self) -> float | None:
+        """Return when :meth:`clock` must next be called, or ``None`` for never."""
+
+    @abstractmethod
+    def datagram_received(self, datagram: DatagramType) -> None:
+        """Feed one datagram received from the network."""
+
+    @abstractmethod
+    def connection_lost(self) -> None:
+        """Tell the protocol that the transport is gone."""
+
+    @abstractmethod
+    def datagrams_to_send(self) -> Sequence[DatagramType]:
+        """Take the datagrams to send, each with its destination address."""
+
+
+class HTTP1Protocol(HTTPOverTCPProtocol):
+    """An HTTP/1.1 connection. Implementations extend this class.
+
+    Extends :class:`HTTPOverTCPProtocol`.
+    """
+
+    @property
+    def http_version(self) -> str:
+        return "1"
+
+    @property
+    def multiplexed(self) -> bool:
+        return False
+
+    error_codes = HTTPErrorCodes(
+        protocol_error=400,
+        internal_error=500,
+        connect_error=502,
+        cancel=499,
+        refused_stream=503,
+        no_error=0,
+    )
+
+
+class HTTP2Protocol(HTTPOverTCPProtocol):
+    """An HTTP/2 connection. Implementations extend this class.
+
+    Extends :class:`HTTPOverTCPProtocol`.
+    """
+
+    @property
+    def http_version(self) -> str:
+        return "2"
+
+    @property
+    def multiplexed(self) -> bool:
+        return True
+
+    # RFC 9113 section 7
+    error_codes = HTTPErrorCodes(
+        protocol_error=0x1,
+        internal_error=0x2,
+        connect_error=0xA,
+        cancel=0x8,
+        refused_stream=0x7,
+        no_error=0x0,
+    )
+
+    @abstractmethod
+    def submit_ping(self, data: bytes) -> None:
+        """Send a PING; a :class:`~trio_hface.events.PingAckReceived` follows its acknowledgement.
+
+        :param data: exactly 8 bytes of opaque data
+        """
+
+
+class HTTP3Protocol(HTTPOverQUICProtocol):
+    """An HTTP/3 connection. Implementations extend this class.
+
+    Extends :class:`HTTPOverQUICProtocol`.
+    """
+
+    @property
+    def http_version(self) -> str:
+        return "3"
+
+    @property
+    def multiplexed(self) -> bool:
+        return True
+
+    # RFC 9114 section 8.1
+    error_codes = HTTPErrorCodes(
+        protocol_error=0x101,
+        internal_error=0x102,
+        connect_error=0x10F,
+        cancel=0x10C,
+        refused_stream=0x10B,
+        no_error=0x100,
+    )
