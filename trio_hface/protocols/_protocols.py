@@ -176,6 +176,14 @@ class HTTPOverTCPProtocol(HTTPProtocol):
     def bytes_to_send(self) -> bytes:
         """Take the bytes to send to the network (``b""`` when there are none)."""
 
+    def eof_to_send(self) -> bool:
+        """Whether the transport should send EOF (half-close) after the bytes to send.
+
+        Returns ``True`` once. Only an HTTP/1.1 CONNECT or Upgrade tunnel whose
+        sending side the application ended asks for it; the default is ``False``.
+        """
+        return False
+
 
 class HTTPOverQUICProtocol(HTTPProtocol):
     """An :class:`HTTPProtocol` that runs over QUIC (HTTP/3).

@@ -1,0 +1,558 @@
+"""HTTP/1.1 on h11, translated to and from the common HTTP/2-style event model.
+
+Theory of operation
+-------------------
+
+h11 parses lazily: ``bytes_received`` only appends to h11's buffer, and
+:meth:`HTTP1ProtocolImpl.next_event` pulls h11 events and translates them.
+Each request/response exchange is one "stream", numbered 1, 3, 5, ... as
+HTTP/2 numbers client streams, so code written for multiplexed versions
+works unchanged (one stream at a time).
+
+Translation:
+
+* a request line and ``Host`` become ``:method``, ``:scheme``,
+  ``:authority``, ``:path`` (absolute-form targets are split; a CONNECT
+  target is the ``:authority``); a status line becomes ``:status``;
+* h11's ``Data`` followed at once by ``EndOfMessage`` becomes one
+  :class:`~trio_hface.events.DataReceived` with ``end_stream``; an
+  ``EndOfMessage`` with trailers becomes a
+  :class:`~trio_hface.events.HeadersReceived` with ``end_stream``;
+* a successful CONNECT (2xx) or Upgrade (101) turns the stream into a
+  tunnel: raw bytes in both directions are DATA of that stream, and our
+  ``end_stream`` asks the transport for a half-close (:meth:`eof_to_send`).
+
+Errors: what the peer breaks ends the connection with
+:class:`~trio_hface.events.ConnectionTerminated` (its ``error_code`` is the
+status h11 suggests); a server also queues that error response when h11 still
+lets it. HTTP/1.1 cannot reset a stream, so a reset closes the connection.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import replace
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import cast
+from urllib.parse import urlsplit
+
+import h11
+
+from ..._typing import HeadersType
+from ...errors import FlowControlError, LocalProtocolError
+from ...events import (
+    ConnectionTerminated,
+    DataReceived,
+    Event,
+    HeadersReceived,
+    StreamResetSent,
+)
+from .._headers import HeaderError, HeaderKind, validate_headers
+from .._protocols import HTTP1Protocol
+
+__all__ = ["HTTP1ProtocolImpl"]
+
+#: Largest request or status line plus header block we accept, in bytes
+#: (h11's default; the same order as common servers' 8-16 KiB limits).
+DEFAULT_MAX_HEADER_SIZE = 16 * 1024
+
+#: Most unparsed input kept while the application has not taken events, in
+#: bytes. More means the peer sends far ahead of us (for example pipelining
+#: requests without end); the connection is then closed rather than buffered.
+DEFAULT_MAX_BUFFER_SIZE = 1024 * 1024
+
+#: HTTP/1.1 has no flow control: the send window is reported as this.
+UNLIMITED_WINDOW = 2**62
+
+_FIRST_STREAM_ID = 1
+
+
+class HTTP1ProtocolImpl(HTTP1Protocol):
+    """HTTP/1.1 on h11.
+
+    Create instances with :class:`.HTTP1ClientFactory` or :class:`.HTTP1ServerFactory`.
+
+    Implements :class:`.HTTP1Protocol`.
+
+    :param client: whether this is the client side
+    :param scheme: the scheme reported in ``:scheme`` of received requests
+        (``"https"`` over TLS)
+    :param max_header_size: the largest header block accepted from the peer
+    :param max_buffer_size: the most unparsed input held before giving up
+    """
+
+    def __init__(
+        self,
+        *,
+        client: bool,
+        scheme: str = "http",
+        max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
+        max_buffer_size: int = DEFAULT_MAX_BUFFER_SIZE,
+    ) -> None:
+        self._client = client
+        self._scheme = scheme.encode("ascii")
+        self._h11 = h11.Connection(h11.CLIENT if client else h11.SERVER, max_incomplete_event_size=max_header_size)
+        self._max_buffer_size = max_buffer_size
+        self._max_header_size = max_header_size
+        self._events: deque[Event] = deque()
+        self._out = bytearray()
+        self._next_stream_id = _FIRST_STREAM_ID
+        # The stream of the exchange in progress, if any.
+        self._stream_id: int | None = None
+        self._request_method = b""
+        # Whether the last queued event may take a following end of message.
+        self._mergeable = False
+        self._received_end = False
+        self._sent_end = False
+        self._sent_headers = False
+        self._tunnel = False
+        self._eof_to_send = False
+        self._eof_received = False
+        self._terminated = False
+        self._closing = False
+
+    # -- state ------------------------------------------------------------
+
+    def is_available(self) -> bool:
+        return (
+            self._client
+            and not self.has_expired()
+            and self._stream_id is None
+            and self._h11.our_state is h11.IDLE
+        )
+
+    def has_expired(self) -> bool:
+        return (
+            self._terminated
+            or self._closing
+            or self._h11.our_state in (h11.MUST_CLOSE, h11.CLOSED, h11.ERROR)
+            or self._h11.their_state in (h11.MUST_CLOSE, h11.CLOSED, h11.ERROR)
+        )
+
+    def get_available_stream_id(self) -> int:
+        if not self._client:
+            raise LocalProtocolError("an HTTP/1 server cannot open streams")
+        if not self.is_available():
+            raise LocalProtocolError("this HTTP/1 connection cannot start a request now")
+        return self._next_stream_id
+
+    def eof_to_send(self) -> bool:
+        """Whether the transport should now send EOF (a tunnel's half-close).
+
+        Returns ``True`` once, after the application ended its side of a
+        CONNECT or Upgrade tunnel.
+        """
+        if self._eof_to_send:
+            self._eof_to_send = False
+            return True
+        return False
+
+    # -- application -> protocol -----------------------------------------
+
+    def _check_stream(self, stream_id: int) -> None:
+        if self._terminated:
+            raise LocalProtocolError("the connection is closed")
+        if self._stream_id is None or stream_id != self._stream_id:
+            raise LocalProtocolError(f"stream {stream_id} is not open on this HTTP/1 connection")
+
+    def submit_headers(self, stream_id: int, headers: HeadersType, end_stream: bool = False) -> None:
+        if self._client and not self._sent_headers and self._stream_id is None:
+            if self._terminated:
+                raise LocalProtocolError("the connection is closed")
+            if stream_id != self._next_stream_id or not self.is_available():
+                raise LocalProtocolError(
+                    f"cannot open stream {stream_id}; get an ID from get_available_stream_id()"
+                )
+            self._send_request(stream_id, headers, end_stream)
+            return
+        self._check_stream(stream_id)
+        if self._sent_end:
+            raise LocalProtocolError(f"stream {stream_id} was already ended")
+        if not self._sent_headers:
+            if self._client:
+                raise LocalProtocolError(f"stream {stream_id} was already started")
+            self._send_response(headers, end_stream)
+        else:
+            self._send_trailers(headers, end_stream)
+
+    def _send_request(self, stream_id: int, headers: HeadersType, end_stream: bool) -> None:
+        try:
+            pseudo, regular = validate_headers(headers, HeaderKind.REQUEST, multiplexed=False)
+        except HeaderError as exc:
+            raise LocalProtocolError(str(exc)) from None
+        method = pseudo[b":method"]
+        authority = pseudo.get(b":authority")
+        if method == b"CONNECT" and b":protocol" not in pseudo:
+            assert authority is not None  # validate_headers requires it
+            target = authority
+        else:
+            if b":protocol" in pseudo:
+                raise LocalProtocolError("extended CONNECT (:protocol) is not available in HTTP/1.1")
+            target = pseudo[b":path"]
+        fields: list[tuple[bytes, bytes]] = []
+        if authority is not None:
+            fields.append((b"host", authority))
+            regular = [(n, v) for n, v in regular if n.lower() != b"host"]
+        fields.extend(regular)
+        names = {n.lower() for n, _ in regular}
+        if (
+            not end_stream
+            and method != b"CONNECT"
+            and b"content-length" not in names
+            and b"transfer-encoding" not in names
+        ):
+            # A body of unknown length needs chunked framing (RFC 9112 section 6).
+            fields.append((b"transfer-encoding", b"chunked"))
+        self._h11_send(h11.Request(method=method, target=target, headers=fields))
+        self._stream_id = stream_id
+        self._next_stream_id += 2
+        self._request_method = method
+        self._sent_headers = True
+        self._received_end = False
+        if method == b"CONNECT":
+            # The request itself has no body; the tunnel opens with a 2xx.
+            self._h11_send(h11.EndOfMessage())
+            if end_stream:
+                self._sent_end = True
+        elif end_stream:
+            self._h11_send(h11.EndOfMessage())
+            self._sent_end = True
+
+    def _send_response(self, headers: HeadersType, end_stream: bool) -> None:
+        try:
+            pseudo, regular = validate_headers(headers, HeaderKind.RESPONSE, multiplexed=False)
+        except HeaderError as exc:
+            raise LocalProtocolError(str(exc)) from None
+        status = int(pseudo[b":status"])
+        reason = _reason(status)
+        if status < 200:
+            if end_stream:
+                raise LocalProtocolError("an informational (1xx) response cannot end the stream")
+            if status == 101 and self._h11.their_state is not h11._state.MIGHT_SWITCH_PROTOCOL:
+                raise LocalProtocolError("101 Switching Protocols needs a request with Upgrade")
+            self._h11_send(h11.InformationalResponse(status_code=status, headers=regular, reason=reason))
+            if status == 101:
+                self._enter_tunnel()
+            return
+        names = {n.lower() for n, _ in regular}
+        connect_ok = self._request_method == b"CONNECT" and 200 <= status < 300
+        if (
+            end_stream
+            and not connect_ok
+            and self._request_method != b"HEAD"
+            and status not in (204, 304)
+            and b"content-length" not in names
+            and b"transfer-encoding" not in names
+        ):
+            regular = [*regular, (b"content-length", b"0")]
+        if self._closing:
+            regular = [*regular, (b"connection", b"close")]
+        self._h11_send(h11.Response(status_code=status, headers=regular, reason=reason))
+        self._sent_headers = True
+        if self._h11.our_state is h11.SWITCHED_PROTOCOL:
+            self._enter_tunnel()
+            if end_stream:
+                self._end_tunnel_send()
+            return
+        if end_stream:
+            self._h11_send(h11.EndOfMessage())
+            self._sent_end = True
+            self._maybe_next_cycle()
+
+    def _send_trailers(self, headers: HeadersType, end_stream: bool) -> None:
+        if not end_stream:
+            raise LocalProtocolError("trailers must end the stream (end_stream=True)")
+        if self._tunnel:
+            raise LocalProtocolError("a tunnel has no trailers")
+        try:
+            _, regular = validate_headers(headers, HeaderKind.TRAILERS, multiplexed=False)
+        except HeaderError as exc:
+            raise LocalProtocolError(str(exc)) from None
+        self._h11_send(h11.EndOfMessage(headers=regular))
+        self._sent_end = True
+        self._maybe_next_cycle()
+
+    def submit_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        self._check_stream(stream_id)
+        if self._sent_end:
+            raise LocalProtocolError(f"stream {stream_id} was already ended")
+        if not self._sent_headers:
+            raise LocalProtocolError(f"stream {stream_id} has no headers yet")
+        if self._tunnel:
+            self._out += data
+            if end_stream:
+                self._end_tunnel_send()
+            return
+        if self._client and self._request_method == b"CONNECT":
+            raise FlowControlError("a CONNECT tunnel takes data once the proxy accepted it")
+        if data:
+            self._h11_send(h11.Data(data=data))
+        if end_stream:
+            self._h11_send(h11.EndOfMessage())
+            self._sent_end = True
+            self._maybe_next_cycle()
+
+    def get_send_window(self, stream_id: int) -> int:
+        self._check_stream(stream_id)
+        if self._sent_end or not self._sent_headers:
+            raise LocalProtocolError(f"stream {stream_id} cannot take data now")
+        if self._client and self._request_method == b"CONNECT" and not self._tunnel:
+            return 0  # until the proxy's 2xx opens the tunnel
+        return UNLIMITED_WINDOW
+
+    def submit_stream_reset(self, stream_id: int, error_code: int = 0) -> None:
+        self._check_stream(stream_id)
+        self._events.append(StreamResetSent(stream_id, error_code))
+        self._terminate(error_code, "an HTTP/1 stream reset closes the connection")
+
+    def submit_close(self, error_code: int = 0) -> None:
+        if self._terminated:
+            return
+        if self._stream_id is not None and not self._client and not self._sent_headers and error_code:
+            # A server closing on error answers the request it has (RFC 9110 section 15.6).
+            self._try_error_response(error_code if 400 <= error_code < 600 else 500)
+        self._terminate(error_code, "closed by the application")
+
+    def start_draining(self) -> None:
+        """Ask to close the connection after the exchange in progress.
+
+        A server adds ``Connection: close`` to its next response; the
+        connection then reports :meth:`has_expired`.
+        """
+        self._closing = True
+
+    # -- network -> protocol --------------------------------------------
+
+    def bytes_received(self, data: bytes) -> None:
+        if self._terminated or not data:
+            return
+        if self._tunnel:
+            if not self._received_end and self._stream_id is not None:
+                self._events.append(DataReceived(self._stream_id, bytes(data)))
+            return
+        buffered = len(self._h11.trailing_data[0])
+        if buffered + len(data) > self._max_buffer_size:
+            self._terminate(
+                self.error_codes.protocol_error,
+                f"the peer sent more than {self._max_buffer_size} bytes ahead of the application",
+            )
+            return
+        try:
+            self._h11.receive_data(data)
+        except h11.RemoteProtocolError as exc:
+            self._remote_error(exc)
+
+    def eof_received(self) -> None:
+        if self._terminated or self._eof_received:
+            return
+        self._eof_received = True
+        if self._tunnel:
+            if self._stream_id is not None and not self._received_end:
+                self._received_end = True
+                self._events.append(DataReceived(self._stream_id, b"", end_stream=True))
+            if self._sent_end:
+                self._terminate(0, "tunnel closed")
+            return
+        try:
+            self._h11.receive_data(b"")
+        except h11.RemoteProtocolError as exc:
+            self._remote_error(exc)
+
+    def connection_lost(self) -> None:
+        if not self._terminated:
+            complete = self._stream_id is None
+            self._terminate(0 if complete else self.error_codes.protocol_error, "connection lost")
+
+    def bytes_to_send(self) -> bytes:
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    def next_event(self) -> Event | None:
+        if not self._events and not self._terminated and not self._tunnel:
+            self._pull()
+        if self._events:
+            return self._events.popleft()
+        return None
+
+    # -- internals --------------------------------------------------------
+
+    def _h11_send(self, event: h11.Event) -> None:
+        try:
+            data = self._h11.send(event)
+        except h11.LocalProtocolError as exc:
+            raise LocalProtocolError(str(exc)) from None
+        if data:
+            self._out += data
+
+    def _pull(self) -> None:
+        """Translate what h11 has buffered into our events.
+
+        Pulls until h11 needs data, so that an ``EndOfMessage`` right after
+        headers or data folds into that event's ``end_stream``. What is
+        pulled is bounded by h11's buffer, which ``bytes_received`` bounds.
+        """
+        while not self._terminated and not self._tunnel:
+            try:
+                event = self._h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                self._remote_error(exc)
+                return
+            if event is h11.NEED_DATA:
+                if self._eof_received and self._h11.their_state is not h11.CLOSED:
+                    self._terminate(0, "connection closed by the peer")
+                return
+            if event is h11.PAUSED:
+                if h11.SWITCHED_PROTOCOL in (self._h11.their_state, self._h11.our_state):
+                    self._enter_tunnel()
+                return
+            self._translate(cast(h11.Event, event))
+
+    def _translate(self, event: h11.Event) -> None:
+        if isinstance(event, (h11.Request, h11.InformationalResponse, h11.Response, h11.EndOfMessage)):
+            size = sum(len(n) + len(v) + 4 for n, v in event.headers)
+            if size > self._max_header_size:
+                # h11 checks only blocks that arrive in pieces; check complete ones too.
+                status = 431 if isinstance(event, h11.Request) else 400
+                if not self._client:
+                    self._try_error_response(status)
+                self._terminate(status, f"the peer sent {size} bytes of headers, over {self._max_header_size}")
+                return
+        if isinstance(event, h11.Request):
+            self._on_request(event)
+        elif isinstance(event, h11.InformationalResponse):
+            assert self._stream_id is not None
+            headers = [(b":status", str(event.status_code).encode()), *_fields(event.headers)]
+            self._events.append(HeadersReceived(self._stream_id, headers))
+            self._mergeable = False
+            if event.status_code == 101 and self._h11.our_state is h11.SWITCHED_PROTOCOL:
+                self._enter_tunnel()
+        elif isinstance(event, h11.Response):
+            assert self._stream_id is not None
+            headers = [(b":status", str(event.status_code).encode()), *_fields(event.headers)]
+            self._events.append(HeadersReceived(self._stream_id, headers))
+            self._mergeable = True
+            if self._h11.our_state is h11.SWITCHED_PROTOCOL:
+                self._mergeable = False
+                self._enter_tunnel()
+        elif isinstance(event, h11.Data):
+            assert self._stream_id is not None
+            self._events.append(DataReceived(self._stream_id, bytes(event.data)))
+            self._mergeable = True
+        elif isinstance(event, h11.EndOfMessage):
+            self._on_end_of_message(event)
+        elif isinstance(event, h11.ConnectionClosed):
+            self._terminate(0, "connection closed by the peer")
+
+    def _on_request(self, event: h11.Request) -> None:
+        stream_id = self._next_stream_id
+        self._next_stream_id += 2
+        self._stream_id = stream_id
+        self._request_method = bytes(event.method)
+        self._sent_headers = False
+        self._sent_end = False
+        self._received_end = False
+        fields = _fields(event.headers)
+        host = next((v for n, v in fields if n == b"host"), None)
+        fields = [(n, v) for n, v in fields if n != b"host"]
+        target = bytes(event.target)
+        headers: list[tuple[bytes, bytes]] = [(b":method", self._request_method)]
+        if self._request_method == b"CONNECT":
+            headers.append((b":authority", target))
+        else:
+            scheme, authority, path = self._scheme, host, target
+            if not target.startswith(b"/") and target != b"*" and b"://" in target:
+                # absolute-form (RFC 9112 section 3.2.2): the target wins over Host
+                parts = urlsplit(target)
+                scheme, authority = parts.scheme, parts.netloc
+                path = (parts.path or b"/") + (b"?" + parts.query if parts.query else b"")
+            headers.append((b":scheme", scheme))
+            if authority is not None:
+                headers.append((b":authority", authority))
+            headers.append((b":path", path))
+        headers.extend(fields)
+        self._events.append(HeadersReceived(stream_id, headers))
+        # A CONNECT stream stays open for the tunnel after its empty body.
+        self._mergeable = self._request_method != b"CONNECT"
+
+    def _on_end_of_message(self, event: h11.EndOfMessage) -> None:
+        assert self._stream_id is not None
+        self._received_end = True
+        if event.headers:
+            self._events.append(HeadersReceived(self._stream_id, _fields(event.headers), end_stream=True))
+        elif self._mergeable and self._events and isinstance(self._events[-1], (HeadersReceived, DataReceived)):
+            last = cast("HeadersReceived | DataReceived", self._events.pop())
+            self._events.append(replace(last, end_stream=True))
+        elif self._request_method != b"CONNECT" or self._client:
+            self._events.append(DataReceived(self._stream_id, b"", end_stream=True))
+        self._mergeable = False
+        self._maybe_next_cycle()
+
+    def _maybe_next_cycle(self) -> None:
+        if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
+            self._stream_id = None
+            self._sent_headers = False
+            self._sent_end = False
+            self._received_end = False
+            self._request_method = b""
+            if not self._closing:
+                try:
+                    self._h11.start_next_cycle()
+                except h11.LocalProtocolError:  # keep-alive is off
+                    pass
+
+    def _enter_tunnel(self) -> None:
+        if self._tunnel:
+            return
+        self._tunnel = True
+        self._received_end = False
+        data, closed = self._h11.trailing_data
+        if data and self._stream_id is not None:
+            self._events.append(DataReceived(self._stream_id, bytes(data)))
+        if closed:
+            self.eof_received()
+
+    def _end_tunnel_send(self) -> None:
+        self._sent_end = True
+        self._eof_to_send = True
+        if self._received_end:
+            self._terminate(0, "tunnel closed")
+
+    def _try_error_response(self, status: int) -> None:
+        try:
+            data = self._h11.send(
+                h11.Response(
+                    status_code=status,
+                    headers=[(b"content-length", b"0"), (b"connection", b"close")],
+                    reason=_reason(status),
+                )
+            )
+            data2 = self._h11.send(h11.EndOfMessage())
+        except h11.LocalProtocolError:
+            return
+        self._out += (data or b"") + (data2 or b"")
+
+    def _remote_error(self, exc: h11.RemoteProtocolError) -> None:
+        status = exc.error_status_hint
+        if not self._client:
+            self._try_error_response(status)
+        self._terminate(status, f"the peer broke HTTP/1.1: {exc}")
+
+    def _terminate(self, error_code: int, message: str) -> None:
+        if self._terminated:
+            return
+        self._terminated = True
+        self._events.append(ConnectionTerminated(error_code, message))
+
+
+def _fields(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    # h11 lower-cases names (RFC 9110 section 5.1: names are case-insensitive).
+    return [(bytes(n), bytes(v)) for n, v in headers]
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""

@@ -1,0 +1,420 @@
+"""HTTP/2 on h2, translated to and from the common event model.
+
+Theory of operation
+-------------------
+
+h2 parses eagerly: ``bytes_received`` feeds h2 at once and queues the
+translated events; :meth:`HTTP2ProtocolImpl.next_event` hands them out.
+Flow control follows the application, not the network: h2 counts received
+DATA against our window, and only when ``next_event`` hands a
+:class:`~trio_hface.events.DataReceived` out is its length acknowledged
+(``acknowledge_received_data``), so the peer can have at most one window of
+unread data outstanding and the queue of events stays bounded by the windows
+and by ``MAX_CONCURRENT_STREAMS``.
+
+Two of h2's behaviours do not fit a real server and are changed in a
+subclass of ``H2Connection`` (h2 4.x internals, pinned in ``setup.cfg``):
+
+* a graceful GOAWAY (error code 0) from the peer does not make h2 discard
+  queued output and refuse the streams that the GOAWAY lets finish
+  (RFC 9113 section 6.8); a GOAWAY with an error does;
+* events of frames parsed before a broken frame in the same read are kept,
+  so the application sees what arrived before the error.
+
+A stream the peer resets while its request is still queued unseen is dropped
+from the queue together with its events (the application never learns of
+it), which keeps rapid-reset floods from growing the queue.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from typing import Any, cast
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+import hpack
+import hyperframe.exceptions
+import hyperframe.frame
+
+from ..._typing import HeadersType
+from ...errors import FlowControlError, LocalProtocolError
+from ...events import (
+    ConnectionTerminated,
+    DataReceived,
+    Event,
+    GoawayReceived,
+    HeadersReceived,
+    PingAckReceived,
+    StreamResetReceived,
+    StreamResetSent,
+)
+from .._headers import HeaderError, HeaderKind, validate_headers
+from .._protocols import HTTP2Protocol
+
+__all__ = ["HTTP2ProtocolImpl"]
+
+#: Streams the peer may open at once (RFC 9113 section 6.5.2 recommends
+#: no less than 100).
+DEFAULT_MAX_CONCURRENT_STREAMS = 100
+
+#: Our receive window per stream, in bytes: how much unread data a peer may
+#: send on one stream. Larger than h2's 64 KiB default so a fast path is not
+#: starved by round trips.
+DEFAULT_STREAM_WINDOW = 1024 * 1024
+
+#: Our receive window for the whole connection, in bytes.
+DEFAULT_CONNECTION_WINDOW = 2 * 1024 * 1024
+
+#: The largest decoded header list we accept, in bytes (h2's default, 64 KiB).
+DEFAULT_MAX_HEADER_LIST_SIZE = 64 * 1024
+
+#: Errors of h2 and the libraries under it that mean "the peer sent garbage".
+_PEER_ERRORS = (
+    h2.exceptions.H2Error,
+    hyperframe.exceptions.HyperframeError,
+    hpack.HPACKError,
+)
+
+
+class _H2Connection(h2.connection.H2Connection):
+    """``H2Connection`` with graceful GOAWAY and partial events on errors."""
+
+    def _receive_goaway_frame(self, frame: hyperframe.frame.GoAwayFrame) -> tuple[list[Any], list[Any]]:
+        if frame.error_code != 0:
+            return cast(tuple[list[Any], list[Any]], super()._receive_goaway_frame(frame))
+        event = h2.events.ConnectionTerminated()
+        event.error_code = frame.error_code
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
+    def receive_frames(self, data: bytes) -> tuple[list[h2.events.Event], Exception | None]:
+        """Like ``receive_data``, but keep the events before a failure."""
+        events: list[h2.events.Event] = []
+        self.incoming_buffer.add_data(data)
+        self.incoming_buffer.max_frame_size = self.max_inbound_frame_size
+        try:
+            for frame in self.incoming_buffer:
+                events.extend(self._receive_frame(frame))
+        except h2.exceptions.ProtocolError as exc:
+            self._terminate_connection(exc.error_code)
+            return events, exc
+        except (*_PEER_ERRORS, ValueError) as exc:
+            self._terminate_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            return events, exc
+        return events, None
+
+
+class HTTP2ProtocolImpl(HTTP2Protocol):
+    """HTTP/2 on h2.
+
+    Create instances with :class:`.HTTP2ClientFactory` or :class:`.HTTP2ServerFactory`.
+
+    Implements :class:`.HTTP2Protocol`.
+
+    :param client: whether this is the client side
+    :param max_concurrent_streams: how many streams the peer may open at once
+    :param stream_window: our receive window per stream, in bytes
+    :param connection_window: our receive window for the connection, in bytes
+    :param max_header_list_size: the largest header list accepted, in bytes
+    :param enable_connect_protocol: advertise extended CONNECT (RFC 8441), server only
+    """
+
+    def __init__(
+        self,
+        *,
+        client: bool,
+        max_concurrent_streams: int = DEFAULT_MAX_CONCURRENT_STREAMS,
+        stream_window: int = DEFAULT_STREAM_WINDOW,
+        connection_window: int = DEFAULT_CONNECTION_WINDOW,
+        max_header_list_size: int = DEFAULT_MAX_HEADER_LIST_SIZE,
+        enable_connect_protocol: bool = False,
+    ) -> None:
+        self._client = client
+        config = h2.config.H2Configuration(
+            client_side=client,
+            header_encoding=None,
+            validate_inbound_headers=True,
+            validate_outbound_headers=True,
+        )
+        self._h2 = _H2Connection(config=config)
+        settings: dict[h2.settings.SettingCodes, int] = {
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_concurrent_streams,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: stream_window,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: max_header_list_size,
+        }
+        if client:
+            settings[h2.settings.SettingCodes.ENABLE_PUSH] = 0
+        elif enable_connect_protocol:
+            settings[h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL] = 1
+        self._h2.local_settings = h2.settings.Settings(client=client, initial_values=settings)
+        self._h2.initiate_connection()
+        # The decoder limit follows our advertised setting.
+        self._h2.decoder.max_header_list_size = max_header_list_size
+        increment = connection_window - self._h2.inbound_flow_control_window
+        if increment > 0:
+            self._h2.increment_flow_control_window(increment)
+        # Queued events, each with the flow-controlled length to acknowledge
+        # when it is handed out (non-zero only for DataReceived).
+        self._events: deque[tuple[Event, int]] = deque()
+        # Streams on which we sent a final (non-1xx) response or request headers.
+        self._final_sent: set[int] = set()
+        # Streams whose request headers are queued but not yet handed out.
+        self._unseen: set[int] = set()
+        self._terminated = False
+        self._goaway_received = False
+        self._goaway_sent = False
+
+    # -- state ------------------------------------------------------------
+
+    def is_available(self) -> bool:
+        if not self._client or self.has_expired():
+            return False
+        limit = self._h2.remote_settings.max_concurrent_streams
+        return bool(self._h2.open_outbound_streams < limit)
+
+    def has_expired(self) -> bool:
+        return self._terminated or self._goaway_received or self._goaway_sent
+
+    def get_available_stream_id(self) -> int:
+        if not self._client:
+            raise LocalProtocolError("an HTTP/2 server cannot open streams (server push is not supported)")
+        if not self.is_available():
+            raise LocalProtocolError("this HTTP/2 connection cannot open a stream now")
+        return int(self._h2.get_next_available_stream_id())
+
+    # -- application -> protocol -----------------------------------------
+
+    def submit_headers(self, stream_id: int, headers: HeadersType, end_stream: bool = False) -> None:
+        self._check_open()
+        new = self._client and stream_id not in self._h2.streams and stream_id not in self._final_sent
+        if new:
+            if not self.is_available() or stream_id != self._h2.get_next_available_stream_id():
+                raise LocalProtocolError(
+                    f"cannot open stream {stream_id}; get an ID from get_available_stream_id()"
+                )
+            kind = HeaderKind.REQUEST
+        elif stream_id in self._final_sent:
+            kind = HeaderKind.TRAILERS
+            if not end_stream:
+                raise LocalProtocolError("trailers must end the stream (end_stream=True)")
+        else:
+            kind = HeaderKind.RESPONSE
+        try:
+            pseudo, _ = validate_headers(headers, kind, multiplexed=True)
+        except HeaderError as exc:
+            raise LocalProtocolError(str(exc)) from None
+        informational = kind is HeaderKind.RESPONSE and pseudo[b":status"].startswith(b"1")
+        if informational and end_stream:
+            raise LocalProtocolError("an informational (1xx) response cannot end the stream")
+        try:
+            self._h2.send_headers(stream_id, list(headers), end_stream=end_stream)
+        except _PEER_ERRORS as exc:
+            raise LocalProtocolError(f"cannot send headers on stream {stream_id}: {exc}") from None
+        if not informational:
+            self._final_sent.add(stream_id)
+        self._forget_closed(stream_id)
+
+    def submit_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        self._check_open()
+        window = self.get_send_window(stream_id)
+        if len(data) > window:
+            raise FlowControlError(
+                f"{len(data)} bytes exceed the send window of stream {stream_id} ({window} bytes)"
+            )
+        frame_size = self._h2.max_outbound_frame_size
+        view = memoryview(data)
+        try:
+            if not data:
+                self._h2.send_data(stream_id, b"", end_stream=end_stream)
+            for start in range(0, len(view), frame_size):
+                chunk = view[start : start + frame_size]
+                last = start + frame_size >= len(view)
+                self._h2.send_data(stream_id, bytes(chunk), end_stream=end_stream and last)
+        except _PEER_ERRORS as exc:
+            raise LocalProtocolError(f"cannot send data on stream {stream_id}: {exc}") from None
+        self._forget_closed(stream_id)
+
+    def get_send_window(self, stream_id: int) -> int:
+        self._check_open()
+        try:
+            return int(self._h2.local_flow_control_window(stream_id))
+        except _PEER_ERRORS as exc:
+            raise LocalProtocolError(f"stream {stream_id} cannot take data: {exc}") from None
+
+    def submit_stream_reset(self, stream_id: int, error_code: int = 0) -> None:
+        if self._terminated:
+            return
+        if stream_id <= 0 or stream_id > max(self._h2.highest_inbound_stream_id, self._h2.highest_outbound_stream_id):
+            raise LocalProtocolError(f"stream {stream_id} was never opened")
+        stream = self._h2.streams.get(stream_id)
+        if stream is None or stream.closed:
+            return  # already closed: nothing to reset
+        try:
+            self._h2.reset_stream(stream_id, error_code)
+        except _PEER_ERRORS:
+            return
+        self._final_sent.discard(stream_id)
+        self._queue(StreamResetSent(stream_id, error_code))
+
+    def submit_close(self, error_code: int = 0) -> None:
+        if self._terminated:
+            return
+        try:
+            self._h2.close_connection(error_code)
+        except _PEER_ERRORS:
+            pass
+        self._goaway_sent = True
+        self._terminate(error_code, "closed by the application")
+
+    def submit_goaway(self, error_code: int = 0) -> None:
+        """Send a graceful GOAWAY: no new streams, but those open may finish.
+
+        The last stream ID is the highest one the peer opened. Close the
+        connection with :meth:`submit_close` once they are done.
+        """
+        self._check_open()
+        if self._goaway_sent:
+            return
+        frame = hyperframe.frame.GoAwayFrame(0)
+        frame.last_stream_id = self._h2.highest_inbound_stream_id
+        frame.error_code = error_code
+        self._h2._data_to_send += frame.serialize()
+        self._goaway_sent = True
+
+    def submit_ping(self, data: bytes) -> None:
+        self._check_open()
+        if not isinstance(data, bytes) or len(data) != 8:
+            raise LocalProtocolError(f"PING data must be 8 bytes, not {data!r}")
+        self._h2.ping(data)
+
+    # -- network -> protocol --------------------------------------------
+
+    def bytes_received(self, data: bytes) -> None:
+        if self._terminated or not data:
+            return
+        events, error = self._h2.receive_frames(data)
+        self._translate(events)
+        if error is not None:
+            code = getattr(error, "error_code", None)
+            error_code = int(code) if code is not None else self.error_codes.protocol_error
+            self._terminate(error_code, f"the peer broke HTTP/2: {error}")
+
+    def eof_received(self) -> None:
+        self._terminate(0, "connection closed by the peer")
+
+    def connection_lost(self) -> None:
+        self._terminate(0, "connection lost")
+
+    def bytes_to_send(self) -> bytes:
+        return bytes(self._h2.data_to_send())
+
+    def next_event(self) -> Event | None:
+        if not self._events:
+            return None
+        event, length = self._events.popleft()
+        if length and isinstance(event, DataReceived):
+            self._acknowledge(event.stream_id, length)
+        elif isinstance(event, HeadersReceived):
+            self._unseen.discard(event.stream_id)
+        return event
+
+    # -- internals --------------------------------------------------------
+
+    def _queue(self, event: Event, flow_controlled_length: int = 0) -> None:
+        self._events.append((event, flow_controlled_length))
+
+    def _check_open(self) -> None:
+        if self._terminated:
+            raise LocalProtocolError("the connection is closed")
+
+    def _acknowledge(self, stream_id: int, length: int) -> None:
+        if self._terminated:
+            return
+        try:
+            self._h2.acknowledge_received_data(length, stream_id)
+        except _PEER_ERRORS:
+            pass
+
+    def _forget_closed(self, stream_id: int) -> None:
+        stream = self._h2.streams.get(stream_id)
+        if stream is None or stream.closed:
+            self._final_sent.discard(stream_id)
+
+    def _translate(self, events: Iterable[h2.events.Event]) -> None:
+        for ev in events:
+            if isinstance(ev, (h2.events.RequestReceived, h2.events.ResponseReceived)):
+                assert ev.stream_id is not None and ev.headers is not None
+                self._queue(
+                    HeadersReceived(ev.stream_id, _headers(ev.headers), end_stream=ev.stream_ended is not None)
+                )
+                if isinstance(ev, h2.events.RequestReceived):
+                    self._unseen.add(ev.stream_id)
+            elif isinstance(ev, h2.events.InformationalResponseReceived):
+                assert ev.stream_id is not None and ev.headers is not None
+                self._queue(HeadersReceived(ev.stream_id, _headers(ev.headers)))
+            elif isinstance(ev, h2.events.TrailersReceived):
+                assert ev.stream_id is not None and ev.headers is not None
+                self._queue(HeadersReceived(ev.stream_id, _headers(ev.headers), end_stream=True))
+            elif isinstance(ev, h2.events.DataReceived):
+                assert ev.stream_id is not None and ev.data is not None
+                event = DataReceived(ev.stream_id, bytes(ev.data), end_stream=ev.stream_ended is not None)
+                self._queue(event, ev.flow_controlled_length or 0)
+            elif isinstance(ev, h2.events.StreamReset):
+                assert ev.stream_id is not None
+                self._on_reset(ev.stream_id, int(ev.error_code or 0), ev.remote_reset)
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                self._on_goaway(ev)
+            elif isinstance(ev, h2.events.PingAckReceived):
+                assert ev.ping_data is not None
+                self._queue(PingAckReceived(bytes(ev.ping_data)))
+            elif isinstance(ev, h2.events.StreamEnded):
+                assert ev.stream_id is not None
+                self._forget_closed(ev.stream_id)
+            # Other h2 events (settings, window updates, pings, priority,
+            # unknown frames) are handled inside h2.
+
+    def _on_reset(self, stream_id: int, error_code: int, remote: bool) -> None:
+        self._final_sent.discard(stream_id)
+        if remote and stream_id in self._unseen:
+            # The application never saw this stream: drop it quietly.
+            self._unseen.discard(stream_id)
+            kept: deque[tuple[Event, int]] = deque()
+            for event, length in self._events:
+                if isinstance(event, (DataReceived, HeadersReceived)) and event.stream_id == stream_id:
+                    if length:
+                        self._acknowledge(stream_id, length)
+                else:
+                    kept.append((event, length))
+            self._events = kept
+            return
+        if remote:
+            self._queue(StreamResetReceived(stream_id, error_code))
+        else:
+            # h2 reset the stream itself because the peer broke a stream rule.
+            self._queue(StreamResetSent(stream_id, error_code))
+
+    def _on_goaway(self, ev: h2.events.ConnectionTerminated) -> None:
+        error_code = int(ev.error_code or 0)
+        self._goaway_received = True
+        self._queue(GoawayReceived(int(ev.last_stream_id or 0), error_code))
+        if error_code:
+            detail = ev.additional_data.decode("utf-8", "replace") if ev.additional_data else "no detail"
+            self._terminate(error_code, f"the peer closed the connection: {detail}")
+
+    def _terminate(self, error_code: int, message: str) -> None:
+        if self._terminated:
+            return
+        self._terminated = True
+        self._queue(ConnectionTerminated(error_code, message))
+
+
+def _headers(headers: Iterable[tuple[bytes | str, bytes | str]]) -> list[tuple[bytes, bytes]]:
+    # header_encoding=None makes h2 return bytes.
+    return [(cast(bytes, n), cast(bytes, v)) for n, v in headers]
