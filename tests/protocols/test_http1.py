@@ -34,7 +34,9 @@ def test_get_round_trip() -> None:
     server.submit_data(1, b"hello", end_stream=True)
     events = xfer(server, client)
     assert events == [
-        HeadersReceived(sid, [(b":status", b"200"), (b"content-type", b"text/plain"), (b"transfer-encoding", b"chunked")]),
+        HeadersReceived(
+            sid, [(b":status", b"200"), (b"content-type", b"text/plain"), (b"transfer-encoding", b"chunked")]
+        ),
         DataReceived(sid, b"hello", end_stream=True),
     ]
 
@@ -159,7 +161,9 @@ def test_pipelined_requests_are_served_in_order() -> None:
     assert isinstance(first, HeadersReceived) and (b":path", b"/a") in first.headers
     server.submit_headers(1, [(b":status", b"200")], end_stream=True)
     (second,) = drain(server)
-    assert isinstance(second, HeadersReceived) and second.stream_id == 3 and (b":path", b"/b") in second.headers
+    assert (
+        isinstance(second, HeadersReceived) and second.stream_id == 3 and (b":path", b"/b") in second.headers
+    )
 
 
 def test_head_response_has_no_body_framing() -> None:
@@ -170,7 +174,9 @@ def test_head_response_has_no_body_framing() -> None:
     xfer(client, server)
     server.submit_headers(1, [(b":status", b"200"), (b"content-length", b"1000")], end_stream=True)
     events = xfer(server, client)
-    assert events == [HeadersReceived(sid, [(b":status", b"200"), (b"content-length", b"1000")], end_stream=True)]
+    assert events == [
+        HeadersReceived(sid, [(b":status", b"200"), (b"content-length", b"1000")], end_stream=True)
+    ]
 
 
 def test_connection_close_expires() -> None:
@@ -179,7 +185,9 @@ def test_connection_close_expires() -> None:
     sid = client.get_available_stream_id()
     client.submit_headers(sid, GET, end_stream=True)
     xfer(client, server)
-    server.submit_headers(1, [(b":status", b"200"), (b"connection", b"close"), (b"content-length", b"0")], end_stream=True)
+    server.submit_headers(
+        1, [(b":status", b"200"), (b"connection", b"close"), (b"content-length", b"0")], end_stream=True
+    )
     xfer(server, client)
     assert client.has_expired() and server.has_expired() and not client.is_available()
 

@@ -88,5 +88,6 @@ def _create() -> ProtocolRegistry:
     registry.load()
     return registry
 
+
 #: The registry with the defaults and every installed implementation loaded.
 protocol_registry: ProtocolRegistry = _create()

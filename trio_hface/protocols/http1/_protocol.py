@@ -31,8 +31,8 @@ lets it. HTTP/1.1 cannot reset a stream, so a reset closes the connection.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import replace
 from collections.abc import Sequence
+from dataclasses import replace
 from http import HTTPStatus
 from typing import cast
 from urllib.parse import urlsplit
@@ -92,7 +92,9 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
     ) -> None:
         self._client = client
         self._scheme = scheme.encode("ascii")
-        self._h11 = h11.Connection(h11.CLIENT if client else h11.SERVER, max_incomplete_event_size=max_header_size)
+        self._h11 = h11.Connection(
+            h11.CLIENT if client else h11.SERVER, max_incomplete_event_size=max_header_size
+        )
         self._max_buffer_size = max_buffer_size
         self._max_header_size = max_header_size
         self._events: deque[Event] = deque()
@@ -417,7 +419,9 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
                 status = 431 if isinstance(event, h11.Request) else 400
                 if not self._client:
                     self._try_error_response(status)
-                self._terminate(status, f"the peer sent {size} bytes of headers, over {self._max_header_size}")
+                self._terminate(
+                    status, f"the peer sent {size} bytes of headers, over {self._max_header_size}"
+                )
                 return
         if isinstance(event, h11.Request):
             self._on_request(event)
@@ -481,7 +485,9 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
         self._received_end = True
         if event.headers:
             self._events.append(HeadersReceived(self._stream_id, _fields(event.headers), end_stream=True))
-        elif self._mergeable and self._events and isinstance(self._events[-1], (HeadersReceived, DataReceived)):
+        elif (
+            self._mergeable and self._events and isinstance(self._events[-1], (HeadersReceived, DataReceived))
+        ):
             last = cast("HeadersReceived | DataReceived", self._events.pop())
             self._events.append(replace(last, end_stream=True))
         elif self._request_method != b"CONNECT" or self._client:

@@ -97,9 +97,9 @@ class _H2Connection(h2.connection.H2Connection):
     def receive_frames(self, data: bytes) -> tuple[list[h2.events.Event], Exception | None]:
         """Like ``receive_data``, but keep the events before a failure."""
         events: list[h2.events.Event] = []
-        self.incoming_buffer.add_data(data)
-        self.incoming_buffer.max_frame_size = self.max_inbound_frame_size
         try:
+            self.incoming_buffer.add_data(data)
+            self.incoming_buffer.max_frame_size = self.max_inbound_frame_size
             for frame in self.incoming_buffer:
                 events.extend(self._receive_frame(frame))
         except h2.exceptions.ProtocolError as exc:
@@ -251,7 +251,9 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
     def submit_stream_reset(self, stream_id: int, error_code: int = 0) -> None:
         if self._terminated:
             return
-        if stream_id <= 0 or stream_id > max(self._h2.highest_inbound_stream_id, self._h2.highest_outbound_stream_id):
+        if stream_id <= 0 or stream_id > max(
+            self._h2.highest_inbound_stream_id, self._h2.highest_outbound_stream_id
+        ):
             raise LocalProtocolError(f"stream {stream_id} was never opened")
         stream = self._h2.streams.get(stream_id)
         if stream is None or stream.closed:
@@ -352,7 +354,9 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
             if isinstance(ev, (h2.events.RequestReceived, h2.events.ResponseReceived)):
                 assert ev.stream_id is not None and ev.headers is not None
                 self._queue(
-                    HeadersReceived(ev.stream_id, _headers(ev.headers), end_stream=ev.stream_ended is not None)
+                    HeadersReceived(
+                        ev.stream_id, _headers(ev.headers), end_stream=ev.stream_ended is not None
+                    )
                 )
                 if isinstance(ev, h2.events.RequestReceived):
                     self._unseen.add(ev.stream_id)

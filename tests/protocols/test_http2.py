@@ -1,0 +1,370 @@
+"""HTTP/2 sans-IO protocol (h2): client and server wired together in memory."""
+
+from __future__ import annotations
+
+import hyperframe.frame
+import pytest
+
+from tests.helpers import drain, exchange, xfer
+from trio_hface.errors import FlowControlError, LocalProtocolError
+from trio_hface.events import (
+    ConnectionTerminated,
+    DataReceived,
+    GoawayReceived,
+    HeadersReceived,
+    PingAckReceived,
+    StreamResetReceived,
+    StreamResetSent,
+)
+from trio_hface.protocols.http2 import HTTP2ClientFactory, HTTP2ProtocolImpl, HTTP2ServerFactory
+
+GET = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"example.com"), (b":path", b"/")]
+POST = [(b":method", b"POST"), (b":scheme", b"https"), (b":authority", b"example.com"), (b":path", b"/up")]
+OK = [(b":status", b"200")]
+
+
+def pair(
+    client_factory: HTTP2ClientFactory | None = None, server_factory: HTTP2ServerFactory | None = None
+) -> tuple[HTTP2ProtocolImpl, HTTP2ProtocolImpl]:
+    client = (client_factory or HTTP2ClientFactory())()
+    server = (server_factory or HTTP2ServerFactory())()
+    exchange(client, server)
+    assert drain(client) == [] and drain(server) == []
+    return client, server
+
+
+def test_get_round_trip() -> None:
+    """A GET and its response keep their HTTP/2 headers and end_stream flags."""
+    client, server = pair()
+    sid = client.get_available_stream_id()
+    client.submit_headers(sid, GET, end_stream=True)
+    assert xfer(client, server) == [HeadersReceived(sid, GET, end_stream=True)]
+    server.submit_headers(sid, [*OK, (b"content-type", b"text/plain")])
+    server.submit_data(sid, b"It works!", end_stream=True)
+    assert xfer(server, client) == [
+        HeadersReceived(sid, [*OK, (b"content-type", b"text/plain")]),
+        DataReceived(sid, b"It works!", end_stream=True),
+    ]
+
+
+def test_post_with_body() -> None:
+    """A request body arrives as data; the last piece ends the stream."""
+    client, server = pair()
+    sid = client.get_available_stream_id()
+    client.submit_headers(sid, POST)
+    client.submit_data(sid, b"abc")
+    client.submit_data(sid, b"", end_stream=True)
+    assert xfer(client, server) == [
+        HeadersReceived(sid, POST),
+        DataReceived(sid, b"abc"),
+        DataReceived(sid, b"", end_stream=True),
+    ]
+
+
+@pytest.mark.parametrize("direction", ["upload", "download"])
+def test_body_larger_than_every_window(direction: str) -> None:
+    """5 MiB move in window-sized pieces, the sender waiting for credit between them."""
+    client, server = pair()
+    sid = client.get_available_stream_id()
+    client.submit_headers(sid, POST, end_stream=direction == "download")
+    xfer(client, server)
+    sender, receiver = (client, server) if direction == "upload" else (server, client)
+    if direction == "download":
+        server.submit_headers(sid, OK)
+        xfer(server, client)
+    payload = bytes(range(251)) * (5 * 1024 * 1024 // 251)
+    sent = 0
+    received = bytearray()
+    ended = False
+    waits = 0
+    while not ended:
+        window = sender.get_send_window(sid)
+        if window == 0:
+            waits += 1
+        piece = payload[sent : sent + window]
+        sent += len(piece)
+        sender.submit_data(sid, piece, end_stream=sent == len(payload))
+        for event in xfer(sender, receiver):
+            assert isinstance(event, DataReceived)
+            received += event.data
+            ended = event.end_stream
+        exchange(sender, receiver)  # WINDOW_UPDATE back to the sender
+    assert bytes(received) == payload
+    # The default windows (1 MiB per stream, 2 MiB per connection) were exhausted.
+    assert sent > 2 * 1024 * 1024
+
+
+def test_unread_data_stalls_the_sender() -> None:
+    """Data not handed out by next_event is not acknowledged: the sender stops at one window."""
+    client, server = pair(server_factory=HTTP2ServerFactory(stream_window=65536, connection_window=65536))
+    sid = client.get_available_stream_id()
+    client.submit_headers(sid, POST)
+    xfer(client, server)
+    total = 0
+    for _ in range(5):
+        window = client.get_send_window(sid)
+        client.submit_data(sid, b"x" * window)
+        total += window
+        server.bytes_received(client.bytes_to_send())  # received, but nobody reads
+        exchange(client, server)
+    assert total == 65536
+    assert client.get_send_window(sid) == 0
+    with pytest.raises(FlowControlError):
+        client.submit_data(sid, b"y")
+    # Reading hands out the data and returns the credit.
+    assert sum(len(e.data) for e in drain(server) if isinstance(e, DataReceived)) == 65536
+    exchange(client, server)
+    assert client.get_send_window(sid) > 0
+
+
+def test_data_is_split_at_max_frame_size() -> None:
+    """Data larger than the peer's SETTINGS_MAX_FRAME_SIZE goes out in several frames."""
+    client, server = pair()
+    sid = client.get_available_stream_id()
+    client.submit_headers(sid, POST)
+    xfer(client, server)
+    client.submit_data(sid, b"z" * 40000, end_stream=True)
+    events = xfer(client, server)
+    assert [len(e.data) for e in events if isinstance(e, DataReceived)] == [16384, 16384, 7232]
+
+
+def test_trailers_both_ways() -> None:
+    """HEADERS after DATA arrive as trailers ending the stream."""
+    client, server = pair()
+    sid = client.get_available_stream_id()
+    client.submit_headers(sid, [*POST, (b"te", b"trailers")])
+    client.submit_data(sid, b"body")
+    client.submit_headers(sid, [(b"x-sum", b"1")], end_stream=True)
+    assert xfer(client, server)[-1] == HeadersReceived(sid, [(b"x-sum", b"1")], end_stream=True)
+    server.submit_headers(sid, OK)
+    server.submit_data(sid, b"resp")
+    with pytest.raises(LocalProtocolError):
+        server.submit_headers(sid, [(b"grpc-status", b"0")])
+    with pytest.raises(LocalProtocolError):
+        server.submit_headers(sid, [(b":status", b"200")], end_stream=True)
+    server.submit_headers(sid, [(b"grpc-status", b"0")], end_stream=True)
+    assert xfer(server, client)[-1] == HeadersReceived(sid, [(b"grpc-status", b"0")], end_stream=True)
+
+
+def test_informational_responses() -> None:
+    """100 Continue and 103 Early Hints pass through before the final response."""
+    client, server = pair()
+    sid = client.get_available_stream_id()
+    client.submit_headers(sid, [*POST, (b"expect", b"100-continue")])
+    xfer(client, server)
+    server.submit_headers(sid, [(b":status", b"100")])
+    server.submit_headers(sid, [(b":status", b"103"), (b"link", b"</s.css>; rel=preload")])
+    server.submit_headers(sid, OK, end_stream=True)
+    assert xfer(server, client) == [
+        HeadersReceived(sid, [(b":status", b"100")]),
+        HeadersReceived(sid, [(b":status", b"103"), (b"link", b"</s.css>; rel=preload")]),
+        HeadersReceived(sid, OK, end_stream=True),
+    ]
+
+
+def test_reset_from_client() -> None:
+    """A client reset reaches the server as StreamResetReceived; other streams go on."""
+    client, server = pair()
+    a = client.get_available_stream_id()
+    client.submit_headers(a, POST)
+    b = client.get_available_stream_id()
+    client.submit_headers(b, GET, end_stream=True)
+    xfer(client, server)
+    client.submit_stream_reset(a, client.error_codes.cancel)
+    assert drain(client) == [StreamResetSent(a, 0x8)]
+    assert xfer(client, server) == [StreamResetReceived(a, 0x8)]
+    server.submit_headers(b, OK, end_stream=True)
+    assert xfer(server, client) == [HeadersReceived(b, OK, end_stream=True)]
+
+
+def test_reset_from_server() -> None:
+    """A server reset reaches the client as StreamResetReceived."""
+    client, server = pair()
+    sid = client.get_available_stream_id()
+    client.submit_headers(sid, GET, end_stream=True)
+    xfer(client, server)
+    server.submit_stream_reset(sid, server.error_codes.internal_error)
+    assert drain(server) == [StreamResetSent(sid, 0x2)]
+    assert xfer(server, client) == [StreamResetReceived(sid, 0x2)]
+    # Resetting a closed stream again is harmless; an unknown one is an error.
+    server.submit_stream_reset(sid)
+    with pytest.raises(LocalProtocolError):
+        server.submit_stream_reset(sid + 100)
+
+
+def test_reset_of_unseen_stream_is_dropped() -> None:
+    """A stream reset before the application saw it vanishes with its events (rapid reset)."""
+    client, server = pair()
+    for _ in range(50):
+        sid = client.get_available_stream_id()
+        client.submit_headers(sid, POST)
+        client.submit_data(sid, b"x" * 1000)
+        client.submit_stream_reset(sid)
+    server.bytes_received(client.bytes_to_send())
+    assert drain(server) == []
+    # The dropped data returned its credit: the connection still moves data.
+    exchange(client, server)
+    sid = client.get_available_stream_id()
+    client.submit_headers(sid, GET, end_stream=True)
+    assert xfer(client, server) == [HeadersReceived(sid, GET, end_stream=True)]
+
+
+def test_graceful_goaway_lets_streams_finish() -> None:
+    """submit_goaway stops new streams but in-flight ones complete (RFC 9113 section 6.8)."""
+    client, server = pair()
+    sid = client.get_available_stream_id()
+    client.submit_headers(sid, GET, end_stream=True)
+    xfer(client, server)
+    server.submit_goaway()
+    assert server.has_expired()
+    assert xfer(server, client) == [GoawayReceived(sid, 0)]
+    assert client.has_expired() and not client.is_available()
+    server.submit_headers(sid, OK)
+    server.submit_data(sid, b"late but fine", end_stream=True)
+    assert xfer(server, client) == [
+        HeadersReceived(sid, OK),
+        DataReceived(sid, b"late but fine", end_stream=True),
+    ]
+    server.submit_close()
+    assert drain(server) == [ConnectionTerminated(0)]
+    assert xfer(server, client) == [GoawayReceived(sid, 0)]
+    client.eof_received()
+    assert drain(client) == [ConnectionTerminated(0)]
+
+
+def test_close_with_error() -> None:
+    """submit_close with an error sends GOAWAY; the peer sees GoawayReceived and ConnectionTerminated."""
+    client, server = pair()
+    client.submit_close(client.error_codes.protocol_error)
+    assert drain(client) == [ConnectionTerminated(1)]
+    assert xfer(client, server) == [GoawayReceived(0, 1), ConnectionTerminated(1)]
+    assert server.has_expired()
+    with pytest.raises(LocalProtocolError):
+        client.submit_headers(1, GET)
+
+
+def test_hundred_concurrent_streams() -> None:
+    """100 streams run at once; the peer's MAX_CONCURRENT_STREAMS is respected."""
+    client, server = pair(server_factory=HTTP2ServerFactory(max_concurrent_streams=100))
+    ids = []
+    while client.is_available():
+        sid = client.get_available_stream_id()
+        client.submit_headers(sid, [*GET[:3], (b":path", b"/%d" % sid)], end_stream=True)
+        ids.append(sid)
+    assert len(ids) == 100
+    with pytest.raises(LocalProtocolError):
+        client.get_available_stream_id()
+    requests = xfer(client, server)
+    assert [e.stream_id for e in requests if isinstance(e, HeadersReceived)] == ids
+    for sid in reversed(ids):
+        server.submit_headers(sid, OK)
+        server.submit_data(sid, b"%d" % sid, end_stream=True)
+    responses = xfer(server, client)
+    bodies = {e.stream_id: e.data for e in responses if isinstance(e, DataReceived)}
+    assert bodies == {sid: b"%d" % sid for sid in ids}
+    assert client.is_available()
+
+
+def test_ping_ack() -> None:
+    """A PING we send is acknowledged as PingAckReceived."""
+    client, server = pair()
+    client.submit_ping(b"12345678")
+    exchange(client, server)
+    assert drain(client) == [PingAckReceived(b"12345678")]
+    with pytest.raises(LocalProtocolError):
+        client.submit_ping(b"short")
+
+
+def test_connect_and_extended_connect() -> None:
+    """CONNECT passes h2's validation; :protocol needs the server's SETTINGS_ENABLE_CONNECT_PROTOCOL."""
+    client, server = pair(server_factory=HTTP2ServerFactory(enable_connect_protocol=True))
+    sid = client.get_available_stream_id()
+    connect = [(b":method", b"CONNECT"), (b":authority", b"example.com:443")]
+    client.submit_headers(sid, connect)
+    assert xfer(client, server) == [HeadersReceived(sid, connect)]
+    sid = client.get_available_stream_id()
+    websocket = [(b":method", b"CONNECT"), (b":protocol", b"websocket"), *GET[1:]]
+    client.submit_headers(sid, websocket)
+    assert xfer(client, server) == [HeadersReceived(sid, websocket)]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [*GET, (b"connection", b"keep-alive")],
+        [*GET, (b"Upper", b"case")],
+        [*GET, (b"te", b"gzip")],
+        [(b":method", b"GET"), (b":path", b"/")],
+        [*GET, (b"x", b"a\nb")],
+        [(b"x", b"1"), *GET],
+    ],
+)
+def test_invalid_outgoing_headers_raise(headers: list[tuple[bytes, bytes]]) -> None:
+    """Invalid outgoing headers raise LocalProtocolError; the connection stays usable."""
+    client, server = pair()
+    sid = client.get_available_stream_id()
+    with pytest.raises(LocalProtocolError):
+        client.submit_headers(sid, headers, end_stream=True)
+    client.submit_headers(client.get_available_stream_id(), GET, end_stream=True)
+    assert isinstance(xfer(client, server)[0], HeadersReceived)
+
+
+def test_invalid_incoming_headers_close_with_protocol_error() -> None:
+    """Headers that break RFC 9113 from the peer end in GOAWAY PROTOCOL_ERROR, never an exception."""
+    client, server = pair()
+    # Bypass our validation: write a HEADERS frame with an upper-case name through h2 itself.
+    client._h2.config.validate_outbound_headers = False
+    client._h2.config.normalize_outbound_headers = False
+    client._h2.send_headers(1, [*GET, (b"Bad", b"1")], end_stream=True)
+    events = xfer(client, server)
+    assert isinstance(events[-1], ConnectionTerminated) and events[-1].error_code == 1
+    goaway = xfer(server, client)
+    assert GoawayReceived(1, 1) in goaway
+
+
+def test_garbage_is_a_connection_error() -> None:
+    """Bytes that are not HTTP/2 end the connection with GOAWAY, not an exception."""
+    server = HTTP2ServerFactory()()
+    server.bytes_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    (event,) = drain(server)
+    assert isinstance(event, ConnectionTerminated) and event.error_code == 1
+    assert server.has_expired()
+    server.bytes_received(b"more")
+    assert drain(server) == []
+
+
+def test_events_before_a_broken_frame_are_kept() -> None:
+    """What arrived before a broken frame in the same read is still reported."""
+    client, server = pair()
+    sid = client.get_available_stream_id()
+    client.submit_headers(sid, GET, end_stream=True)
+    bad = hyperframe.frame.WindowUpdateFrame(0)
+    bad.window_increment = 0  # RFC 9113 section 6.9: a zero increment is PROTOCOL_ERROR
+    server.bytes_received(client.bytes_to_send() + bad.serialize())
+    events = drain(server)
+    assert events[0] == HeadersReceived(sid, GET, end_stream=True)
+    assert isinstance(events[-1], ConnectionTerminated)
+
+
+def test_oversized_header_list_is_refused() -> None:
+    """A header list over SETTINGS_MAX_HEADER_LIST_SIZE ends the connection."""
+    client, server = pair(server_factory=HTTP2ServerFactory(max_header_list_size=4096))
+    sid = client.get_available_stream_id()
+    client.submit_headers(sid, [*GET, (b"x-big", b"a" * 8000)], end_stream=True)
+    events = xfer(client, server)
+    assert isinstance(events[-1], ConnectionTerminated) and events[-1].error_code != 0
+
+
+def test_misuse_raises_typed_errors() -> None:
+    """Wrong stream IDs, data after end_stream and server-opened streams raise LocalProtocolError."""
+    client, server = pair()
+    with pytest.raises(LocalProtocolError):
+        server.get_available_stream_id()
+    with pytest.raises(LocalProtocolError):
+        client.submit_headers(7, GET)
+    sid = client.get_available_stream_id()
+    client.submit_headers(sid, GET, end_stream=True)
+    with pytest.raises(LocalProtocolError):
+        client.submit_data(sid, b"late")
+    with pytest.raises(LocalProtocolError):
+        client.get_send_window(99)
