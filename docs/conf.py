@@ -1,0 +1,45 @@
+"""Sphinx configuration of the trio_hface documentation."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Document the package from this checkout, not from an installed copy.
+sys.path.insert(0, os.path.abspath(".."))
+
+import trio_hface  # noqa: E402
+
+project = "trio_hface"
+author = "trio_hface contributors"
+copyright = "trio_hface contributors"
+release = trio_hface.__version__
+version = ".".join(release.split(".")[:2])
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.viewcode",
+    "sphinxcontrib_trio",
+]
+
+# No intersphinx: the documentation must build without network access.
+
+exclude_patterns = ["_build"]
+
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+autodoc_typehints_format = "short"
+autodoc_preserve_defaults = True
+# Keep the names of the shared aliases in rendered signatures
+# instead of expanding them to nested tuples.
+autodoc_type_aliases = {
+    "AddressType": "trio_hface.AddressType",
+    "DatagramType": "trio_hface.DatagramType",
+    "HeaderType": "trio_hface.HeaderType",
+    "HeadersType": "trio_hface.HeadersType",
+}
+
+nitpicky = False
+
+html_theme = "alabaster"
+html_title = f"trio_hface {release}"

@@ -1,0 +1,121 @@
+"""Factories, the registry and header validation shared by every version."""
+
+from __future__ import annotations
+
+import pytest
+
+from trio_hface.errors import LocalProtocolError
+from trio_hface.protocols import (
+    ALPNHTTPFactory,
+    HTTP1Protocol,
+    HTTP2Protocol,
+    HTTP3Protocol,
+    HTTPOverQUICClientFactory,
+    HTTPOverQUICServerFactory,
+    HTTPOverTCPFactory,
+    ProtocolRegistry,
+    protocol_registry,
+)
+from trio_hface.protocols._headers import HeaderError, HeaderKind, validate_headers
+from trio_hface.protocols.http1 import HTTP1ClientFactory, HTTP1ServerFactory
+from trio_hface.protocols.http2 import HTTP2ClientFactory, HTTP2ServerFactory
+
+
+def test_alpn_factory_chooses_by_negotiated_protocol() -> None:
+    """ALPNHTTPFactory builds HTTP/2 for "h2" and HTTP/1.1 otherwise."""
+    factory = ALPNHTTPFactory([HTTP2ServerFactory(), HTTP1ServerFactory()])
+    assert list(factory.alpn_protocols) == ["h2", "http/1.1"]
+    assert isinstance(factory(tls_version="TLSv1.3", alpn_protocol="h2"), HTTP2Protocol)
+    assert isinstance(factory(tls_version="TLSv1.3", alpn_protocol="http/1.1"), HTTP1Protocol)
+    assert isinstance(factory(), HTTP1Protocol)
+    with pytest.raises(LocalProtocolError):
+        factory(alpn_protocol="spdy/3")
+    with pytest.raises(ValueError):
+        ALPNHTTPFactory([HTTP2ClientFactory()])
+
+
+def test_error_codes_per_version() -> None:
+    """Each version numbers its errors itself (RFC 9113 section 7, RFC 9114 section 8.1)."""
+    assert HTTP1Protocol.error_codes.protocol_error == 400
+    assert HTTP2Protocol.error_codes.protocol_error == 0x1
+    assert HTTP2Protocol.error_codes.connect_error == 0xA
+    assert HTTP3Protocol.error_codes.protocol_error == 0x101
+    assert HTTP3Protocol.error_codes.connect_error == 0x10F
+    assert HTTP1ClientFactory()().http_version == "1"
+    assert HTTP2ClientFactory()().multiplexed
+
+
+def test_registry_has_defaults_from_entry_points() -> None:
+    """The default implementations are registered under "default" for each version and side."""
+    for group in ("http1_servers", "http2_servers", "http1_clients", "http2_clients"):
+        assert isinstance(getattr(protocol_registry, group)["default"], HTTPOverTCPFactory)
+    assert isinstance(protocol_registry.http3_servers["default"], HTTPOverQUICServerFactory)
+    assert isinstance(protocol_registry.http3_clients["default"], HTTPOverQUICClientFactory)
+    fresh = ProtocolRegistry()
+    fresh.load_entry_points()
+    assert set(fresh.http2_clients) >= {"default"}, "setup.cfg registers the defaults as entry points"
+
+
+@pytest.mark.parametrize(
+    ("headers", "kind"),
+    [
+        ([(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/")], HeaderKind.REQUEST),
+        ([(b":method", b"CONNECT"), (b":authority", b"h:1")], HeaderKind.REQUEST),
+        (
+            [
+                (b":method", b"CONNECT"),
+                (b":protocol", b"websocket"),
+                (b":scheme", b"https"),
+                (b":path", b"/"),
+                (b":authority", b"h"),
+            ],
+            HeaderKind.REQUEST,
+        ),
+        ([(b":status", b"103"), (b"link", b"</a>")], HeaderKind.RESPONSE),
+        ([(b"grpc-status", b"0")], HeaderKind.TRAILERS),
+    ],
+)
+def test_valid_headers(headers: list[tuple[bytes, bytes]], kind: HeaderKind) -> None:
+    """Well-formed header lists pass validation."""
+    validate_headers(headers, kind, multiplexed=True)
+
+
+@pytest.mark.parametrize(
+    ("headers", "kind", "match"),
+    [
+        ([(b":method", b"CONNECT"), (b":authority", b"h"), (b":path", b"/")], HeaderKind.REQUEST, "CONNECT"),
+        (
+            [
+                (b":method", b"GET"),
+                (b":protocol", b"ws"),
+                (b":scheme", b"h"),
+                (b":path", b"/"),
+                (b":authority", b"h"),
+            ],
+            HeaderKind.REQUEST,
+            "CONNECT",
+        ),
+        ([(b":status", b"20")], HeaderKind.RESPONSE, ":status"),
+        ([(b":status", b"200"), (b":status", b"200")], HeaderKind.RESPONSE, "repeated"),
+        ([(b":status", b"200"), (b"x", b"\x00")], HeaderKind.RESPONSE, "invalid value"),
+        (
+            [(b":status", b"200"), (b"transfer-encoding", b"chunked")],
+            HeaderKind.RESPONSE,
+            "connection-specific",
+        ),
+        ([(b":path", b"/")], HeaderKind.TRAILERS, "pseudo"),
+        ([(b":method", b"G T"), (b":scheme", b"h"), (b":path", b"/")], HeaderKind.REQUEST, ":method"),
+    ],
+)
+def test_invalid_headers(headers: list[tuple[bytes, bytes]], kind: HeaderKind, match: str) -> None:
+    """Header lists that break RFC 9110 / 9113 / 9114 are refused with a reason."""
+    with pytest.raises(HeaderError, match=match):
+        validate_headers(headers, kind, multiplexed=True)
+
+
+def test_http1_allows_mixed_case_names() -> None:
+    """HTTP/1.1 names are case-insensitive; only HTTP/2 and HTTP/3 demand lower case."""
+    headers = [(b":status", b"200"), (b"Content-Type", b"text/plain")]
+    validate_headers(headers, HeaderKind.RESPONSE, multiplexed=False)
+    with pytest.raises(HeaderError):
+        validate_headers(headers, HeaderKind.RESPONSE, multiplexed=True)

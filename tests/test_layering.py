@@ -1,0 +1,85 @@
+"""The layers of DESIGN.md stay visible: imports point down the stack only."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "trio_hface"
+
+# Layer of each top-level subpackage; a module may import its own layer and lower ones.
+LAYERS = {
+    "": 0,  # trio_hface base modules: _models, _typing, errors, events
+    "protocols": 1,
+    "networking": 2,
+    "connections": 3,
+    "server": 4,
+    "client": 4,
+    "cli": 5,
+}
+# Third-party imports that a layer must not use.
+FORBIDDEN = {
+    0: {"trio", "h11", "h2", "aioquic", "socket", "ssl", "asyncio", "anyio"},
+    1: {"trio", "socket", "ssl", "asyncio", "anyio", "time"},
+}
+
+
+def layer_of(module: str) -> int:
+    parts = module.split(".")
+    assert parts[0] == "trio_hface"
+    if len(parts) == 1 or parts[1] not in LAYERS:
+        return 0
+    return LAYERS[parts[1]]
+
+
+def imports_of(path: Path) -> list[str]:
+    module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if module.endswith(".__init__"):
+        module = module[: -len(".__init__")]
+        package = module
+    else:
+        package = module.rsplit(".", 1)[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                name = ".".join(base + ([node.module] if node.module else []))
+                found += [name] if node.module else [f"{name}.{alias.name}" for alias in node.names]
+            else:
+                found.append(node.module or "")
+    return found
+
+
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_point_down(path: Path) -> None:
+    """No module imports a higher layer or a library its layer must not use."""
+    module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    own = layer_of(module)
+    for name in imports_of(path):
+        top = name.split(".")[0]
+        if top == "trio_hface":
+            assert layer_of(name) <= own, f"{module} imports {name} from a higher layer"
+        else:
+            assert top not in FORBIDDEN.get(own, set()), f"{module} (layer {own}) imports {top}"
+
+
+def test_no_anyio_or_trio_in_protocols_at_run_time() -> None:
+    """Importing every protocol loads neither AnyIO nor Trio."""
+    code = (
+        "import sys, trio_hface, trio_hface.events, trio_hface.protocols, "
+        "trio_hface.protocols.http1, trio_hface.protocols.http2, trio_hface.protocols.http3\n"
+        "bad = sorted(m for m in ('anyio', 'trio', 'asyncio') if m in sys.modules)\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=PACKAGE.parent)
