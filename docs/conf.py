@@ -27,17 +27,8 @@ extensions = [
 exclude_patterns = ["_build"]
 
 autodoc_member_order = "bysource"
-autodoc_typehints = "description"
+autodoc_typehints = "signature"
 autodoc_typehints_format = "short"
-autodoc_preserve_defaults = True
-# Keep the names of the shared aliases in rendered signatures
-# instead of expanding them to nested tuples.
-autodoc_type_aliases = {
-    "AddressType": "trio_hface.AddressType",
-    "DatagramType": "trio_hface.DatagramType",
-    "HeaderType": "trio_hface.HeaderType",
-    "HeadersType": "trio_hface.HeadersType",
-}
 
 nitpicky = False
 

@@ -320,7 +320,7 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
         """Ask to close the connection after the exchange in progress.
 
         A server adds ``Connection: close`` to its next response; the
-        connection then reports :meth:`has_expired`.
+        connection then reports :meth:`~.HTTPProtocol.has_expired`.
         """
         self._closing = True
 

@@ -66,7 +66,7 @@ class HTTP2ClientFactory(_HTTP2Factory):
 
     Implements :class:`.HTTPOverTCPFactory`.
 
-    :param max_concurrent_streams: how many streams the server may push (push is refused)
+    :param max_concurrent_streams: the MAX_CONCURRENT_STREAMS we advertise (server push is refused anyway)
     :param stream_window: our receive window per stream, in bytes
     :param connection_window: our receive window for the connection, in bytes
     :param max_header_list_size: the largest header list accepted, in bytes

@@ -279,7 +279,9 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
         """Send a graceful GOAWAY: no new streams, but those open may finish.
 
         The last stream ID is the highest one the peer opened. Close the
-        connection with :meth:`submit_close` once they are done.
+        connection with :meth:`~.HTTPProtocol.submit_close` once they are done.
+
+        :param error_code: why; 0 for a graceful shutdown
         """
         self._check_open()
         if self._goaway_sent:

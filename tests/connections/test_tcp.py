@@ -1,0 +1,303 @@
+"""HTTP/1.1 and HTTP/2 connections over real loopback sockets, with and without TLS."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Iterator
+
+import pytest
+import trio
+import trustme
+
+from trio_hface import ClientTLSConfig, ServerTLSConfig
+from trio_hface.connections import HTTPConnection, HTTPOverTCPListener, HTTPOverTCPOpener
+from trio_hface.events import ConnectionTerminated, DataReceived, HeadersReceived, StreamResetReceived
+from trio_hface.protocols import ALPNHTTPFactory
+from trio_hface.protocols.http1 import HTTP1ClientFactory, HTTP1ServerFactory
+from trio_hface.protocols.http2 import HTTP2ClientFactory, HTTP2ServerFactory
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def tls_files(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, str]]:
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    folder = tmp_path_factory.mktemp("certs")
+    chain, key, cafile = folder / "cert.pem", folder / "key.pem", folder / "ca.pem"
+    chain.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    key.write_bytes(cert.private_key_pem.bytes())
+    cafile.write_bytes(ca.cert_pem.bytes())
+    yield str(chain), str(key), str(cafile)
+
+
+async def echo_handler(connection: HTTPConnection) -> None:
+    """Answer each request with the sha256 and length of its body, then the body itself."""
+    bodies: dict[int, hashlib._Hash] = {}
+    sizes: dict[int, int] = {}
+    requests: dict[int, dict[bytes, bytes]] = {}
+    async with trio.open_nursery() as nursery:
+        while True:
+            event = await connection.receive_event()
+            if isinstance(event, ConnectionTerminated):
+                return
+            if isinstance(event, HeadersReceived) and event.stream_id not in bodies:
+                bodies[event.stream_id] = hashlib.sha256()
+                sizes[event.stream_id] = 0
+                requests[event.stream_id] = dict(event.headers)
+                if not event.end_stream:
+                    continue
+            if isinstance(event, DataReceived):
+                bodies[event.stream_id].update(event.data)
+                sizes[event.stream_id] += len(event.data)
+                if not event.end_stream:
+                    continue
+            if isinstance(event, (HeadersReceived, DataReceived)) and event.end_stream:
+                nursery.start_soon(
+                    respond,
+                    connection,
+                    event.stream_id,
+                    bodies.pop(event.stream_id).hexdigest(),
+                    sizes.pop(event.stream_id),
+                    requests.pop(event.stream_id),
+                )
+
+
+async def respond(
+    connection: HTTPConnection, stream_id: int, digest: str, size: int, headers: dict[bytes, bytes]
+) -> None:
+    reply_size = int(headers.get(b"x-reply-size", b"0"))
+    response = [(b":status", b"200"), (b"x-sha256", digest.encode()), (b"x-size", b"%d" % size)]
+    if reply_size:
+        await connection.send_headers(stream_id, response)
+        block = bytes(range(256)) * 4096
+        sent = 0
+        while sent < reply_size:
+            piece = block[: reply_size - sent]
+            sent += len(piece)
+            await connection.send_data(stream_id, piece, end_stream=sent == reply_size)
+    else:
+        await connection.send_headers(stream_id, response, end_stream=True)
+
+
+class Client:
+    """Routes events of one connection to the tasks waiting for their streams."""
+
+    def __init__(self, connection: HTTPConnection) -> None:
+        self.connection = connection
+        self.channels: dict[int, trio.MemorySendChannel[object]] = {}
+
+    async def run(self) -> None:
+        while True:
+            event = await self.connection.receive_event()
+            if isinstance(event, ConnectionTerminated):
+                for channel in self.channels.values():
+                    await channel.send(event)
+                return
+            target = self.channels.get(getattr(event, "stream_id", -1))
+            if target is not None:
+                await target.send(event)
+
+    async def fetch(
+        self, path: bytes, body: bytes = b"", reply_size: int = 0
+    ) -> tuple[dict[bytes, bytes], bytes]:
+        sid = self.connection.get_available_stream_id()
+        send, receive = trio.open_memory_channel[object](100)
+        self.channels[sid] = send
+        headers = [
+            (b":method", b"POST"),
+            (b":scheme", b"https"),
+            (b":authority", b"localhost"),
+            (b":path", path),
+        ]
+        headers.append((b"x-reply-size", b"%d" % reply_size))
+        await self.connection.send_headers(sid, headers, end_stream=not body)
+        if body:
+            await self.connection.send_data(sid, body, end_stream=True)
+        response: dict[bytes, bytes] = {}
+        data = bytearray()
+        async for event in receive:
+            if isinstance(event, HeadersReceived):
+                response.update(event.headers)
+            elif isinstance(event, DataReceived):
+                data += event.data
+            elif isinstance(event, (ConnectionTerminated, StreamResetReceived)):
+                raise AssertionError(f"request failed: {event!r}")
+            if getattr(event, "end_stream", False):
+                break
+        del self.channels[sid]
+        return response, bytes(data)
+
+
+async def start_server(
+    nursery: trio.Nursery, factory: object, tls: ServerTLSConfig | None
+) -> tuple[HTTPOverTCPListener, int]:
+    listener = await HTTPOverTCPListener.create(factory, local_address=("127.0.0.1", 0), tls_config=tls)  # type: ignore[arg-type]
+    addresses = await nursery.start(listener.serve, echo_handler)
+    return listener, addresses[0][1]
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+async def test_end_to_end_cleartext_and_tls(version: str, tls_files: tuple[str, str, str]) -> None:
+    """A request with a body and a response with a body cross each version, cleartext and TLS."""
+    certfile, keyfile, cafile = tls_files
+    server_factory = HTTP1ServerFactory() if version == "1" else HTTP2ServerFactory()
+    client_factory = HTTP1ClientFactory() if version == "1" else HTTP2ClientFactory()
+    async with trio.open_nursery() as nursery:
+        for tls in (False, True):
+            tls_config = ServerTLSConfig(certfile=certfile, keyfile=keyfile) if tls else None
+            listener, port = await start_server(nursery, server_factory, tls_config)
+            opener = HTTPOverTCPOpener(client_factory, tls_config=ClientTLSConfig(cafile=cafile))
+            connection = await opener(("127.0.0.1", port), tls=tls, server_name="localhost")
+            async with connection:
+                assert connection.http_version == version
+                assert connection.remote_address == ("127.0.0.1", port)
+                assert connection.extra_attributes["tls_version"] == ("TLSv1.3" if tls else None)
+                client = Client(connection)
+                nursery.start_soon(client.run)
+                body = b"hello" * 1000
+                headers, data = await client.fetch(b"/", body, reply_size=70000)
+                assert headers[b"x-sha256"] == hashlib.sha256(body).hexdigest().encode()
+                assert len(data) == 70000
+            await listener.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_alpn_picks_version(tls_files: tuple[str, str, str]) -> None:
+    """With ALPN on both sides, TLS connections speak HTTP/2; an HTTP/1.1-only client gets HTTP/1.1."""
+    certfile, keyfile, cafile = tls_files
+    server_factory = ALPNHTTPFactory([HTTP2ServerFactory(), HTTP1ServerFactory()])
+    async with trio.open_nursery() as nursery:
+        listener, port = await start_server(
+            nursery, server_factory, ServerTLSConfig(certfile=certfile, keyfile=keyfile)
+        )
+        for client_factory, expected in (
+            (ALPNHTTPFactory([HTTP2ClientFactory(), HTTP1ClientFactory()]), "2"),
+            (HTTP1ClientFactory(), "1"),
+        ):
+            opener = HTTPOverTCPOpener(client_factory, tls_config=ClientTLSConfig(cafile=cafile))
+            async with await opener(("127.0.0.1", port), tls=True, server_name="localhost") as connection:
+                assert connection.http_version == expected
+                assert connection.extra_attributes["alpn_protocol"] == (
+                    "h2" if expected == "2" else "http/1.1"
+                )
+                client = Client(connection)
+                nursery.start_soon(client.run)
+                headers, _ = await client.fetch(b"/")
+                assert headers[b":status"] == b"200"
+        await listener.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_hundred_concurrent_streams_and_big_bodies(tls_files: tuple[str, str, str]) -> None:
+    """100 concurrent HTTP/2 streams on one connection, then 50 MiB each way on one stream."""
+    async with trio.open_nursery() as nursery:
+        listener, port = await start_server(nursery, HTTP2ServerFactory(), None)
+        async with await HTTPOverTCPOpener(HTTP2ClientFactory())(("127.0.0.1", port)) as connection:
+            client = Client(connection)
+            nursery.start_soon(client.run)
+            results: list[bytes] = []
+
+            async def one(n: int) -> None:
+                headers, data = await client.fetch(b"/%d" % n, b"x" * n, reply_size=n)
+                assert headers[b"x-size"] == b"%d" % n and len(data) == n
+                results.append(headers[b":status"])
+
+            async with trio.open_nursery() as inner:
+                for n in range(100):
+                    inner.start_soon(one, n)
+            assert results == [b"200"] * 100
+            big = bytes(range(256)) * (50 * 4096)
+            headers, data = await client.fetch(b"/big", big, reply_size=len(big))
+            assert headers[b"x-sha256"] == hashlib.sha256(big).hexdigest().encode()
+            assert len(data) == len(big)
+        await listener.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_sender_blocks_while_peer_does_not_read() -> None:
+    """A sender stalls at the flow-control window while its peer reads nothing, then resumes."""
+    got: list[int] = []
+    release = trio.Event()
+
+    async def lazy_handler(connection: HTTPConnection) -> None:
+        await release.wait()
+        total = 0
+        while True:
+            event = await connection.receive_event()
+            if isinstance(event, DataReceived):
+                total += len(event.data)
+                if event.end_stream:
+                    got.append(total)
+                    await connection.send_headers(event.stream_id, [(b":status", b"204")], end_stream=True)
+            elif isinstance(event, ConnectionTerminated):
+                return
+
+    async with trio.open_nursery() as nursery:
+        listener = await HTTPOverTCPListener.create(
+            HTTP2ServerFactory(stream_window=65536, connection_window=65536), local_address=("127.0.0.1", 0)
+        )
+        (address, *_) = await nursery.start(listener.serve, lazy_handler)
+        async with await HTTPOverTCPOpener(HTTP2ClientFactory())(address) as connection:
+            client = Client(connection)
+            nursery.start_soon(client.run)
+            sid = connection.get_available_stream_id()
+            await connection.send_headers(
+                sid, [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"a"), (b":path", b"/")]
+            )
+            with trio.move_on_after(1) as scope:
+                await connection.send_data(sid, b"z" * 1_000_000, end_stream=True)
+            assert scope.cancelled_caught, "the sender should have been blocked by flow control"
+            assert connection.protocol.get_send_window(sid) == 0
+        release.set()
+        await listener.aclose()
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.skipif(
+    shutil.which("curl") is None and not __import__("os").environ.get("CI"), reason="curl missing"
+)
+@pytest.mark.parametrize("version", ["--http1.1", "--http2"])
+async def test_curl_against_listener(version: str, tls_files: tuple[str, str, str]) -> None:
+    """curl (HTTP/1.1 and HTTP/2 via ALPN) gets answers from our listener."""
+    certfile, keyfile, cafile = tls_files
+    factory = ALPNHTTPFactory([HTTP2ServerFactory(), HTTP1ServerFactory()])
+    async with trio.open_nursery() as nursery:
+        listener, port = await start_server(
+            nursery, factory, ServerTLSConfig(certfile=certfile, keyfile=keyfile)
+        )
+        result = await trio.run_process(
+            [
+                "curl",
+                "-sS",
+                version,
+                "--cacert",
+                cafile,
+                "--data-binary",
+                "hello curl",
+                "-D",
+                "-",
+                "-H",
+                "x-reply-size: 3000",
+                f"https://localhost:{port}/curl",
+                "-o",
+                "/dev/null",
+                "--max-time",
+                "20",
+                "--resolve",
+                f"localhost:{port}:127.0.0.1",
+            ],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        out = result.stdout.decode().lower()
+        expected = "http/2 200" if version == "--http2" else "http/1.1 200"
+        assert out.startswith(expected), out
+        assert hashlib.sha256(b"hello curl").hexdigest() in out
+        await listener.aclose()
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,417 @@
+"""HTTPConnection: a sans-IO protocol driven over a Trio transport.
+
+Theory of operation
+-------------------
+
+Each connection runs two tasks in a nursery that ``async with connection``
+owns (a listener enters it in its per-connection task; a client enters it
+around its use):
+
+* the **reader** feeds what the transport receives into the protocol, then
+  wakes everyone who waits for input. For HTTP/2 (and HTTP/3) it reads all
+  the time, so WINDOW_UPDATE, SETTINGS and PING are processed even when no
+  task is inside :meth:`HTTPConnection.receive_event`; for HTTP/1.1, which has
+  no flow control, it reads only while some task waits for input, so an
+  application that does not read leaves the bytes in the kernel (TCP's own
+  backpressure) instead of in a buffer.
+* the **writer** takes the protocol's output and sends it. Senders submit to
+  the protocol synchronously (so two tasks never get the same stream ID),
+  wake the writer and wait until their bytes left: a sender never holds a
+  lock across network I/O, and the reader never waits for the writer.
+
+Nothing is queued outside the protocol: received DATA stays there until
+:meth:`HTTPConnection.receive_event` hands it out, which is when its
+flow-control credit goes back to the peer. A sender whose window is empty
+waits for input (the reader is always reading on multiplexed connections),
+so a sender waiting for credit and a receiver waiting for the sender cannot
+deadlock: credit arrives through the reader, which waits for neither.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from abc import ABCMeta, abstractmethod
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import Any
+
+import trio
+
+from .._models import HTTPErrorCodes
+from .._typing import AddressType, HeadersType
+from ..events import ConnectionTerminated, Event
+from ..protocols import HTTPOverTCPProtocol, HTTPProtocol
+
+__all__ = ["HTTPConnection", "HTTPOverTCPConnection"]
+
+log = logging.getLogger(__name__)
+
+#: Bytes asked of the transport per read (Trio's usual receive size).
+RECEIVE_SIZE = 65536
+
+#: Largest piece of a body submitted at once, in bytes: big enough for
+#: throughput, small enough that one stream does not hog the writer.
+SEND_CHUNK = 256 * 1024
+
+#: Seconds that closing may spend sending its last bytes (GOAWAY, close_notify).
+CLOSE_TIMEOUT = 5.0
+
+
+class HTTPConnection(metaclass=ABCMeta):
+    """One HTTP connection of any version.
+
+    Obtain connections from a listener (:class:`.HTTPListener`) or an opener
+    (:class:`.HTTPOpener`); the constructor is not public. Use the connection
+    inside ``async with``, which runs its background tasks::
+
+        async with connection:
+            stream_id = connection.get_available_stream_id()
+            await connection.send_headers(stream_id, headers, end_stream=True)
+            event = await connection.receive_event()
+
+    Several tasks may send at once, on the same or different streams.
+    Events of all streams come from :meth:`receive_event`.
+    """
+
+    def __init__(self, protocol: HTTPProtocol, extra_attributes: Mapping[str, Any]) -> None:
+        self._protocol = protocol
+        self._extra = dict(extra_attributes)
+        self._nursery_manager: AbstractAsyncContextManager[trio.Nursery] | None = None
+        self._nursery: trio.Nursery | None = None
+        self._closed = False
+        self._terminated = False
+        # Input: the reader replaces and sets this event after each input.
+        self._input_event = trio.Event()
+        self._input_done = False
+        # HTTP/1 reads only while someone waits.
+        self._waiting = 0
+        self._want_input = trio.Event()
+        # Output: senders bump _submitted, the writer records what it flushed.
+        self._submitted = 0
+        self._flushed = 0
+        self._flush_event = trio.Event()
+        self._kick = trio.Event()
+        self._broken = False
+
+    # -- properties -------------------------------------------------------
+
+    @property
+    def http_version(self) -> str:
+        """The HTTP version: ``"1"``, ``"2"`` or ``"3"``."""
+        return self._protocol.http_version
+
+    @property
+    def multiplexed(self) -> bool:
+        """Whether streams run in parallel (HTTP/2 and HTTP/3)."""
+        return self._protocol.multiplexed
+
+    @property
+    def error_codes(self) -> HTTPErrorCodes:
+        """Error codes of this connection's HTTP version."""
+        return self._protocol.error_codes
+
+    @property
+    def local_address(self) -> AddressType:
+        """Our ``(host, port)``."""
+        return self._extra["local_address"]  # type: ignore[no-any-return]
+
+    @property
+    def remote_address(self) -> AddressType:
+        """The peer's ``(host, port)``."""
+        return self._extra["remote_address"]  # type: ignore[no-any-return]
+
+    @property
+    def extra_attributes(self) -> Mapping[str, Any]:
+        """Facts about the transport: ``local_address``, ``remote_address``,
+        ``tls_version``, ``alpn_protocol`` and ``peer_certificate`` (``None``
+        without TLS)."""
+        return dict(self._extra)
+
+    @property
+    def protocol(self) -> HTTPProtocol:
+        """The sans-IO protocol underneath (for inspection; do not drive it directly)."""
+        return self._protocol
+
+    # -- lifetime -----------------------------------------------------------
+
+    async def __aenter__(self) -> HTTPConnection:
+        """Start the connection's tasks and :meth:`open` it."""
+        manager = trio.open_nursery()
+        nursery = await manager.__aenter__()
+        self._nursery_manager, self._nursery = manager, nursery
+        try:
+            nursery.start_soon(self._reader)
+            nursery.start_soon(self._writer)
+            await self.open()
+        except BaseException as exc:
+            nursery.cancel_scope.cancel()
+            await self._exit_nursery(exc)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        """Close the connection (see :meth:`aclose`) and wait for its tasks."""
+        try:
+            await self.aclose()
+        finally:
+            await self._exit_nursery(exc)
+        return False
+
+    async def _exit_nursery(self, exc: BaseException | None) -> None:
+        manager, self._nursery_manager = self._nursery_manager, None
+        if manager is not None:
+            await manager.__aexit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+
+    async def open(self) -> None:
+        """Send the protocol's opening bytes (HTTP/2 preface and SETTINGS).
+
+        :meth:`__aenter__` calls it.
+        """
+        await self._flush()
+
+    async def aclose(self) -> None:
+        """Close the connection: GOAWAY (HTTP/2, HTTP/3), then the transport.
+
+        Idempotent. Open streams are abandoned; the close is bounded by
+        :data:`CLOSE_TIMEOUT` seconds even when cancelled.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
+            if not self._broken and not self._terminated:
+                self._protocol.submit_close(self._protocol.error_codes.no_error)
+                if self._nursery is not None:
+                    try:
+                        await self._flush()
+                    except trio.BrokenResourceError:
+                        pass
+            await self._close_transport()
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    @abstractmethod
+    async def _close_transport(self) -> None: ...
+
+    @abstractmethod
+    async def _reader(self) -> None: ...
+
+    @abstractmethod
+    async def _writer(self) -> None: ...
+
+    # -- state --------------------------------------------------------------
+
+    def is_available(self) -> bool:
+        """Whether a new stream can be opened now."""
+        return not self._closed and not self._broken and self._protocol.is_available()
+
+    def has_expired(self) -> bool:
+        """Whether the connection is closed or should be closed."""
+        return self._closed or self._broken or self._protocol.has_expired()
+
+    def get_available_stream_id(self) -> int:
+        """Return the ID for a new stream; pass it to :meth:`send_headers` at once.
+
+        :raises LocalProtocolError: if no stream can be opened now
+        """
+        self._check_usable()
+        return self._protocol.get_available_stream_id()
+
+    # -- sending ------------------------------------------------------------
+
+    async def send_headers(self, stream_id: int, headers: HeadersType, end_stream: bool = False) -> None:
+        """Send a header block (request, response, 1xx or trailers).
+
+        The headers are submitted before the first checkpoint, so a stream ID
+        from :meth:`get_available_stream_id` is claimed even if several tasks
+        open streams at once. Returns when the bytes are handed to the network.
+
+        :raises LocalProtocolError: if the headers or the stream are invalid
+        :raises trio.ClosedResourceError: if the connection was closed
+        """
+        self._check_usable()
+        self._protocol.submit_headers(stream_id, headers, end_stream)
+        await self._flush()
+
+    async def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        """Send body data of any size, waiting for flow-control credit as needed.
+
+        Large data goes out in pieces that fit the peer's window. If
+        cancelled, part of the data may have been sent.
+
+        :raises LocalProtocolError: if the stream cannot take data
+        :raises trio.ClosedResourceError: if the connection was closed
+        :raises trio.BrokenResourceError: if the connection broke meanwhile
+        """
+        self._check_usable()
+        view = memoryview(data)
+        offset = 0
+        while True:
+            remaining = len(view) - offset
+            if remaining == 0 and offset > 0:
+                return
+            window = self._protocol.get_send_window(stream_id) if remaining else math.inf
+            if window <= 0:
+                await self._wait_input()
+                self._check_usable()
+                continue
+            size = int(min(window, remaining, SEND_CHUNK))
+            last = offset + size == len(view)
+            self._protocol.submit_data(stream_id, bytes(view[offset : offset + size]), end_stream and last)
+            offset += size
+            await self._flush()
+            if last:
+                return
+
+    async def send_stream_reset(self, stream_id: int, error_code: int = 0) -> None:
+        """Reset a stream (HTTP/1: close the connection).
+
+        :param error_code: why; see :attr:`error_codes`
+        """
+        self._check_usable()
+        self._protocol.submit_stream_reset(stream_id, error_code)
+        await self._flush()
+
+    # -- receiving ----------------------------------------------------------
+
+    async def receive_event(self) -> Event:
+        """Wait for the next event of any stream.
+
+        Handing out data returns its flow-control credit to the peer. The
+        last event is :class:`~trio_hface.events.ConnectionTerminated`.
+
+        :raises trio.ClosedResourceError: if called after the connection ended
+        """
+        while True:
+            event = self._protocol.next_event()
+            if event is not None:
+                self._wake_writer()  # handing out data may produce WINDOW_UPDATE
+                if isinstance(event, ConnectionTerminated):
+                    self._terminated = True
+                return event
+            if self._terminated or self._closed:
+                raise trio.ClosedResourceError("the connection is closed")
+            if self._input_done:
+                # The transport ended without the protocol saying so: say it here.
+                self._terminated = True
+                return ConnectionTerminated(self.error_codes.internal_error, "the transport ended")
+            await self._wait_input()
+
+    # -- internals ----------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("the connection is closed")
+        if self._broken:
+            raise trio.BrokenResourceError("the connection broke")
+        if self._nursery_manager is None:
+            raise RuntimeError("use the connection inside 'async with connection:'")
+
+    async def _wait_input(self) -> None:
+        """Wait until the reader processed more input."""
+        if self._input_done:
+            await trio.lowlevel.checkpoint()
+            if self._broken:
+                raise trio.BrokenResourceError("the connection broke")
+            return
+        event = self._input_event
+        self._waiting += 1
+        self._want_input.set()
+        try:
+            await event.wait()
+        finally:
+            self._waiting -= 1
+
+    def _input(self) -> None:
+        """Called by the reader after feeding input: wake waiters and the writer."""
+        event, self._input_event = self._input_event, trio.Event()
+        event.set()
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        self._kick.set()
+
+    async def _flush(self) -> None:
+        """Wait until everything submitted so far was handed to the network."""
+        self._submitted += 1
+        target = self._submitted
+        self._wake_writer()
+        while self._flushed < target:
+            if self._broken:
+                raise trio.BrokenResourceError("the connection broke while sending")
+            await self._flush_event.wait()
+
+    def _flushed_up_to(self, mark: int) -> None:
+        self._flushed = max(self._flushed, mark)
+        event, self._flush_event = self._flush_event, trio.Event()
+        event.set()
+
+
+class HTTPOverTCPConnection(HTTPConnection):
+    """An :class:`HTTPConnection` over a Trio byte stream (HTTP/1.1 and HTTP/2).
+
+    Any :class:`trio.abc.Stream` works, so memory streams can drive it in tests.
+    """
+
+    def __init__(
+        self,
+        protocol: HTTPOverTCPProtocol,
+        stream: trio.abc.Stream,
+        extra_attributes: Mapping[str, Any],
+    ) -> None:
+        super().__init__(protocol, extra_attributes)
+        self._tcp = protocol
+        self._stream = stream
+
+    async def _reader(self) -> None:
+        try:
+            while True:
+                while not self._tcp.multiplexed and self._waiting == 0:
+                    self._want_input = trio.Event()
+                    await self._want_input.wait()
+                try:
+                    data = await self._stream.receive_some(RECEIVE_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self._tcp.connection_lost()
+                    return
+                if not data:
+                    self._tcp.eof_received()
+                    return
+                self._tcp.bytes_received(bytes(data))
+                self._input()
+        finally:
+            self._input_done = True
+            self._input()
+
+    async def _writer(self) -> None:
+        try:
+            while True:
+                mark = self._submitted
+                data = self._tcp.bytes_to_send()
+                if data:
+                    await self._stream.send_all(data)
+                    continue
+                if self._tcp.eof_to_send() and isinstance(self._stream, trio.abc.HalfCloseableStream):
+                    await self._stream.send_eof()
+                self._flushed_up_to(mark)
+                if self._submitted == mark:
+                    self._kick = trio.Event()
+                    await self._kick.wait()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._broken = True
+            self._tcp.connection_lost()
+            self._flushed_up_to(self._submitted)
+            self._input()
+
+    async def _close_transport(self) -> None:
+        try:
+            await self._stream.aclose()
+        except trio.BrokenResourceError:
+            pass

@@ -1,0 +1,107 @@
+"""Networking interfaces: what the connection layer needs from the network.
+
+TCP connections are plain Trio streams (:class:`trio.abc.Stream`, in practice
+:class:`trio.SocketStream` and :class:`trio.SSLStream`). QUIC runs over
+datagram streams, Trio-style channels of ``(payload, address)`` pairs.
+"""
+
+from __future__ import annotations
+
+from abc import ABCMeta, abstractmethod
+from collections.abc import Sequence
+
+import trio
+
+from .._models import ClientTLSConfig, ServerTLSConfig
+from .._typing import AddressType, DatagramType
+
+__all__ = [
+    "ByteStream",
+    "DatagramStream",
+    "QUICStream",
+    "TCPServerNetworking",
+    "TCPClientNetworking",
+]
+
+#: A reliable byte stream: Trio's own :class:`trio.abc.Stream`.
+ByteStream = trio.abc.Stream
+
+
+class DatagramStream(trio.abc.Channel[DatagramType]):
+    """A stream of UDP datagrams, each a ``(payload, (host, port))`` pair.
+
+    :meth:`send` sends a datagram to its address, :meth:`receive` waits for
+    the next datagram, :meth:`aclose` releases the socket. Datagrams may be
+    lost, as on the network.
+    """
+
+
+class QUICStream(DatagramStream):
+    """The datagrams of one QUIC connection on a shared server socket.
+
+    Extends :class:`DatagramStream`.
+    """
+
+    @abstractmethod
+    def update_connection_ids(self, connection_ids: Sequence[bytes]) -> None:
+        """Route datagrams with these destination connection IDs (and no others) here.
+
+        :param connection_ids: the IDs the QUIC connection currently uses
+        """
+
+
+class TCPServerNetworking(metaclass=ABCMeta):
+    """Listens for TCP connections, with or without TLS."""
+
+    @abstractmethod
+    async def listen_tcp(self, local_address: AddressType) -> Sequence[trio.SocketListener]:
+        """Listen for cleartext TCP connections.
+
+        :param local_address: ``(host, port)``; port 0 picks a free port
+        :returns: one listener per bound address (a host name may bind IPv4 and IPv6)
+        """
+
+    @abstractmethod
+    async def listen_tcp_tls(
+        self,
+        local_address: AddressType,
+        *,
+        tls_config: ServerTLSConfig,
+        alpn_protocols: Sequence[str],
+    ) -> Sequence[trio.SSLListener[trio.SocketStream]]:
+        """Listen for TLS connections.
+
+        Accepted streams have not shaken hands yet: the caller performs
+        :meth:`trio.SSLStream.do_handshake`, under its own timeout.
+
+        :param local_address: ``(host, port)``; port 0 picks a free port
+        :param tls_config: the certificate and key to present
+        :param alpn_protocols: ALPN protocol IDs to accept, most preferred first
+        """
+
+
+class TCPClientNetworking(metaclass=ABCMeta):
+    """Opens TCP connections, with or without TLS."""
+
+    @abstractmethod
+    async def connect_tcp(self, remote_address: AddressType) -> trio.SocketStream:
+        """Open a TCP connection (happy eyeballs over IPv6 and IPv4).
+
+        :raises OSError: if no address accepted the connection
+        """
+
+    @abstractmethod
+    async def connect_tcp_tls(
+        self,
+        remote_address: AddressType,
+        *,
+        server_name: str,
+        tls_config: ClientTLSConfig,
+        alpn_protocols: Sequence[str],
+    ) -> trio.SSLStream[trio.SocketStream]:
+        """Open a TCP connection and shake hands with TLS.
+
+        :param server_name: the name sent in SNI and verified in the certificate
+        :raises OSError: if no address accepted the connection
+        :raises trio.BrokenResourceError: if the TLS handshake failed
+        """

@@ -1,0 +1,66 @@
+"""SSL contexts from trio_hface's TLS configurations."""
+
+from __future__ import annotations
+
+import os
+import ssl
+import tempfile
+from collections.abc import Sequence
+
+from .._models import ClientTLSConfig, ServerTLSConfig
+
+__all__ = ["client_ssl_context", "server_ssl_context"]
+
+
+def server_ssl_context(tls_config: ServerTLSConfig, alpn_protocols: Sequence[str]) -> ssl.SSLContext:
+    """Build a server context: the configured certificate, TLS 1.2 or later, ALPN offered.
+
+    :raises ValueError: if the configuration has no certificate
+    :raises OSError: if a file cannot be read
+    :raises ssl.SSLError: if the certificate or the key is invalid
+    """
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    # RFC 9113 section 9.2: HTTP/2 over TLS needs TLS 1.2 or later.
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if tls_config.certdata is None and tls_config.keydata is None:
+        if tls_config.certfile is None:
+            raise ValueError("a server TLS config needs certfile or certdata")
+        context.load_cert_chain(tls_config.certfile, tls_config.keyfile)
+    else:
+        chain, key = tls_config.load_pem()
+        _load_chain_from_memory(context, chain, key)
+    if alpn_protocols:
+        context.set_alpn_protocols(list(alpn_protocols))
+    return context
+
+
+def _load_chain_from_memory(context: ssl.SSLContext, chain: bytes, key: bytes | None) -> None:
+    # The ssl module loads chains from files only: use a private temporary
+    # file that is removed as soon as OpenSSL has read it.
+    fd, path = tempfile.mkstemp(prefix="trio-hface-", suffix=".pem")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(chain)
+            if key is not None:
+                f.write(b"\n" + key)
+        context.load_cert_chain(path)
+    finally:
+        os.unlink(path)
+
+
+def client_ssl_context(tls_config: ClientTLSConfig, alpn_protocols: Sequence[str]) -> ssl.SSLContext:
+    """Build a client context: verification on unless *insecure*, ALPN offered."""
+    cadata = tls_config.cadata
+    context = ssl.create_default_context(
+        ssl.Purpose.SERVER_AUTH,
+        cafile=tls_config.cafile,
+        capath=tls_config.capath,
+        cadata=cadata,
+    )
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if tls_config.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if alpn_protocols:
+        context.set_alpn_protocols(list(alpn_protocols))
+    return context
