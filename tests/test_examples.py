@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -22,3 +24,51 @@ def test_protocol_example_runs() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "request sent and response parsed" in result.stdout
+
+
+def run_example(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "examples" / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+@pytest.fixture(scope="module")
+def cert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("examples")
+    result = run_example("make_certs.py", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    assert {p.name for p in (folder / "certs").iterdir()} == {"cacert.pem", "cert.pem", "key.pem"}
+    return folder
+
+
+@pytest.mark.parametrize("variant", [[], ["--http2"]], ids=["http1", "http2"])
+def test_custom_server_and_client(variant: list[str], cert_dir: Path) -> None:
+    """The custom server and client examples talk to each other on each HTTP version."""
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples" / "custom_server.py"), "--port", "0", *variant],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cert_dir,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        assert line.startswith("listening on"), server.stderr.read() if server.stderr else line
+        port = line.split()[2].rsplit(":", 1)[1]
+        result = run_example("custom_client.py", "--port", port, *variant, cwd=cert_dir)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "It works!\n"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        for stream in (server.stdout, server.stderr):
+            if stream is not None:
+                stream.close()
