@@ -75,8 +75,16 @@ class HTTPConnection(metaclass=ABCMeta):
     Events of all streams come from :meth:`receive_event`.
     """
 
-    def __init__(self, protocol: HTTPProtocol, extra_attributes: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        protocol: HTTPProtocol,
+        extra_attributes: Mapping[str, Any],
+        *,
+        idle_timeout: float | None = None,
+    ) -> None:
         self._protocol = protocol
+        self._idle_timeout = idle_timeout
+        self._last_activity = trio.current_time()
         self._extra = dict(extra_attributes)
         self._nursery_manager: AbstractAsyncContextManager[trio.Nursery] | None = None
         self._nursery: trio.Nursery | None = None
@@ -170,11 +178,13 @@ class HTTPConnection(metaclass=ABCMeta):
             await manager.__aexit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
 
     async def open(self) -> None:
-        """Send the protocol's opening bytes (HTTP/2 preface and SETTINGS).
+        """Start sending the protocol's opening bytes (HTTP/2 preface and SETTINGS).
 
-        :meth:`__aenter__` calls it.
+        :meth:`__aenter__` calls it. It does not wait for the peer, so both
+        ends of a connection may be entered in either order.
         """
-        await self._flush()
+        self._wake_writer()
+        await trio.lowlevel.checkpoint()
 
     async def aclose(self) -> None:
         """Close the connection: GOAWAY (HTTP/2, HTTP/3), then the transport.
@@ -335,6 +345,17 @@ class HTTPConnection(metaclass=ABCMeta):
         event.set()
         self._wake_writer()
 
+    def _idle_deadline(self) -> float:
+        if self._idle_timeout is None:
+            return math.inf
+        return self._last_activity + self._idle_timeout
+
+    def _idle_expired(self) -> None:
+        """Close an idle connection: the protocol says goodbye (GOAWAY) and reports it."""
+        log.debug("connection idle for %.1f s: closing", self._idle_timeout or 0.0)
+        self._protocol.submit_close(self._protocol.error_codes.no_error)
+        self._input()
+
     def _wake_writer(self) -> None:
         self._kick.set()
 
@@ -365,8 +386,10 @@ class HTTPOverTCPConnection(HTTPConnection):
         protocol: HTTPOverTCPProtocol,
         stream: trio.abc.Stream,
         extra_attributes: Mapping[str, Any],
+        *,
+        idle_timeout: float | None = None,
     ) -> None:
-        super().__init__(protocol, extra_attributes)
+        super().__init__(protocol, extra_attributes, idle_timeout=idle_timeout)
         self._tcp = protocol
         self._stream = stream
 
@@ -376,11 +399,19 @@ class HTTPOverTCPConnection(HTTPConnection):
                 while not self._tcp.multiplexed and self._waiting == 0:
                     self._want_input = trio.Event()
                     await self._want_input.wait()
+                data: bytes | bytearray | None = None
                 try:
-                    data = await self._stream.receive_some(RECEIVE_SIZE)
+                    with trio.move_on_at(self._idle_deadline()):
+                        data = await self._stream.receive_some(RECEIVE_SIZE)
+                        self._last_activity = trio.current_time()
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     self._tcp.connection_lost()
                     return
+                if data is None:  # no input before the idle deadline
+                    if trio.current_time() >= self._idle_deadline():
+                        self._idle_expired()
+                        return
+                    continue  # we sent meanwhile: not idle
                 if not data:
                     self._tcp.eof_received()
                     return
@@ -397,6 +428,7 @@ class HTTPOverTCPConnection(HTTPConnection):
                 data = self._tcp.bytes_to_send()
                 if data:
                     await self._stream.send_all(data)
+                    self._last_activity = trio.current_time()
                     continue
                 if self._tcp.eof_to_send() and isinstance(self._stream, trio.abc.HalfCloseableStream):
                     await self._stream.send_eof()

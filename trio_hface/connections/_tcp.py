@@ -28,6 +28,10 @@ Handler = Callable[[HTTPConnection], Awaitable[object]]
 #: Seconds a TLS handshake may take before the connection is dropped.
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
 
+#: Seconds without traffic after which a server closes a connection
+#: (the order of common servers' keep-alive timeouts).
+DEFAULT_IDLE_TIMEOUT = 60.0
+
 # Errors from accept() that mean "out of resources, try again later"
 # (the same set trio.serve_listeners sleeps on).
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
@@ -113,10 +117,12 @@ class HTTPOverTCPListener(HTTPListener):
         listeners: Sequence[trio.abc.Listener[Any]],
         *,
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
         self._http_factory = http_factory
         self._listeners = list(listeners)
         self._handshake_timeout = handshake_timeout
+        self._idle_timeout = idle_timeout
         self._closed = False
 
     @classmethod
@@ -128,6 +134,7 @@ class HTTPOverTCPListener(HTTPListener):
         local_address: AddressType,
         tls_config: ServerTLSConfig | None = None,
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
     ) -> HTTPOverTCPListener:
         """Bind and listen.
 
@@ -136,6 +143,8 @@ class HTTPOverTCPListener(HTTPListener):
         :param local_address: ``(host, port)``; port 0 picks a free port
         :param tls_config: the certificate for TLS, or ``None`` for cleartext
         :param handshake_timeout: seconds a TLS handshake may take
+        :param idle_timeout: seconds without traffic after which a connection
+            is closed, or ``None`` for never
         """
         networking = networking or SystemNetworking()
         listeners: Sequence[trio.abc.Listener[Any]]
@@ -145,7 +154,7 @@ class HTTPOverTCPListener(HTTPListener):
             listeners = await networking.listen_tcp_tls(
                 local_address, tls_config=tls_config, alpn_protocols=http_factory.alpn_protocols
             )
-        return cls(http_factory, listeners, handshake_timeout=handshake_timeout)
+        return cls(http_factory, listeners, handshake_timeout=handshake_timeout, idle_timeout=idle_timeout)
 
     @property
     def addresses(self) -> list[AddressType]:
@@ -198,7 +207,7 @@ class HTTPOverTCPListener(HTTPListener):
             protocol = self._http_factory(
                 tls_version=extra["tls_version"], alpn_protocol=extra["alpn_protocol"]
             )
-            connection = HTTPOverTCPConnection(protocol, stream, extra)
+            connection = HTTPOverTCPConnection(protocol, stream, extra, idle_timeout=self._idle_timeout)
         except (trio.TooSlowError, trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
             log.debug("connection dropped before HTTP: %r", exc)
             await trio.aclose_forcefully(stream)
@@ -253,6 +262,8 @@ class HTTPOverTCPOpener(HTTPOpener):
     :param http_factory: creates the protocol of each connection
     :param networking: the sockets to use (default :class:`.SystemNetworking`)
     :param tls_config: TLS settings (certificate verification is on by default)
+    :param idle_timeout: seconds without traffic after which a connection is
+        closed, or ``None`` (the default) for never
     """
 
     def __init__(
@@ -261,10 +272,12 @@ class HTTPOverTCPOpener(HTTPOpener):
         networking: TCPClientNetworking | None = None,
         *,
         tls_config: ClientTLSConfig | None = None,
+        idle_timeout: float | None = None,
     ) -> None:
         self._http_factory = http_factory
         self._networking = networking or SystemNetworking()
         self._tls_config = tls_config or ClientTLSConfig()
+        self._idle_timeout = idle_timeout
 
     async def __call__(
         self,
@@ -288,4 +301,4 @@ class HTTPOverTCPOpener(HTTPOpener):
             raise ConnectError(f"cannot connect to {remote_address[0]}:{remote_address[1]}: {exc}") from exc
         extra = _stream_attributes(stream)
         protocol = self._http_factory(tls_version=extra["tls_version"], alpn_protocol=extra["alpn_protocol"])
-        return HTTPOverTCPConnection(protocol, stream, extra)
+        return HTTPOverTCPConnection(protocol, stream, extra, idle_timeout=self._idle_timeout)
