@@ -15,6 +15,7 @@ from trio_hface.connections import (
     HTTPOverTCPOpener,
 )
 from trio_hface.events import ConnectionTerminated, DataReceived, Event, GoawayReceived, HeadersReceived
+from trio_hface.protocols import HTTPOverTCPProtocol
 from trio_hface.protocols.http1 import HTTP1ClientFactory, HTTP1ServerFactory
 from trio_hface.protocols.http2 import HTTP2ClientFactory, HTTP2ServerFactory
 
@@ -26,6 +27,8 @@ def memory_pair(
     version: str, *, idle_timeout: float | None = None, window: int = 65536, lockstep: bool = False
 ) -> tuple[HTTPOverTCPConnection, HTTPOverTCPConnection]:
     left, right = trio.testing.lockstep_stream_pair() if lockstep else trio.testing.memory_stream_pair()
+    client_protocol: HTTPOverTCPProtocol
+    server_protocol: HTTPOverTCPProtocol
     if version == "2":
         client_protocol = HTTP2ClientFactory(stream_window=window, connection_window=window)()
         server_protocol = HTTP2ServerFactory(stream_window=window, connection_window=window)()
