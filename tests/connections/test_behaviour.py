@@ -73,7 +73,7 @@ async def test_traffic_postpones_idle_timeout(autojump_clock: trio.testing.MockC
             await client.send_headers(sid, POST, end_stream=True)
             assert isinstance(await client.receive_event(), HeadersReceived)
         event = await client.receive_event()
-        assert isinstance(event, GoawayReceived)
+        assert isinstance(event, GoawayReceived), event
         assert trio.current_time() - start == pytest.approx(34, abs=0.01)
 
 
@@ -268,4 +268,4 @@ async def test_aclose_is_idempotent_and_final() -> None:
             with pytest.raises(trio.ClosedResourceError):
                 await client.send_headers(1, POST)
         event = await server.receive_event()
-        assert isinstance(event, GoawayReceived)
+        assert isinstance(event, GoawayReceived), event

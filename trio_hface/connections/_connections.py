@@ -437,8 +437,9 @@ class HTTPOverTCPConnection(HTTPConnection):
                     self._kick = trio.Event()
                     await self._kick.wait()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # Senders fail from now on; the reader still delivers what the peer
+            # sent before it went away, then reports the end.
             self._broken = True
-            self._tcp.connection_lost()
             self._flushed_up_to(self._submitted)
             self._input()
 

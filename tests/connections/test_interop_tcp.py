@@ -1,0 +1,148 @@
+"""Real HTTP/1.1 and HTTP/2 peers that we did not write: nghttp, h2load, nghttpd."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import partial
+import re
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.connections.conftest import Certs
+from tests.helpers import free_port, require_tool, wait_for_port
+from trio_hface.connections import HTTPConnection, HTTPOverTCPListener, HTTPOverTCPOpener
+from trio_hface.events import ConnectionTerminated, DataReceived, HeadersReceived, StreamReset
+from trio_hface.protocols import ALPNHTTPFactory
+from trio_hface.protocols.http1 import HTTP1ClientFactory, HTTP1ServerFactory
+from trio_hface.protocols.http2 import HTTP2ClientFactory, HTTP2ServerFactory
+
+ALL_TCP = ALPNHTTPFactory([HTTP2ServerFactory(), HTTP1ServerFactory()])
+
+
+async def hello_handler(connection: HTTPConnection) -> None:
+    """Answer every request with the sha256 of its body, once the body is complete."""
+    digests: dict[int, hashlib._Hash] = {}
+    while True:
+        event = await connection.receive_event()
+        if isinstance(event, ConnectionTerminated):
+            return
+        if isinstance(event, HeadersReceived) and event.stream_id not in digests:
+            digests[event.stream_id] = hashlib.sha256()
+        if isinstance(event, DataReceived):
+            digests[event.stream_id].update(event.data)
+        if isinstance(event, (HeadersReceived, DataReceived)) and event.end_stream:
+            digest = digests.pop(event.stream_id).hexdigest().encode()
+            await connection.send_headers(
+                event.stream_id, [(b":status", b"200"), (b"content-type", b"text/plain")]
+            )
+            await connection.send_data(event.stream_id, digest + b"\n", end_stream=True)
+        if isinstance(event, StreamReset):
+            digests.pop(event.stream_id, None)
+
+
+async def serve(nursery: trio.Nursery, certs: Certs) -> tuple[HTTPOverTCPListener, int]:
+    listener = await HTTPOverTCPListener.create(
+        ALL_TCP, local_address=("127.0.0.1", 0), tls_config=certs.server
+    )
+    addresses = await nursery.start(listener.serve, hello_handler)
+    return listener, addresses[0][1]
+
+
+async def test_nghttp_against_listener(certs: Certs, tmp_path: Path) -> None:
+    """nghttp (HTTP/2 over TLS with ALPN) posts a body and gets its digest back."""
+    nghttp = require_tool("nghttp")
+    body = tmp_path / "body"
+    body.write_bytes(b"nghttp body " * 10000)
+    async with trio.open_nursery() as nursery:
+        listener, port = await serve(nursery, certs)
+        with trio.fail_after(30):
+            result = await trio.run_process(
+                [
+                    nghttp,
+                    "-d",
+                    str(body),
+                    f"https://127.0.0.1:{port}/upload",
+                    f"https://127.0.0.1:{port}/two",
+                ],
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+        assert result.returncode == 0, result.stderr
+        assert hashlib.sha256(body.read_bytes()).hexdigest() in result.stdout.decode()
+        await listener.aclose()
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("h1", [False, True], ids=["h2", "http1.1"])
+async def test_h2load_bounded_run(certs: Certs, h1: bool) -> None:
+    """h2load sends 2000 requests over 4 connections (10 streams each for HTTP/2): none fails."""
+    h2load = require_tool("h2load")
+    async with trio.open_nursery() as nursery:
+        listener, port = await serve(nursery, certs)
+        args = [h2load, "-n", "2000", "-c", "4", "-m", "10", "-T", "30", "-N", "30"]
+        if h1:
+            args.append("--h1")
+        with trio.fail_after(60):
+            result = await trio.run_process(
+                [*args, f"https://127.0.0.1:{port}/"], capture_stdout=True, capture_stderr=True, check=False
+            )
+        out = result.stdout.decode()
+        assert result.returncode == 0, out + result.stderr.decode()
+        match = re.search(
+            r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed", out
+        )
+        assert match, out
+        assert match.groups() == ("2000", "2000", "2000", "2000", "0"), out
+        assert f"Application protocol: {'http/1.1' if h1 else 'h2'}" in out
+        await listener.aclose()
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("tls", [True, False], ids=["h2-tls", "h2c"])
+async def test_opener_against_nghttpd(certs: Certs, tmp_path: Path, tls: bool) -> None:
+    """Our HTTP/2 opener fetches a 1 MiB file from nghttpd intact, with and without TLS."""
+    nghttpd = require_tool("nghttpd")
+    content = bytes(range(256)) * 4096
+    (tmp_path / "file.bin").write_bytes(content)
+    port = free_port()
+    args = [nghttpd, "-d", str(tmp_path), "--address", "127.0.0.1", str(port)]
+    args += [certs.keyfile, certs.certfile] if tls else ["--no-tls"]
+    async with trio.open_nursery() as nursery:
+        process = await nursery.start(partial(trio.run_process, args, check=False))
+        try:
+            await wait_for_port("127.0.0.1", port)
+            factory = (
+                ALPNHTTPFactory([HTTP2ClientFactory(), HTTP1ClientFactory()]) if tls else HTTP2ClientFactory()
+            )
+            opener = HTTPOverTCPOpener(factory, tls_config=certs.client)
+            async with await opener(("127.0.0.1", port), tls=tls, server_name="localhost") as connection:
+                assert connection.http_version == "2"
+                sid = connection.get_available_stream_id()
+                scheme = b"https" if tls else b"http"
+                headers = [
+                    (b":method", b"GET"),
+                    (b":scheme", scheme),
+                    (b":authority", b"localhost"),
+                    (b":path", b"/file.bin"),
+                ]
+                await connection.send_headers(sid, headers, end_stream=True)
+                data = bytearray()
+                status = None
+                with trio.fail_after(30):
+                    while True:
+                        event = await connection.receive_event()
+                        if isinstance(event, HeadersReceived):
+                            status = dict(event.headers).get(b":status", status)
+                        elif isinstance(event, DataReceived):
+                            data += event.data
+                        else:
+                            raise AssertionError(f"unexpected {event!r}")
+                        if getattr(event, "end_stream", False):
+                            break
+                assert status == b"200"
+                assert hashlib.sha256(data).digest() == hashlib.sha256(content).digest()
+        finally:
+            process.terminate()
