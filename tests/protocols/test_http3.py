@@ -285,6 +285,14 @@ def test_large_body_moves_in_window_sized_pieces(link: Link) -> None:
     assert pieces >= 5  # the 1 MiB windows were used up and granted again
 
 
+def assert_nothing_held(protocol: HTTP3ProtocolImpl) -> None:
+    """Check that aioquic sent every queued byte: the send window never over-promised."""
+    quic = protocol._quic
+    assert quic is not None
+    for stream in quic._streams.values():
+        assert stream.sender._buffer_stop == stream.sender.highest_offset, stream.stream_id
+
+
 def _stall_link(certs: Certs, *, max_data: int, max_stream_data: int) -> Link:
     return make_link(
         certs, server_factory=HTTP3ServerFactory(max_data=max_data, max_stream_data=max_stream_data)
@@ -316,6 +324,7 @@ def test_receiver_that_does_not_read_stalls_the_sender(certs: Certs) -> None:
     link.pump()
     submitted = _fill(link, [stream_id])
     assert link.client.get_send_window(stream_id) == 0
+    assert_nothing_held(link.client)
     # Everything submitted arrived, and it is no more than one window (the
     # request's HEADERS frame and the DATA frame headers used the rest).
     assert window - 200 < submitted <= window
@@ -338,6 +347,7 @@ def test_receiver_that_does_not_read_stalls_the_connection(certs: Certs) -> None
     link.pump()
     submitted = _fill(link, stream_ids)
     assert all(link.client.get_send_window(s) == 0 for s in stream_ids)
+    assert_nothing_held(link.client)
     assert window - 500 < submitted <= window
     events = drain(link.server)
     assert sum(len(e.data) for e in events if isinstance(e, DataReceived)) == submitted
@@ -465,6 +475,36 @@ def test_stream_reset_from_the_server(link: Link) -> None:
     with pytest.raises(LocalProtocolError):
         link.client.get_send_window(stream_id)
     assert link.client._streams == {} and link.server._streams == {}
+
+
+def test_stop_sending_alone_resets_the_stream(link: Link) -> None:
+    """A peer's STOP_SENDING is reported once as a reset, and the stream is aborted both ways."""
+    stream_id = request(link, POST, end_stream=False)
+    link.pump()
+    drain(link.server)
+    quic = link.server._quic
+    assert quic is not None
+    quic.stop_stream(stream_id, H3_REQUEST_CANCELLED)  # STOP_SENDING without RESET_STREAM
+    link.pump()
+    assert drain(link.client) == [StreamResetReceived(stream_id, H3_REQUEST_CANCELLED)]
+    link.pump()
+    assert link.client._streams == {}
+
+
+def test_stop_sending_after_a_complete_response_is_not_an_error(link: Link) -> None:
+    """RFC 9114 section 4.1.1: a server may stop an unneeded request body with H3_NO_ERROR."""
+    stream_id = request(link, POST, end_stream=False)
+    link.pump()
+    drain(link.server)
+    link.server.submit_headers(stream_id, OK, end_stream=True)
+    quic = link.server._quic
+    assert quic is not None
+    quic.stop_stream(stream_id, H3_NO_ERROR)
+    link.pump()
+    assert drain(link.client) == [HeadersReceived(stream_id, OK, end_stream=True)]
+    with pytest.raises(LocalProtocolError):
+        link.client.submit_data(stream_id, b"unwanted")
+    assert link.client._streams == {}
 
 
 def test_reset_of_an_unknown_stream_is_refused(link: Link) -> None:
@@ -688,6 +728,21 @@ def test_invalid_incoming_headers_reset_only_that_stream(
     link.server.submit_headers(good, OK, end_stream=True)
     link.pump()
     assert drain(link.client) == [HeadersReceived(good, OK, end_stream=True)]
+
+
+def test_oversized_headers_frame_resets_the_stream(certs: Certs) -> None:
+    """A HEADERS frame larger than the stream window, which could never complete, is refused."""
+    link = make_link(certs, server_factory=HTTP3ServerFactory(max_stream_data=16 * 1024))
+    quic = link.client._quic
+    assert quic is not None
+    bad = link.client.get_available_stream_id()
+    # A HEADERS frame (type 0x01) announcing 64 KiB (a 4-byte varint), then some of it.
+    quic.send_stream_data(bad, b"\x01" + (0x80000000 | 65536).to_bytes(4, "big") + b"\x00" * 1000)
+    link.pump()
+    assert drain(link.server) == [StreamResetSent(bad, H3_MESSAGE_ERROR)]
+    good = request(link)
+    link.pump()
+    assert drain(link.server) == [HeadersReceived(good, GET, end_stream=True)]
 
 
 def test_invalid_incoming_response_resets_the_stream(link: Link) -> None:

@@ -120,10 +120,16 @@ class HFaceH3Connection(H3Connection):
 
     :param quic: the QUIC connection
     :param enable_connect_protocol: whether to send SETTINGS_ENABLE_CONNECT_PROTOCOL
+    :param max_headers_frame: the largest HEADERS frame accepted on a request
+        stream; a larger one could never complete, since the bytes of a frame
+        are credited only once it is parsed
     """
 
-    def __init__(self, quic: QuicConnection, *, enable_connect_protocol: bool) -> None:
+    def __init__(
+        self, quic: QuicConnection, *, enable_connect_protocol: bool, max_headers_frame: int
+    ) -> None:
         self._enable_connect_protocol = enable_connect_protocol
+        self._max_headers_frame = max_headers_frame
         self._control_scanner: _ControlScanner | None = None
         self._last_goaway: int | None = None
         #: Streams whose message was malformed, with the reason; the protocol
@@ -179,6 +185,11 @@ class HFaceH3Connection(H3Connection):
         except MessageError as exc:
             self.rejected[stream.stream_id] = exc.reason_phrase or "malformed message"
             return []
+
+    def _check_request_or_push_frame_type(self, frame_type: int, stream: H3Stream) -> None:
+        super()._check_request_or_push_frame_type(frame_type, stream)
+        if frame_type == FrameType.HEADERS and (stream.frame_size or 0) > self._max_headers_frame:
+            self.rejected[stream.stream_id] = f"HEADERS frame of {stream.frame_size} bytes is too large"
 
     def _receive_request_or_push_data(
         self, stream: H3Stream, data: bytes, stream_ended: bool

@@ -77,6 +77,10 @@ DATA_FRAME_TYPE_SIZE = 1
 # RFC 9000 section 16: the largest value of each size of variable-length integer.
 VARINT_LIMITS = ((1, 2**6 - 1), (2, 2**14 - 1), (4, 2**30 - 1), (8, 2**62 - 1))
 
+# RFC 9114 section 7.1: a frame header is two variable-length integers of at
+# most 8 bytes each (RFC 9000 section 16).
+MAX_FRAME_HEADER_SIZE = 16
+
 _END_STATES = frozenset(
     {QuicConnectionState.CLOSING, QuicConnectionState.DRAINING, QuicConnectionState.TERMINATED}
 )
@@ -120,6 +124,8 @@ class _Stream:
     sent_end: bool = False
     #: Reset by either side (or rejected as malformed): dead to the application.
     reset: bool = False
+    #: The peer asked us to stop sending, without error.
+    stopped_by_peer: bool = False
 
 
 class HTTP3ProtocolImpl(HTTP3Protocol):
@@ -174,7 +180,11 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
         )
         self._original_cid = original_cid
         self._cids = [self._quic.host_cid]
-        self._h3 = HFaceH3Connection(self._quic, enable_connect_protocol=self._enable_connect_protocol)
+        self._h3 = HFaceH3Connection(
+            self._quic,
+            enable_connect_protocol=self._enable_connect_protocol,
+            max_headers_frame=self._configuration.max_stream_data - MAX_FRAME_HEADER_SIZE,
+        )
 
     # -- properties --------------------------------------------------------
 
@@ -529,6 +539,8 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
     def _check_sendable(self, stream: _Stream) -> None:
         if stream.reset:
             raise LocalProtocolError(f"stream {stream.stream_id} was reset")
+        if stream.stopped_by_peer:
+            raise LocalProtocolError(f"the peer stopped reading stream {stream.stream_id} (STOP_SENDING)")
         if stream.sent_end:
             raise LocalProtocolError(f"stream {stream.stream_id} is already ended")
 
@@ -807,11 +819,13 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
             return
         if stream.reset:
             return
-        if stream.received_end and event.error_code == ErrorCode.H3_NO_ERROR:
-            # RFC 9114 section 4.1.1: a server may stop a request body it does
-            # not need after a complete response; that is not an error.
+        if event.error_code == ErrorCode.H3_NO_ERROR:
+            # RFC 9114 section 4.1.1: a server that does not need the rest of
+            # a request stops it with H3_NO_ERROR and sends a complete
+            # response, which is not an error; only our side ends.
             self._feed_h3(event)
             stream.sent_end = True
+            stream.stopped_by_peer = True
             self._maybe_forget(stream)
             return
         self._peer_aborted(stream, event.error_code)
