@@ -211,6 +211,30 @@ def test_untrusted_certificate_fails_the_handshake(certs: Certs) -> None:
     assert not link.client.is_available() and link.client.has_expired()
 
 
+def test_client_trusts_der_ca_data(certs: Certs) -> None:
+    """CA data given as DER bytes, as the ssl module accepts it, is trusted too."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    der = x509.load_pem_x509_certificate(certs.ca.cert_pem.bytes()).public_bytes(Encoding.DER)
+    link = make_link(certs, client_tls=ClientTLSConfig(cadata=der))
+    assert link.client.is_available()
+
+
+def test_factories_check_their_settings() -> None:
+    """Nonsensical QUIC settings are refused when the factory is made."""
+    with pytest.raises(ValueError, match="quic_connection_id_length"):
+        HTTP3ServerFactory(quic_connection_id_length=4)
+    with pytest.raises(ValueError, match="max_datagram_size"):
+        HTTP3ClientFactory(max_datagram_size=1000)
+    with pytest.raises(ValueError, match="quic_supported_versions"):
+        HTTP3ServerFactory(quic_supported_versions=[0x1A2A3A4A])
+    factory = HTTP3ServerFactory(quic_connection_id_length=12)
+    assert factory.quic_connection_id_length == 12
+    assert list(factory.alpn_protocols) == ["h3"]
+    assert list(factory.quic_supported_versions) == [0x00000001, 0x6B3343CF]
+
+
 def test_insecure_client_accepts_any_certificate(certs: Certs) -> None:
     """An insecure client skips verification."""
     link = make_link(certs, client_tls=ClientTLSConfig(insecure=True))

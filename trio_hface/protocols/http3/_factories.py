@@ -232,10 +232,12 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
 
     @property
     def quic_connection_id_length(self) -> int:
+        """Length in bytes of the connection IDs that the server issues."""
         return self._settings.connection_id_length
 
     @property
     def quic_supported_versions(self) -> Sequence[int]:
+        """QUIC versions accepted in Initial packets, most preferred first."""
         return list(self._settings.supported_versions)
 
     def __call__(self, *, tls_config: ServerTLSConfig) -> HTTP3ProtocolImpl:
