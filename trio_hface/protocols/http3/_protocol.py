@@ -137,6 +137,14 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
     Implements :class:`.HTTP3Protocol`. Call :meth:`clock` before anything
     else, and :meth:`datagrams_to_send` after every call that may have changed
     something (including :meth:`next_event`, which returns flow-control credit).
+
+    A server's GOAWAY names the first stream it will not process; it is
+    reported as :class:`~trio_hface.events.GoawayReceived` with
+    ``last_stream_id`` four less (negative when no stream will be processed),
+    and the client's open streams from that ID on get
+    :class:`~trio_hface.events.StreamResetReceived` with H3_REQUEST_REJECTED,
+    so they may be retried. A client's GOAWAY (which names a push ID) is
+    reported with the highest request stream the server has seen.
     """
 
     def __init__(
