@@ -1,0 +1,880 @@
+"""Sans-IO tests of the HTTP/3 protocol: a client and a server moved by hand.
+
+Datagrams are passed between the two protocols by :class:`Link`, and time comes
+from a counter that only moves when a test (or the link) advances it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trustme
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from trio_hface import ClientTLSConfig, ServerTLSConfig
+from trio_hface.errors import FlowControlError, LocalProtocolError
+from trio_hface.events import (
+    ConnectionTerminated,
+    DataReceived,
+    Event,
+    GoawayReceived,
+    HeadersReceived,
+    StreamResetReceived,
+    StreamResetSent,
+)
+from trio_hface.protocols import HTTP3Protocol
+from trio_hface.protocols.http3 import HTTP3ClientFactory, HTTP3ProtocolImpl, HTTP3ServerFactory
+
+SERVER_ADDRESS = ("127.0.0.1", 4433)
+CLIENT_ADDRESS = ("127.0.0.1", 50000)
+# The link's round trip: each round of datagrams takes this long.
+ROUND = 0.001
+# Timers closer than this are run by Link.pump(); farther ones (idle) are not.
+TIMER_HORIZON = 0.2
+
+H3_NO_ERROR = 0x100
+H3_REQUEST_CANCELLED = 0x10C
+H3_MESSAGE_ERROR = 0x10E
+
+GET = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"localhost"), (b":path", b"/")]
+POST = [(b":method", b"POST"), (b":scheme", b"https"), (b":authority", b"localhost"), (b":path", b"/upload")]
+OK = [(b":status", b"200"), (b"content-type", b"text/plain")]
+
+
+@dataclass(frozen=True)
+class Certs:
+    ca: trustme.CA
+    cert: trustme.LeafCert
+    certfile: str
+    keyfile: str
+    cafile: str
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost")
+    tmp: Path = tmp_path_factory.mktemp("h3certs")
+    certfile, keyfile, cafile = tmp / "cert.pem", tmp / "key.pem", tmp / "ca.pem"
+    certfile.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    keyfile.write_bytes(cert.private_key_pem.bytes())
+    cafile.write_bytes(ca.cert_pem.bytes())
+    return Certs(ca, cert, str(certfile), str(keyfile), str(cafile))
+
+
+def memory_server_tls(certs: Certs) -> ServerTLSConfig:
+    chain = b"".join(blob.bytes() for blob in certs.cert.cert_chain_pems)
+    return ServerTLSConfig(certdata=chain, keydata=certs.cert.private_key_pem.bytes())
+
+
+def drain(protocol: HTTP3Protocol) -> list[Event]:
+    """Take every event that *protocol* has now."""
+    events: list[Event] = []
+    while (event := protocol.next_event()) is not None:
+        events.append(event)
+    return events
+
+
+class Link:
+    """A client and a server joined by a lossless network, on a manual clock."""
+
+    def __init__(self, client: HTTP3ProtocolImpl, server: HTTP3ProtocolImpl) -> None:
+        self.client = client
+        self.server = server
+        self.now = 0.0
+        self.client.clock(self.now)
+        self.server.clock(self.now)
+
+    def tick(self, until: float) -> None:
+        """Move the clock to *until* and tell both sides."""
+        self.now = max(self.now, until)
+        self.client.clock(self.now)
+        self.server.clock(self.now)
+
+    def next_timer(self) -> float | None:
+        timers = [t for t in (self.client.get_timer(), self.server.get_timer()) if t is not None]
+        return min(timers) if timers else None
+
+    def xfer(self, sender: HTTP3ProtocolImpl, receiver: HTTP3ProtocolImpl) -> int:
+        """Move what *sender* has to send into *receiver*; return how many datagrams moved."""
+        source = SERVER_ADDRESS if sender is self.server else CLIENT_ADDRESS
+        datagrams = sender.datagrams_to_send()
+        for data, _ in datagrams:
+            receiver.datagram_received((data, source))
+        return len(datagrams)
+
+    def pump(self, *, max_rounds: int = 20000) -> None:
+        """Move datagrams both ways until quiet, running timers closer than TIMER_HORIZON."""
+        for _ in range(max_rounds):
+            moved = self.xfer(self.client, self.server) + self.xfer(self.server, self.client)
+            if moved:
+                self.tick(self.now + ROUND)
+                continue
+            timer = self.next_timer()
+            if timer is None or timer > self.now + TIMER_HORIZON:
+                return
+            self.tick(max(timer, self.now + ROUND / 10))
+        raise AssertionError(f"the link is still busy after {max_rounds} rounds")
+
+    def run_timers_until(self, done: object, *, limit: float = 1000.0) -> None:
+        """Pump and jump the clock from timer to timer until ``done()`` is true."""
+        assert callable(done)
+        while not done():
+            self.pump()
+            timer = self.next_timer()
+            if timer is None or timer > limit:
+                raise AssertionError("no timer left to run")
+            self.tick(timer)
+
+
+def make_link(
+    certs: Certs,
+    *,
+    client_factory: HTTP3ClientFactory | None = None,
+    server_factory: HTTP3ServerFactory | None = None,
+    server_tls: ServerTLSConfig | None = None,
+    client_tls: ClientTLSConfig | None = None,
+    handshake: bool = True,
+) -> Link:
+    client = (client_factory or HTTP3ClientFactory())(
+        remote_address=SERVER_ADDRESS,
+        server_name="localhost",
+        tls_config=client_tls or ClientTLSConfig(cadata=certs.ca.cert_pem.bytes()),
+    )
+    server = (server_factory or HTTP3ServerFactory())(tls_config=server_tls or memory_server_tls(certs))
+    assert isinstance(client, HTTP3ProtocolImpl) and isinstance(server, HTTP3ProtocolImpl)
+    link = Link(client, server)
+    if handshake:
+        link.pump()
+    return link
+
+
+@pytest.fixture
+def link(certs: Certs) -> Link:
+    return make_link(certs)
+
+
+def request(link: Link, headers: list[tuple[bytes, bytes]] = GET, *, end_stream: bool = True) -> int:
+    stream_id = link.client.get_available_stream_id()
+    link.client.submit_headers(stream_id, headers, end_stream=end_stream)
+    return stream_id
+
+
+def body_of(events: list[Event], stream_id: int) -> bytes:
+    return b"".join(e.data for e in events if isinstance(e, DataReceived) and e.stream_id == stream_id)
+
+
+# -- connection --------------------------------------------------------------
+
+
+def test_handshake(link: Link) -> None:
+    """The handshake completes with in-memory certificates and the client may open a stream."""
+    assert link.client.is_available()
+    assert link.client.get_available_stream_id() == 0
+    assert not link.client.has_expired() and not link.server.has_expired()
+    assert not link.server.is_available()
+    assert link.client.connection_ids and link.server.connection_ids
+    assert drain(link.client) == [] and drain(link.server) == []
+    assert link.client.http_version == "3" and link.client.multiplexed
+
+
+def test_handshake_with_certificate_files(certs: Certs) -> None:
+    """Certificates load from files, and the client trusts a CA file."""
+    link = make_link(
+        certs,
+        server_tls=ServerTLSConfig(certfile=certs.certfile, keyfile=certs.keyfile),
+        client_tls=ClientTLSConfig(cafile=certs.cafile),
+    )
+    assert link.client.is_available()
+
+
+def test_handshake_with_key_in_certificate_file(certs: Certs, tmp_path: Path) -> None:
+    """A certificate file that holds the key too is enough."""
+    combined = tmp_path / "combined.pem"
+    combined.write_bytes(Path(certs.certfile).read_bytes() + Path(certs.keyfile).read_bytes())
+    link = make_link(certs, server_tls=ServerTLSConfig(certfile=str(combined)))
+    assert link.client.is_available()
+
+
+def test_untrusted_certificate_fails_the_handshake(certs: Certs) -> None:
+    """Verification is on by default: a server certificate from an unknown CA is refused."""
+    other = trustme.CA()
+    link = make_link(certs, client_tls=ClientTLSConfig(cadata=other.cert_pem.bytes()))
+    events = drain(link.client)
+    assert len(events) == 1 and isinstance(events[0], ConnectionTerminated)
+    assert events[0].error_code != 0
+    assert not link.client.is_available() and link.client.has_expired()
+
+
+def test_client_trusts_der_ca_data(certs: Certs) -> None:
+    """CA data given as DER bytes, as the ssl module accepts it, is trusted too."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    der = x509.load_pem_x509_certificate(certs.ca.cert_pem.bytes()).public_bytes(Encoding.DER)
+    link = make_link(certs, client_tls=ClientTLSConfig(cadata=der))
+    assert link.client.is_available()
+
+
+def test_factories_check_their_settings() -> None:
+    """Nonsensical QUIC settings are refused when the factory is made."""
+    with pytest.raises(ValueError, match="quic_connection_id_length"):
+        HTTP3ServerFactory(quic_connection_id_length=4)
+    with pytest.raises(ValueError, match="max_datagram_size"):
+        HTTP3ClientFactory(max_datagram_size=1000)
+    with pytest.raises(ValueError, match="quic_supported_versions"):
+        HTTP3ServerFactory(quic_supported_versions=[0x1A2A3A4A])
+    factory = HTTP3ServerFactory(quic_connection_id_length=12)
+    assert factory.quic_connection_id_length == 12
+    assert list(factory.alpn_protocols) == ["h3"]
+    assert list(factory.quic_supported_versions) == [0x00000001, 0x6B3343CF]
+
+
+def test_insecure_client_accepts_any_certificate(certs: Certs) -> None:
+    """An insecure client skips verification."""
+    link = make_link(certs, client_tls=ClientTLSConfig(insecure=True))
+    assert link.client.is_available()
+
+
+def test_calls_before_clock_are_refused(certs: Certs) -> None:
+    """Using a protocol before clock() is a caller error, not a crash."""
+    server = HTTP3ServerFactory()(tls_config=memory_server_tls(certs))
+    with pytest.raises(LocalProtocolError):
+        server.datagram_received((b"\xc0" * 1200, CLIENT_ADDRESS))
+
+
+# -- requests and responses -------------------------------------------------------
+
+
+def test_get_with_end_stream_on_headers(link: Link) -> None:
+    """A GET ends with its headers; the response comes back with a body."""
+    stream_id = request(link)
+    link.pump()
+    assert drain(link.server) == [HeadersReceived(stream_id, GET, end_stream=True)]
+    link.server.submit_headers(stream_id, OK)
+    link.server.submit_data(stream_id, b"hello", end_stream=True)
+    link.pump()
+    assert drain(link.client) == [
+        HeadersReceived(stream_id, OK, end_stream=False),
+        DataReceived(stream_id, b"hello", end_stream=True),
+    ]
+
+
+def test_post_with_body(link: Link) -> None:
+    """A POST body arrives whole, ended by an empty end of stream."""
+    stream_id = request(link, POST, end_stream=False)
+    link.client.submit_data(stream_id, b"part one, ")
+    link.client.submit_data(stream_id, b"part two")
+    link.client.submit_data(stream_id, b"", end_stream=True)
+    link.pump()
+    events = drain(link.server)
+    assert events[0] == HeadersReceived(stream_id, POST, end_stream=False)
+    assert body_of(events, stream_id) == b"part one, part two"
+    last = events[-1]
+    assert isinstance(last, DataReceived) and last.end_stream
+    link.server.submit_headers(stream_id, [(b":status", b"204")], end_stream=True)
+    link.pump()
+    assert drain(link.client) == [HeadersReceived(stream_id, [(b":status", b"204")], end_stream=True)]
+
+
+def test_large_body_moves_in_window_sized_pieces(link: Link) -> None:
+    """A 5 MiB body, larger than every window, goes through in pieces of the send window."""
+    size = 5 * 1024 * 1024
+    body = random.Random(1).randbytes(size)
+    stream_id = request(link, POST, end_stream=False)
+    sent = 0
+    received: list[bytes] = []
+    pieces = 0
+    ended = False
+    while not ended:
+        window = link.client.get_send_window(stream_id)
+        if sent < size and window:
+            piece = min(window, size - sent)
+            link.client.submit_data(stream_id, body[sent : sent + piece], end_stream=sent + piece == size)
+            sent += piece
+            pieces += 1
+        link.pump()
+        for event in drain(link.server):
+            if isinstance(event, DataReceived):
+                received.append(event.data)
+                ended = event.end_stream
+        assert pieces < 1000, "no progress"
+    assert sent == size
+    assert b"".join(received) == body
+    assert pieces >= 5  # the 1 MiB windows were used up and granted again
+
+
+def assert_nothing_held(protocol: HTTP3ProtocolImpl) -> None:
+    """Check that aioquic sent every queued byte: the send window never over-promised."""
+    quic = protocol._quic
+    assert quic is not None
+    for stream in quic._streams.values():
+        assert stream.sender._buffer_stop == stream.sender.highest_offset, stream.stream_id
+
+
+def _stall_link(certs: Certs, *, max_data: int, max_stream_data: int) -> Link:
+    return make_link(
+        certs, server_factory=HTTP3ServerFactory(max_data=max_data, max_stream_data=max_stream_data)
+    )
+
+
+def _fill(link: Link, stream_ids: list[int]) -> int:
+    """Submit on every stream while there is send window; return the bytes submitted."""
+    total = 0
+    for _ in range(1000):
+        progressed = False
+        for stream_id in stream_ids:
+            window = link.client.get_send_window(stream_id)
+            if window:
+                link.client.submit_data(stream_id, b"x" * window)
+                total += window
+                progressed = True
+        link.pump()
+        if not progressed:
+            return total
+    raise AssertionError("the sender never stalled")
+
+
+def test_receiver_that_does_not_read_stalls_the_sender(certs: Certs) -> None:
+    """Credit follows consumption: an unread stream stops the sender at one stream window."""
+    window = 32 * 1024
+    link = _stall_link(certs, max_data=1024 * 1024, max_stream_data=window)
+    stream_id = request(link, POST, end_stream=False)
+    link.pump()
+    submitted = _fill(link, [stream_id])
+    assert link.client.get_send_window(stream_id) == 0
+    assert_nothing_held(link.client)
+    # Everything submitted arrived, and it is no more than one window (the
+    # request's HEADERS frame and the DATA frame headers used the rest).
+    assert window - 200 < submitted <= window
+    events = drain(link.server)
+    assert sum(len(e.data) for e in events if isinstance(e, DataReceived)) == submitted
+    # Consuming returns the credit: the sender may go on.
+    link.pump()
+    assert link.client.get_send_window(stream_id) >= window // 2
+    more = _fill(link, [stream_id])
+    assert window // 2 <= more <= window
+
+
+def test_receiver_that_does_not_read_stalls_the_connection(certs: Certs) -> None:
+    """Credit follows consumption: unread streams stop the sender at one connection window."""
+    window = 64 * 1024
+    link = _stall_link(certs, max_data=window, max_stream_data=48 * 1024)
+    stream_ids = []
+    for _ in range(3):
+        stream_ids.append(request(link, POST, end_stream=False))
+    link.pump()
+    submitted = _fill(link, stream_ids)
+    assert all(link.client.get_send_window(s) == 0 for s in stream_ids)
+    assert_nothing_held(link.client)
+    assert window - 500 < submitted <= window
+    events = drain(link.server)
+    assert sum(len(e.data) for e in events if isinstance(e, DataReceived)) == submitted
+    link.pump()
+    assert sum(link.client.get_send_window(s) for s in stream_ids) > 0
+    assert 0 < _fill(link, stream_ids) <= window
+
+
+def test_submitting_more_than_the_window_raises(link: Link) -> None:
+    """FlowControlError names the numbers, and the stream stays usable."""
+    stream_id = request(link, POST, end_stream=False)
+    window = link.client.get_send_window(stream_id)
+    with pytest.raises(FlowControlError, match=str(window)):
+        link.client.submit_data(stream_id, b"x" * (window + 1))
+    link.client.submit_data(stream_id, b"x" * window, end_stream=True)
+    link.pump()
+    assert len(body_of(drain(link.server), stream_id)) == window
+
+
+def test_trailers_in_both_directions(link: Link) -> None:
+    """Trailers after data arrive as a header block that ends the stream."""
+    stream_id = request(link, [*POST, (b"te", b"trailers")], end_stream=False)
+    link.client.submit_data(stream_id, b"body")
+    link.client.submit_headers(stream_id, [(b"x-checksum", b"abc")], end_stream=True)
+    link.pump()
+    events = drain(link.server)
+    assert events[-1] == HeadersReceived(stream_id, [(b"x-checksum", b"abc")], end_stream=True)
+    assert body_of(events, stream_id) == b"body"
+    link.server.submit_headers(stream_id, OK)
+    link.server.submit_data(stream_id, b"answer")
+    link.server.submit_headers(stream_id, [(b"grpc-status", b"0")], end_stream=True)
+    link.pump()
+    assert drain(link.client) == [
+        HeadersReceived(stream_id, OK),
+        DataReceived(stream_id, b"answer"),
+        HeadersReceived(stream_id, [(b"grpc-status", b"0")], end_stream=True),
+    ]
+
+
+def test_trailers_must_end_the_stream(link: Link) -> None:
+    """Submitting trailers without end_stream is refused."""
+    stream_id = request(link, POST, end_stream=False)
+    link.client.submit_data(stream_id, b"body")
+    with pytest.raises(LocalProtocolError, match="trailers"):
+        link.client.submit_headers(stream_id, [(b"x-a", b"b")])
+
+
+def test_trailers_before_a_separate_fin_are_held(link: Link) -> None:
+    """Trailers whose FIN arrives later are reported once, with end_stream set."""
+    stream_id = request(link, POST, end_stream=False)
+    link.client.submit_data(stream_id, b"body")
+    link.pump()
+    drain(link.server)
+    # Send trailers and the FIN in separate packets, through aioquic directly.
+    h3 = link.client._h3
+    assert h3 is not None
+    h3.send_headers(stream_id, [(b"x-late", b"1")])
+    link.pump()
+    assert drain(link.server) == []
+    h3._quic.send_stream_data(stream_id, b"", end_stream=True)
+    link.pump()
+    assert drain(link.server) == [HeadersReceived(stream_id, [(b"x-late", b"1")], end_stream=True)]
+
+
+def test_informational_responses_come_before_the_final_one(link: Link) -> None:
+    """1xx responses pass through as their own header blocks."""
+    stream_id = request(link, [*POST, (b"expect", b"100-continue")], end_stream=False)
+    link.pump()
+    drain(link.server)
+    link.server.submit_headers(stream_id, [(b":status", b"100")])
+    link.server.submit_headers(stream_id, [(b":status", b"103"), (b"link", b"</style.css>; rel=preload")])
+    link.pump()
+    assert drain(link.client) == [
+        HeadersReceived(stream_id, [(b":status", b"100")]),
+        HeadersReceived(stream_id, [(b":status", b"103"), (b"link", b"</style.css>; rel=preload")]),
+    ]
+    link.client.submit_data(stream_id, b"body", end_stream=True)
+    link.pump()
+    assert body_of(drain(link.server), stream_id) == b"body"
+    with pytest.raises(LocalProtocolError):
+        link.server.submit_data(stream_id, b"too early")  # no final response yet
+    with pytest.raises(LocalProtocolError):
+        link.server.submit_headers(stream_id, [(b":status", b"100")], end_stream=True)
+    link.server.submit_headers(stream_id, OK, end_stream=True)
+    link.pump()
+    assert drain(link.client) == [HeadersReceived(stream_id, OK, end_stream=True)]
+
+
+# -- resets ------------------------------------------------------------------
+
+
+def test_stream_reset_from_the_client(link: Link) -> None:
+    """A client reset reaches the server once; other streams go on."""
+    stream_id = request(link, POST, end_stream=False)
+    other = request(link)
+    link.pump()
+    drain(link.server)
+    link.client.submit_stream_reset(stream_id, H3_REQUEST_CANCELLED)
+    assert drain(link.client) == [StreamResetSent(stream_id, H3_REQUEST_CANCELLED)]
+    link.client.submit_stream_reset(stream_id, H3_REQUEST_CANCELLED)  # idempotent
+    assert drain(link.client) == []
+    with pytest.raises(LocalProtocolError):
+        link.client.submit_data(stream_id, b"late")
+    link.pump()
+    assert drain(link.server) == [StreamResetReceived(stream_id, H3_REQUEST_CANCELLED)]
+    with pytest.raises(LocalProtocolError):
+        link.server.submit_headers(stream_id, OK)
+    link.server.submit_headers(other, OK, end_stream=True)
+    link.pump()
+    assert drain(link.client) == [HeadersReceived(other, OK, end_stream=True)]
+    assert link.client._streams == {} and link.server._streams == {}
+
+
+def test_stream_reset_from_the_server(link: Link) -> None:
+    """A server reset reaches the client once, and the connection stays available."""
+    stream_id = request(link, POST, end_stream=False)
+    link.client.submit_data(stream_id, b"some")
+    link.pump()
+    drain(link.server)
+    link.server.submit_stream_reset(stream_id, 0x10B)
+    assert drain(link.server) == [StreamResetSent(stream_id, 0x10B)]
+    link.pump()
+    assert drain(link.client) == [StreamResetReceived(stream_id, 0x10B)]
+    assert link.client.is_available()
+    with pytest.raises(LocalProtocolError):
+        link.client.get_send_window(stream_id)
+    assert link.client._streams == {} and link.server._streams == {}
+
+
+def test_stop_sending_alone_resets_the_stream(link: Link) -> None:
+    """A peer's STOP_SENDING is reported once as a reset, and the stream is aborted both ways."""
+    stream_id = request(link, POST, end_stream=False)
+    link.pump()
+    drain(link.server)
+    quic = link.server._quic
+    assert quic is not None
+    quic.stop_stream(stream_id, H3_REQUEST_CANCELLED)  # STOP_SENDING without RESET_STREAM
+    link.pump()
+    assert drain(link.client) == [StreamResetReceived(stream_id, H3_REQUEST_CANCELLED)]
+    link.pump()
+    assert link.client._streams == {}
+
+
+def test_stop_sending_after_a_complete_response_is_not_an_error(link: Link) -> None:
+    """RFC 9114 section 4.1.1: a server may stop an unneeded request body with H3_NO_ERROR."""
+    stream_id = request(link, POST, end_stream=False)
+    link.pump()
+    drain(link.server)
+    link.server.submit_headers(stream_id, OK, end_stream=True)
+    quic = link.server._quic
+    assert quic is not None
+    quic.stop_stream(stream_id, H3_NO_ERROR)
+    link.pump()
+    assert drain(link.client) == [HeadersReceived(stream_id, OK, end_stream=True)]
+    with pytest.raises(LocalProtocolError):
+        link.client.submit_data(stream_id, b"unwanted")
+    assert link.client._streams == {}
+
+
+def test_reset_of_an_unknown_stream_is_refused(link: Link) -> None:
+    """Resetting a stream that does not exist is a caller error."""
+    with pytest.raises(LocalProtocolError):
+        link.client.submit_stream_reset(8)
+
+
+# -- closing -------------------------------------------------------------------------
+
+
+def test_graceful_close_sends_goaway(link: Link) -> None:
+    """submit_close sends GOAWAY, then CONNECTION_CLOSE; the peer sees both in order."""
+    stream_id = request(link)
+    link.pump()
+    drain(link.server)
+    link.server.submit_close()
+    assert drain(link.server) == [ConnectionTerminated(0)]
+    assert link.server.has_expired()
+    link.pump()
+    assert drain(link.client) == [GoawayReceived(stream_id, 0), ConnectionTerminated(0)]
+    assert not link.client.is_available() and link.client.has_expired()
+    with pytest.raises(LocalProtocolError):
+        link.client.get_available_stream_id()
+    link.server.submit_close()  # idempotent
+    assert drain(link.server) == []
+
+
+def test_close_with_an_error_code(link: Link) -> None:
+    """An error code given to submit_close reaches the peer."""
+    link.client.submit_close(0x102)
+    assert drain(link.client) == [ConnectionTerminated(0x102)]
+    link.pump()
+    events = drain(link.server)
+    assert events[-1] == ConnectionTerminated(0x102)
+    assert isinstance(events[0], GoawayReceived)
+
+
+def test_goaway_refuses_newer_streams(link: Link) -> None:
+    """After a server's GOAWAY, the client sees streams above it refused and may not open more."""
+    first = request(link)
+    link.pump()
+    drain(link.server)
+    second = request(link)  # crosses the GOAWAY
+    link.server.submit_goaway()
+    assert link.server.has_expired()
+    link.pump()
+    events = drain(link.client)
+    assert events[0] == GoawayReceived(first, 0)
+    assert StreamResetReceived(second, 0x10B) in events
+    assert not link.client.is_available()
+    link.server.submit_headers(first, OK, end_stream=True)
+    link.pump()
+    assert drain(link.client) == [HeadersReceived(first, OK, end_stream=True)]
+
+
+def test_idle_timeout(certs: Certs) -> None:
+    """The idle timer fires through clock() and get_timer(), ending both sides."""
+    link = make_link(
+        certs,
+        client_factory=HTTP3ClientFactory(idle_timeout=5.0),
+        server_factory=HTTP3ServerFactory(idle_timeout=5.0),
+    )
+    start = link.now
+    timer = link.client.get_timer()
+    assert timer is not None and timer > start
+    link.run_timers_until(lambda: not link.client.is_available() and link.server.has_expired())
+    assert 5.0 - 0.01 <= link.now - start <= 5.0 + 0.01
+    assert drain(link.client) == [ConnectionTerminated(0)]
+    assert drain(link.server) == [ConnectionTerminated(0)]
+    assert link.client.datagrams_to_send() == []
+
+
+def test_connection_lost(link: Link) -> None:
+    """connection_lost ends the connection with one event; nothing more is sent."""
+    link.client.connection_lost()
+    link.client.connection_lost()
+    events = drain(link.client)
+    assert len(events) == 1 and isinstance(events[0], ConnectionTerminated)
+    assert link.client.datagrams_to_send() == [] and link.client.get_timer() is None
+
+
+# -- streams -------------------------------------------------------------------------------
+
+
+def test_hundred_concurrent_streams(certs: Certs) -> None:
+    """The client opens what the server allows, completes them, then opens more."""
+    link = make_link(certs, server_factory=HTTP3ServerFactory(max_concurrent_streams=100))
+    opened: list[int] = []
+    while link.client.is_available():
+        opened.append(request(link))
+    assert len(opened) == 100
+    with pytest.raises(LocalProtocolError):
+        link.client.get_available_stream_id()
+    with pytest.raises(LocalProtocolError):
+        link.client.submit_headers(opened[-1] + 4, GET, end_stream=True)
+    link.pump()
+    requests = drain(link.server)
+    assert sorted(e.stream_id for e in requests if isinstance(e, HeadersReceived)) == opened
+    for stream_id in opened:
+        link.server.submit_headers(stream_id, OK)
+        link.server.submit_data(stream_id, str(stream_id).encode(), end_stream=True)
+    link.pump()
+    responses = drain(link.client)
+    for stream_id in opened:
+        assert body_of(responses, stream_id) == str(stream_id).encode()
+    assert link.client.is_available()
+    more: list[int] = []
+    while link.client.is_available() and len(more) < 150:
+        more.append(request(link))
+    assert len(more) == 100 and more[0] == opened[-1] + 4
+    link.pump()
+    assert len([e for e in drain(link.server) if isinstance(e, HeadersReceived)]) == 100
+    # Per-stream state is forgotten once both directions are done.
+    assert set(link.client._streams) == set(more)
+    for stream_id in more:
+        link.server.submit_headers(stream_id, OK, end_stream=True)
+    link.pump()
+    drain(link.client)
+    assert link.client._streams == {} and link.server._streams == {}
+
+
+def test_server_cannot_open_streams(link: Link) -> None:
+    """A server has no stream to offer."""
+    assert not link.server.is_available()
+    with pytest.raises(LocalProtocolError):
+        link.server.get_available_stream_id()
+    with pytest.raises(LocalProtocolError):
+        link.server.submit_headers(1, OK)
+
+
+def test_misuse_of_streams_is_refused(link: Link) -> None:
+    """Data on unknown streams, after end_stream or before headers is refused; the stream survives."""
+    with pytest.raises(LocalProtocolError):
+        link.client.submit_data(0, b"no stream yet")
+    with pytest.raises(LocalProtocolError):
+        link.client.submit_headers(4, GET)  # not the next stream
+    stream_id = request(link)
+    with pytest.raises(LocalProtocolError):
+        link.client.submit_data(stream_id, b"after end")
+    with pytest.raises(LocalProtocolError):
+        link.client.get_send_window(stream_id)
+    link.pump()
+    drain(link.server)
+    with pytest.raises(LocalProtocolError):
+        link.server.submit_data(stream_id, b"before headers")
+    link.server.submit_headers(stream_id, OK, end_stream=True)
+    with pytest.raises(LocalProtocolError):
+        link.server.submit_headers(stream_id, OK)
+    link.pump()
+    assert drain(link.client) == [HeadersReceived(stream_id, OK, end_stream=True)]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b":method", b"GET"), (b":path", b"/")],  # no :scheme
+        [*GET, (b"Upper", b"x")],
+        [*GET, (b"connection", b"close")],
+        [*GET, (b"te", b"gzip")],
+        [*GET, (b"x-bad", b"a\r\nb")],
+        [(b"x-first", b"1"), *GET],
+        [*GET, (b":status", b"200")],
+        [(b":method", b"GET"), (b":method", b"GET"), *GET[1:]],
+    ],
+)
+def test_invalid_outgoing_request_headers_raise(link: Link, headers: list[tuple[bytes, bytes]]) -> None:
+    """Invalid request headers raise LocalProtocolError and open no stream."""
+    with pytest.raises(LocalProtocolError):
+        link.client.submit_headers(0, headers)
+    assert link.client.get_available_stream_id() == 0
+    request(link)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [],
+        [(b":status", b"2000")],
+        [(b":status", b"101")],
+        [(b":status", b"200"), (b":path", b"/")],
+        [(b":status", b"200"), (b"transfer-encoding", b"chunked")],
+    ],
+)
+def test_invalid_outgoing_response_headers_raise(link: Link, headers: list[tuple[bytes, bytes]]) -> None:
+    """Invalid response headers raise LocalProtocolError; a valid response may follow."""
+    stream_id = request(link)
+    link.pump()
+    drain(link.server)
+    with pytest.raises(LocalProtocolError):
+        link.server.submit_headers(stream_id, headers)
+    link.server.submit_headers(stream_id, OK, end_stream=True)
+
+
+@pytest.mark.parametrize(
+    ("headers", "checked_by"),
+    [
+        ([*GET, (b"Upper-Case", b"x")], "aioquic"),
+        ([*GET, (b"connection", b"keep-alive")], "aioquic"),
+        ([(b":method", b"GET"), (b":authority", b"localhost")], "trio_hface"),  # no :scheme, :path
+        ([*GET, (b"content-length", b"5")], "aioquic"),  # ends without the 5 bytes
+        ([*GET, (b"x-space", b"trailing ")], "aioquic"),
+    ],
+)
+def test_invalid_incoming_headers_reset_only_that_stream(
+    link: Link, headers: list[tuple[bytes, bytes]], checked_by: str
+) -> None:
+    """A malformed request is reset with H3_MESSAGE_ERROR; the connection keeps working."""
+    h3 = link.client._h3
+    assert h3 is not None
+    bad = link.client.get_available_stream_id()
+    h3.send_headers(bad, headers, end_stream=True)  # bypass the client's own checks
+    link.pump()
+    assert drain(link.server) == [StreamResetSent(bad, H3_MESSAGE_ERROR)]
+    assert not link.server.has_expired()
+    good = link.client.get_available_stream_id()
+    assert good == bad + 4
+    link.client.submit_headers(good, GET, end_stream=True)
+    link.pump()
+    assert drain(link.server) == [HeadersReceived(good, GET, end_stream=True)]
+    link.server.submit_headers(good, OK, end_stream=True)
+    link.pump()
+    assert drain(link.client) == [HeadersReceived(good, OK, end_stream=True)]
+
+
+def test_oversized_headers_frame_resets_the_stream(certs: Certs) -> None:
+    """A HEADERS frame larger than the stream window, which could never complete, is refused."""
+    link = make_link(certs, server_factory=HTTP3ServerFactory(max_stream_data=16 * 1024))
+    quic = link.client._quic
+    assert quic is not None
+    bad = link.client.get_available_stream_id()
+    # A HEADERS frame (type 0x01) announcing 64 KiB (a 4-byte varint), then some of it.
+    quic.send_stream_data(bad, b"\x01" + (0x80000000 | 65536).to_bytes(4, "big") + b"\x00" * 1000)
+    link.pump()
+    assert drain(link.server) == [StreamResetSent(bad, H3_MESSAGE_ERROR)]
+    good = request(link)
+    link.pump()
+    assert drain(link.server) == [HeadersReceived(good, GET, end_stream=True)]
+
+
+def test_invalid_incoming_response_resets_the_stream(link: Link) -> None:
+    """A malformed response is reset on the client with H3_MESSAGE_ERROR."""
+    stream_id = request(link)
+    link.pump()
+    drain(link.server)
+    h3 = link.server._h3
+    assert h3 is not None
+    h3.send_headers(stream_id, [(b":status", b"200"), (b"keep-alive", b"1")], end_stream=True)
+    link.pump()
+    assert drain(link.client) == [StreamResetSent(stream_id, H3_MESSAGE_ERROR)]
+    assert link.client.is_available()
+
+
+def test_extended_connect_passes_protocol_through(link: Link) -> None:
+    """:protocol reaches the server when it enables extended CONNECT."""
+    headers = [
+        (b":method", b"CONNECT"),
+        (b":protocol", b"websocket"),
+        (b":scheme", b"https"),
+        (b":authority", b"localhost"),
+        (b":path", b"/chat"),
+    ]
+    stream_id = request(link, headers, end_stream=False)
+    link.pump()
+    assert drain(link.server) == [HeadersReceived(stream_id, headers)]
+
+
+def test_extended_connect_refused_when_disabled(certs: Certs) -> None:
+    """A client may not send :protocol to a server that did not enable it."""
+    link = make_link(certs, server_factory=HTTP3ServerFactory(enable_connect_protocol=False))
+    headers = [
+        (b":method", b"CONNECT"),
+        (b":protocol", b"websocket"),
+        (b":scheme", b"https"),
+        (b":authority", b"localhost"),
+        (b":path", b"/chat"),
+    ]
+    with pytest.raises(LocalProtocolError, match="extended CONNECT"):
+        link.client.submit_headers(link.client.get_available_stream_id(), headers)
+
+
+# -- robustness ----------------------------------------------------------------------
+
+
+def _established_datagrams(certs: Certs) -> Iterator[bytes]:
+    """Datagrams of a real exchange (handshake, request, response), client to server."""
+    link = make_link(certs, handshake=False)
+    captured: list[bytes] = []
+    for _ in range(50):
+        datagrams = link.client.datagrams_to_send()
+        captured.extend(d for d, _ in datagrams)
+        for data, _ in datagrams:
+            link.server.datagram_received((data, CLIENT_ADDRESS))
+        link.xfer(link.server, link.client)
+        link.tick(link.now + ROUND)
+        if link.client.is_available() and len(captured) > 5:
+            break
+    request(link, POST, end_stream=False)
+    link.client.submit_data(0, b"payload" * 50, end_stream=True)
+    captured.extend(d for d, _ in link.client.datagrams_to_send())
+    return iter(captured)
+
+
+@pytest.fixture(scope="module")
+def sample_datagrams(certs: Certs) -> list[bytes]:
+    return list(_established_datagrams(certs))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(garbage=st.lists(st.binary(min_size=0, max_size=1500), min_size=1, max_size=5))
+def test_random_datagrams_never_raise(certs: Certs, link: Link, garbage: list[bytes]) -> None:
+    """Random bytes fed to a fresh server and to both sides of a live connection never raise."""
+    fresh = HTTP3ServerFactory()(tls_config=memory_server_tls(certs))
+    fresh.clock(0.0)
+    for data in garbage:
+        fresh.datagram_received((data, CLIENT_ADDRESS))
+        link.server.datagram_received((data, CLIENT_ADDRESS))
+        link.client.datagram_received((data, SERVER_ADDRESS))
+    fresh.datagrams_to_send()
+    link.pump()
+    drain(fresh)
+    drain(link.server)
+    drain(link.client)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_datagrams_never_raise(
+    certs: Certs, sample_datagrams: list[bytes], data: st.DataObject
+) -> None:
+    """Valid datagrams with flipped, cut or inserted bytes never make a server raise."""
+    server = HTTP3ServerFactory()(tls_config=memory_server_tls(certs))
+    server.clock(0.0)
+    for original in sample_datagrams:
+        mutated = bytearray(original)
+        action = data.draw(st.sampled_from(["flip", "cut", "insert", "keep"]))
+        if action == "flip" and mutated:
+            for _ in range(data.draw(st.integers(1, 8))):
+                index = data.draw(st.integers(0, len(mutated) - 1))
+                mutated[index] ^= data.draw(st.integers(1, 255))
+        elif action == "cut":
+            mutated = mutated[: data.draw(st.integers(0, len(mutated)))]
+        elif action == "insert":
+            index = data.draw(st.integers(0, len(mutated)))
+            mutated[index:index] = data.draw(st.binary(min_size=1, max_size=16))
+        server.datagram_received((bytes(mutated), CLIENT_ADDRESS))
+        server.datagrams_to_send()
+        server.clock(1.0)
+    drain(server)

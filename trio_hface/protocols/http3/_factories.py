@@ -1,0 +1,323 @@
+"""Factories of :class:`~._protocol.HTTP3ProtocolImpl` for clients and servers."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Sequence
+
+from aioquic.h3.connection import H3_ALPN
+from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE, QuicConfiguration
+from aioquic.quic.packet import QuicProtocolVersion
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+from ..._models import ClientTLSConfig, ServerTLSConfig
+from ..._typing import AddressType
+from .._factories import HTTPOverQUICClientFactory, HTTPOverQUICServerFactory
+from ._protocol import HTTP3ProtocolImpl
+
+__all__ = ["HTTP3ClientFactory", "HTTP3ServerFactory"]
+
+# aioquic's default (QuicConfiguration.idle_timeout), in seconds.
+DEFAULT_IDLE_TIMEOUT = 60.0
+# aioquic's defaults (QuicConfiguration.max_data and .max_stream_data): 1 MiB
+# for the connection and for each stream.
+DEFAULT_MAX_DATA = 1024 * 1024
+DEFAULT_MAX_STREAM_DATA = 1024 * 1024
+# RFC 9000 section 14: every QUIC path carries 1200-byte datagrams.
+DEFAULT_MAX_DATAGRAM_SIZE = SMALLEST_MAX_DATAGRAM_SIZE
+# aioquic's default local connection-ID length (QuicConfiguration.connection_id_length).
+DEFAULT_CONNECTION_ID_LENGTH = 8
+# RFC 9114 section 6.1: a server should allow at least 100 concurrent requests.
+DEFAULT_MAX_CONCURRENT_STREAMS = 100
+# QUIC v1 (RFC 9000) and v2 (RFC 9369), aioquic's default, most preferred first.
+DEFAULT_SUPPORTED_VERSIONS: tuple[int, ...] = (QuicProtocolVersion.VERSION_1, QuicProtocolVersion.VERSION_2)
+# RFC 9000 section 17.2: connection IDs are 0 to 20 bytes; our routing needs
+# at least 8 (RFC 9000 section 7.2 asks clients for at least 8 in Initial packets).
+MIN_CONNECTION_ID_LENGTH = 8
+MAX_CONNECTION_ID_LENGTH = 20
+
+
+class _QUICSettings:
+    """Validated QUIC settings shared by both factories."""
+
+    def __init__(
+        self,
+        *,
+        idle_timeout: float,
+        max_data: int,
+        max_stream_data: int,
+        max_datagram_size: int,
+        quic_connection_id_length: int,
+        quic_supported_versions: Sequence[int],
+        max_concurrent_streams: int,
+    ) -> None:
+        if not idle_timeout > 0:
+            raise ValueError(f"idle_timeout must be positive, not {idle_timeout!r}")
+        if max_data < 1 or max_stream_data < 1:
+            raise ValueError(
+                f"flow-control windows must be positive, not {max_data!r} and {max_stream_data!r}"
+            )
+        if max_datagram_size < SMALLEST_MAX_DATAGRAM_SIZE:
+            raise ValueError(
+                f"max_datagram_size must be at least {SMALLEST_MAX_DATAGRAM_SIZE}, not {max_datagram_size!r}"
+            )
+        if not MIN_CONNECTION_ID_LENGTH <= quic_connection_id_length <= MAX_CONNECTION_ID_LENGTH:
+            raise ValueError(
+                f"quic_connection_id_length must be in {MIN_CONNECTION_ID_LENGTH}-"
+                f"{MAX_CONNECTION_ID_LENGTH}, not {quic_connection_id_length!r}"
+            )
+        known = {int(v) for v in QuicProtocolVersion if v != QuicProtocolVersion.NEGOTIATION}
+        versions = [int(v) for v in quic_supported_versions]
+        if not versions or any(v not in known for v in versions):
+            raise ValueError(f"quic_supported_versions must be among {sorted(known)!r}, not {versions!r}")
+        if max_concurrent_streams < 1:
+            raise ValueError(f"max_concurrent_streams must be positive, not {max_concurrent_streams!r}")
+        self.idle_timeout = idle_timeout
+        self.max_data = max_data
+        self.max_stream_data = max_stream_data
+        self.max_datagram_size = max_datagram_size
+        self.connection_id_length = quic_connection_id_length
+        self.supported_versions = versions
+        self.max_concurrent_streams = max_concurrent_streams
+
+    def configuration(self, *, is_client: bool) -> QuicConfiguration:
+        # No secrets log and no qlog: nothing is written anywhere.
+        return QuicConfiguration(
+            alpn_protocols=list(H3_ALPN),
+            is_client=is_client,
+            idle_timeout=self.idle_timeout,
+            max_data=self.max_data,
+            max_stream_data=self.max_stream_data,
+            max_datagram_size=self.max_datagram_size,
+            connection_id_length=self.connection_id_length,
+            supported_versions=list(self.supported_versions),
+            quic_logger=None,
+            secrets_log_file=None,
+        )
+
+
+class HTTP3ClientFactory(HTTPOverQUICClientFactory):
+    """Creates HTTP/3 client connections on aioquic.
+
+    Implements :class:`.HTTPOverQUICClientFactory`.
+
+    :param idle_timeout: seconds without activity before the connection ends
+        (the smaller of ours and the peer's applies)
+    :param max_data: the connection's receive window, in bytes: how far the
+        peer may send beyond what the application consumed
+    :param max_stream_data: each stream's receive window, in bytes
+    :param max_datagram_size: the largest UDP payload to send
+    :param quic_connection_id_length: length of the connection IDs we issue (8-20)
+    :param quic_supported_versions: QUIC versions, most preferred first
+    :param max_concurrent_streams: how many request streams the peer may open at once
+    """
+
+    def __init__(
+        self,
+        *,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        max_data: int = DEFAULT_MAX_DATA,
+        max_stream_data: int = DEFAULT_MAX_STREAM_DATA,
+        max_datagram_size: int = DEFAULT_MAX_DATAGRAM_SIZE,
+        quic_connection_id_length: int = DEFAULT_CONNECTION_ID_LENGTH,
+        quic_supported_versions: Sequence[int] = DEFAULT_SUPPORTED_VERSIONS,
+        max_concurrent_streams: int = DEFAULT_MAX_CONCURRENT_STREAMS,
+    ) -> None:
+        self._settings = _QUICSettings(
+            idle_timeout=idle_timeout,
+            max_data=max_data,
+            max_stream_data=max_stream_data,
+            max_datagram_size=max_datagram_size,
+            quic_connection_id_length=quic_connection_id_length,
+            quic_supported_versions=quic_supported_versions,
+            max_concurrent_streams=max_concurrent_streams,
+        )
+
+    @property
+    def alpn_protocols(self) -> Sequence[str]:
+        """``["h3"]``."""
+        return list(H3_ALPN)
+
+    @property
+    def quic_connection_id_length(self) -> int:
+        """Length in bytes of the connection IDs that clients issue."""
+        return self._settings.connection_id_length
+
+    @property
+    def quic_supported_versions(self) -> Sequence[int]:
+        """QUIC versions offered, most preferred first."""
+        return list(self._settings.supported_versions)
+
+    def __call__(
+        self,
+        *,
+        remote_address: AddressType,
+        server_name: str,
+        tls_config: ClientTLSConfig,
+    ) -> HTTP3ProtocolImpl:
+        """Create a client connection; its handshake starts at the first ``clock()`` call.
+
+        :param remote_address: the server's address
+        :param server_name: sent in SNI and verified in the server's certificate
+        :param tls_config: CA certificates to trust, or *insecure* to verify nothing
+        :returns: a fresh :class:`.HTTP3ProtocolImpl`
+        :raises ValueError: if *tls_config* holds CA data that is not PEM or DER
+        """
+        configuration = self._settings.configuration(is_client=True)
+        configuration.server_name = server_name
+        if tls_config.insecure:
+            configuration.verify_mode = ssl.CERT_NONE
+        else:
+            configuration.verify_mode = ssl.CERT_REQUIRED
+            cadata = _ca_pem(tls_config.cadata) if tls_config.cadata is not None else None
+            if tls_config.cafile is not None or tls_config.capath is not None or cadata is not None:
+                configuration.load_verify_locations(
+                    cafile=tls_config.cafile, capath=tls_config.capath, cadata=cadata
+                )
+        return HTTP3ProtocolImpl(
+            configuration,
+            max_concurrent_streams=self._settings.max_concurrent_streams,
+            enable_connect_protocol=False,
+            remote_address=remote_address,
+        )
+
+
+class HTTP3ServerFactory(HTTPOverQUICServerFactory):
+    """Creates HTTP/3 server connections on aioquic.
+
+    Implements :class:`.HTTPOverQUICServerFactory`.
+
+    :param idle_timeout: seconds without activity before the connection ends
+        (the smaller of ours and the peer's applies)
+    :param max_data: the connection's receive window, in bytes: how far the
+        peer may send beyond what the application consumed
+    :param max_stream_data: each stream's receive window, in bytes
+    :param max_datagram_size: the largest UDP payload to send
+    :param quic_connection_id_length: length of the connection IDs we issue (8-20)
+    :param quic_supported_versions: QUIC versions, most preferred first
+    :param max_concurrent_streams: how many request streams the peer may open at once
+    :param enable_connect_protocol: whether clients may send extended CONNECT
+        requests with ``:protocol`` (RFC 9220)
+    """
+
+    def __init__(
+        self,
+        *,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        max_data: int = DEFAULT_MAX_DATA,
+        max_stream_data: int = DEFAULT_MAX_STREAM_DATA,
+        max_datagram_size: int = DEFAULT_MAX_DATAGRAM_SIZE,
+        quic_connection_id_length: int = DEFAULT_CONNECTION_ID_LENGTH,
+        quic_supported_versions: Sequence[int] = DEFAULT_SUPPORTED_VERSIONS,
+        max_concurrent_streams: int = DEFAULT_MAX_CONCURRENT_STREAMS,
+        enable_connect_protocol: bool = True,
+    ) -> None:
+        self._settings = _QUICSettings(
+            idle_timeout=idle_timeout,
+            max_data=max_data,
+            max_stream_data=max_stream_data,
+            max_datagram_size=max_datagram_size,
+            quic_connection_id_length=quic_connection_id_length,
+            quic_supported_versions=quic_supported_versions,
+            max_concurrent_streams=max_concurrent_streams,
+        )
+        self._enable_connect_protocol = enable_connect_protocol
+
+    @property
+    def alpn_protocols(self) -> Sequence[str]:
+        """``["h3"]``."""
+        return list(H3_ALPN)
+
+    @property
+    def quic_connection_id_length(self) -> int:
+        """Length in bytes of the connection IDs that the server issues."""
+        return self._settings.connection_id_length
+
+    @property
+    def quic_supported_versions(self) -> Sequence[int]:
+        """QUIC versions accepted in Initial packets, most preferred first."""
+        return list(self._settings.supported_versions)
+
+    def __call__(self, *, tls_config: ServerTLSConfig) -> HTTP3ProtocolImpl:
+        """Create a server connection, ready for the client's first datagram.
+
+        :param tls_config: the certificate chain and key, from files or memory
+        :returns: a fresh :class:`.HTTP3ProtocolImpl`
+        :raises ValueError: if the certificate or key cannot be loaded
+        :raises OSError: if a file cannot be read
+        """
+        configuration = self._settings.configuration(is_client=False)
+        chain_pem, key_pem = tls_config.load_pem()
+        certificates, private_key = _load_chain_and_key(chain_pem, key_pem)
+        configuration.certificate = certificates[0]
+        configuration.certificate_chain = certificates[1:]
+        configuration.private_key = private_key
+        return HTTP3ProtocolImpl(
+            configuration,
+            max_concurrent_streams=self._settings.max_concurrent_streams,
+            enable_connect_protocol=self._enable_connect_protocol,
+        )
+
+
+_PrivateKey = (
+    ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey
+)
+
+
+def _load_chain_and_key(
+    chain_pem: bytes, key_pem: bytes | None
+) -> tuple[list[x509.Certificate], _PrivateKey]:
+    """Parse a PEM certificate chain, and the key from *key_pem* or from the chain."""
+    try:
+        certificates = x509.load_pem_x509_certificates(chain_pem)
+    except ValueError as exc:
+        raise ValueError(f"cannot load the server's certificate chain: {exc}") from exc
+    pem = key_pem if key_pem is not None else chain_pem
+    marker = pem.find(b"-----BEGIN ")
+    while marker != -1 and pem[marker:].startswith(b"-----BEGIN CERTIFICATE-----"):
+        marker = pem.find(b"-----BEGIN ", marker + 1)
+    if marker == -1:
+        raise ValueError("no private key in the server's TLS configuration")
+    try:
+        key = serialization.load_pem_private_key(pem[marker:], password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"cannot load the server's private key: {exc}") from exc
+    if not isinstance(
+        key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)
+    ):
+        raise ValueError(f"unsupported private key type {type(key).__name__}")
+    return certificates, key
+
+
+def _ca_pem(cadata: str | bytes) -> bytes:
+    """Return CA certificates as PEM bytes, as aioquic wants them (``ssl`` takes PEM str or DER bytes)."""
+    if isinstance(cadata, str):
+        return cadata.encode("ascii")
+    if b"-----BEGIN CERTIFICATE-----" in cadata:
+        return cadata
+    pems: list[bytes] = []
+    rest = cadata
+    while rest:
+        size = _der_size(rest)
+        try:
+            certificate = x509.load_der_x509_certificate(rest[:size])
+        except ValueError as exc:
+            raise ValueError(f"cannot load DER CA certificates: {exc}") from exc
+        pems.append(certificate.public_bytes(serialization.Encoding.PEM))
+        rest = rest[size:]
+    return b"".join(pems)
+
+
+def _der_size(data: bytes) -> int:
+    """Return the size of the DER element (a certificate SEQUENCE) at the start of *data*."""
+    if len(data) < 2 or data[0] != 0x30:
+        raise ValueError("CA data is neither PEM nor DER certificates")
+    first = data[1]
+    if first < 0x80:
+        return 2 + first
+    count = first & 0x7F
+    if count == 0 or count > 4 or len(data) < 2 + count:
+        raise ValueError("CA data has an invalid DER length")
+    return 2 + count + int.from_bytes(data[2 : 2 + count], "big")

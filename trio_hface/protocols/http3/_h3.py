@@ -1,0 +1,265 @@
+"""An aioquic H3Connection adjusted to what trio_hface needs.
+
+aioquic's :class:`~aioquic.h3.connection.H3Connection` is used as is for
+framing, QPACK and the control streams. :class:`HFaceH3Connection` changes it
+where its behaviour does not fit:
+
+* A malformed message (``MessageError``: bad header names, a missing
+  pseudo-header, a content-length mismatch, ...) makes aioquic close the whole
+  connection; RFC 9114 section 4.1.2 asks only for a stream error. The error
+  is caught per stream and recorded in :attr:`HFaceH3Connection.rejected`; the
+  protocol resets that stream and never feeds it to this object again
+  (:meth:`HFaceH3Connection.abandon_stream`).
+* aioquic skips GOAWAY frames on the peer's control stream; they are parsed
+  here and reported as :class:`GoawayFrameReceived` events.
+* GOAWAY can be sent (:meth:`HFaceH3Connection.send_goaway`) and a stream can
+  be ended without an empty DATA frame (:meth:`HFaceH3Connection.send_fin`),
+  which takes no flow-control credit.
+* Server push is never allowed (no MAX_PUSH_ID is sent), and the
+  ENABLE_CONNECT_PROTOCOL setting is sent only when asked for.
+
+Internals of aioquic used here (checked against aioquic 1.7.2):
+``H3Connection._stream`` and ``H3Stream`` (``buffer``, ``stream_type``,
+``sending_ended``, ``receiving_ended``, ``headers_recv_state``),
+``_handle_request_or_push_frame``, ``_handle_request_or_push_end``,
+``_receive_request_or_push_data``, ``_receive_stream_data_uni``,
+``_get_local_settings``, ``_init_connection``, ``_max_push_id``,
+``_local_control_stream_id``, ``_decoder``, ``_local_decoder_stream_id``,
+``_get_or_create_stream``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aioquic._buffer import Buffer, BufferReadError
+from aioquic.buffer import encode_uint_var
+from aioquic.h3.connection import (
+    FrameError,
+    FrameType,
+    H3Connection,
+    H3Stream,
+    IdError,
+    MessageError,
+    Setting,
+    StreamType,
+    encode_frame,
+)
+from aioquic.h3.events import H3Event
+from aioquic.quic.connection import QuicConnection, stream_is_unidirectional
+
+__all__ = ["HFaceH3Connection", "GoawayFrameReceived"]
+
+# RFC 9114 section 7.2.6: the GOAWAY payload is one variable-length integer,
+# at most 8 bytes (RFC 9000 section 16).
+MAX_GOAWAY_PAYLOAD = 8
+
+
+@dataclass
+class GoawayFrameReceived(H3Event):
+    """The peer sent GOAWAY with this stream ID (from a server) or push ID (from a client)."""
+
+    identifier: int
+
+
+class _ControlScanner:
+    """Follows the frames of the peer's control stream to find GOAWAY."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.frame_type: int | None = None
+        self.remaining = 0
+
+    def feed(self, data: bytes) -> list[int]:
+        """Return the identifiers of the GOAWAY frames completed by *data*."""
+        found: list[int] = []
+        self.buffer += data
+        while self.buffer:
+            if self.frame_type is None:
+                buf = Buffer(data=self.buffer)
+                try:
+                    frame_type = buf.pull_uint_var()
+                    length = buf.pull_uint_var()
+                except BufferReadError:
+                    break
+                self.buffer = self.buffer[buf.tell() :]
+                if frame_type == FrameType.GOAWAY and length > MAX_GOAWAY_PAYLOAD:
+                    raise FrameError("GOAWAY frame is too long")
+                self.frame_type = frame_type
+                self.remaining = length
+            if self.frame_type == FrameType.GOAWAY:
+                if len(self.buffer) < self.remaining:
+                    break
+                payload = Buffer(data=self.buffer[: self.remaining])
+                try:
+                    identifier = payload.pull_uint_var()
+                except BufferReadError:
+                    raise FrameError("Could not parse GOAWAY frame") from None
+                if not payload.eof():
+                    raise FrameError("GOAWAY frame has trailing data")
+                found.append(identifier)
+                self.buffer = self.buffer[self.remaining :]
+            else:
+                # Any other frame: skip its payload without keeping it.
+                skip = min(self.remaining, len(self.buffer))
+                self.buffer = self.buffer[skip:]
+                self.remaining -= skip
+                if self.remaining:
+                    break
+            self.frame_type = None
+            self.remaining = 0
+        return found
+
+
+def _is_control(stream: H3Stream) -> bool:
+    return stream.stream_type == StreamType.CONTROL
+
+
+class HFaceH3Connection(H3Connection):
+    """An :class:`~aioquic.h3.connection.H3Connection` with per-stream message errors and GOAWAY.
+
+    :param quic: the QUIC connection
+    :param enable_connect_protocol: whether to send SETTINGS_ENABLE_CONNECT_PROTOCOL
+    :param max_headers_frame: the largest HEADERS frame accepted on a request
+        stream; a larger one could never complete, since the bytes of a frame
+        are credited only once it is parsed
+    """
+
+    def __init__(
+        self, quic: QuicConnection, *, enable_connect_protocol: bool, max_headers_frame: int
+    ) -> None:
+        self._enable_connect_protocol = enable_connect_protocol
+        self._max_headers_frame = max_headers_frame
+        self._control_scanner: _ControlScanner | None = None
+        self._last_goaway: int | None = None
+        #: Streams whose message was malformed, with the reason; the protocol
+        #: takes them out after each :meth:`handle_event`.
+        self.rejected: dict[int, str] = {}
+        super().__init__(quic)
+
+    # -- settings and push ---------------------------------------------------
+
+    def _init_connection(self) -> None:
+        # No MAX_PUSH_ID: a server must not push (RFC 9114 section 4.6).
+        self._max_push_id = None
+        super()._init_connection()
+
+    def _get_local_settings(self) -> dict[int, int]:
+        settings = super()._get_local_settings()
+        if self._enable_connect_protocol:
+            settings[Setting.ENABLE_CONNECT_PROTOCOL] = 1
+        else:
+            settings.pop(Setting.ENABLE_CONNECT_PROTOCOL, None)
+        return settings
+
+    @property
+    def peer_enables_connect_protocol(self) -> bool:
+        """Whether the peer's SETTINGS allow extended CONNECT (RFC 9220)."""
+        settings = self.received_settings
+        return settings is not None and settings.get(Setting.ENABLE_CONNECT_PROTOCOL) == 1
+
+    # -- malformed messages ----------------------------------------------------
+
+    def _handle_request_or_push_frame(
+        self,
+        frame_type: int,
+        frame_data: bytes | None,
+        stream: H3Stream,
+        stream_ended: bool,
+    ) -> list[H3Event]:
+        if stream.stream_id in self.rejected:
+            return []
+        try:
+            return super()._handle_request_or_push_frame(
+                frame_type=frame_type, frame_data=frame_data, stream=stream, stream_ended=stream_ended
+            )
+        except MessageError as exc:
+            self.rejected[stream.stream_id] = exc.reason_phrase or "malformed message"
+            return []
+
+    def _handle_request_or_push_end(self, stream: H3Stream) -> list[H3Event]:
+        if stream.stream_id in self.rejected:
+            return []
+        try:
+            return super()._handle_request_or_push_end(stream)
+        except MessageError as exc:
+            self.rejected[stream.stream_id] = exc.reason_phrase or "malformed message"
+            return []
+
+    def _check_request_or_push_frame_type(self, frame_type: int, stream: H3Stream) -> None:
+        super()._check_request_or_push_frame_type(frame_type, stream)
+        if frame_type == FrameType.HEADERS and (stream.frame_size or 0) > self._max_headers_frame:
+            self.rejected[stream.stream_id] = f"HEADERS frame of {stream.frame_size} bytes is too large"
+
+    def _receive_request_or_push_data(
+        self, stream: H3Stream, data: bytes, stream_ended: bool
+    ) -> list[H3Event]:
+        if stream.stream_id in self.rejected:
+            stream.buffer = b""
+            return []
+        return super()._receive_request_or_push_data(stream, data, stream_ended)
+
+    def buffered(self, stream_id: int) -> int:
+        """Return how many received bytes of a stream wait in this object, unparsed."""
+        stream = self._stream.get(stream_id)
+        return 0 if stream is None else len(stream.buffer)
+
+    def blocked_buffers(self) -> dict[int, int]:
+        """Return the unparsed bytes held by each stream blocked on QPACK."""
+        return {stream_id: len(stream.buffer) for stream_id, stream in self._stream.items() if stream.blocked}
+
+    def abandon_stream(self, stream_id: int) -> None:
+        """Forget a stream that the protocol reset; it must not be fed again."""
+        self._stream.pop(stream_id, None)
+        if not stream_is_unidirectional(stream_id):
+            # Header blocks on the stream will not be decoded; tell the peer's
+            # encoder (RFC 9204 section 4.4.2), as aioquic does for a reset.
+            decoder = self._decoder.cancel_stream(stream_id)
+            if decoder and self._local_decoder_stream_id is not None:
+                self._quic.send_stream_data(self._local_decoder_stream_id, decoder)
+        self.rejected.pop(stream_id, None)
+
+    # -- GOAWAY ----------------------------------------------------------------
+
+    def _receive_stream_data_uni(self, stream: H3Stream, data: bytes, stream_ended: bool) -> list[H3Event]:
+        type_was_known = stream.stream_type is not None
+        pending = stream.buffer + data
+        events = super()._receive_stream_data_uni(stream, data, stream_ended)
+        if not _is_control(stream):
+            return events
+        if not type_was_known:
+            # The type just became known: scan what follows it.
+            buf = Buffer(data=pending)
+            buf.pull_uint_var()
+            data = pending[buf.tell() :]
+            self._control_scanner = _ControlScanner()
+        assert self._control_scanner is not None
+        for identifier in self._control_scanner.feed(data):
+            # RFC 9114 section 5.2: a server's GOAWAY names a client-initiated
+            # bidirectional stream, and the identifier never increases.
+            if self._is_client and identifier % 4 != 0:
+                raise IdError("GOAWAY does not name a client-initiated bidirectional stream")
+            if self._last_goaway is not None and identifier > self._last_goaway:
+                raise IdError("GOAWAY identifier increased")
+            self._last_goaway = identifier
+            events.append(GoawayFrameReceived(identifier=identifier))
+        return events
+
+    def send_goaway(self, identifier: int) -> None:
+        """Send a GOAWAY frame on our control stream.
+
+        :param identifier: for a server, the lowest request stream ID it will
+            not process; for a client, the lowest push ID it will not accept
+        """
+        assert self._local_control_stream_id is not None
+        self._quic.send_stream_data(
+            self._local_control_stream_id, encode_frame(FrameType.GOAWAY, encode_uint_var(identifier))
+        )
+
+    # -- sending ---------------------------------------------------------------
+
+    def send_fin(self, stream_id: int) -> None:
+        """End our side of a request stream without a DATA frame."""
+        with self._get_or_create_stream(stream_id) as stream:
+            stream.finish_sending()
+        self._quic.send_stream_data(stream_id, b"", end_stream=True)

@@ -1,0 +1,164 @@
+"""A QUIC connection whose flow control follows the application.
+
+Theory of operation
+-------------------
+
+aioquic's :class:`~aioquic.quic.connection.QuicConnection` grants the peer more
+credit (MAX_DATA, MAX_STREAM_DATA) by doubling a limit as soon as half of it has
+*arrived*, whether or not anybody read the data. A peer can then make us buffer
+without bound when the application stops reading. :class:`FlowControlledQuicConnection`
+replaces that policy: credit is extended only for bytes that the layer above
+reports as *consumed* through :meth:`FlowControlledQuicConnection.consume`.
+
+For every stream, and for the connection as a whole, the limit we advertise is
+``consumed + window``, where *window* is the configured ``max_stream_data`` or
+``max_data``. A new limit is sent only once it grows the old one by at least half
+a window, so a reader that consumes byte by byte does not cause a frame per byte.
+The peer can therefore have at most one window in flight beyond what the
+application consumed, per stream and per connection.
+
+What counts as consumed is decided by the HTTP/3 layer (see ``_protocol.py``):
+bytes of request streams count once the events made from them have been handed
+to the application (HTTP/3 frame headers included, since QUIC counts every byte
+of the stream); bytes of the control and QPACK streams count as soon as the
+HTTP/3 layer has parsed them; bytes that will never reach the application (a
+reset stream, data after STOP_SENDING) count at once.
+
+The send side is left to aioquic; :meth:`FlowControlledQuicConnection.stream_send_credit`
+and :meth:`FlowControlledQuicConnection.connection_send_credit` compute how many
+more bytes may be queued without aioquic holding them for flow-control reasons.
+
+Internals of aioquic used here (checked against aioquic 1.7.2):
+``_local_max_data`` (a ``Limit`` with ``value``, ``used``, ``sent``),
+``_local_max_streams_bidi``, ``_write_connection_limits``, ``_write_stream_limits``,
+``_streams``, ``_remote_max_data``, ``_remote_max_data_used``,
+``QuicStream.max_stream_data_local`` / ``max_stream_data_remote``,
+``QuicStreamReceiver.highest_offset`` / ``is_finished`` and
+``QuicStreamSender.highest_offset`` / ``_buffer_stop`` / ``_reset_error_code``.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet_builder import QuicPacketBuilder
+from aioquic.quic.recovery import QuicPacketSpace
+from aioquic.quic.stream import QuicStream
+
+__all__ = ["FlowControlledQuicConnection"]
+
+
+class FlowControlledQuicConnection(QuicConnection):
+    """A :class:`~aioquic.quic.connection.QuicConnection` that extends receive
+    credit only for consumed data.
+
+    :param configuration: the QUIC configuration; its ``max_data`` and
+        ``max_stream_data`` are the connection and stream windows
+    :param max_streams_bidi: how many bidirectional streams the peer may have
+        open at once
+    :param kwargs: passed on to :class:`~aioquic.quic.connection.QuicConnection`
+    """
+
+    def __init__(self, *, configuration: QuicConfiguration, max_streams_bidi: int, **kwargs: Any) -> None:
+        super().__init__(configuration=configuration, **kwargs)
+        self._connection_window = configuration.max_data
+        self._stream_window = configuration.max_stream_data
+        # aioquic hard-codes 128; the transport parameters are serialized
+        # during the handshake, after this.
+        self._local_max_streams_bidi.value = max_streams_bidi
+        self._local_max_streams_bidi.sent = max_streams_bidi
+        self._consumed_total = 0
+        # Bytes consumed per stream, forgotten with the stream object.
+        self._consumed: weakref.WeakKeyDictionary[QuicStream, int] = weakref.WeakKeyDictionary()
+
+    # -- receive side ------------------------------------------------------
+
+    def consume(self, stream_id: int, count: int) -> None:
+        """Report that *count* more bytes of a stream have been consumed.
+
+        :param stream_id: the stream (it may already be gone from aioquic, in
+            which case only the connection credit grows)
+        :param count: the number of bytes, counted on the QUIC stream
+        """
+        if count <= 0:
+            return
+        self._consumed_total += count
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            self._consumed[stream] = self._consumed.get(stream, 0) + count
+
+    @property
+    def consumed_total(self) -> int:
+        """Bytes consumed on all streams since the connection started."""
+        return self._consumed_total
+
+    @property
+    def received_total(self) -> int:
+        """Bytes received on all streams (what counts against our MAX_DATA)."""
+        return self._local_max_data.used
+
+    @property
+    def connection_window(self) -> int:
+        """The connection-level receive window."""
+        return self._connection_window
+
+    def _write_connection_limits(self, builder: QuicPacketBuilder, space: QuicPacketSpace) -> None:
+        max_data = self._local_max_data
+        target = self._consumed_total + self._connection_window
+        if target - max_data.value >= self._connection_window // 2:
+            max_data.value = target
+        # aioquic doubles the limit when max_data.used * 2 > max_data.value;
+        # hide *used* while it writes the frames so that only our policy applies.
+        used = max_data.used
+        max_data.used = 0
+        try:
+            super()._write_connection_limits(builder=builder, space=space)
+        finally:
+            max_data.used = used
+
+    def _write_stream_limits(
+        self, builder: QuicPacketBuilder, space: QuicPacketSpace, stream: QuicStream
+    ) -> None:
+        receiver = stream.receiver
+        if stream.max_stream_data_local and not receiver.is_finished:
+            target = self._consumed.get(stream, 0) + self._stream_window
+            if target - stream.max_stream_data_local >= self._stream_window // 2:
+                stream.max_stream_data_local = target
+        # aioquic doubles the limit when highest_offset * 2 > max_stream_data_local;
+        # hide highest_offset while it writes the frame.
+        highest = receiver.highest_offset
+        receiver.highest_offset = 0
+        try:
+            super()._write_stream_limits(builder=builder, space=space, stream=stream)
+        finally:
+            receiver.highest_offset = highest
+
+    # -- send side ---------------------------------------------------------
+
+    def stream_send_credit(self, stream_id: int) -> int:
+        """Return how many more bytes may be queued on a stream for the peer's
+        stream limit (not counting the connection limit).
+
+        :param stream_id: a stream that exists in aioquic
+        """
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return 0
+        return max(0, stream.max_stream_data_remote - stream.sender._buffer_stop)
+
+    def connection_send_credit(self) -> int:
+        """Return how many more bytes may be queued on all streams for the
+        peer's connection limit.
+
+        Bytes already queued but not sent yet are subtracted: they will use
+        the credit when aioquic sends them.
+        """
+        unsent = 0
+        for stream in self._streams.values():
+            sender = stream.sender
+            if sender._reset_error_code is None:
+                unsent += max(0, sender._buffer_stop - sender.highest_offset)
+        return max(0, self._remote_max_data - self._remote_max_data_used - unsent)
