@@ -67,7 +67,8 @@ def test_events_compare_by_value_and_are_frozen() -> None:
     assert HeadersReceived(1, [(b":status", b"200")]) == HeadersReceived(1, [(b":status", b"200")], False)
     assert DataReceived(1, b"x", end_stream=True) != DataReceived(1, b"x")
     assert ConnectionTerminated(0, "a") == ConnectionTerminated(0, "b")
-    assert StreamResetSent(1, 8) != StreamResetReceived(1, 8)
+    sent: StreamReset = StreamResetSent(1, 8)
+    assert sent != StreamResetReceived(1, 8)
     assert isinstance(StreamResetSent(1), StreamReset)
     with pytest.raises(dataclasses.FrozenInstanceError):
         DataReceived(1, b"").data = b"x"  # type: ignore[misc]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from functools import partial
 import re
+from functools import partial
 from pathlib import Path
 
 import pytest

@@ -19,6 +19,7 @@ from ._protocols import (
     HTTPOverTCPProtocol,
     HTTPProtocol,
 )
+from ._registry import ProtocolRegistry, protocol_registry
 
 __all__ = [
     "HTTPProtocol",
@@ -31,4 +32,6 @@ __all__ = [
     "HTTPOverQUICClientFactory",
     "HTTPOverQUICServerFactory",
     "ALPNHTTPFactory",
+    "ProtocolRegistry",
+    "protocol_registry",
 ]
