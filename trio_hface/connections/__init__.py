@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from ._connections import HTTPConnection, HTTPOverTCPConnection
+from ._connections import HTTPConnection, HTTPOverQUICConnection, HTTPOverTCPConnection
+from ._quic import HTTPMultiListener, HTTPOverQUICListener, HTTPOverQUICOpener
 from ._tcp import HTTPListener, HTTPOpener, HTTPOverTCPListener, HTTPOverTCPOpener
 
 __all__ = [
     "HTTPConnection",
     "HTTPOverTCPConnection",
+    "HTTPOverQUICConnection",
     "HTTPListener",
     "HTTPOverTCPListener",
+    "HTTPOverQUICListener",
+    "HTTPMultiListener",
     "HTTPOpener",
     "HTTPOverTCPOpener",
+    "HTTPOverQUICOpener",
 ]

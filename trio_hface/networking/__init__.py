@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from ._abc import (
     ByteStream,
+    ClientNetworking,
     DatagramStream,
+    QUICServerNetworking,
     QUICStream,
+    ServerNetworking,
     TCPClientNetworking,
     TCPServerNetworking,
+    UDPClientNetworking,
 )
+from ._quic import QUICListener, QUICListenerStatistics, UDPStream, resolve_udp
 from ._system import SystemNetworking
 
 __all__ = [
@@ -16,6 +21,14 @@ __all__ = [
     "DatagramStream",
     "QUICStream",
     "TCPServerNetworking",
+    "QUICServerNetworking",
+    "ServerNetworking",
     "TCPClientNetworking",
+    "UDPClientNetworking",
+    "ClientNetworking",
     "SystemNetworking",
+    "QUICListener",
+    "QUICListenerStatistics",
+    "UDPStream",
+    "resolve_udp",
 ]

@@ -20,7 +20,11 @@ __all__ = [
     "DatagramStream",
     "QUICStream",
     "TCPServerNetworking",
+    "QUICServerNetworking",
+    "ServerNetworking",
     "TCPClientNetworking",
+    "UDPClientNetworking",
+    "ClientNetworking",
 ]
 
 #: A reliable byte stream: Trio's own :class:`trio.abc.Stream`.
@@ -80,6 +84,36 @@ class TCPServerNetworking(metaclass=ABCMeta):
         """
 
 
+class QUICServerNetworking(metaclass=ABCMeta):
+    """Listens for QUIC connections."""
+
+    @abstractmethod
+    async def listen_quic(
+        self,
+        local_address: AddressType,
+        *,
+        quic_connection_id_length: int,
+        quic_supported_versions: Sequence[int],
+    ) -> Sequence[trio.abc.Listener[QUICStream]]:
+        """Bind UDP sockets and accept QUIC connections on them.
+
+        :param local_address: ``(host, port)``; port 0 picks a free port
+            (the same one for every address of the host)
+        :param quic_connection_id_length: the length of our connection IDs,
+            needed to route short header packets
+        :param quic_supported_versions: versions that may open connections;
+            others get Version Negotiation
+        :returns: one listener per bound address
+        """
+
+
+class ServerNetworking(TCPServerNetworking, QUICServerNetworking):
+    """Listens for TCP and QUIC connections.
+
+    Extends :class:`TCPServerNetworking` and :class:`QUICServerNetworking`.
+    """
+
+
 class TCPClientNetworking(metaclass=ABCMeta):
     """Opens TCP connections, with or without TLS."""
 
@@ -105,3 +139,21 @@ class TCPClientNetworking(metaclass=ABCMeta):
         :raises OSError: if no address accepted the connection
         :raises trio.BrokenResourceError: if the TLS handshake failed
         """
+
+
+class UDPClientNetworking(metaclass=ABCMeta):
+    """Opens UDP datagram streams (for QUIC)."""
+
+    @abstractmethod
+    async def connect_udp(self, remote_address: AddressType) -> DatagramStream:
+        """Open a UDP socket for talking to *remote_address*.
+
+        :param remote_address: an IP address and port (a name resolves to its first address)
+        """
+
+
+class ClientNetworking(TCPClientNetworking, UDPClientNetworking):
+    """Opens TCP and UDP connections.
+
+    Extends :class:`TCPClientNetworking` and :class:`UDPClientNetworking`.
+    """

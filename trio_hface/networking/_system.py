@@ -8,17 +8,19 @@ import trio
 
 from .._models import ClientTLSConfig, ServerTLSConfig
 from .._typing import AddressType
-from ._abc import TCPClientNetworking, TCPServerNetworking
+from ._abc import ClientNetworking, DatagramStream, QUICStream, ServerNetworking
+from ._quic import open_quic_listeners, open_udp_stream
 from ._tls import client_ssl_context, server_ssl_context
 
 __all__ = ["SystemNetworking"]
 
 
-class SystemNetworking(TCPServerNetworking, TCPClientNetworking):
+class SystemNetworking(ServerNetworking, ClientNetworking):
     """Networking on real sockets: :func:`trio.open_tcp_listeners`,
-    :func:`trio.open_tcp_stream` and :class:`trio.SSLStream`.
+    :func:`trio.open_tcp_stream`, :class:`trio.SSLStream` and Trio UDP sockets
+    with a QUIC connection-ID demultiplexer (:class:`.QUICListener`).
 
-    Implements :class:`.TCPServerNetworking` and :class:`.TCPClientNetworking`.
+    Implements :class:`.ServerNetworking` and :class:`.ClientNetworking`.
     """
 
     async def listen_tcp(self, local_address: AddressType) -> Sequence[trio.SocketListener]:
@@ -35,6 +37,22 @@ class SystemNetworking(TCPServerNetworking, TCPClientNetworking):
         context = server_ssl_context(tls_config, alpn_protocols)
         listeners = await self.listen_tcp(local_address)
         return [trio.SSLListener(lst, context, https_compatible=True) for lst in listeners]
+
+    async def listen_quic(
+        self,
+        local_address: AddressType,
+        *,
+        quic_connection_id_length: int,
+        quic_supported_versions: Sequence[int],
+    ) -> Sequence[trio.abc.Listener[QUICStream]]:
+        return await open_quic_listeners(
+            local_address,
+            connection_id_length=quic_connection_id_length,
+            supported_versions=quic_supported_versions,
+        )
+
+    async def connect_udp(self, remote_address: AddressType) -> DatagramStream:
+        return await open_udp_stream(remote_address)
 
     async def connect_tcp(self, remote_address: AddressType) -> trio.SocketStream:
         host, port = remote_address

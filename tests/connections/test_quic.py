@@ -1,0 +1,167 @@
+"""HTTP/3 connections over real loopback UDP sockets."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+
+import pytest
+import trio
+
+from tests.connections.conftest import Certs
+from tests.connections.test_tcp import Client, echo_handler
+from trio_hface import ClientTLSConfig
+from trio_hface.connections import (
+    HTTPConnection,
+    HTTPMultiListener,
+    HTTPOverQUICListener,
+    HTTPOverQUICOpener,
+    HTTPOverTCPListener,
+    HTTPOverTCPOpener,
+)
+from trio_hface.errors import ConnectError
+from trio_hface.networking import QUICListener
+from trio_hface.protocols import ALPNHTTPFactory
+from trio_hface.protocols.http1 import HTTP1ClientFactory, HTTP1ServerFactory
+from trio_hface.protocols.http2 import HTTP2ClientFactory, HTTP2ServerFactory
+from trio_hface.protocols.http3 import HTTP3ClientFactory, HTTP3ServerFactory
+
+
+async def start_quic(
+    nursery: trio.Nursery, certs: Certs, handler: object = echo_handler
+) -> tuple[HTTPOverQUICListener, tuple[str, int]]:
+    listener = await HTTPOverQUICListener.create(
+        HTTP3ServerFactory(), local_address=("127.0.0.1", 0), tls_config=certs.server
+    )
+    addresses = await nursery.start(listener.serve, handler)
+    return listener, addresses[0]
+
+
+async def test_http3_end_to_end(certs: Certs) -> None:
+    """A request with a body and a 1 MiB response cross HTTP/3 intact."""
+    async with trio.open_nursery() as nursery:
+        listener, address = await start_quic(nursery, certs)
+        opener = HTTPOverQUICOpener(HTTP3ClientFactory(), tls_config=certs.client)
+        with trio.fail_after(30):
+            async with await opener(address, server_name="localhost") as connection:
+                assert connection.http_version == "3"
+                client = Client(connection)
+                nursery.start_soon(client.run)
+                body = b"quic!" * 20000
+                headers, data = await client.fetch(b"/", body, reply_size=1024 * 1024)
+                assert headers[b"x-sha256"] == hashlib.sha256(body).hexdigest().encode()
+                assert len(data) == 1024 * 1024
+        await listener.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_http3_hundred_streams_and_big_bodies(certs: Certs) -> None:
+    """100 concurrent HTTP/3 streams on one connection (the server's limit), then 8 MiB each way."""
+    async with trio.open_nursery() as nursery:
+        listener, address = await start_quic(nursery, certs)
+        opener = HTTPOverQUICOpener(HTTP3ClientFactory(), tls_config=certs.client)
+        with trio.fail_after(120):
+            async with await opener(address, server_name="localhost") as connection:
+                client = Client(connection)
+                nursery.start_soon(client.run)
+                done: list[int] = []
+
+                async def one(n: int) -> None:
+                    headers, data = await client.fetch(b"/%d" % n, b"y" * n, reply_size=n)
+                    assert headers[b"x-size"] == b"%d" % n and len(data) == n
+                    done.append(n)
+
+                async with trio.open_nursery() as inner:
+                    for n in range(100):
+                        inner.start_soon(one, n)
+                assert sorted(done) == list(range(100))
+                big = bytes(range(256)) * (8 * 4096)
+                headers, data = await client.fetch(b"/big", big, reply_size=len(big))
+                assert headers[b"x-sha256"] == hashlib.sha256(big).hexdigest().encode()
+                assert len(data) == len(big)
+        await listener.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_bad_certificate_is_a_connect_error(certs: Certs) -> None:
+    """A client that does not trust the server's CA gets ConnectError from the opener."""
+    async with trio.open_nursery() as nursery:
+        listener, address = await start_quic(nursery, certs)
+        opener = HTTPOverQUICOpener(HTTP3ClientFactory(), tls_config=ClientTLSConfig())
+        with trio.fail_after(30), pytest.raises(ConnectError):
+            await opener(address, server_name="localhost")
+        await listener.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_no_server_is_a_connect_error() -> None:
+    """An address where nobody listens fails within the handshake timeout."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    opener = HTTPOverQUICOpener(HTTP3ClientFactory(), handshake_timeout=1.0)
+    try:
+        with trio.fail_after(10), pytest.raises(ConnectError):
+            await opener(("127.0.0.1", port), server_name="localhost")
+    finally:
+        sock.close()
+
+
+async def test_version_negotiation_and_garbage(certs: Certs) -> None:
+    """An unknown QUIC version gets Version Negotiation; garbage is dropped and counted."""
+    async with trio.open_nursery() as nursery:
+        listener, address = await start_quic(nursery, certs)
+        udp = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        await udp.bind(("127.0.0.1", 0))
+        # A long header with version 0x1a2a3a4a, DCID and SCID of 8 bytes, padded to 1200 bytes.
+        packet = bytes([0xC0]) + (0x1A2A3A4A).to_bytes(4, "big") + b"\x08" + b"D" * 8 + b"\x08" + b"S" * 8
+        await udp.sendto(b"\x00garbage", address)
+        await udp.sendto(packet.ljust(1200, b"\x00"), address)
+        with trio.fail_after(10):
+            reply, _ = await udp.recvfrom(2048)
+        assert reply[1:5] == b"\x00\x00\x00\x00"  # version 0: Version Negotiation
+        assert reply[6:14] == b"S" * 8 and reply[15:23] == b"D" * 8
+        quic = listener._listeners[0]
+        assert isinstance(quic, QUICListener)
+        # The garbage went first, so it was handled before the reply was sent.
+        assert quic.statistics().dropped_unroutable == 1
+        assert quic.statistics().version_negotiations == 1
+        udp.close()
+        await listener.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_multi_listener_serves_every_version(certs: Certs) -> None:
+    """One HTTPMultiListener serves HTTP/1.1 and HTTP/2 (ALPN) on TCP and HTTP/3 on UDP."""
+
+    async def handler(connection: HTTPConnection) -> None:
+        await echo_handler(connection)
+
+    async with trio.open_nursery() as nursery:
+        tcp = await HTTPOverTCPListener.create(
+            ALPNHTTPFactory([HTTP2ServerFactory(), HTTP1ServerFactory()]),
+            local_address=("127.0.0.1", 0),
+            tls_config=certs.server,
+        )
+        quic = await HTTPOverQUICListener.create(
+            HTTP3ServerFactory(), local_address=("127.0.0.1", 0), tls_config=certs.server
+        )
+        multi = HTTPMultiListener([tcp, quic])
+        addresses = await nursery.start(multi.serve, handler)
+        assert len(addresses) == 2
+        tcp_address, quic_address = addresses
+        openers = [
+            (HTTPOverTCPOpener(HTTP1ClientFactory(), tls_config=certs.client), tcp_address, "1"),
+            (HTTPOverTCPOpener(HTTP2ClientFactory(), tls_config=certs.client), tcp_address, "2"),
+            (HTTPOverQUICOpener(HTTP3ClientFactory(), tls_config=certs.client), quic_address, "3"),
+        ]
+        for opener, address, version in openers:
+            with trio.fail_after(30):
+                async with await opener(address, tls=True, server_name="localhost") as connection:
+                    assert connection.http_version == version
+                    client = Client(connection)
+                    nursery.start_soon(client.run)
+                    headers, _ = await client.fetch(b"/", b"abc")
+                    assert headers[b"x-sha256"] == hashlib.sha256(b"abc").hexdigest().encode()
+        await multi.aclose()
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,304 @@
+"""Listeners and openers of HTTP over QUIC (HTTP/3), and a listener of listeners."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import trio
+
+from .._models import ClientTLSConfig, ServerTLSConfig
+from .._typing import AddressType
+from ..errors import ConnectError
+from ..events import ConnectionTerminated
+from ..networking import (
+    DatagramStream,
+    QUICServerNetworking,
+    QUICStream,
+    SystemNetworking,
+    UDPClientNetworking,
+    resolve_udp,
+)
+from ..protocols import HTTPOverQUICClientFactory, HTTPOverQUICProtocol, HTTPOverQUICServerFactory
+from ._connections import HTTPConnection, HTTPOverQUICConnection
+from ._tcp import DEFAULT_HANDSHAKE_TIMEOUT, Handler, HTTPListener, HTTPOpener
+
+__all__ = ["HTTPOverQUICListener", "HTTPOverQUICOpener", "HTTPMultiListener"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds between attempts on successive addresses of a host, as in
+#: :func:`trio.open_tcp_stream` (RFC 8305 recommends 250 ms).
+HAPPY_EYEBALLS_DELAY = 0.25
+
+
+class HTTPOverQUICListener(HTTPListener):
+    """Accepts HTTP/3 connections over QUIC.
+
+    Create instances with :meth:`create`.
+
+    Implements :class:`HTTPListener`.
+    """
+
+    def __init__(
+        self,
+        http_factory: HTTPOverQUICServerFactory,
+        listeners: Sequence[trio.abc.Listener[QUICStream]],
+        *,
+        tls_config: ServerTLSConfig,
+    ) -> None:
+        self._http_factory = http_factory
+        self._listeners = list(listeners)
+        self._tls_config = tls_config
+        self._closed = False
+
+    @classmethod
+    async def create(
+        cls,
+        http_factory: HTTPOverQUICServerFactory,
+        networking: QUICServerNetworking | None = None,
+        *,
+        local_address: AddressType,
+        tls_config: ServerTLSConfig,
+    ) -> HTTPOverQUICListener:
+        """Bind UDP sockets and prepare to accept QUIC connections.
+
+        :param http_factory: creates the protocol of each connection
+        :param networking: the sockets to use (default :class:`.SystemNetworking`)
+        :param local_address: ``(host, port)``; port 0 picks a free port
+        :param tls_config: the certificate (QUIC always uses TLS 1.3)
+        """
+        networking = networking or SystemNetworking()
+        listeners = await networking.listen_quic(
+            local_address,
+            quic_connection_id_length=http_factory.quic_connection_id_length,
+            quic_supported_versions=http_factory.quic_supported_versions,
+        )
+        return cls(http_factory, listeners, tls_config=tls_config)
+
+    @property
+    def addresses(self) -> list[AddressType]:
+        return [lst.address for lst in self._listeners if hasattr(lst, "address")]
+
+    async def serve(
+        self,
+        handler: Handler,
+        *,
+        handler_nursery: trio.Nursery | None = None,
+        task_status: trio.TaskStatus[list[AddressType]] = trio.TASK_STATUS_IGNORED,
+    ) -> NoReturn:
+        async with trio.open_nursery() as nursery:
+            target = handler_nursery or nursery
+            for listener in self._listeners:
+                nursery.start_soon(self._accept_loop, listener, handler, target)
+            task_status.started(self.addresses)
+        raise AssertionError("accept loops do not return")  # pragma: no cover
+
+    async def _accept_loop(
+        self, listener: trio.abc.Listener[QUICStream], handler: Handler, nursery: trio.Nursery
+    ) -> NoReturn:
+        while True:
+            try:
+                stream = await listener.accept()
+            except trio.ClosedResourceError:
+                if not self._closed:
+                    raise
+                await trio.sleep_forever()
+            nursery.start_soon(self._handle, stream, handler)
+
+    async def _handle(self, stream: QUICStream, handler: Handler) -> None:
+        extra: dict[str, Any] = {
+            "tls_version": "TLSv1.3",
+            "alpn_protocol": "h3",
+            "peer_certificate": None,
+            "local_address": getattr(stream, "local_address", None),
+            "remote_address": getattr(stream, "remote_address", None),
+        }
+        try:
+            protocol = self._http_factory(tls_config=self._tls_config)
+            connection = HTTPOverQUICConnection(protocol, stream, extra)
+        except Exception:
+            log.exception("cannot set up a QUIC connection")
+            await stream.aclose()
+            return
+        try:
+            async with connection:
+                await handler(connection)
+        except Exception:
+            log.exception("handler failed on QUIC connection from %s", extra["remote_address"])
+        finally:
+            await stream.aclose()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for listener in self._listeners:
+            await listener.aclose()
+
+
+class HTTPOverQUICOpener(HTTPOpener):
+    """Opens HTTP/3 connections.
+
+    The host's addresses are tried the way :func:`trio.open_tcp_stream` tries
+    them: the first at once, the next after :data:`HAPPY_EYEBALLS_DELAY`
+    seconds if that attempt has not failed yet, and so on; the first QUIC
+    handshake to complete wins. The returned connection has shaken hands;
+    use it in ``async with``.
+
+    Implements :class:`HTTPOpener`.
+
+    :param http_factory: creates the protocol of each connection
+    :param networking: the sockets to use (default :class:`.SystemNetworking`)
+    :param tls_config: TLS settings (certificate verification is on by default)
+    :param handshake_timeout: seconds the QUIC handshake may take
+    """
+
+    def __init__(
+        self,
+        http_factory: HTTPOverQUICClientFactory,
+        networking: UDPClientNetworking | None = None,
+        *,
+        tls_config: ClientTLSConfig | None = None,
+        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+    ) -> None:
+        self._http_factory = http_factory
+        self._networking = networking or SystemNetworking()
+        self._tls_config = tls_config or ClientTLSConfig()
+        self._handshake_timeout = handshake_timeout
+
+    async def __call__(
+        self,
+        remote_address: AddressType,
+        *,
+        tls: bool = True,
+        server_name: str | None = None,
+    ) -> HTTPConnection:
+        if not tls:
+            raise ValueError("HTTP/3 always uses TLS; tls=False is not possible")
+        server_name = server_name or remote_address[0]
+        try:
+            addresses = await resolve_udp(remote_address)
+        except OSError as exc:
+            raise ConnectError(f"cannot resolve {remote_address[0]}: {exc}") from exc
+        return await self._connect(addresses, server_name)
+
+    async def _attempt(self, address: AddressType, server_name: str) -> HTTPOverQUICConnection:
+        """Shake hands with one address; return the connection, not yet entered."""
+        stream = await self._networking.connect_udp(address)
+        try:
+            protocol = self._http_factory(
+                remote_address=address, server_name=server_name, tls_config=self._tls_config
+            )
+            with trio.move_on_after(self._handshake_timeout) as scope:
+                await _handshake(protocol, stream)
+            if scope.cancelled_caught:
+                raise ConnectError(
+                    f"no QUIC handshake with {address[0]}:{address[1]} in {self._handshake_timeout} s"
+                )
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            raise
+        extra: dict[str, Any] = {
+            "tls_version": "TLSv1.3",
+            "alpn_protocol": "h3",
+            "peer_certificate": None,
+            "local_address": getattr(stream, "local_address", None),
+            "remote_address": address,
+        }
+        return HTTPOverQUICConnection(protocol, stream, extra)
+
+    async def _connect(self, addresses: list[AddressType], server_name: str) -> HTTPOverQUICConnection:
+        winner: HTTPOverQUICConnection | None = None
+        errors: list[BaseException] = []
+
+        async with trio.open_nursery() as nursery:
+
+            async def attempt(address: AddressType, failed: trio.Event) -> None:
+                nonlocal winner
+                try:
+                    connection = await self._attempt(address, server_name)
+                except (ConnectError, OSError) as exc:
+                    errors.append(exc)
+                    failed.set()
+                    return
+                if winner is None:
+                    winner = connection
+                    nursery.cancel_scope.cancel()
+                else:  # a slower attempt also succeeded: drop it
+                    await connection._close_transport()
+
+            for address in addresses:
+                failed = trio.Event()
+                nursery.start_soon(attempt, address, failed)
+                with trio.move_on_after(HAPPY_EYEBALLS_DELAY):
+                    await failed.wait()
+        if winner is None:
+            detail = "; ".join(str(e) for e in errors) or "no address"
+            raise ConnectError(f"cannot open an HTTP/3 connection to {server_name}: {detail}")
+        return winner
+
+
+async def _handshake(protocol: HTTPOverQUICProtocol, stream: DatagramStream) -> None:
+    """Drive a client protocol until it may open streams (the QUIC handshake is done).
+
+    :raises ConnectError: if the connection ended instead (for example a bad certificate)
+    """
+    while True:
+        protocol.clock(trio.current_time())
+        for datagram in protocol.datagrams_to_send():
+            await stream.send(datagram)
+        if protocol.is_available():
+            return
+        if protocol.has_expired():
+            detail = "closed"
+            while (event := protocol.next_event()) is not None:
+                if isinstance(event, ConnectionTerminated):
+                    detail = event.message or f"error {event.error_code:#x}"
+            raise ConnectError(f"QUIC handshake failed: {detail}")
+        timer = protocol.get_timer()
+        with trio.move_on_at(math.inf if timer is None else timer):
+            datagram = await stream.receive()
+            protocol.clock(trio.current_time())
+            protocol.datagram_received(datagram)
+
+
+class HTTPMultiListener(HTTPListener):
+    """Serves several listeners as one (for example HTTP/1.1 + HTTP/2 on TCP and HTTP/3 on QUIC).
+
+    Implements :class:`HTTPListener`.
+
+    :param listeners: the listeners to serve together
+    """
+
+    def __init__(self, listeners: Sequence[HTTPListener]) -> None:
+        self._listeners = list(listeners)
+
+    @property
+    def addresses(self) -> list[AddressType]:
+        return [address for listener in self._listeners for address in listener.addresses]
+
+    async def serve(
+        self,
+        handler: Handler,
+        *,
+        handler_nursery: trio.Nursery | None = None,
+        task_status: trio.TaskStatus[list[AddressType]] = trio.TASK_STATUS_IGNORED,
+    ) -> NoReturn:
+        async with trio.open_nursery() as nursery:
+            addresses: list[AddressType] = []
+            for listener in self._listeners:
+                addresses += await nursery.start(
+                    lambda task_status, lst=listener: lst.serve(
+                        handler, handler_nursery=handler_nursery, task_status=task_status
+                    )
+                )
+            task_status.started(addresses)
+        raise AssertionError("listeners do not return")  # pragma: no cover
+
+    async def aclose(self) -> None:
+        for listener in self._listeners:
+            await listener.aclose()

@@ -1,0 +1,374 @@
+"""UDP for QUIC: a server socket shared by many connections, and client sockets.
+
+Theory of operation
+-------------------
+
+A QUIC server has one UDP socket for all its connections. :class:`QUICListener`
+is a :class:`trio.abc.Listener` whose :meth:`~QUICListener.accept` is also the
+socket's receive loop: it reads datagrams, sends each one to the connection
+that owns its destination connection ID, and returns when a datagram opens a
+new connection. The HTTP listener calls ``accept`` in a loop, so routing never
+stops while it serves.
+
+* Each connection receives through a bounded Trio memory channel. The
+  demultiplexer cannot push back on the network, so a full channel drops the
+  datagram, as a congested network would, and counts the drop
+  (:meth:`QUICListener.statistics`); QUIC recovers by retransmission.
+* Only an Initial packet of a supported version, in a datagram of at least
+  1200 bytes (RFC 9000 section 14.1), opens a connection. A long header of
+  another version is answered with Version Negotiation (RFC 9000 section 6);
+  anything else unknown is dropped.
+* A connection tells its routes with :meth:`QUICStream.update_connection_ids`
+  as it issues and retires connection IDs, so it keeps receiving when the
+  client's address changes (routing is by connection ID, not address).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket as stdlib_socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from .._typing import AddressType, DatagramType
+from ..protocols.http3 import encode_version_negotiation, parse_quic_header
+from ._abc import DatagramStream, QUICStream
+
+__all__ = [
+    "QUICListener",
+    "QUICListenerStatistics",
+    "UDPStream",
+    "open_quic_listeners",
+    "open_udp_stream",
+    "resolve_udp",
+]
+
+log = logging.getLogger(__name__)
+
+#: Largest UDP payload (IPv4 and IPv6 without jumbograms).
+MAX_DATAGRAM_SIZE = 65527
+
+#: Datagrams queued per connection before more are dropped: enough for a
+#: full congestion window of 1200-byte packets at loopback speed.
+CONNECTION_QUEUE_SIZE = 256
+
+#: RFC 9000 section 14.1: a server discards Initial datagrams shorter than this.
+MIN_INITIAL_SIZE = 1200
+
+
+def _address(raw: Any) -> AddressType:
+    return (str(raw[0]), int(raw[1]))
+
+
+@dataclass(frozen=True)
+class QUICListenerStatistics:
+    """Counters of a :class:`QUICListener`."""
+
+    #: Connections with at least one route.
+    connections: int
+    #: Connection IDs routed.
+    routes: int
+    #: Datagrams dropped because their connection's queue was full.
+    dropped_queue_full: int
+    #: Datagrams dropped because nobody owned them or they were not QUIC.
+    dropped_unroutable: int
+    #: Version Negotiation packets sent.
+    version_negotiations: int
+
+
+class _ServerQUICStream(QUICStream):
+    """The datagrams of one server-side QUIC connection."""
+
+    def __init__(self, listener: QUICListener, address: AddressType) -> None:
+        self._listener = listener
+        self._address = address
+        self._send_channel, self._receive_channel = trio.open_memory_channel[DatagramType](
+            CONNECTION_QUEUE_SIZE
+        )
+        self._cids: set[bytes] = set()
+        self._closed = False
+
+    @property
+    def remote_address(self) -> AddressType:
+        """Where the connection's first datagram came from."""
+        return self._address
+
+    @property
+    def local_address(self) -> AddressType:
+        """The listener's address."""
+        return self._listener.address
+
+    def _deliver(self, datagram: DatagramType) -> None:
+        try:
+            self._send_channel.send_nowait(datagram)
+        except trio.WouldBlock:
+            self._listener._dropped_queue_full += 1
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._listener._dropped_unroutable += 1
+
+    async def send(self, value: DatagramType) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("the QUIC stream is closed")
+        data, address = value
+        await self._listener._send(data, address)
+
+    async def receive(self) -> DatagramType:
+        try:
+            return await self._receive_channel.receive()
+        except trio.EndOfChannel:
+            raise trio.ClosedResourceError("the QUIC listener was closed") from None
+
+    def update_connection_ids(self, connection_ids: Sequence[bytes]) -> None:
+        if not self._closed:
+            self._listener._update_routes(self, set(connection_ids))
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._listener._update_routes(self, set())
+            self._send_channel.close()
+            self._receive_channel.close()
+        await trio.lowlevel.checkpoint()
+
+    def _listener_closed(self) -> None:
+        self._send_channel.close()
+
+
+class QUICListener(trio.abc.Listener[QUICStream]):
+    """A UDP socket that accepts QUIC connections and routes their datagrams.
+
+    Obtain instances from :meth:`.SystemNetworking.listen_quic`. Its
+    :meth:`accept` must be called continuously (the HTTP listener does): it
+    also routes the datagrams of the connections already accepted.
+
+    :param sock: a bound Trio UDP socket, which the listener owns
+    :param connection_id_length: the length of our connection IDs
+    :param supported_versions: QUIC versions that may open connections
+    """
+
+    def __init__(
+        self,
+        sock: trio.socket.SocketType,
+        *,
+        connection_id_length: int,
+        supported_versions: Sequence[int],
+    ) -> None:
+        self._sock = sock
+        self._cid_length = connection_id_length
+        self._versions = list(supported_versions)
+        self._routes: dict[bytes, _ServerQUICStream] = {}
+        self._streams: set[_ServerQUICStream] = set()
+        self._closed = False
+        self._dropped_queue_full = 0
+        self._dropped_unroutable = 0
+        self._version_negotiations = 0
+
+    @property
+    def address(self) -> AddressType:
+        """The ``(host, port)`` the socket is bound to."""
+        return _address(self._sock.getsockname())
+
+    def statistics(self) -> QUICListenerStatistics:
+        """Return the listener's counters."""
+        return QUICListenerStatistics(
+            connections=len(self._streams),
+            routes=len(self._routes),
+            dropped_queue_full=self._dropped_queue_full,
+            dropped_unroutable=self._dropped_unroutable,
+            version_negotiations=self._version_negotiations,
+        )
+
+    async def accept(self) -> QUICStream:
+        """Route datagrams until one opens a new connection; return its stream.
+
+        :raises trio.ClosedResourceError: if the listener was closed
+        """
+        while True:
+            if self._closed:
+                raise trio.ClosedResourceError("the QUIC listener is closed")
+            try:
+                data, raw_address = await self._sock.recvfrom(MAX_DATAGRAM_SIZE)
+            except OSError as exc:
+                if self._closed or exc.errno == errno.EBADF:
+                    raise trio.ClosedResourceError("the QUIC listener is closed") from None
+                # ICMP errors for earlier sends surface here on some systems: not fatal.
+                log.debug("UDP receive error %s", exc)
+                continue
+            stream = await self._route(data, _address(raw_address))
+            if stream is not None:
+                return stream
+
+    async def _route(self, data: bytes, address: AddressType) -> _ServerQUICStream | None:
+        header = parse_quic_header(data, self._cid_length)
+        if header is None:
+            self._dropped_unroutable += 1
+            return None
+        stream = self._routes.get(header.destination_cid)
+        if stream is not None:
+            stream._deliver((data, address))
+            return None
+        if header.is_long_header and header.version not in self._versions:
+            if header.version != 0 and len(data) >= MIN_INITIAL_SIZE:
+                packet = encode_version_negotiation(
+                    source_cid=header.destination_cid,
+                    destination_cid=header.source_cid,
+                    supported_versions=self._versions,
+                )
+                self._version_negotiations += 1
+                await self._send(packet, address)
+            else:
+                self._dropped_unroutable += 1
+            return None
+        if header.is_initial and len(data) >= MIN_INITIAL_SIZE:
+            stream = _ServerQUICStream(self, address)
+            self._streams.add(stream)
+            self._update_routes(stream, {header.destination_cid})
+            stream._deliver((data, address))
+            return stream
+        self._dropped_unroutable += 1
+        return None
+
+    async def _send(self, data: bytes, address: AddressType) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("the QUIC listener is closed")
+        try:
+            await self._sock.sendto(data, address)
+        except OSError as exc:
+            # UDP is unreliable anyway: a failed send is a lost datagram.
+            log.debug("UDP send to %s failed: %s", address, exc)
+
+    def _update_routes(self, stream: _ServerQUICStream, cids: set[bytes]) -> None:
+        for cid in stream._cids - cids:
+            if self._routes.get(cid) is stream:
+                del self._routes[cid]
+        for cid in cids - stream._cids:
+            self._routes[cid] = stream
+        stream._cids = set(cids)
+        if not cids:
+            self._streams.discard(stream)
+
+    async def aclose(self) -> None:
+        """Close the socket; every connection's stream ends. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._sock.close()
+            for stream in list(self._streams):
+                stream._listener_closed()
+            self._routes.clear()
+            self._streams.clear()
+        await trio.lowlevel.checkpoint()
+
+
+class UDPStream(DatagramStream):
+    """A client's UDP socket, sending to any address and receiving from any.
+
+    Obtain instances from :meth:`.SystemNetworking.connect_udp`.
+    """
+
+    def __init__(self, sock: trio.socket.SocketType, remote_address: AddressType) -> None:
+        self._sock = sock
+        self._remote_address = remote_address
+
+    @property
+    def local_address(self) -> AddressType:
+        """Our ``(host, port)``."""
+        return _address(self._sock.getsockname())
+
+    @property
+    def remote_address(self) -> AddressType:
+        """The address this stream was opened for."""
+        return self._remote_address
+
+    async def send(self, value: DatagramType) -> None:
+        data, address = value
+        try:
+            await self._sock.sendto(data, address)
+        except OSError as exc:
+            if self._sock.fileno() == -1:
+                raise trio.ClosedResourceError("the UDP stream is closed") from None
+            log.debug("UDP send to %s failed: %s", address, exc)
+
+    async def receive(self) -> DatagramType:
+        while True:
+            try:
+                data, raw_address = await self._sock.recvfrom(MAX_DATAGRAM_SIZE)
+            except OSError as exc:
+                if self._sock.fileno() == -1:
+                    raise trio.ClosedResourceError("the UDP stream is closed") from None
+                log.debug("UDP receive error %s", exc)  # ICMP unreachable and the like
+                continue
+            return data, _address(raw_address)
+
+    async def aclose(self) -> None:
+        self._sock.close()
+        await trio.lowlevel.checkpoint()
+
+
+async def open_quic_listeners(
+    local_address: AddressType, *, connection_id_length: int, supported_versions: Sequence[int]
+) -> list[QUICListener]:
+    """Bind a UDP socket for each address *local_address* resolves to.
+
+    With port 0, the first socket's port is reused for the others, so all of
+    them share one port number.
+    """
+    host, port = local_address
+    infos = await trio.socket.getaddrinfo(
+        host or None, port, type=stdlib_socket.SOCK_DGRAM, flags=stdlib_socket.AI_PASSIVE
+    )
+    listeners: list[QUICListener] = []
+    try:
+        for family, kind, proto, _, sockaddr in infos:
+            sock = trio.socket.socket(family, kind, proto)
+            try:
+                if family == stdlib_socket.AF_INET6:
+                    sock.setsockopt(stdlib_socket.IPPROTO_IPV6, stdlib_socket.IPV6_V6ONLY, 1)
+                address = list(sockaddr)
+                if port == 0 and listeners:
+                    address[1] = listeners[0].address[1]
+                await sock.bind(tuple(address))
+            except BaseException:
+                sock.close()
+                raise
+            listeners.append(
+                QUICListener(
+                    sock, connection_id_length=connection_id_length, supported_versions=supported_versions
+                )
+            )
+    except BaseException:
+        for listener in listeners:
+            await listener.aclose()
+        raise
+    return listeners
+
+
+async def resolve_udp(remote_address: AddressType) -> list[AddressType]:
+    """Resolve *remote_address* to IP addresses for UDP, in the resolver's preference order."""
+    host, port = remote_address
+    infos = await trio.socket.getaddrinfo(host, port, type=stdlib_socket.SOCK_DGRAM)
+    seen: list[AddressType] = []
+    for *_, sockaddr in infos:
+        address = _address(sockaddr)
+        if address not in seen:
+            seen.append(address)
+    return seen
+
+
+async def open_udp_stream(remote_address: AddressType) -> UDPStream:
+    """Open a UDP socket for talking to *remote_address* (an IP address or the first one a name resolves to)."""
+    host, port = remote_address
+    infos = await trio.socket.getaddrinfo(host, port, type=stdlib_socket.SOCK_DGRAM)
+    if not infos:
+        raise OSError(f"cannot resolve {host!r}")
+    family, kind, proto, _, sockaddr = infos[0]
+    sock = trio.socket.socket(family, kind, proto)
+    try:
+        await sock.bind(("::", 0) if family == stdlib_socket.AF_INET6 else ("0.0.0.0", 0))
+    except BaseException:
+        sock.close()
+        raise
+    return UDPStream(sock, _address(sockaddr))
