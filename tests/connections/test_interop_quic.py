@@ -1,0 +1,107 @@
+"""A real HTTP/3 stack that we did not write (ngtcp2's gtlsclient and gtlsserver) against ours."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import subprocess
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from tests.connections.conftest import Certs
+from tests.connections.test_interop_tcp import hello_handler
+from tests.helpers import free_port, require_tool
+from trio_hface.connections import HTTPConnection, HTTPOverQUICListener, HTTPOverQUICOpener
+from trio_hface.errors import ConnectError
+from trio_hface.events import DataReceived, HeadersReceived
+from trio_hface.protocols.http3 import HTTP3ClientFactory, HTTP3ServerFactory
+
+
+async def test_gtlsclient_against_quic_listener(certs: Certs, tmp_path: Path) -> None:
+    """gtlsclient POSTs a body on 5 streams to our HTTP/3 listener and gets its digest back on each."""
+    gtlsclient = require_tool("gtlsclient")
+    body = tmp_path / "body"
+    body.write_bytes(b"ngtcp2 says hi " * 5000)
+    download = tmp_path / "download"
+    download.mkdir()
+    async with trio.open_nursery() as nursery:
+        listener = await HTTPOverQUICListener.create(
+            HTTP3ServerFactory(), local_address=("127.0.0.1", 0), tls_config=certs.server
+        )
+        ((host, port), *_) = await nursery.start(listener.serve, hello_handler)
+        args = [
+            gtlsclient,
+            "-q",
+            "--exit-on-all-streams-close",
+            "--timeout=20s",
+            "-m",
+            "POST",
+            "-d",
+            str(body),
+            "-n",
+            "5",
+            "--download",
+            str(download),
+            host,
+            str(port),
+            f"https://localhost:{port}/echo",
+        ]
+        with trio.fail_after(60):
+            result = await trio.run_process(args, capture_stdout=True, capture_stderr=True, check=False)
+        assert result.returncode == 0, result.stderr.decode()[-2000:]
+        digest = hashlib.sha256(body.read_bytes()).hexdigest()
+        saved = list(download.iterdir())
+        assert saved, result.stderr.decode()[-2000:]
+        assert all(path.read_text().strip() == digest for path in saved)
+        await listener.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_quic_opener_against_gtlsserver(certs: Certs, tmp_path: Path) -> None:
+    """Our HTTP/3 opener fetches a 2 MiB file from gtlsserver intact, on 10 concurrent streams."""
+    gtlsserver = require_tool("gtlsserver")
+    content = bytes(range(256)) * 8192
+    (tmp_path / "file.bin").write_bytes(content)
+    port = free_port(socket.SOCK_DGRAM)
+    args = [gtlsserver, "-q", "-d", str(tmp_path), "127.0.0.1", str(port), certs.keyfile, certs.certfile]
+    opener = HTTPOverQUICOpener(HTTP3ClientFactory(), tls_config=certs.client, handshake_timeout=0.5)
+    async with trio.open_nursery() as nursery:
+        process = await nursery.start(partial(trio.run_process, args, check=False, stdout=subprocess.DEVNULL))
+        try:
+            connection: HTTPConnection | None = None
+            with trio.fail_after(20):
+                while connection is None:  # gtlsserver cannot say when it is ready: retry the handshake
+                    try:
+                        connection = await opener(("127.0.0.1", port), server_name="localhost")
+                    except ConnectError:
+                        await trio.sleep(0.1)
+            async with connection:
+                bodies: dict[int, bytearray] = {}
+                for _ in range(10):
+                    sid = connection.get_available_stream_id()
+                    headers = [
+                        (b":method", b"GET"),
+                        (b":scheme", b"https"),
+                        (b":authority", b"localhost"),
+                        (b":path", b"/file.bin"),
+                    ]
+                    await connection.send_headers(sid, headers, end_stream=True)
+                    bodies[sid] = bytearray()
+                ended = 0
+                with trio.fail_after(60):
+                    while ended < 10:
+                        event = await connection.receive_event()
+                        if isinstance(event, HeadersReceived):
+                            assert dict(event.headers)[b":status"] == b"200"
+                        elif isinstance(event, DataReceived):
+                            bodies[event.stream_id] += event.data
+                        else:
+                            raise AssertionError(f"unexpected {event!r}")
+                        ended += bool(getattr(event, "end_stream", False))
+                assert all(
+                    hashlib.sha256(b).digest() == hashlib.sha256(content).digest() for b in bodies.values()
+                )
+        finally:
+            process.terminate()
