@@ -47,11 +47,24 @@ def cert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("variant", [[], ["--http2"]], ids=["http1", "http2"])
-def test_custom_server_and_client(variant: list[str], cert_dir: Path) -> None:
-    """The custom server and client examples talk to each other on each HTTP version."""
+@pytest.mark.parametrize(
+    ("server_args", "client_args", "expected"),
+    [
+        ([], [], "HTTP/1: It works!\n"),
+        (["--http2"], ["--http2"], "HTTP/2: It works!\n"),
+        (["--http3"], ["--http3"], "HTTP/3: It works!\n"),
+        (["--all"], ["--alpn"], "HTTP/2: It works!\n"),
+        (["--all"], ["--http1"], "HTTP/1: It works!\n"),
+        (["--all"], ["--http3"], "HTTP/3: It works!\n"),
+    ],
+    ids=["http1", "http2", "http3", "all-alpn", "all-http1", "all-http3"],
+)
+def test_custom_server_and_client(
+    server_args: list[str], client_args: list[str], expected: str, cert_dir: Path
+) -> None:
+    """The custom server and client examples talk to each other in every documented variant."""
     server = subprocess.Popen(
-        [sys.executable, str(ROOT / "examples" / "custom_server.py"), "--port", "0", *variant],
+        [sys.executable, str(ROOT / "examples" / "custom_server.py"), "--port", "0", *server_args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -63,9 +76,9 @@ def test_custom_server_and_client(variant: list[str], cert_dir: Path) -> None:
         line = server.stdout.readline()
         assert line.startswith("listening on"), server.stderr.read() if server.stderr else line
         port = line.split()[2].rsplit(":", 1)[1]
-        result = run_example("custom_client.py", "--port", port, *variant, cwd=cert_dir)
+        result = run_example("custom_client.py", "--port", port, *client_args, cwd=cert_dir)
         assert result.returncode == 0, result.stderr
-        assert result.stdout == "It works!\n"
+        assert result.stdout == expected
     finally:
         server.terminate()
         server.wait(timeout=10)
