@@ -16,6 +16,7 @@ from tests.helpers import free_port, require_tool
 from trio_hface.connections import HTTPConnection, HTTPOverQUICListener, HTTPOverQUICOpener
 from trio_hface.errors import ConnectError
 from trio_hface.events import DataReceived, HeadersReceived
+from trio_hface.networking import QUICListener
 from trio_hface.protocols.http3 import HTTP3ClientFactory, HTTP3ServerFactory
 
 
@@ -105,3 +106,65 @@ async def test_quic_opener_against_gtlsserver(certs: Certs, tmp_path: Path) -> N
                 )
         finally:
             process.terminate()
+
+
+async def test_restarted_server_resets_gtlsclient_statelessly(certs: Certs) -> None:
+    """A server restarted with the same key answers a forgotten connection with a stateless reset,
+    and gtlsclient gives up at once instead of at its idle timeout (RFC 9000 section 10.3)."""
+    gtlsclient = require_tool("gtlsclient")
+    factory = HTTP3ServerFactory(stateless_reset_key=b"test key " * 4)
+    async with trio.open_nursery() as nursery:
+        first = await HTTPOverQUICListener.create(
+            factory, local_address=("127.0.0.1", 0), tls_config=certs.server
+        )
+        first_scope = trio.CancelScope()
+
+        async def serve_first(
+            task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
+        ) -> None:
+            with first_scope:
+                await first.serve(hello_handler, task_status=task_status)
+
+        ((host, port),) = await nursery.start(serve_first)
+        args = [
+            gtlsclient,
+            "--delay-stream=2s",
+            "--timeout=30s",
+            "--exit-on-all-streams-close",
+            host,
+            str(port),
+            f"https://localhost:{port}/",
+        ]
+        process = await trio.lowlevel.open_process(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert process.stdout is not None
+        output = bytearray()
+        start = trio.current_time()
+        with trio.fail_after(10):
+            while b"andshake" not in output:
+                output += await process.stdout.receive_some(65536)
+        await trio.sleep(0.5)  # let HANDSHAKE_DONE reach the client, so it sends short headers only
+        # "Crash": the first server forgets its connections without a word.
+        first_scope.cancel()
+        await first.aclose()
+        second = await HTTPOverQUICListener.create(
+            factory, local_address=(host, port), tls_config=certs.server
+        )
+        await nursery.start(second.serve, hello_handler)
+
+        async def drain() -> None:
+            assert process.stdout is not None
+            while chunk := await process.stdout.receive_some(65536):
+                output.extend(chunk)
+
+        with trio.fail_after(15):
+            async with trio.open_nursery() as reader:
+                reader.start_soon(drain)
+                await process.wait()
+        elapsed = trio.current_time() - start
+        quic = second._listeners[0]
+        assert isinstance(quic, QUICListener)
+        assert quic.statistics().stateless_resets >= 1
+        assert b"ERR_DRAINING" in output  # ngtcp2 recognised the stateless reset
+        assert elapsed < 10, f"gtlsclient took {elapsed:.1f} s: it waited for its idle timeout"
+        await second.aclose()
+        nursery.cancel_scope.cancel()

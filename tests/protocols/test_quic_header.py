@@ -151,3 +151,42 @@ def test_version_negotiation_checks_its_arguments() -> None:
         encode_version_negotiation(source_cid=b"x" * 256, destination_cid=b"", supported_versions=[QUIC_V1])
     with pytest.raises(ValueError, match="32 bits"):
         encode_version_negotiation(source_cid=b"", destination_cid=b"", supported_versions=[2**32])
+
+
+def test_stateless_reset_tokens_are_derived_and_packets_look_like_short_headers() -> None:
+    """Reset tokens derive from the key and the connection ID; a reset packet ends with its token."""
+    from trio_hface.protocols.http3 import encode_stateless_reset, stateless_reset_token
+
+    token = stateless_reset_token(b"key", b"\x01" * 8)
+    assert len(token) == 16
+    assert token == stateless_reset_token(b"key", b"\x01" * 8)
+    assert token != stateless_reset_token(b"other", b"\x01" * 8)
+    assert token != stateless_reset_token(b"key", b"\x02" * 8)
+    packet = encode_stateless_reset(token, 40)
+    assert len(packet) == 40 and packet.endswith(token)
+    assert packet[0] & 0xC0 == 0x40  # short header form, fixed bit set
+    with pytest.raises(ValueError):
+        encode_stateless_reset(token, 20)
+
+
+def test_server_connection_ids_carry_derived_tokens() -> None:
+    """Every connection ID a server issues has the token its factory's key derives."""
+    from aioquic.quic.configuration import QuicConfiguration
+
+    from trio_hface.protocols.http3 import HTTP3ServerFactory, stateless_reset_token
+    from trio_hface.protocols.http3._quic import FlowControlledQuicConnection
+
+    factory = HTTP3ServerFactory(stateless_reset_key=b"k" * 32)
+    assert factory.quic_stateless_reset_key == b"k" * 32
+    assert HTTP3ServerFactory().quic_stateless_reset_key != HTTP3ServerFactory().quic_stateless_reset_key
+    connection = FlowControlledQuicConnection(
+        configuration=QuicConfiguration(is_client=False),
+        max_streams_bidi=10,
+        stateless_reset_key=b"k" * 32,
+        original_destination_connection_id=b"o" * 8,
+    )
+    connection._remote_active_connection_id_limit = 4
+    connection._replenish_connection_ids()  # what aioquic does once the handshake completes
+    assert len(connection._host_cids) == 4
+    for host_cid in connection._host_cids:
+        assert host_cid.stateless_reset_token == stateless_reset_token(b"k" * 32, host_cid.cid)

@@ -75,6 +75,7 @@ class HTTPOverQUICListener(HTTPListener):
             local_address,
             quic_connection_id_length=http_factory.quic_connection_id_length,
             quic_supported_versions=http_factory.quic_supported_versions,
+            quic_stateless_reset_key=http_factory.quic_stateless_reset_key,
         )
         return cls(http_factory, listeners, tls_config=tls_config)
 

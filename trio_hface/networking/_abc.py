@@ -94,6 +94,7 @@ class QUICServerNetworking(metaclass=ABCMeta):
         *,
         quic_connection_id_length: int,
         quic_supported_versions: Sequence[int],
+        quic_stateless_reset_key: bytes | None = None,
     ) -> Sequence[trio.abc.Listener[QUICStream]]:
         """Bind UDP sockets and accept QUIC connections on them.
 
@@ -103,6 +104,8 @@ class QUICServerNetworking(metaclass=ABCMeta):
             needed to route short header packets
         :param quic_supported_versions: versions that may open connections;
             others get Version Negotiation
+        :param quic_stateless_reset_key: the key that the connections' reset
+            tokens derive from, for stateless resets; ``None`` sends none
         :returns: one listener per bound address
         """
 

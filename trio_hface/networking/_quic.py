@@ -17,7 +17,10 @@ stops while it serves.
 * Only an Initial packet of a supported version, in a datagram of at least
   1200 bytes (RFC 9000 section 14.1), opens a connection. A long header of
   another version is answered with Version Negotiation (RFC 9000 section 6);
-  anything else unknown is dropped.
+  a short header packet of an unknown connection is answered with a
+  stateless reset (RFC 9000 section 10.3) when the server derives its reset
+  tokens from a key, so a peer of a forgotten connection learns it at once
+  instead of waiting for its idle timeout; anything else unknown is dropped.
 * A connection tells its routes with :meth:`QUICStream.update_connection_ids`
   as it issues and retires connection IDs, so it keeps receiving when the
   client's address changes (routing is by connection ID, not address).
@@ -35,7 +38,12 @@ from typing import Any
 import trio
 
 from .._typing import AddressType, DatagramType
-from ..protocols.http3 import encode_version_negotiation, parse_quic_header
+from ..protocols.http3 import (
+    encode_stateless_reset,
+    encode_version_negotiation,
+    parse_quic_header,
+    stateless_reset_token,
+)
 from ._abc import DatagramStream, QUICStream
 
 __all__ = [
@@ -59,6 +67,15 @@ CONNECTION_QUEUE_SIZE = 256
 #: RFC 9000 section 14.1: a server discards Initial datagrams shorter than this.
 MIN_INITIAL_SIZE = 1200
 
+#: Stateless resets sent per second at most: they answer packets of unknown
+#: connections, so an attacker must not turn them into a traffic amplifier.
+STATELESS_RESETS_PER_SECOND = 100
+
+#: RFC 9000 section 10.3: a reset has at least 21 bytes and, to avoid loops
+#: between two endpoints, is smaller than the packet that triggered it.
+MIN_STATELESS_RESET_SIZE = 21
+MAX_STATELESS_RESET_SIZE = 64
+
 
 def _address(raw: Any) -> AddressType:
     return (str(raw[0]), int(raw[1]))
@@ -78,6 +95,8 @@ class QUICListenerStatistics:
     dropped_unroutable: int
     #: Version Negotiation packets sent.
     version_negotiations: int
+    #: Stateless resets sent for packets of unknown connections.
+    stateless_resets: int
 
 
 class _ServerQUICStream(QUICStream):
@@ -148,6 +167,8 @@ class QUICListener(trio.abc.Listener[QUICStream]):
     :param sock: a bound Trio UDP socket, which the listener owns
     :param connection_id_length: the length of our connection IDs
     :param supported_versions: QUIC versions that may open connections
+    :param stateless_reset_key: the key the connections' reset tokens derive
+        from, or ``None`` to send no stateless resets
     """
 
     def __init__(
@@ -156,7 +177,12 @@ class QUICListener(trio.abc.Listener[QUICStream]):
         *,
         connection_id_length: int,
         supported_versions: Sequence[int],
+        stateless_reset_key: bytes | None = None,
     ) -> None:
+        self._reset_key = stateless_reset_key
+        self._stateless_resets = 0
+        self._reset_budget = float(STATELESS_RESETS_PER_SECOND)
+        self._reset_budget_time = trio.current_time()
         self._sock = sock
         self._cid_length = connection_id_length
         self._versions = list(supported_versions)
@@ -180,6 +206,7 @@ class QUICListener(trio.abc.Listener[QUICStream]):
             dropped_queue_full=self._dropped_queue_full,
             dropped_unroutable=self._dropped_unroutable,
             version_negotiations=self._version_negotiations,
+            stateless_resets=self._stateless_resets,
         )
 
     async def accept(self) -> QUICStream:
@@ -223,6 +250,10 @@ class QUICListener(trio.abc.Listener[QUICStream]):
             else:
                 self._dropped_unroutable += 1
             return None
+        if not header.is_long_header and await self._stateless_reset(
+            header.destination_cid, len(data), address
+        ):
+            return None
         if header.is_initial and len(data) >= MIN_INITIAL_SIZE:
             stream = _ServerQUICStream(self, address)
             self._streams.add(stream)
@@ -231,6 +262,26 @@ class QUICListener(trio.abc.Listener[QUICStream]):
             return stream
         self._dropped_unroutable += 1
         return None
+
+    async def _stateless_reset(self, cid: bytes, size: int, address: AddressType) -> bool:
+        """Answer a packet of an unknown connection with a stateless reset, if allowed."""
+        if self._reset_key is None or size - 1 < MIN_STATELESS_RESET_SIZE:
+            return False
+        now = trio.current_time()
+        self._reset_budget = min(
+            float(STATELESS_RESETS_PER_SECOND),
+            self._reset_budget + (now - self._reset_budget_time) * STATELESS_RESETS_PER_SECOND,
+        )
+        self._reset_budget_time = now
+        if self._reset_budget < 1:
+            return False
+        self._reset_budget -= 1
+        token = stateless_reset_token(self._reset_key, cid)
+        packet = encode_stateless_reset(token, min(size - 1, MAX_STATELESS_RESET_SIZE))
+        self._stateless_resets += 1
+        self._dropped_unroutable += 1
+        await self._send(packet, address)
+        return True
 
     async def _send(self, data: bytes, address: AddressType) -> None:
         if self._closed:
@@ -309,7 +360,11 @@ class UDPStream(DatagramStream):
 
 
 async def open_quic_listeners(
-    local_address: AddressType, *, connection_id_length: int, supported_versions: Sequence[int]
+    local_address: AddressType,
+    *,
+    connection_id_length: int,
+    supported_versions: Sequence[int],
+    stateless_reset_key: bytes | None = None,
 ) -> list[QUICListener]:
     """Bind a UDP socket for each address *local_address* resolves to.
 
@@ -336,7 +391,10 @@ async def open_quic_listeners(
                 raise
             listeners.append(
                 QUICListener(
-                    sock, connection_id_length=connection_id_length, supported_versions=supported_versions
+                    sock,
+                    connection_id_length=connection_id_length,
+                    supported_versions=supported_versions,
+                    stateless_reset_key=stateless_reset_key,
                 )
             )
     except BaseException:

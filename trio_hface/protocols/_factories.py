@@ -143,6 +143,15 @@ class HTTPOverQUICServerFactory(metaclass=ABCMeta):
     def quic_supported_versions(self) -> Sequence[int]:
         """QUIC versions accepted in Initial packets."""
 
+    @property
+    def quic_stateless_reset_key(self) -> bytes | None:
+        """The secret that connection IDs' stateless reset tokens derive from, if any.
+
+        With it, the server can send a stateless reset for a connection it no
+        longer knows (RFC 9000 section 10.3). The default is ``None``: no resets.
+        """
+        return None
+
     @abstractmethod
     def __call__(
         self,

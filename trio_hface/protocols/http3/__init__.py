@@ -9,7 +9,14 @@ before a connection exists.
 from __future__ import annotations
 
 from ._factories import HTTP3ClientFactory, HTTP3ServerFactory
-from ._header import QUICHeader, QUICPacketType, encode_version_negotiation, parse_quic_header
+from ._header import (
+    QUICHeader,
+    QUICPacketType,
+    encode_stateless_reset,
+    encode_version_negotiation,
+    parse_quic_header,
+    stateless_reset_token,
+)
 from ._protocol import HTTP3ProtocolImpl
 
 __all__ = [
@@ -20,4 +27,6 @@ __all__ = [
     "QUICPacketType",
     "parse_quic_header",
     "encode_version_negotiation",
+    "stateless_reset_token",
+    "encode_stateless_reset",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Sequence
 
@@ -200,6 +201,9 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
     :param max_concurrent_streams: how many request streams the peer may open at once
     :param enable_connect_protocol: whether clients may send extended CONNECT
         requests with ``:protocol`` (RFC 9220)
+    :param stateless_reset_key: the secret from which stateless reset tokens
+        are derived (default: random for this factory); servers that share a
+        port across restarts should share it
     """
 
     def __init__(
@@ -213,7 +217,10 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
         quic_supported_versions: Sequence[int] = DEFAULT_SUPPORTED_VERSIONS,
         max_concurrent_streams: int = DEFAULT_MAX_CONCURRENT_STREAMS,
         enable_connect_protocol: bool = True,
+        stateless_reset_key: bytes | None = None,
     ) -> None:
+        self._stateless_reset_key = stateless_reset_key or os.urandom(32)
+        self._certificates: dict[ServerTLSConfig, tuple[list[x509.Certificate], _PrivateKey]] = {}
         self._settings = _QUICSettings(
             idle_timeout=idle_timeout,
             max_data=max_data,
@@ -240,6 +247,11 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
         """QUIC versions accepted in Initial packets, most preferred first."""
         return list(self._settings.supported_versions)
 
+    @property
+    def quic_stateless_reset_key(self) -> bytes:
+        """The secret from which the stateless reset tokens of connection IDs are derived."""
+        return self._stateless_reset_key
+
     def __call__(self, *, tls_config: ServerTLSConfig) -> HTTP3ProtocolImpl:
         """Create a server connection, ready for the client's first datagram.
 
@@ -249,8 +261,15 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
         :raises OSError: if a file cannot be read
         """
         configuration = self._settings.configuration(is_client=False)
-        chain_pem, key_pem = tls_config.load_pem()
-        certificates, private_key = _load_chain_and_key(chain_pem, key_pem)
+        loaded = self._certificates.get(tls_config)
+        if loaded is None:
+            # Parsed once per configuration, not per connection; bounded by the
+            # number of configurations a server uses (normally one).
+            chain_pem, key_pem = tls_config.load_pem()
+            loaded = _load_chain_and_key(chain_pem, key_pem)
+            if len(self._certificates) < _MAX_CACHED_CERTIFICATES:
+                self._certificates[tls_config] = loaded
+        certificates, private_key = loaded
         configuration.certificate = certificates[0]
         configuration.certificate_chain = certificates[1:]
         configuration.private_key = private_key
@@ -258,8 +277,12 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
             configuration,
             max_concurrent_streams=self._settings.max_concurrent_streams,
             enable_connect_protocol=self._enable_connect_protocol,
+            stateless_reset_key=self._stateless_reset_key,
         )
 
+
+#: Certificate configurations a server factory keeps parsed.
+_MAX_CACHED_CERTIFICATES = 16
 
 _PrivateKey = (
     ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey

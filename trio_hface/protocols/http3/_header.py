@@ -9,6 +9,9 @@ read with aioquic for the versions it knows.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -199,3 +202,40 @@ def encode_version_negotiation(
     return encode_quic_version_negotiation(
         source_cid=source_cid, destination_cid=destination_cid, supported_versions=list(supported_versions)
     )
+
+
+#: Length of a stateless reset token (RFC 9000 section 10.3).
+STATELESS_RESET_TOKEN_SIZE = 16
+
+#: Smallest stateless reset: 5 unpredictable bytes and the token (RFC 9000 section 10.3).
+MIN_STATELESS_RESET_SIZE = 21
+
+
+def stateless_reset_token(key: bytes, connection_id: bytes) -> bytes:
+    """Derive the stateless reset token of a connection ID from a server secret.
+
+    A server that derives its tokens this way can send a valid stateless reset
+    for a connection it no longer knows (RFC 9000 section 10.3.2).
+
+    :param key: the server's secret
+    :param connection_id: the connection ID the token belongs to
+    """
+    return hmac.new(key, b"stateless reset:" + connection_id, hashlib.sha256).digest()[
+        :STATELESS_RESET_TOKEN_SIZE
+    ]
+
+
+def encode_stateless_reset(token: bytes, size: int) -> bytes:
+    """Build a stateless reset packet: it looks like a short header packet and ends with *token*.
+
+    :param token: the stateless reset token of the connection ID being reset
+    :param size: the packet size, at least :data:`MIN_STATELESS_RESET_SIZE`
+    :raises ValueError: if *size* is too small or the token has the wrong length
+    """
+    if len(token) != STATELESS_RESET_TOKEN_SIZE:
+        raise ValueError(f"a stateless reset token has 16 bytes, not {len(token)}")
+    if size < MIN_STATELESS_RESET_SIZE:
+        raise ValueError(f"a stateless reset needs at least {MIN_STATELESS_RESET_SIZE} bytes, not {size}")
+    unpredictable = bytearray(os.urandom(size - STATELESS_RESET_TOKEN_SIZE))
+    unpredictable[0] = 0x40 | (unpredictable[0] & 0x3F)  # fixed bit set, short header form
+    return bytes(unpredictable) + token

@@ -154,12 +154,14 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
         max_concurrent_streams: int,
         enable_connect_protocol: bool,
         remote_address: AddressType | None = None,
+        stateless_reset_key: bytes | None = None,
     ) -> None:
         self._configuration = configuration
         self._is_client = configuration.is_client
         self._max_concurrent_streams = max_concurrent_streams
         self._enable_connect_protocol = enable_connect_protocol
         self._remote_address = remote_address
+        self._stateless_reset_key = stateless_reset_key
         self._now: float | None = None
         self._connected = False
         self._quic: FlowControlledQuicConnection | None = None
@@ -185,6 +187,7 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
             configuration=self._configuration,
             max_streams_bidi=self._max_concurrent_streams,
             original_destination_connection_id=original_cid,
+            stateless_reset_key=self._stateless_reset_key,
         )
         self._original_cid = original_cid
         self._cids = [self._quic.host_cid]

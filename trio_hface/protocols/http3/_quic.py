@@ -34,7 +34,8 @@ Internals of aioquic used here (checked against aioquic 1.7.2):
 ``_streams``, ``_remote_max_data``, ``_remote_max_data_used``,
 ``QuicStream.max_stream_data_local`` / ``max_stream_data_remote``,
 ``QuicStreamReceiver.highest_offset`` / ``is_finished`` and
-``QuicStreamSender.highest_offset`` / ``_buffer_stop`` / ``_reset_error_code``.
+``QuicStreamSender.highest_offset`` / ``_buffer_stop`` / ``_reset_error_code``,
+``_host_cids`` and ``_replenish_connection_ids`` (stateless reset tokens).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ from aioquic.quic.connection import QuicConnection
 from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.quic.stream import QuicStream
+
+from ._header import stateless_reset_token
 
 __all__ = ["FlowControlledQuicConnection"]
 
@@ -62,8 +65,17 @@ class FlowControlledQuicConnection(QuicConnection):
     :param kwargs: passed on to :class:`~aioquic.quic.connection.QuicConnection`
     """
 
-    def __init__(self, *, configuration: QuicConfiguration, max_streams_bidi: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        configuration: QuicConfiguration,
+        max_streams_bidi: int,
+        stateless_reset_key: bytes | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(configuration=configuration, **kwargs)
+        self._stateless_reset_key = None if configuration.is_client else stateless_reset_key
+        self._derive_reset_tokens()
         self._connection_window = configuration.max_data
         self._stream_window = configuration.max_stream_data
         # aioquic hard-codes 128; the transport parameters are serialized
@@ -73,6 +85,20 @@ class FlowControlledQuicConnection(QuicConnection):
         self._consumed_total = 0
         # Bytes consumed per stream, forgotten with the stream object.
         self._consumed: weakref.WeakKeyDictionary[QuicStream, int] = weakref.WeakKeyDictionary()
+
+    # -- stateless reset ---------------------------------------------------
+
+    def _derive_reset_tokens(self) -> None:
+        """Give our connection IDs tokens derived from the server's key, so the
+        server can reset connections it has forgotten (RFC 9000 section 10.3.2)."""
+        if self._stateless_reset_key is None:
+            return
+        for host_cid in self._host_cids:
+            host_cid.stateless_reset_token = stateless_reset_token(self._stateless_reset_key, host_cid.cid)
+
+    def _replenish_connection_ids(self) -> None:
+        super()._replenish_connection_ids()
+        self._derive_reset_tokens()
 
     # -- receive side ------------------------------------------------------
 
