@@ -179,8 +179,15 @@ def test_server_connection_ids_carry_derived_tokens() -> None:
     factory = HTTP3ServerFactory(stateless_reset_key=b"k" * 32)
     assert factory.quic_stateless_reset_key == b"k" * 32
     assert HTTP3ServerFactory().quic_stateless_reset_key != HTTP3ServerFactory().quic_stateless_reset_key
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    cert = trustme.CA().issue_cert("localhost")
+    configuration = QuicConfiguration(is_client=False)
+    configuration.certificate = x509.load_pem_x509_certificate(cert.cert_chain_pems[0].bytes())
+    configuration.private_key = load_pem_private_key(cert.private_key_pem.bytes(), None)  # type: ignore[assignment]
     connection = FlowControlledQuicConnection(
-        configuration=QuicConfiguration(is_client=False),
+        configuration=configuration,
         max_streams_bidi=10,
         stateless_reset_key=b"k" * 32,
         original_destination_connection_id=b"o" * 8,
