@@ -185,7 +185,7 @@ def test_server_connection_ids_carry_derived_tokens() -> None:
     cert = trustme.CA().issue_cert("localhost")
     configuration = QuicConfiguration(is_client=False)
     configuration.certificate = x509.load_pem_x509_certificate(cert.cert_chain_pems[0].bytes())
-    configuration.private_key = load_pem_private_key(cert.private_key_pem.bytes(), None)  # type: ignore[assignment]
+    configuration.private_key = load_pem_private_key(cert.private_key_pem.bytes(), None)
     connection = FlowControlledQuicConnection(
         configuration=configuration,
         max_streams_bidi=10,
