@@ -168,3 +168,42 @@ async def test_restarted_server_resets_gtlsclient_statelessly(certs: Certs) -> N
         assert elapsed < 10, f"gtlsclient took {elapsed:.1f} s: it waited for its idle timeout"
         await second.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def test_gtlsclient_survives_address_change(certs: Certs, tmp_path: Path) -> None:
+    """gtlsclient moves to a new local port mid-connection; routing by connection ID keeps it served."""
+    gtlsclient = require_tool("gtlsclient")
+    download = tmp_path / "download"
+    download.mkdir()
+    async with trio.open_nursery() as nursery:
+        listener = await HTTPOverQUICListener.create(
+            HTTP3ServerFactory(), local_address=("127.0.0.1", 0), tls_config=certs.server
+        )
+        ((host, port), *_) = await nursery.start(listener.serve, hello_handler)
+        args = [
+            gtlsclient,
+            "--change-local-addr=300ms",
+            "--delay-stream=1s",
+            "--timeout=20s",
+            "--exit-on-all-streams-close",
+            "--download",
+            str(download),
+            host,
+            str(port),
+            f"https://localhost:{port}/after-migration",
+        ]
+        with trio.fail_after(30):
+            result = await trio.run_process(args, capture_stdout=True, stderr=subprocess.STDOUT, check=False)
+        output = result.stdout.decode(errors="replace")
+        assert result.returncode == 0, output[-2000:]
+        assert "Local address" in output or "local=" in output
+        ports = {
+            line.split("local=")[1].split()[0]
+            for line in output.splitlines()
+            if "Sent packet: local=" in line
+        }
+        assert len(ports) >= 2, f"the client did not change its address: {ports}"
+        (saved,) = download.iterdir()
+        assert saved.read_text().strip() == hashlib.sha256(b"").hexdigest()
+        await listener.aclose()
+        nursery.cancel_scope.cancel()
