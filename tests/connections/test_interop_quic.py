@@ -207,3 +207,36 @@ async def test_gtlsclient_survives_address_change(certs: Certs, tmp_path: Path) 
         assert saved.read_text().strip() == hashlib.sha256(b"").hexdigest()
         await listener.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def test_gtlsclient_with_retry(certs: Certs, tmp_path: Path) -> None:
+    """gtlsclient follows our Retry and validates the IDs it carries (RFC 9000 section 7.3)."""
+    gtlsclient = require_tool("gtlsclient")
+    download = tmp_path / "download"
+    download.mkdir()
+    async with trio.open_nursery() as nursery:
+        listener = await HTTPOverQUICListener.create(
+            HTTP3ServerFactory(), local_address=("127.0.0.1", 0), tls_config=certs.server, retry=True
+        )
+        ((host, port), *_) = await nursery.start(listener.serve, hello_handler)
+        args = [
+            gtlsclient,
+            "-q",
+            "--timeout=20s",
+            "--exit-on-all-streams-close",
+            "--download",
+            str(download),
+            host,
+            str(port),
+            f"https://localhost:{port}/retried",
+        ]
+        with trio.fail_after(30):
+            result = await trio.run_process(args, capture_stdout=True, stderr=subprocess.STDOUT, check=False)
+        assert result.returncode == 0, result.stdout.decode(errors="replace")[-2000:]
+        (saved,) = download.iterdir()
+        assert saved.read_text().strip() == hashlib.sha256(b"").hexdigest()
+        quic = listener._listeners[0]
+        assert isinstance(quic, QUICListener)
+        assert quic.statistics().retries == 1
+        await listener.aclose()
+        nursery.cancel_scope.cancel()

@@ -165,3 +165,39 @@ async def test_multi_listener_serves_every_version(certs: Certs) -> None:
                     assert headers[b"x-sha256"] == hashlib.sha256(b"abc").hexdigest().encode()
         await multi.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def test_retry_validates_addresses(certs: Certs) -> None:
+    """With Retry on, a client completes the handshake after one Retry; forged tokens are dropped."""
+    async with trio.open_nursery() as nursery:
+        listener = await HTTPOverQUICListener.create(
+            HTTP3ServerFactory(), local_address=("127.0.0.1", 0), tls_config=certs.server, retry=True
+        )
+        (address, *_) = await nursery.start(listener.serve, echo_handler)
+        opener = HTTPOverQUICOpener(HTTP3ClientFactory(), tls_config=certs.client)
+        with trio.fail_after(30):
+            async with await opener(address, server_name="localhost") as connection:
+                client = Client(connection)
+                nursery.start_soon(client.run)
+                headers, _ = await client.fetch(b"/", b"validated")
+                assert headers[b"x-sha256"] == hashlib.sha256(b"validated").hexdigest().encode()
+        quic = listener._listeners[0]
+        assert isinstance(quic, QUICListener)
+        assert quic.statistics().retries == 1
+        # An Initial with a made-up token is dropped, not answered.
+        udp = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        await udp.bind(("127.0.0.1", 0))
+        forged = bytes([0xC0]) + (1).to_bytes(4, "big") + b"\x08" + b"D" * 8 + b"\x08" + b"S" * 8
+        forged += b"\x10" + b"T" * 16  # token length 16, then the token
+        await udp.sendto(forged.ljust(1200, b"\x00"), address)
+        # A probe of an unknown version comes back as Version Negotiation: once
+        # it does, the router has handled the forged packet sent before it.
+        probe = bytes([0xC0]) + (0x0A0A0A0A).to_bytes(4, "big") + b"\x08" + b"P" * 8 + b"\x08" + b"Q" * 8
+        await udp.sendto(probe.ljust(1200, b"\x00"), address)
+        with trio.fail_after(10):
+            await udp.recvfrom(2048)
+        udp.close()
+        assert quic.statistics().invalid_tokens == 1
+        assert quic.statistics().retries == 1
+        await listener.aclose()
+        nursery.cancel_scope.cancel()

@@ -62,6 +62,7 @@ class HTTPOverQUICListener(HTTPListener):
         *,
         local_address: AddressType,
         tls_config: ServerTLSConfig,
+        retry: bool = False,
     ) -> HTTPOverQUICListener:
         """Bind UDP sockets and prepare to accept QUIC connections.
 
@@ -69,6 +70,8 @@ class HTTPOverQUICListener(HTTPListener):
         :param networking: the sockets to use (default :class:`.SystemNetworking`)
         :param local_address: ``(host, port)``; port 0 picks a free port
         :param tls_config: the certificate (QUIC always uses TLS 1.3)
+        :param retry: validate client addresses with a Retry round trip before
+            accepting connections (RFC 9000 section 8.1.2)
         """
         networking = networking or SystemNetworking()
         listeners = await networking.listen_quic(
@@ -76,6 +79,7 @@ class HTTPOverQUICListener(HTTPListener):
             quic_connection_id_length=http_factory.quic_connection_id_length,
             quic_supported_versions=http_factory.quic_supported_versions,
             quic_stateless_reset_key=http_factory.quic_stateless_reset_key,
+            quic_retry=retry,
         )
         return cls(http_factory, listeners, tls_config=tls_config)
 
@@ -119,6 +123,8 @@ class HTTPOverQUICListener(HTTPListener):
         }
         try:
             protocol = self._http_factory(tls_config=self._tls_config)
+            if stream.address_validation is not None:
+                protocol.address_validated(*stream.address_validation)
             connection = HTTPOverQUICConnection(protocol, stream, extra)
         except Exception:
             log.exception("cannot set up a QUIC connection")

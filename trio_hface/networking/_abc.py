@@ -46,6 +46,15 @@ class QUICStream(DatagramStream):
     Extends :class:`DatagramStream`.
     """
 
+    @property
+    def address_validation(self) -> tuple[bytes, bytes] | None:
+        """``(original destination CID, retry source CID)`` if the client's
+        address was validated with a Retry before this stream was created, else ``None``.
+
+        Pass it to :meth:`.HTTPOverQUICProtocol.address_validated`.
+        """
+        return None
+
     @abstractmethod
     def update_connection_ids(self, connection_ids: Sequence[bytes]) -> None:
         """Route datagrams with these destination connection IDs (and no others) here.
@@ -95,6 +104,7 @@ class QUICServerNetworking(metaclass=ABCMeta):
         quic_connection_id_length: int,
         quic_supported_versions: Sequence[int],
         quic_stateless_reset_key: bytes | None = None,
+        quic_retry: bool = False,
     ) -> Sequence[trio.abc.Listener[QUICStream]]:
         """Bind UDP sockets and accept QUIC connections on them.
 
@@ -106,6 +116,8 @@ class QUICServerNetworking(metaclass=ABCMeta):
             others get Version Negotiation
         :param quic_stateless_reset_key: the key that the connections' reset
             tokens derive from, for stateless resets; ``None`` sends none
+        :param quic_retry: validate client addresses with Retry packets before
+            accepting a connection (costs a round trip; limits spoofed floods)
         :returns: one listener per bound address
         """
 

@@ -15,7 +15,9 @@ stops while it serves.
   datagram, as a congested network would, and counts the drop
   (:meth:`QUICListener.statistics`); QUIC recovers by retransmission.
 * Only an Initial packet of a supported version, in a datagram of at least
-  1200 bytes (RFC 9000 section 14.1), opens a connection. A long header of
+  1200 bytes (RFC 9000 section 14.1), opens a connection. With address
+  validation on, an Initial without a token gets a Retry packet, and only an
+  Initial with a valid token from the same address opens the connection. A long header of
   another version is answered with Version Negotiation (RFC 9000 section 6);
   a short header packet of an unknown connection is answered with a
   stateless reset (RFC 9000 section 10.3) when the server derives its reset
@@ -39,6 +41,7 @@ import trio
 
 from .._typing import AddressType, DatagramType
 from ..protocols.http3 import (
+    QUICRetry,
     encode_stateless_reset,
     encode_version_negotiation,
     parse_quic_header,
@@ -97,14 +100,21 @@ class QUICListenerStatistics:
     version_negotiations: int
     #: Stateless resets sent for packets of unknown connections.
     stateless_resets: int
+    #: Retry packets sent (address validation).
+    retries: int
+    #: Initial packets dropped because their Retry token was invalid or expired.
+    invalid_tokens: int
 
 
 class _ServerQUICStream(QUICStream):
     """The datagrams of one server-side QUIC connection."""
 
-    def __init__(self, listener: QUICListener, address: AddressType) -> None:
+    def __init__(
+        self, listener: QUICListener, address: AddressType, validation: tuple[bytes, bytes] | None = None
+    ) -> None:
         self._listener = listener
         self._address = address
+        self._validation = validation
         self._send_channel, self._receive_channel = trio.open_memory_channel[DatagramType](
             CONNECTION_QUEUE_SIZE
         )
@@ -120,6 +130,10 @@ class _ServerQUICStream(QUICStream):
     def local_address(self) -> AddressType:
         """The listener's address."""
         return self._listener.address
+
+    @property
+    def address_validation(self) -> tuple[bytes, bytes] | None:
+        return self._validation
 
     def _deliver(self, datagram: DatagramType) -> None:
         try:
@@ -169,6 +183,7 @@ class QUICListener(trio.abc.Listener[QUICStream]):
     :param supported_versions: QUIC versions that may open connections
     :param stateless_reset_key: the key the connections' reset tokens derive
         from, or ``None`` to send no stateless resets
+    :param retry: validate client addresses with Retry before accepting
     """
 
     def __init__(
@@ -178,7 +193,11 @@ class QUICListener(trio.abc.Listener[QUICStream]):
         connection_id_length: int,
         supported_versions: Sequence[int],
         stateless_reset_key: bytes | None = None,
+        retry: bool = False,
     ) -> None:
+        self._retry = QUICRetry(connection_id_length) if retry else None
+        self._retries = 0
+        self._invalid_tokens = 0
         self._reset_key = stateless_reset_key
         self._stateless_resets = 0
         self._reset_budget = float(STATELESS_RESETS_PER_SECOND)
@@ -207,6 +226,8 @@ class QUICListener(trio.abc.Listener[QUICStream]):
             dropped_unroutable=self._dropped_unroutable,
             version_negotiations=self._version_negotiations,
             stateless_resets=self._stateless_resets,
+            retries=self._retries,
+            invalid_tokens=self._invalid_tokens,
         )
 
     async def accept(self) -> QUICStream:
@@ -255,7 +276,18 @@ class QUICListener(trio.abc.Listener[QUICStream]):
         ):
             return None
         if header.is_initial and len(data) >= MIN_INITIAL_SIZE:
-            stream = _ServerQUICStream(self, address)
+            validation: tuple[bytes, bytes] | None = None
+            if self._retry is not None:
+                now = trio.current_time()
+                if not header.token:
+                    self._retries += 1
+                    await self._send(self._retry.retry_packet(header, address, now), address)
+                    return None
+                validation = self._retry.validate(header, address, now)
+                if validation is None:
+                    self._invalid_tokens += 1
+                    return None
+            stream = _ServerQUICStream(self, address, validation)
             self._streams.add(stream)
             self._update_routes(stream, {header.destination_cid})
             stream._deliver((data, address))
@@ -365,6 +397,7 @@ async def open_quic_listeners(
     connection_id_length: int,
     supported_versions: Sequence[int],
     stateless_reset_key: bytes | None = None,
+    retry: bool = False,
 ) -> list[QUICListener]:
     """Bind a UDP socket for each address *local_address* resolves to.
 
@@ -395,6 +428,7 @@ async def open_quic_listeners(
                     connection_id_length=connection_id_length,
                     supported_versions=supported_versions,
                     stateless_reset_key=stateless_reset_key,
+                    retry=retry,
                 )
             )
     except BaseException:

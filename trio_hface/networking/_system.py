@@ -45,12 +45,14 @@ class SystemNetworking(ServerNetworking, ClientNetworking):
         quic_connection_id_length: int,
         quic_supported_versions: Sequence[int],
         quic_stateless_reset_key: bytes | None = None,
+        quic_retry: bool = False,
     ) -> Sequence[trio.abc.Listener[QUICStream]]:
         return await open_quic_listeners(
             local_address,
             connection_id_length=quic_connection_id_length,
             supported_versions=quic_supported_versions,
             stateless_reset_key=quic_stateless_reset_key,
+            retry=quic_retry,
         )
 
     async def connect_udp(self, remote_address: AddressType) -> DatagramStream:

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 
 from .._models import HTTPErrorCodes
 from .._typing import DatagramType, HeadersType
+from ..errors import LocalProtocolError
 from ..events import Event
 
 __all__ = [
@@ -218,6 +219,20 @@ class HTTPOverQUICProtocol(HTTPProtocol):
     @abstractmethod
     def datagrams_to_send(self) -> Sequence[DatagramType]:
         """Take the datagrams to send, each with its destination address."""
+
+    def address_validated(self, original_destination_cid: bytes, retry_source_cid: bytes) -> None:
+        """Tell a server connection that its client's address was validated with a Retry.
+
+        A server that sends Retry packets calls this before the connection's
+        first datagram (RFC 9000 section 8.1.2). Implementations that cannot
+        take part in a Retry raise.
+
+        :param original_destination_cid: the destination connection ID of the
+            client's first Initial packet (kept in the Retry token)
+        :param retry_source_cid: the source connection ID of the Retry packet
+        :raises LocalProtocolError: if this protocol cannot do it
+        """
+        raise LocalProtocolError(f"{type(self).__name__} does not support Retry")
 
 
 class HTTP1Protocol(HTTPOverTCPProtocol):

@@ -12,6 +12,7 @@ from ._factories import HTTP3ClientFactory, HTTP3ServerFactory
 from ._header import (
     QUICHeader,
     QUICPacketType,
+    QUICRetry,
     encode_stateless_reset,
     encode_version_negotiation,
     parse_quic_header,
@@ -25,6 +26,7 @@ __all__ = [
     "HTTP3ProtocolImpl",
     "QUICHeader",
     "QUICPacketType",
+    "QUICRetry",
     "parse_quic_header",
     "encode_version_negotiation",
     "stateless_reset_token",

@@ -20,11 +20,23 @@ from aioquic._buffer import Buffer, BufferReadError
 from aioquic.quic.packet import (
     QuicPacketType,
     QuicProtocolVersion,
+    encode_quic_retry,
     encode_quic_version_negotiation,
     pull_quic_header,
 )
+from aioquic.quic.retry import QuicRetryTokenHandler
 
-__all__ = ["QUICPacketType", "QUICHeader", "parse_quic_header", "encode_version_negotiation"]
+from ..._typing import AddressType
+
+__all__ = [
+    "QUICPacketType",
+    "QUICHeader",
+    "QUICRetry",
+    "parse_quic_header",
+    "encode_version_negotiation",
+    "stateless_reset_token",
+    "encode_stateless_reset",
+]
 
 # RFC 8999 section 5.1: the first bit of a long header packet.
 LONG_HEADER_BIT = 0x80
@@ -239,3 +251,53 @@ def encode_stateless_reset(token: bytes, size: int) -> bytes:
     unpredictable = bytearray(os.urandom(size - STATELESS_RESET_TOKEN_SIZE))
     unpredictable[0] = 0x40 | (unpredictable[0] & 0x3F)  # fixed bit set, short header form
     return bytes(unpredictable) + token
+
+
+class QUICRetry:
+    """Address validation with Retry packets (RFC 9000 section 8.1.2), for a server's router.
+
+    The router answers an Initial packet that has no token with a Retry
+    packet carrying an encrypted token (the client's address, its original
+    destination connection ID, a new connection ID and the time); a client
+    that repeats its Initial with that token from the same address has proved
+    it receives there. Tokens are valid for 30 seconds and only for the
+    instance that issued them.
+
+    :param connection_id_length: the length of the connection ID to issue
+    """
+
+    def __init__(self, connection_id_length: int) -> None:
+        self._handler = QuicRetryTokenHandler()
+        self._cid_length = connection_id_length
+
+    def retry_packet(self, header: QUICHeader, address: AddressType, now: float) -> bytes:
+        """Build the Retry packet that answers an Initial *header* from *address*."""
+        assert header.version is not None
+        retry_cid = os.urandom(self._cid_length)
+        token = self._handler.create_token(
+            address=address,
+            original_destination_connection_id=header.destination_cid,
+            retry_source_connection_id=retry_cid,
+            now=now,
+        )
+        return encode_quic_retry(
+            version=header.version,
+            source_cid=retry_cid,
+            destination_cid=header.source_cid,
+            original_destination_cid=header.destination_cid,
+            retry_token=token,
+        )
+
+    def validate(self, header: QUICHeader, address: AddressType, now: float) -> tuple[bytes, bytes] | None:
+        """Check the token of an Initial packet.
+
+        :returns: ``(original destination CID, retry source CID)`` for a valid
+            token, ``None`` otherwise
+        """
+        try:
+            original = self._handler.validate_token(
+                address=address, destination_cid=header.destination_cid, token=header.token, now=now
+            )
+        except (ValueError, IndexError, BufferReadError):
+            return None
+        return original, header.destination_cid

@@ -167,6 +167,8 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
         self._quic: FlowControlledQuicConnection | None = None
         self._h3: HFaceH3Connection | None = None
         self._original_cid: bytes | None = None
+        # After a Retry: (original destination CID, retry source CID).
+        self._validated: tuple[bytes, bytes] | None = None
         self._cids: list[bytes] = []
         self._events: deque[Event | _Credit] = deque()
         self._streams: dict[int, _Stream] = {}
@@ -186,7 +188,10 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
         self._quic = FlowControlledQuicConnection(
             configuration=self._configuration,
             max_streams_bidi=self._max_concurrent_streams,
-            original_destination_connection_id=original_cid,
+            original_destination_connection_id=(
+                self._validated[0] if self._validated is not None else original_cid
+            ),
+            retry_source_connection_id=self._validated[1] if self._validated is not None else None,
             stateless_reset_key=self._stateless_reset_key,
         )
         self._original_cid = original_cid
@@ -209,6 +214,18 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
         if self._original_cid is not None:
             return [self._original_cid, *self._cids]
         return list(self._cids)
+
+    def address_validated(self, original_destination_cid: bytes, retry_source_cid: bytes) -> None:
+        """Tell a server connection that its client's address was validated with a Retry.
+
+        Call it before the first datagram. The handshake then carries both
+        IDs, as RFC 9000 section 7.3 requires, so the client can check them.
+
+        :raises LocalProtocolError: on a client, or after the first datagram
+        """
+        if self._is_client or self._quic is not None:
+            raise LocalProtocolError("address validation applies to a server before its first datagram")
+        self._validated = (original_destination_cid, retry_source_cid)
 
     # -- time and datagrams -----------------------------------------------
 
