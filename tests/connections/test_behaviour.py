@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 
 import pytest
 import trio
@@ -269,3 +270,39 @@ async def test_aclose_is_idempotent_and_final() -> None:
                 await client.send_headers(1, POST)
         event = await server.receive_event()
         assert isinstance(event, GoawayReceived), event
+
+
+async def test_handler_cancelled_mid_response_leaves_nothing_behind() -> None:
+    """Cancelling a handler mid-response closes its connection and ends its tasks; others go on."""
+    scopes: list[trio.CancelScope] = []
+    sending = trio.Event()
+
+    async def handler(connection: HTTPConnection) -> None:
+        event = await connection.receive_event()
+        assert isinstance(event, HeadersReceived)
+        with trio.CancelScope() as scope:
+            scopes.append(scope)
+            await connection.send_headers(event.stream_id, [(b":status", b"200")])
+            sending.set()
+            await connection.send_data(event.stream_id, b"x" * (50 * 1024 * 1024), end_stream=True)
+        assert scope.cancelled_caught
+
+    async with trio.open_nursery() as nursery, trio.open_nursery() as handlers:
+        listener = await HTTPOverTCPListener.create(HTTP2ServerFactory(), local_address=("127.0.0.1", 0))
+        (address, *_) = await nursery.start(partial(listener.serve, handler, handler_nursery=handlers))
+        opener = HTTPOverTCPOpener(HTTP2ClientFactory())
+        async with await opener(address) as connection:
+            sid = connection.get_available_stream_id()
+            await connection.send_headers(sid, POST, end_stream=True)
+            with trio.fail_after(10):
+                await sending.wait()
+                scopes[0].cancel()  # the client reads nothing: the server is stuck in send_data
+                events = []
+                while not events or not isinstance(events[-1], ConnectionTerminated):
+                    events.append(await connection.receive_event())
+            assert any(isinstance(e, GoawayReceived) for e in events)
+        with trio.fail_after(10):
+            await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+        assert not handlers.child_tasks, "the connection task outlived its connection"
+        await listener.aclose()
+        nursery.cancel_scope.cancel()
