@@ -297,7 +297,7 @@ async def test_handler_cancelled_mid_response_leaves_nothing_behind() -> None:
             with trio.fail_after(10):
                 await sending.wait()
                 scopes[0].cancel()  # the client reads nothing: the server is stuck in send_data
-                events = []
+                events: list[Event] = []
                 while not events or not isinstance(events[-1], ConnectionTerminated):
                     events.append(await connection.receive_event())
             assert any(isinstance(e, GoawayReceived) for e in events)
