@@ -85,3 +85,19 @@ def test_custom_server_and_client(
         for stream in (server.stdout, server.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_command_line_version() -> None:
+    """`python -m trio_hface --version` prints the version."""
+    import trio_hface
+
+    result = subprocess.run(
+        [sys.executable, "-m", "trio_hface", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"trio-hface {trio_hface.__version__}"

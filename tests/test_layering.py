@@ -32,6 +32,8 @@ FORBIDDEN = {
 def layer_of(module: str) -> int:
     parts = module.split(".")
     assert parts[0] == "trio_hface"
+    if parts[1:] == ["__main__"]:
+        return LAYERS["cli"]  # python -m trio_hface runs the command line
     if len(parts) == 1 or parts[1] not in LAYERS:
         return 0
     return LAYERS[parts[1]]
