@@ -306,3 +306,19 @@ async def test_handler_cancelled_mid_response_leaves_nothing_behind() -> None:
         assert not handlers.child_tasks, "the connection task outlived its connection"
         await listener.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def test_cancelled_user_still_says_goodbye(autojump_clock: trio.testing.MockClock) -> None:
+    """Cancelling the code around `async with connection` still sends GOAWAY and closes the transport at once."""
+    client, server = memory_pair("2")
+    async with server:
+        start = trio.current_time()
+        with trio.CancelScope() as scope:
+            async with client:
+                scope.cancel()
+                await trio.sleep_forever()
+        assert trio.current_time() == start  # no wait for a close timeout
+        first = await server.receive_event()
+        assert isinstance(first, GoawayReceived)
+        last = await server.receive_event()
+        assert isinstance(last, ConnectionTerminated)  # the transport reached EOF

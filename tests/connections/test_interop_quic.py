@@ -113,53 +113,42 @@ async def test_restarted_server_resets_gtlsclient_statelessly(certs: Certs) -> N
     and gtlsclient gives up at once instead of at its idle timeout (RFC 9000 section 10.3)."""
     gtlsclient = require_tool("gtlsclient")
     factory = HTTP3ServerFactory(stateless_reset_key=b"test key " * 4)
+    output = bytearray()
     async with trio.open_nursery() as nursery:
-        first = await HTTPOverQUICListener.create(
-            factory, local_address=("127.0.0.1", 0), tls_config=certs.server
-        )
-        first_scope = trio.CancelScope()
-
-        async def serve_first(
-            task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
-        ) -> None:
-            with first_scope:
-                await first.serve(hello_handler, task_status=task_status)
-
-        ((host, port),) = await nursery.start(serve_first)
-        args = [
-            gtlsclient,
-            "--delay-stream=2s",
-            "--timeout=30s",
-            "--exit-on-all-streams-close",
-            host,
-            str(port),
-            f"https://localhost:{port}/",
-        ]
-        process = await trio.lowlevel.open_process(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        assert process.stdout is not None
-        output = bytearray()
-        start = trio.current_time()
-        with trio.fail_after(10):
-            while b"andshake" not in output:
-                output += await process.stdout.receive_some(65536)
-        await trio.sleep(0.5)  # let HANDSHAKE_DONE reach the client, so it sends short headers only
-        # "Crash": the first server forgets its connections without a word.
-        first_scope.cancel()
-        await first.aclose()
+        async with trio.open_nursery() as first_nursery:
+            first = await HTTPOverQUICListener.create(
+                factory, local_address=("127.0.0.1", 0), tls_config=certs.server
+            )
+            ((host, port),) = await first_nursery.start(first.serve, hello_handler)
+            args = [
+                gtlsclient,
+                "--delay-stream=2s",
+                "--timeout=30s",
+                "--exit-on-all-streams-close",
+                host,
+                str(port),
+                f"https://localhost:{port}/",
+            ]
+            process = await nursery.start(
+                partial(trio.run_process, args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+            )
+            assert process.stdout is not None
+            start = trio.current_time()
+            with trio.fail_after(10):
+                while b"andshake" not in output:
+                    output += await process.stdout.receive_some(65536)
+            await trio.sleep(0.5)  # let HANDSHAKE_DONE reach the client, so it sends short headers only
+            # "Crash": the socket goes away first, so no goodbye reaches the client.
+            await trio.aclose_forcefully(first._listeners[0])
+            first_nursery.cancel_scope.cancel()
         second = await HTTPOverQUICListener.create(
             factory, local_address=(host, port), tls_config=certs.server
         )
         await nursery.start(second.serve, hello_handler)
-
-        async def drain() -> None:
-            assert process.stdout is not None
+        with trio.fail_after(15):
             while chunk := await process.stdout.receive_some(65536):
                 output.extend(chunk)
-
-        with trio.fail_after(15):
-            async with trio.open_nursery() as reader:
-                reader.start_soon(drain)
-                await process.wait()
+            await process.wait()
         elapsed = trio.current_time() - start
         quic = second._listeners[0]
         assert isinstance(quic, QUICListener)

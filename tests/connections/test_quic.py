@@ -7,6 +7,7 @@ import socket
 
 import pytest
 import trio
+import trio.testing
 
 from tests.connections.conftest import Certs
 from tests.connections.test_tcp import Client, echo_handler
@@ -201,3 +202,64 @@ async def test_retry_validates_addresses(certs: Certs) -> None:
         assert quic.statistics().retries == 1
         await listener.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def test_closed_quic_listener_keeps_running_connections(certs: Certs) -> None:
+    """Closing an HTTP/3 listener stops new handshakes; a connection already open goes on."""
+    async with trio.open_nursery() as nursery:
+        listener, address = await start_quic(nursery, certs)
+        opener = HTTPOverQUICOpener(HTTP3ClientFactory(), tls_config=certs.client, handshake_timeout=1.0)
+        with trio.fail_after(30):
+            async with await opener(address, server_name="localhost") as connection:
+                client = Client(connection)
+                nursery.start_soon(client.run)
+                await listener.aclose()
+                with pytest.raises(ConnectError):
+                    await opener(address, server_name="localhost")
+                for n in range(3):
+                    headers, _ = await client.fetch(b"/%d" % n, b"still here")
+                    assert headers[b"x-sha256"] == hashlib.sha256(b"still here").hexdigest().encode()
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("version", ["2", "3"])
+async def test_shutdown_example_drains_running_connections(certs: Certs, version: str) -> None:
+    """examples/shutdown.py: after stop, no new connection is accepted; a running one finishes, then serve ends."""
+    from examples.shutdown import serve_until
+
+    if version == "3":
+        listener: HTTPOverQUICListener | HTTPOverTCPListener = await HTTPOverQUICListener.create(
+            HTTP3ServerFactory(), local_address=("127.0.0.1", 0), tls_config=certs.server
+        )
+        opener: HTTPOverQUICOpener | HTTPOverTCPOpener = HTTPOverQUICOpener(
+            HTTP3ClientFactory(), tls_config=certs.client, handshake_timeout=1.0
+        )
+    else:
+        listener = await HTTPOverTCPListener.create(
+            HTTP2ServerFactory(), local_address=("127.0.0.1", 0), tls_config=certs.server
+        )
+        opener = HTTPOverTCPOpener(HTTP2ClientFactory(), tls_config=certs.client)
+    address = listener.addresses[0]
+    stop = trio.Event()
+    served = trio.Event()
+
+    async def run_server() -> None:
+        await serve_until(listener, echo_handler, stop, grace=20)
+        served.set()
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_server)
+            await trio.testing.wait_all_tasks_blocked()
+            connection = await opener(address, tls=True, server_name="localhost")
+            async with connection:
+                client = Client(connection)
+                nursery.start_soon(client.run)
+                stop.set()
+                await trio.testing.wait_all_tasks_blocked()
+                with pytest.raises(ConnectError):
+                    await opener(address, tls=True, server_name="localhost")
+                headers, _ = await client.fetch(b"/", b"late request")
+                assert headers[b":status"] == b"200"
+                assert not served.is_set()
+            await served.wait()

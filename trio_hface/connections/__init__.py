@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._connections import HTTPConnection, HTTPOverQUICConnection, HTTPOverTCPConnection
 from ._quic import HTTPMultiListener, HTTPOverQUICListener, HTTPOverQUICOpener
-from ._tcp import HTTPListener, HTTPOpener, HTTPOverTCPListener, HTTPOverTCPOpener
+from ._tcp import Handler, HTTPListener, HTTPOpener, HTTPOverTCPListener, HTTPOverTCPOpener
 
 __all__ = [
     "HTTPConnection",
@@ -17,4 +17,5 @@ __all__ = [
     "HTTPOpener",
     "HTTPOverTCPOpener",
     "HTTPOverQUICOpener",
+    "Handler",
 ]

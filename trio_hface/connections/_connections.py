@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import math
 from abc import ABCMeta, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any
@@ -89,6 +89,8 @@ class HTTPConnection(metaclass=ABCMeta):
         self._extra = dict(extra_attributes)
         self._nursery_manager: AbstractAsyncContextManager[trio.Nursery] | None = None
         self._nursery: trio.Nursery | None = None
+        self._task_scopes: list[trio.CancelScope] = []
+        self._stopped = False
         self._closed = False
         self._terminated = False
         # Input: the reader replaces and sets this event after each input.
@@ -151,8 +153,8 @@ class HTTPConnection(metaclass=ABCMeta):
         nursery = await manager.__aenter__()
         self._nursery_manager, self._nursery = manager, nursery
         try:
-            nursery.start_soon(self._reader)
-            nursery.start_soon(self._writer)
+            nursery.start_soon(self._own_task, self._reader)
+            nursery.start_soon(self._own_task, self._writer)
             await self.open()
         except BaseException as exc:
             nursery.cancel_scope.cancel()
@@ -173,6 +175,16 @@ class HTTPConnection(metaclass=ABCMeta):
             await self._exit_nursery(exc)
         return False
 
+    async def _own_task(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run the reader or the writer shielded from the code around the
+        connection: a cancellation there must not stop them before aclose()
+        (which __aexit__ always calls) has said goodbye; aclose() stops them."""
+        with trio.CancelScope(shield=True) as scope:
+            self._task_scopes.append(scope)
+            if self._stopped:  # started after aclose() stopped the others
+                return
+            await fn()
+
     async def _exit_nursery(self, exc: BaseException | None) -> None:
         manager, self._nursery_manager = self._nursery_manager, None
         if manager is not None:
@@ -188,28 +200,41 @@ class HTTPConnection(metaclass=ABCMeta):
         await trio.lowlevel.checkpoint()
 
     async def aclose(self) -> None:
-        """Close the connection: GOAWAY (HTTP/2, HTTP/3), then the transport.
+        """Close the connection: GOAWAY (HTTP/2, HTTP/3) or CONNECTION_CLOSE, then the transport.
 
-        Idempotent. Open streams are abandoned; the close is bounded by
-        :data:`CLOSE_TIMEOUT` seconds even when cancelled.
+        Idempotent. Open streams are abandoned. Saying goodbye is bounded by
+        ``CLOSE_TIMEOUT`` (5 seconds), even when the caller is cancelled;
+        after that the transport is closed at once.
         """
         if self._closed:
             return
         self._closed = True
-        with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
-            if not self._broken and not self._terminated:
-                self._protocol.submit_close(self._protocol.error_codes.no_error)
-                if self._nursery is not None:
-                    try:
-                        await self._flush()
-                    except trio.BrokenResourceError:
-                        pass
-            await self._close_transport()
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
+        try:
+            with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
+                if not self._broken and not self._terminated:
+                    self._protocol.submit_close(self._protocol.error_codes.no_error)
+                    if self._nursery is not None:
+                        try:
+                            await self._flush()
+                        except trio.BrokenResourceError:
+                            pass
+                await self._close_transport()
+        finally:
+            self._stopped = True
+            for scope in self._task_scopes:
+                scope.cancel()
+            if self._nursery is not None:
+                self._nursery.cancel_scope.cancel()
+            with trio.CancelScope(shield=True):  # aborting does not wait: no deadline needed
+                await self._abort_transport()
 
     @abstractmethod
-    async def _close_transport(self) -> None: ...
+    async def _close_transport(self) -> None:
+        """Close the transport gracefully (TLS close_notify where there is one)."""
+
+    @abstractmethod
+    async def _abort_transport(self) -> None:
+        """Close the transport at once, without waiting (idempotent)."""
 
     @abstractmethod
     async def _reader(self) -> None: ...
@@ -450,6 +475,9 @@ class HTTPOverTCPConnection(HTTPConnection):
         except trio.BrokenResourceError:
             pass
 
+    async def _abort_transport(self) -> None:
+        await trio.aclose_forcefully(self._stream)
+
 
 class HTTPOverQUICConnection(HTTPConnection):
     """An :class:`HTTPConnection` over QUIC datagrams (HTTP/3).
@@ -530,3 +558,6 @@ class HTTPOverQUICConnection(HTTPConnection):
 
     async def _close_transport(self) -> None:
         await self._datagrams.aclose()
+
+    async def _abort_transport(self) -> None:
+        await trio.aclose_forcefully(self._datagrams)

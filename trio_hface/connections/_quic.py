@@ -15,6 +15,7 @@ from ..errors import ConnectError
 from ..events import ConnectionTerminated
 from ..networking import (
     DatagramStream,
+    QUICListener,
     QUICServerNetworking,
     QUICStream,
     SystemNetworking,
@@ -23,7 +24,7 @@ from ..networking import (
 )
 from ..protocols import HTTPOverQUICClientFactory, HTTPOverQUICProtocol, HTTPOverQUICServerFactory
 from ._connections import HTTPConnection, HTTPOverQUICConnection
-from ._tcp import DEFAULT_HANDSHAKE_TIMEOUT, Handler, HTTPListener, HTTPOpener
+from ._tcp import DEFAULT_HANDSHAKE_TIMEOUT, Handler, HTTPListener, HTTPOpener, _AcceptingListener
 
 __all__ = ["HTTPOverQUICListener", "HTTPOverQUICOpener", "HTTPMultiListener"]
 
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 HAPPY_EYEBALLS_DELAY = 0.25
 
 
-class HTTPOverQUICListener(HTTPListener):
+class HTTPOverQUICListener(_AcceptingListener[QUICStream]):
     """Accepts HTTP/3 connections over QUIC.
 
     Create instances with :meth:`create`.
@@ -49,10 +50,10 @@ class HTTPOverQUICListener(HTTPListener):
         *,
         tls_config: ServerTLSConfig,
     ) -> None:
+        super().__init__(listeners)
         self._http_factory = http_factory
-        self._listeners = list(listeners)
         self._tls_config = tls_config
-        self._closed = False
+        self._serving = False
 
     @classmethod
     async def create(
@@ -87,33 +88,7 @@ class HTTPOverQUICListener(HTTPListener):
     def addresses(self) -> list[AddressType]:
         return [lst.address for lst in self._listeners if hasattr(lst, "address")]
 
-    async def serve(
-        self,
-        handler: Handler,
-        *,
-        handler_nursery: trio.Nursery | None = None,
-        task_status: trio.TaskStatus[list[AddressType]] = trio.TASK_STATUS_IGNORED,
-    ) -> NoReturn:
-        async with trio.open_nursery() as nursery:
-            target = handler_nursery or nursery
-            for listener in self._listeners:
-                nursery.start_soon(self._accept_loop, listener, handler, target)
-            task_status.started(self.addresses)
-        raise AssertionError("accept loops do not return")  # pragma: no cover
-
-    async def _accept_loop(
-        self, listener: trio.abc.Listener[QUICStream], handler: Handler, nursery: trio.Nursery
-    ) -> NoReturn:
-        while True:
-            try:
-                stream = await listener.accept()
-            except trio.ClosedResourceError:
-                if not self._closed:
-                    raise
-                await trio.sleep_forever()
-            nursery.start_soon(self._handle, stream, handler)
-
-    async def _handle(self, stream: QUICStream, handler: Handler) -> None:
+    async def _connect(self, stream: QUICStream) -> HTTPConnection:
         extra: dict[str, Any] = {
             "tls_version": "TLSv1.3",
             "alpn_protocol": "h3",
@@ -121,29 +96,40 @@ class HTTPOverQUICListener(HTTPListener):
             "local_address": getattr(stream, "local_address", None),
             "remote_address": getattr(stream, "remote_address", None),
         }
-        try:
-            protocol = self._http_factory(tls_config=self._tls_config)
-            if stream.address_validation is not None:
-                protocol.address_validated(*stream.address_validation)
-            connection = HTTPOverQUICConnection(protocol, stream, extra)
-        except Exception:
-            log.exception("cannot set up a QUIC connection")
-            await stream.aclose()
-            return
-        try:
-            async with connection:
-                await handler(connection)
-        except Exception:
-            log.exception("handler failed on QUIC connection from %s", extra["remote_address"])
-        finally:
-            await stream.aclose()
+        protocol = self._http_factory(tls_config=self._tls_config)
+        if stream.address_validation is not None:
+            protocol.address_validated(*stream.address_validation)
+        return HTTPOverQUICConnection(protocol, stream, extra)
 
     async def aclose(self) -> None:
+        """Stop accepting new connections; those accepted go on.
+
+        The UDP sockets, which the running connections share, stay open until
+        :meth:`serve` ends, or close at once if it does not run.
+        """
         if self._closed:
             return
         self._closed = True
         for listener in self._listeners:
-            await listener.aclose()
+            if self._serving and isinstance(listener, QUICListener):
+                listener.stop_accepting()
+            else:
+                await trio.aclose_forcefully(listener)
+
+    async def _serve_ended(self) -> None:
+        self._serving = False
+        for listener in self._listeners:
+            await trio.aclose_forcefully(listener)
+
+    async def serve(
+        self,
+        handler: Handler,
+        *,
+        handler_nursery: trio.Nursery | None = None,
+        task_status: trio.TaskStatus[list[AddressType]] = trio.TASK_STATUS_IGNORED,
+    ) -> NoReturn:
+        self._serving = True
+        await super().serve(handler, handler_nursery=handler_nursery, task_status=task_status)
 
 
 class HTTPOverQUICOpener(HTTPOpener):

@@ -7,7 +7,7 @@ import logging
 import ssl
 from abc import ABCMeta, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any, Generic, NoReturn, TypeVar
 
 import trio
 
@@ -36,6 +36,9 @@ DEFAULT_IDLE_TIMEOUT = 60.0
 # (the same set trio.serve_listeners sleeps on).
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _ACCEPT_SLEEP = 0.1
+
+# The transport a listener accepts.
+_S = TypeVar("_S", bound=trio.abc.AsyncResource)
 
 
 def _address(sockname: Any) -> AddressType:
@@ -93,7 +96,13 @@ class HTTPListener(metaclass=ABCMeta):
 
     @abstractmethod
     async def aclose(self) -> None:
-        """Stop accepting. Idempotent. Running connections are not touched."""
+        """Stop accepting new connections. Idempotent.
+
+        Connections already accepted go on: their handlers decide when they
+        end (a graceful shutdown sends them GOAWAY and bounds the wait with a
+        deadline on the handler nursery). A QUIC listener keeps routing their
+        datagrams until :meth:`serve` ends.
+        """
 
     async def __aenter__(self) -> HTTPListener:
         return self
@@ -102,7 +111,92 @@ class HTTPListener(metaclass=ABCMeta):
         await self.aclose()
 
 
-class HTTPOverTCPListener(HTTPListener):
+class _AcceptingListener(HTTPListener, Generic[_S]):
+    """What TCP and QUIC listeners share: accept loops, a task per
+    connection, error isolation, closing."""
+
+    def __init__(self, listeners: Sequence[trio.abc.Listener[_S]]) -> None:
+        self._listeners = list(listeners)
+        self._closed = False
+
+    @abstractmethod
+    async def _connect(self, stream: _S) -> HTTPConnection:
+        """Make a connection of an accepted transport (a handshake may happen here).
+
+        Raising drops the transport; OS, TLS and timeout errors are expected
+        and logged at debug level only.
+        """
+
+    async def serve(
+        self,
+        handler: Handler,
+        *,
+        handler_nursery: trio.Nursery | None = None,
+        task_status: trio.TaskStatus[list[AddressType]] = trio.TASK_STATUS_IGNORED,
+    ) -> NoReturn:
+        try:
+            async with trio.open_nursery() as nursery:
+                target = handler_nursery or nursery
+                for listener in self._listeners:
+                    nursery.start_soon(self._accept_loop, listener, handler, target)
+                task_status.started(self.addresses)
+        finally:
+            with trio.CancelScope(shield=True):  # closing sockets does not wait
+                await self._serve_ended()
+        raise AssertionError("accept loops do not return")  # pragma: no cover
+
+    async def _serve_ended(self) -> None:
+        """Called when :meth:`serve` ends (it is cancelled); nothing to do by default."""
+
+    async def _accept_loop(
+        self, listener: trio.abc.Listener[_S], handler: Handler, nursery: trio.Nursery
+    ) -> NoReturn:
+        while True:
+            try:
+                stream = await listener.accept()
+            except trio.ClosedResourceError:
+                # Closed (by aclose(), or under our feet): accept no more on
+                # this one; running connections and other listeners go on.
+                if not self._closed:
+                    log.warning("listener %r was closed while serving", listener)
+                await trio.sleep_forever()
+            except OSError as exc:
+                if exc.errno in _ACCEPT_CAPACITY_ERRNOS:
+                    log.error("accept failed (%s); sleeping %.1f s", exc, _ACCEPT_SLEEP)
+                    await trio.sleep(_ACCEPT_SLEEP)
+                    continue
+                raise
+            nursery.start_soon(self._handle, stream, handler)
+
+    async def _handle(self, stream: _S, handler: Handler) -> None:
+        try:
+            try:
+                connection = await self._connect(stream)
+            except (trio.TooSlowError, trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
+                log.debug("connection dropped before HTTP: %r", exc)
+                return
+            except Exception:
+                log.exception("cannot set up a connection")
+                return
+            try:
+                async with connection:
+                    await handler(connection)
+            except Exception:
+                log.exception(
+                    "handler failed on connection from %s", connection.extra_attributes["remote_address"]
+                )
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for listener in self._listeners:
+            await trio.aclose_forcefully(listener)
+
+
+class HTTPOverTCPListener(_AcceptingListener[trio.abc.Stream]):
     """Accepts HTTP/1.1 and HTTP/2 connections over TCP, with or without TLS.
 
     Create instances with :meth:`create`. With TLS, the ALPN protocol the
@@ -119,11 +213,10 @@ class HTTPOverTCPListener(HTTPListener):
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
+        super().__init__(listeners)
         self._http_factory = http_factory
-        self._listeners = list(listeners)
         self._handshake_timeout = handshake_timeout
         self._idle_timeout = idle_timeout
-        self._closed = False
 
     @classmethod
     async def create(
@@ -165,71 +258,13 @@ class HTTPOverTCPListener(HTTPListener):
                 result.append(_address(inner.socket.getsockname()))
         return result
 
-    async def serve(
-        self,
-        handler: Handler,
-        *,
-        handler_nursery: trio.Nursery | None = None,
-        task_status: trio.TaskStatus[list[AddressType]] = trio.TASK_STATUS_IGNORED,
-    ) -> NoReturn:
-        async with trio.open_nursery() as nursery:
-            target = handler_nursery or nursery
-            for listener in self._listeners:
-                nursery.start_soon(self._accept_loop, listener, handler, target)
-            task_status.started(self.addresses)
-        raise AssertionError("accept loops do not return")  # pragma: no cover
-
-    async def _accept_loop(
-        self, listener: trio.abc.Listener[Any], handler: Handler, nursery: trio.Nursery
-    ) -> NoReturn:
-        while True:
-            try:
-                stream = await listener.accept()
-            except trio.ClosedResourceError:
-                if not self._closed:
-                    raise
-                # Closed by aclose(): accept no more; running connections go on.
-                await trio.sleep_forever()
-            except OSError as exc:
-                if exc.errno in _ACCEPT_CAPACITY_ERRNOS:
-                    log.error("accept failed (%s); sleeping %.1f s", exc, _ACCEPT_SLEEP)
-                    await trio.sleep(_ACCEPT_SLEEP)
-                    continue
-                raise
-            nursery.start_soon(self._handle, stream, handler)
-
-    async def _handle(self, stream: trio.abc.Stream, handler: Handler) -> None:
-        try:
-            if isinstance(stream, trio.SSLStream):
-                with trio.fail_after(self._handshake_timeout):
-                    await stream.do_handshake()
-            extra = _stream_attributes(stream)
-            protocol = self._http_factory(
-                tls_version=extra["tls_version"], alpn_protocol=extra["alpn_protocol"]
-            )
-            connection = HTTPOverTCPConnection(protocol, stream, extra, idle_timeout=self._idle_timeout)
-        except (trio.TooSlowError, trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
-            log.debug("connection dropped before HTTP: %r", exc)
-            await trio.aclose_forcefully(stream)
-            return
-        except Exception:
-            log.exception("cannot set up a connection")
-            await trio.aclose_forcefully(stream)
-            return
-        try:
-            async with connection:
-                await handler(connection)
-        except Exception:
-            log.exception("handler failed on connection from %s", extra["remote_address"])
-        finally:
-            await trio.aclose_forcefully(stream)
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        for listener in self._listeners:
-            await trio.aclose_forcefully(listener)
+    async def _connect(self, stream: trio.abc.Stream) -> HTTPConnection:
+        if isinstance(stream, trio.SSLStream):
+            with trio.fail_after(self._handshake_timeout):
+                await stream.do_handshake()
+        extra = _stream_attributes(stream)
+        protocol = self._http_factory(tls_version=extra["tls_version"], alpn_protocol=extra["alpn_protocol"])
+        return HTTPOverTCPConnection(protocol, stream, extra, idle_timeout=self._idle_timeout)
 
 
 class HTTPOpener(metaclass=ABCMeta):

@@ -208,6 +208,7 @@ class QUICListener(trio.abc.Listener[QUICStream]):
         self._routes: dict[bytes, _ServerQUICStream] = {}
         self._streams: set[_ServerQUICStream] = set()
         self._closed = False
+        self._accepting = True
         self._dropped_queue_full = 0
         self._dropped_unroutable = 0
         self._version_negotiations = 0
@@ -275,7 +276,7 @@ class QUICListener(trio.abc.Listener[QUICStream]):
             header.destination_cid, len(data), address
         ):
             return None
-        if header.is_initial and len(data) >= MIN_INITIAL_SIZE:
+        if header.is_initial and len(data) >= MIN_INITIAL_SIZE and self._accepting:
             validation: tuple[bytes, bytes] | None = None
             if self._retry is not None:
                 now = trio.current_time()
@@ -333,6 +334,14 @@ class QUICListener(trio.abc.Listener[QUICStream]):
         stream._cids = set(cids)
         if not cids:
             self._streams.discard(stream)
+
+    def stop_accepting(self) -> None:
+        """Accept no new connection, but go on routing the datagrams of those accepted.
+
+        :meth:`accept` then never returns; close the listener with
+        :meth:`aclose` once the connections are done.
+        """
+        self._accepting = False
 
     async def aclose(self) -> None:
         """Close the socket; every connection's stream ends. Idempotent."""
