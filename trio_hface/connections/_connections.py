@@ -404,7 +404,15 @@ class HTTPConnection(metaclass=ABCMeta):
 class HTTPOverTCPConnection(HTTPConnection):
     """An :class:`HTTPConnection` over a Trio byte stream (HTTP/1.1 and HTTP/2).
 
-    Any :class:`trio.abc.Stream` works, so memory streams can drive it in tests.
+    Listeners and openers create these; build one yourself only to drive a
+    protocol over a stream of your own (any :class:`trio.abc.Stream` works,
+    so memory streams can drive it in tests).
+
+    :param protocol: a fresh protocol from an :class:`.HTTPOverTCPFactory`
+    :param stream: the transport, already connected (and TLS already shaken)
+    :param extra_attributes: what :attr:`~HTTPConnection.extra_attributes` reports
+    :param idle_timeout: seconds without traffic after which the connection
+        closes itself, or ``None``
     """
 
     def __init__(
@@ -488,7 +496,11 @@ class HTTPOverQUICConnection(HTTPConnection):
     and the idle timeout run even when no task is inside :meth:`receive_event`.
 
     A client connection comes from :class:`.HTTPOverQUICOpener` with its
-    handshake done.
+    handshake done; a server connection from :class:`.HTTPOverQUICListener`.
+
+    :param protocol: a protocol from an HTTP/3 factory
+    :param stream: its datagrams (a :class:`.QUICStream` on a server)
+    :param extra_attributes: what :attr:`~HTTPConnection.extra_attributes` reports
     """
 
     def __init__(

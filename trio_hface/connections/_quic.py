@@ -136,8 +136,8 @@ class HTTPOverQUICOpener(HTTPOpener):
     """Opens HTTP/3 connections.
 
     The host's addresses are tried the way :func:`trio.open_tcp_stream` tries
-    them: the first at once, the next after :data:`HAPPY_EYEBALLS_DELAY`
-    seconds if that attempt has not failed yet, and so on; the first QUIC
+    them: the first at once, the next 0.25 seconds later (RFC 8305's delay)
+    if that attempt has not failed yet, and so on; the first QUIC
     handshake to complete wins. The returned connection has shaken hands;
     use it in ``async with``.
 

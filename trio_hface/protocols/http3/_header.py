@@ -241,7 +241,7 @@ def encode_stateless_reset(token: bytes, size: int) -> bytes:
     """Build a stateless reset packet: it looks like a short header packet and ends with *token*.
 
     :param token: the stateless reset token of the connection ID being reset
-    :param size: the packet size, at least :data:`MIN_STATELESS_RESET_SIZE`
+    :param size: the packet size, at least 21 bytes
     :raises ValueError: if *size* is too small or the token has the wrong length
     """
     if len(token) != STATELESS_RESET_TOKEN_SIZE:
