@@ -322,3 +322,21 @@ async def test_cancelled_user_still_says_goodbye(autojump_clock: trio.testing.Mo
         assert isinstance(first, GoawayReceived)
         last = await server.receive_event()
         assert isinstance(last, ConnectionTerminated)  # the transport reached EOF
+
+
+async def test_http1_pipelined_requests_are_all_answered() -> None:
+    """Requests pipelined in one write are answered one after the other, with no new input needed."""
+    left, right = trio.testing.memory_stream_pair()
+    server = HTTPOverTCPConnection(HTTP1ServerFactory()(), right, EXTRA)
+    async with server:
+        await left.send_all(b"".join(b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n" % n for n in range(3)))
+        with trio.fail_after(5):
+            for n in range(3):
+                event = await server.receive_event()
+                assert isinstance(event, HeadersReceived) and (b":path", b"/%d" % n) in event.headers
+                await server.send_headers(event.stream_id, [(b":status", b"200"), (b"content-length", b"1")])
+                await server.send_data(event.stream_id, b"%d" % n, end_stream=True)
+        received = b""
+        with trio.fail_after(5):
+            while received.count(b"HTTP/1.1 200") < 3 or not received.endswith(b"2"):
+                received += await left.receive_some()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.connections.conftest import Certs
+from tests.conftest import Certs
 from tests.helpers import free_port, require_tool, wait_for_port
 from trio_hface.connections import HTTPConnection, HTTPOverTCPListener, HTTPOverTCPOpener
 from trio_hface.events import ConnectionTerminated, DataReceived, HeadersReceived, StreamReset

@@ -9,7 +9,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.connections.conftest import Certs
+from tests.conftest import Certs
 from tests.connections.test_tcp import Client, echo_handler
 from trio_hface import ClientTLSConfig
 from trio_hface.connections import (

@@ -274,6 +274,7 @@ class HTTPConnection(metaclass=ABCMeta):
         """
         self._check_usable()
         self._protocol.submit_headers(stream_id, headers, end_stream)
+        self._poke_receivers()
         await self._flush()
 
     async def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
@@ -301,10 +302,23 @@ class HTTPConnection(metaclass=ABCMeta):
             size = int(min(window, remaining, SEND_CHUNK))
             last = offset + size == len(view)
             self._protocol.submit_data(stream_id, bytes(view[offset : offset + size]), end_stream and last)
+            if last:
+                self._poke_receivers()
             offset += size
             await self._flush()
             if last:
                 return
+
+    async def send_goaway(self) -> None:
+        """Start a graceful shutdown: the peer opens no new streams; open ones may finish.
+
+        HTTP/2 and HTTP/3 send GOAWAY; HTTP/1.1 answers the request in
+        progress with ``Connection: close``. Then :meth:`has_expired` is true.
+        """
+        self._check_usable()
+        self._protocol.submit_goaway()
+        self._poke_receivers()
+        await self._flush()
 
     async def send_stream_reset(self, stream_id: int, error_code: int = 0) -> None:
         """Reset a stream (HTTP/1: close the connection).
@@ -313,6 +327,7 @@ class HTTPConnection(metaclass=ABCMeta):
         """
         self._check_usable()
         self._protocol.submit_stream_reset(stream_id, error_code)
+        self._poke_receivers()
         await self._flush()
 
     # -- receiving ----------------------------------------------------------
@@ -367,9 +382,18 @@ class HTTPConnection(metaclass=ABCMeta):
 
     def _input(self) -> None:
         """Called by the reader after feeding input: wake waiters and the writer."""
+        self._poke_receivers()
+        self._wake_writer()
+
+    def _poke_receivers(self) -> None:
+        """Make waiting receivers look at the protocol again.
+
+        Input is not the only thing that makes events available: finishing an
+        HTTP/1.1 response lets the protocol parse a request that was pipelined
+        behind it, already in its buffer.
+        """
         event, self._input_event = self._input_event, trio.Event()
         event.set()
-        self._wake_writer()
 
     def _idle_deadline(self) -> float:
         if self._idle_timeout is None:

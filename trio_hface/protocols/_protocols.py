@@ -146,6 +146,17 @@ class HTTPProtocol(metaclass=ABCMeta):
         :param error_code: why (0 for a graceful close)
         """
 
+    def submit_goaway(self) -> None:
+        """Start a graceful shutdown: no new streams, but those open may finish.
+
+        HTTP/2 and HTTP/3 send GOAWAY; HTTP/1.1 closes the connection after
+        the exchange in progress (a server says ``Connection: close``). The
+        connection then reports :meth:`has_expired`; close it with
+        :meth:`submit_close` once its streams are done. Implementations that
+        cannot do this raise :class:`~trio_hface.errors.LocalProtocolError`.
+        """
+        raise LocalProtocolError(f"{type(self).__name__} cannot shut down gracefully")
+
     @abstractmethod
     def next_event(self) -> Event | None:
         """Take the next event, or ``None`` when there is none now.

@@ -316,6 +316,10 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
             self._try_error_response(error_code if 400 <= error_code < 600 else 500)
         self._terminate(error_code, "closed by the application")
 
+    def submit_goaway(self) -> None:
+        """HTTP/1.1 has no GOAWAY: close after the exchange in progress (see :meth:`start_draining`)."""
+        self.start_draining()
+
     def start_draining(self) -> None:
         """Ask to close the connection after the exchange in progress.
 

@@ -1,0 +1,268 @@
+"""The ASGI server over every HTTP version, against real clients: curl, httpx, h2load, gtlsclient, ours."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import ssl
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from tests.conftest import Certs
+from tests.connections.test_tcp import Client
+from tests.helpers import require_tool
+from tests.server import apps
+from trio_hface.connections import HTTPOverQUICOpener, HTTPOverTCPOpener
+from trio_hface.events import ConnectionTerminated, DataReceived, Event, GoawayReceived, HeadersReceived
+from trio_hface.protocols.http1 import HTTP1ClientFactory
+from trio_hface.protocols.http2 import HTTP2ClientFactory
+from trio_hface.protocols.http3 import HTTP3ClientFactory
+from trio_hface.server import ASGIServer, Endpoint
+
+
+@asynccontextmanager
+async def running(server: ASGIServer, endpoint: str = "https://127.0.0.1:0") -> AsyncIterator[Endpoint]:
+    async with trio.open_nursery() as nursery:
+        (bound, *_) = await nursery.start(server.run, [endpoint])
+        yield bound
+        server.shutdown()
+
+
+async def curl(certs: Certs, *args: str) -> tuple[str, bytes]:
+    """Run curl; return the response head and body."""
+    result = await trio.run_process(
+        [require_tool("curl"), "-sS", "--max-time", "30", "--cacert", certs.cafile, "-D", "-", *args],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    head, _, body = result.stdout.partition(b"\r\n\r\n")
+    while head.startswith(b"HTTP/1.1 100"):
+        head, _, body = body.partition(b"\r\n\r\n")
+    return head.decode().lower(), body
+
+
+@pytest.mark.parametrize("version", ["--http1.1", "--http2"])
+async def test_curl_get_post_big_many_headers_slow(certs: Certs, version: str) -> None:
+    """curl over HTTP/1.1 and HTTP/2: GET, POST echo, a 5 MiB response, 100 headers, a slow stream."""
+    server = ASGIServer(apps.app, tls_config=certs.server)
+    async with running(server) as endpoint:
+        url = f"https://localhost:{endpoint.port}"
+        resolve = ["--resolve", f"localhost:{endpoint.port}:127.0.0.1", version]
+        head, body = await curl(certs, *resolve, f"{url}/")
+        assert head.startswith("http/2 200" if version == "--http2" else "http/1.1 200")
+        assert f'alt-svc: h3=":{endpoint.port}"' in head
+        assert body == b"hello "
+        payload = bytes(range(256)) * 4096
+        result = await trio.run_process(
+            ["curl", "-sS", *resolve, "--cacert", certs.cafile, "--data-binary", "@-", f"{url}/echo"],
+            stdin=payload,
+            capture_stdout=True,
+            check=True,
+        )
+        assert result.stdout == payload
+        _, body = await curl(certs, *resolve, f"{url}/bytes/{5 * 1024 * 1024}")
+        assert len(body) == 5 * 1024 * 1024 and body[:512] == apps.BLOCK[:512]
+        head, _ = await curl(certs, *resolve, f"{url}/headers/100")
+        assert "x-header-99: value-99" in head
+        _, body = await curl(certs, *resolve, f"{url}/slow")
+        assert body == b"".join(b"tick %d\n" % i for i in range(5)) + b"done\n"
+
+
+async def test_scope_per_version(certs: Certs) -> None:
+    """The ASGI scope says 1.1, 2 or 3 and carries path, query, headers, client and server."""
+    server = ASGIServer(apps.app, tls_config=certs.server)
+    async with running(server) as endpoint, trio.open_nursery() as nursery:
+        openers: list[tuple[Any, str]] = [
+            (HTTPOverTCPOpener(HTTP1ClientFactory(), tls_config=certs.client), "1.1"),
+            (HTTPOverTCPOpener(HTTP2ClientFactory(), tls_config=certs.client), "2"),
+            (HTTPOverQUICOpener(HTTP3ClientFactory(), tls_config=certs.client), "3"),
+        ]
+        for opener, version in openers:
+            async with await opener(
+                ("127.0.0.1", endpoint.port), tls=True, server_name="localhost"
+            ) as connection:
+                client = Client(connection)
+                nursery.start_soon(client.run)
+                headers, body = await client.fetch(b"/scope?a=1&b=%20", b"payload")
+                scope = json.loads(body)
+                assert scope["http_version"] == version
+                assert scope["method"] == "POST" and scope["scheme"] == "https"
+                assert scope["path"] == "/scope" and scope["query_string"] == "a=1&b=%20"
+                assert ["host", "localhost"] in scope["headers"]
+                assert scope["body_sha256"] == hashlib.sha256(b"payload").hexdigest()
+                assert scope["server"][1] == endpoint.port and scope["client"][0] == "127.0.0.1"
+                assert (b"alt-svc" in headers) == (version != "3")
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("http2", [False, True], ids=["http1.1", "http2"])
+async def test_httpx_client(certs: Certs, http2: bool) -> None:
+    """httpx talks to the server over HTTP/1.1 and HTTP/2 (httpx runs in a thread: it uses anyio, we do not)."""
+    server = ASGIServer(apps.app, tls_config=certs.server)
+    async with running(server) as endpoint:
+        url = f"https://localhost:{endpoint.port}"
+
+        def use_httpx() -> list[httpx.Response]:
+            context = ssl.create_default_context(cafile=certs.cafile)
+            with httpx.Client(http2=http2, verify=context, http1=not http2) as client:
+                return [
+                    client.get(f"{url}/"),
+                    client.post(f"{url}/echo", content=b"x" * 100_000),
+                    client.get(f"{url}/trailers"),
+                ]
+
+        hello, echo, trailers = await trio.to_thread.run_sync(use_httpx)
+        assert hello.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
+        assert hello.text == "hello "
+        assert echo.content == b"x" * 100_000
+        assert trailers.content == b"with trailers"
+
+
+async def test_gtlsclient_http3(certs: Certs, tmp_path: Path) -> None:
+    """gtlsclient (ngtcp2) gets answers from the ASGI server over HTTP/3."""
+    gtlsclient = require_tool("gtlsclient")
+    server = ASGIServer(apps.app, tls_config=certs.server)
+    async with running(server) as endpoint:
+        args = [
+            gtlsclient,
+            "-q",
+            "--exit-on-all-streams-close",
+            "--timeout=20s",
+            "--download",
+            str(tmp_path),
+            "127.0.0.1",
+            str(endpoint.port),
+            f"https://localhost:{endpoint.port}/bytes/100000",
+        ]
+        with trio.fail_after(30):
+            result = await trio.run_process(args, capture_stdout=True, stderr=subprocess.STDOUT, check=False)
+        assert result.returncode == 0, result.stdout.decode(errors="replace")[-2000:]
+        (saved,) = await trio.Path(tmp_path).iterdir()
+        assert await saved.read_bytes() == (apps.BLOCK * 2)[:100000]
+
+
+@pytest.mark.parametrize("h1", [False, True], ids=["h2", "http1.1"])
+async def test_h2load_against_asgi_server(certs: Certs, h1: bool) -> None:
+    """h2load: 1000 requests over 4 connections (10 streams each on HTTP/2), none failed."""
+    h2load = require_tool("h2load")
+    server = ASGIServer(apps.app, tls_config=certs.server)
+    async with running(server) as endpoint:
+        args = [h2load, "-n", "1000", "-c", "4", "-m", "10", "-T", "30", "-N", "30"]
+        if h1:
+            args.append("--h1")
+        with trio.fail_after(60):
+            result = await trio.run_process(
+                [*args, f"https://127.0.0.1:{endpoint.port}/"],
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+        out = result.stdout.decode()
+        match = re.search(
+            r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed", out
+        )
+        assert match and match.groups() == ("1000", "1000", "1000", "1000", "0"), out
+
+
+async def test_failing_application(certs: Certs) -> None:
+    """An app that raises gets a 500; one that raises mid-response gets its stream reset; the server goes on."""
+    server = ASGIServer(apps.app, tls_config=certs.server)
+    async with running(server) as endpoint, trio.open_nursery() as nursery:
+        opener = HTTPOverTCPOpener(HTTP2ClientFactory(), tls_config=certs.client)
+        async with await opener(
+            ("127.0.0.1", endpoint.port), tls=True, server_name="localhost"
+        ) as connection:
+            client = Client(connection)
+            nursery.start_soon(client.run)
+            headers, body = await client.fetch(b"/raise")
+            assert headers[b":status"] == b"500" and body == b"Internal Server Error\n"
+            with pytest.raises(AssertionError, match="StreamResetReceived"):
+                await client.fetch(b"/raise-after-start")
+            headers, body = await client.fetch(b"/", b"still")
+            assert body == b"hello still"
+        nursery.cancel_scope.cancel()
+
+
+async def test_trailers_and_alt_svc_off(certs: Certs) -> None:
+    """http.response.trailers reach an HTTP/2 client; alt_svc=False sends no Alt-Svc."""
+    server = ASGIServer(apps.app, tls_config=certs.server, alt_svc=False)
+    async with running(server) as endpoint:
+        opener = HTTPOverTCPOpener(HTTP2ClientFactory(), tls_config=certs.client)
+        async with await opener(
+            ("127.0.0.1", endpoint.port), tls=True, server_name="localhost"
+        ) as connection:
+            sid = connection.get_available_stream_id()
+            request = [
+                (b":method", b"GET"),
+                (b":scheme", b"https"),
+                (b":authority", b"localhost"),
+                (b":path", b"/trailers"),
+            ]
+            await connection.send_headers(sid, request, end_stream=True)
+            events: list[Event] = []
+            with trio.fail_after(10):
+                while not events or not getattr(events[-1], "end_stream", False):
+                    events.append(await connection.receive_event())
+            assert isinstance(events[0], HeadersReceived) and b"alt-svc" not in dict(events[0].headers)
+            assert events[1] == DataReceived(sid, b"with trailers")
+            assert events[-1] == HeadersReceived(sid, [(b"x-checksum", b"abc")], end_stream=True)
+
+
+async def test_graceful_shutdown_lets_requests_finish(certs: Certs) -> None:
+    """On shutdown: GOAWAY to HTTP/2 clients, the request in flight completes, new connections are refused."""
+    apps.lifespan_events.clear()
+    server = ASGIServer(apps.app, tls_config=certs.server)
+    async with trio.open_nursery() as nursery:
+        (endpoint, *_) = await nursery.start(server.run, ["https://127.0.0.1:0"])
+        assert apps.lifespan_events == ["lifespan.startup"]
+        opener = HTTPOverTCPOpener(HTTP2ClientFactory(), tls_config=certs.client)
+        async with await opener(
+            ("127.0.0.1", endpoint.port), tls=True, server_name="localhost"
+        ) as connection:
+            sid = connection.get_available_stream_id()
+            request = [
+                (b":method", b"GET"),
+                (b":scheme", b"https"),
+                (b":authority", b"localhost"),
+                (b":path", b"/wait"),
+            ]
+            await connection.send_headers(sid, request, end_stream=True)
+            await trio.sleep(0.1)  # the request is in the application now
+            server.shutdown()
+            events: list[Event] = []
+            with trio.fail_after(10):
+                while not events or not isinstance(events[-1], ConnectionTerminated):
+                    events.append(await connection.receive_event())
+            assert any(isinstance(e, GoawayReceived) for e in events)
+            assert DataReceived(sid, b"waited", end_stream=True) in events
+    assert apps.lifespan_events == ["lifespan.startup", "lifespan.shutdown"]
+
+
+async def test_cleartext_http1_endpoint() -> None:
+    """An http:// endpoint serves HTTP/1.1 (no ALPN without TLS) and needs no certificate."""
+    server = ASGIServer(apps.app)
+    async with running(server, "http://127.0.0.1:0") as endpoint:
+        result = await trio.run_process(
+            ["curl", "-sS", "-i", f"http://127.0.0.1:{endpoint.port}/"], capture_stdout=True, check=True
+        )
+        assert result.stdout.startswith(b"HTTP/1.1 200")
+        assert b"alt-svc" not in result.stdout.lower()
+
+
+async def test_endpoint_parsing() -> None:
+    """Endpoints parse http/https with IPv4, names and bracketed IPv6; bad ones are refused."""
+    assert Endpoint.parse("https://[::1]:8443") == Endpoint("https", "::1", 8443)
+    assert str(Endpoint.parse("http://localhost:80")) == "http://localhost:80"
+    for bad in ("ftp://a:1", "https://a", "https://a:99999", "https://a:1/path"):
+        with pytest.raises(ValueError):
+            Endpoint.parse(bad)

@@ -1,0 +1,166 @@
+"""``trio-hface server``: run an ASGI application."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+from typing import Any
+
+import trio
+
+from .._models import ServerTLSConfig
+from ..server import ASGIApp, ASGIServer, Endpoint, ServerProtocol
+from ._certs import create_development_certificates
+
+__all__ = ["add_server_parser", "load_app", "run_server"]
+
+log = logging.getLogger(__name__)
+
+
+class CommandError(Exception):
+    """A problem with the command line's input: printed as one line, exit status 2."""
+
+
+def add_server_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "server",
+        help="run an ASGI application over HTTP/1.1, HTTP/2 and HTTP/3",
+        description=(
+            "Serve an ASGI application. Without --cert and --key, a development CA and a "
+            "certificate for localhost, 127.0.0.1 and ::1 are generated, and the path of the CA "
+            "file is printed so that clients (trio-hface client --cacert, curl --cacert) can trust it."
+        ),
+    )
+    parser.add_argument(
+        "app",
+        metavar="APP",
+        help="the ASGI application, as module:attribute (for example trio_hface.server.examples.hello:app)",
+    )
+    parser.add_argument(
+        "endpoints",
+        metavar="ENDPOINT",
+        nargs="+",
+        help="where to listen: http://HOST:PORT or https://HOST:PORT (IPv6 as [::1])",
+    )
+    parser.add_argument("--cert", help="PEM file with the server's certificate chain")
+    parser.add_argument("--key", help="PEM file with the certificate's private key")
+    versions = parser.add_mutually_exclusive_group()
+    versions.add_argument(
+        "--tcp",
+        dest="protocol",
+        action="store_const",
+        const=ServerProtocol.TCP,
+        help="HTTP/1.1 and HTTP/2 (ALPN) on TCP only",
+    )
+    versions.add_argument(
+        "--http1", dest="protocol", action="store_const", const=ServerProtocol.HTTP1, help="HTTP/1.1 only"
+    )
+    versions.add_argument(
+        "--http2", dest="protocol", action="store_const", const=ServerProtocol.HTTP2, help="HTTP/2 only"
+    )
+    versions.add_argument(
+        "--http3", dest="protocol", action="store_const", const=ServerProtocol.HTTP3, help="HTTP/3 only"
+    )
+    parser.add_argument("--no-alt-svc", action="store_true", help="do not advertise HTTP/3 with Alt-Svc")
+    parser.add_argument(
+        "--graceful-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long requests in flight may take to finish on shutdown (default 10)",
+    )
+    parser.set_defaults(command=run_server, protocol=ServerProtocol.ALL)
+
+
+def load_app(spec: str) -> ASGIApp:
+    """Import ``module:attribute``.
+
+    :raises CommandError: if it cannot be imported or is not callable
+    """
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise CommandError(f"the application must be module:attribute, not {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CommandError(f"cannot import {module_name!r}: {exc}") from None
+    app = module
+    for part in attribute.split("."):
+        try:
+            app = getattr(app, part)
+        except AttributeError:
+            raise CommandError(f"{module_name!r} has no attribute {attribute!r}") from None
+    if not callable(app):
+        raise CommandError(f"{spec!r} is not callable")
+    return app
+
+
+def server_tls(args: argparse.Namespace) -> ServerTLSConfig:
+    if bool(args.cert) != bool(args.key):
+        raise CommandError("give both --cert and --key, or neither")
+    if args.cert:
+        for path in (args.cert, args.key):
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as exc:
+                raise CommandError(f"cannot read {path}: {exc.strerror}") from None
+        return ServerTLSConfig(certfile=args.cert, keyfile=args.key)
+    certs = create_development_certificates()
+    print(
+        f"development certificate for localhost, 127.0.0.1 and ::1; trust its CA: {certs.cafile}", flush=True
+    )
+    return certs.tls_config
+
+
+async def serve(server: ASGIServer, endpoints: list[Endpoint]) -> None:
+    async with trio.open_nursery() as nursery:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            bound = await nursery.start(server.run, endpoints)
+            for endpoint in bound:
+                print(f"serving on {endpoint}", flush=True)
+            async for signum in signals:
+                log.info("%s: shutting down", signal.Signals(signum).name)
+                server.shutdown()
+                break
+
+
+def run_server(args: argparse.Namespace) -> int:
+    app = load_app(args.app)
+    try:
+        endpoints = [Endpoint.parse(value) for value in args.endpoints]
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    tls = server_tls(args) if any(e.tls for e in endpoints) else None
+    server = ASGIServer(
+        app,
+        tls_config=tls,
+        protocol=args.protocol,
+        alt_svc=not args.no_alt_svc,
+        graceful_timeout=args.graceful_timeout,
+    )
+    try:
+        trio.run(serve, server, endpoints)
+    except BaseException as exc:
+        if find_exception(exc, (KeyboardInterrupt,)) is not None:
+            return 130  # a second Ctrl-C: stop without waiting
+        problem = find_exception(exc, (OSError, ValueError))
+        if problem is None:
+            raise
+        print(f"trio-hface server: {problem}", file=sys.stderr)
+        return 1 if isinstance(problem, OSError) else 2
+    return 0
+
+
+def find_exception(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> BaseException | None:
+    """Find an exception of the given kinds in *exc* or the exception groups it nests."""
+    if isinstance(exc, kinds):
+        return exc
+    for inner in getattr(exc, "exceptions", ()):
+        found = find_exception(inner, kinds)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,9 @@
+"""Ready-to-use servers: an ASGI server for every HTTP version."""
+
+from __future__ import annotations
+
+from ._asgi import ASGIApp, ClientDisconnected
+from ._models import Endpoint, ServerProtocol
+from ._server import ASGIServer
+
+__all__ = ["ASGIServer", "ASGIApp", "ClientDisconnected", "Endpoint", "ServerProtocol"]

@@ -1,0 +1,297 @@
+"""ASGI 3 on one HTTP stream: the ``http`` scope, ``receive`` and ``send``.
+
+Theory of operation
+-------------------
+
+The connection's dispatcher (see ``_server.py``) owns ``receive_event`` and
+routes the events of each stream into that stream's bounded channel; one
+task per request runs the application with :class:`RequestCycle`'s
+``receive`` and ``send``. ``receive`` takes body events from the channel one
+at a time, so a slow application stops taking them and, once the channel
+is full, the dispatcher stops handing out the connection's events: the
+peer's flow-control window then closes (HTTP/2 and HTTP/3) or TCP pushes
+back (HTTP/1.1). ``send`` writes through the connection, which waits for
+the peer's credit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import trio
+
+from .._typing import AddressType, HeadersType
+from ..connections import HTTPConnection
+from ..errors import ASGIError, HFaceError
+from ..events import ConnectionTerminated, DataReceived, Event, HeadersReceived, StreamReset
+
+__all__ = ["ASGIApp", "ClientDisconnected", "RequestCycle", "build_scope"]
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("trio_hface.server.access")
+
+#: An ASGI 3 application.
+ASGIApp = Callable[
+    [
+        MutableMapping[str, Any],
+        Callable[[], Awaitable[MutableMapping[str, Any]]],
+        Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    ],
+    Awaitable[None],
+]
+
+_ASGI_VERSIONS = {"1": "1.1", "2": "2", "3": "3"}
+
+
+def build_scope(connection: HTTPConnection, headers: HeadersType, *, root_path: str = "") -> dict[str, Any]:
+    """Build the ASGI ``http`` scope of a request from its HTTP/2-style headers."""
+    pseudo = {name: value for name, value in headers if name.startswith(b":")}
+    method = pseudo.get(b":method", b"GET").decode("ascii", "replace")
+    authority = pseudo.get(b":authority")
+    raw_path = pseudo.get(b":path", b"/") if method != "CONNECT" else b""
+    path, _, query = raw_path.partition(b"?")
+    regular = [(name, value) for name, value in headers if not name.startswith(b":")]
+    if authority is not None and not any(name == b"host" for name, _ in regular):
+        regular.insert(0, (b"host", authority))
+    scheme = pseudo.get(b":scheme", b"https" if connection.extra_attributes.get("tls_version") else b"http")
+    extra = connection.extra_attributes
+    server: AddressType | None = extra.get("local_address")
+    client: AddressType | None = extra.get("remote_address")
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": _ASGI_VERSIONS.get(connection.http_version, connection.http_version),
+        "method": method,
+        "scheme": scheme.decode("ascii", "replace"),
+        "path": unquote_to_bytes(path).decode("utf-8", "replace"),
+        "raw_path": path,
+        "query_string": query,
+        "root_path": root_path,
+        "headers": regular,
+        "client": list(client) if client else None,
+        "server": list(server) if server else None,
+        "extensions": {"http.response.trailers": {}},
+    }
+    if b":protocol" in pseudo:
+        scope["extensions"]["http.extended_connect"] = {
+            "protocol": pseudo[b":protocol"].decode("ascii", "replace")
+        }
+    return scope
+
+
+class ClientDisconnected(OSError):
+    """Raised by ``send`` when the client went away (ASGI 2.4 asks for an OSError)."""
+
+
+class RequestCycle:
+    """One request and its response, between a stream and an ASGI application.
+
+    Created by the server for each request; not public API.
+    """
+
+    def __init__(
+        self,
+        connection: HTTPConnection,
+        stream_id: int,
+        request_headers: HeadersType,
+        events: trio.MemoryReceiveChannel[Event],
+        *,
+        request_ended: bool,
+        extra_response_headers: HeadersType = (),
+        root_path: str = "",
+    ) -> None:
+        self.connection = connection
+        self.stream_id = stream_id
+        self.scope = build_scope(connection, request_headers, root_path=root_path)
+        self._events = events
+        self._request_ended = request_ended
+        self._body_complete_sent = False
+        self._extra_headers = list(extra_response_headers)
+        self._expect_continue = any(
+            name == b"expect" and value.lower() == b"100-continue" for name, value in request_headers
+        )
+        self._continue_sent = False
+        self._status: int | None = None
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._trailers_expected = False
+        self._headers_sent = False
+        self.response_started = False
+        self.response_complete = False
+        self.disconnected = False
+        self.bytes_sent = 0
+
+    # -- ASGI receive -------------------------------------------------------
+
+    async def receive(self) -> dict[str, Any]:
+        """The ASGI ``receive`` callable."""
+        if self.disconnected:
+            return {"type": "http.disconnect"}
+        if self._request_ended:
+            if not self._body_complete_sent:
+                # A request without a body (or whose end came with its headers).
+                self._body_complete_sent = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            # Nothing more to read: wait until the peer goes away.
+            await self._wait_disconnect()
+            return {"type": "http.disconnect"}
+        if self._expect_continue and not self._continue_sent and not self.response_started:
+            # RFC 9110 section 10.1.1: the application reads the body, so invite it.
+            self._continue_sent = True
+            await self.connection.send_headers(self.stream_id, [(b":status", b"100")])
+        while True:
+            try:
+                event = await self._events.receive()
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                self.disconnected = True
+                return {"type": "http.disconnect"}
+            if isinstance(event, DataReceived):
+                self._request_ended = self._body_complete_sent = event.end_stream
+                if not event.data and not event.end_stream:
+                    continue
+                return {"type": "http.request", "body": event.data, "more_body": not event.end_stream}
+            if isinstance(event, HeadersReceived) and event.end_stream:  # trailers: the body is over
+                self._request_ended = self._body_complete_sent = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            if isinstance(event, (StreamReset, ConnectionTerminated)):
+                self.disconnected = True
+                return {"type": "http.disconnect"}
+
+    async def _wait_disconnect(self) -> None:
+        while True:
+            try:
+                event = await self._events.receive()
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                break
+            if isinstance(event, (StreamReset, ConnectionTerminated)):
+                break
+        self.disconnected = True
+
+    # -- ASGI send ------------------------------------------------------------
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        """The ASGI ``send`` callable.
+
+        :raises ClientDisconnected: if the client went away (ASGI asks for an OSError)
+        """
+        if self.disconnected:
+            raise ClientDisconnected("the client disconnected")
+        try:
+            await self._send(message)
+        except (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            if isinstance(exc, ASGIError):
+                raise
+            self.disconnected = True
+            raise ClientDisconnected(f"the response cannot be sent: {exc}") from exc
+
+    async def _send(self, message: MutableMapping[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "http.response.start":
+            if self.response_started:
+                raise ASGIError("http.response.start sent twice")
+            status = message.get("status")
+            if not isinstance(status, int) or not 100 <= status <= 999:
+                raise ASGIError(f"invalid status {status!r} in http.response.start")
+            if status < 200:
+                raise ASGIError(
+                    "informational responses are sent by the server, not with http.response.start"
+                )
+            self._status = status
+            self._headers = [(bytes(n).lower(), bytes(v)) for n, v in message.get("headers", [])]
+            self._trailers_expected = bool(message.get("trailers", False))
+            self.response_started = True
+        elif kind == "http.response.body":
+            if not self.response_started:
+                raise ASGIError("http.response.body before http.response.start")
+            if self.response_complete:
+                raise ASGIError("http.response.body after the response ended")
+            body = bytes(message.get("body", b""))
+            more = bool(message.get("more_body", False))
+            end = not more and not self._trailers_expected
+            if not self._headers_sent:
+                await self._send_headers(end_stream=end and not body)
+                if end and not body:
+                    self._finish()
+                    return
+            if body or end:
+                await self.connection.send_data(self.stream_id, body, end_stream=end)
+                self.bytes_sent += len(body)
+            if end:
+                self._finish()
+        elif kind == "http.response.trailers":
+            if not self._trailers_expected or not self.response_started:
+                raise ASGIError("http.response.trailers without trailers=True in http.response.start")
+            if not self._headers_sent:
+                await self._send_headers(end_stream=False)
+            trailers = [(bytes(n).lower(), bytes(v)) for n, v in message.get("headers", [])]
+            if message.get("more_trailers", False):
+                raise ASGIError("more_trailers is not supported: send all trailers at once")
+            await self.connection.send_headers(self.stream_id, trailers, end_stream=True)
+            self._finish()
+        else:
+            raise ASGIError(f"unexpected ASGI message {kind!r} on an http scope")
+
+    async def _send_headers(self, *, end_stream: bool) -> None:
+        assert self._status is not None
+        headers = [(b":status", b"%d" % self._status), *self._headers, *self._extra_headers]
+        self._headers_sent = True
+        await self.connection.send_headers(self.stream_id, headers, end_stream=end_stream)
+
+    def _finish(self) -> None:
+        self.response_complete = True
+        access_log.info(
+            '%s - "%s %s HTTP/%s" %d %d',
+            _client(self.scope),
+            self.scope["method"],
+            self.scope["raw_path"].decode("ascii", "replace") or "/",
+            self.scope["http_version"],
+            self._status or 0,
+            self.bytes_sent,
+        )
+
+    # -- running ------------------------------------------------------------
+
+    async def run(self, app: ASGIApp) -> None:
+        """Run the application for this request; answer 500 or reset on failure."""
+        try:
+            await app(self.scope, self.receive, self.send)
+        except Exception as exc:
+            if isinstance(exc, ClientDisconnected):
+                return
+            log.exception("ASGI application failed on %s %s", self.scope["method"], self.scope["path"])
+            await self._fail()
+            return
+        if not self.response_complete and not self.disconnected:
+            log.error("ASGI application returned without completing the response")
+            await self._fail()
+
+    async def _fail(self) -> None:
+        try:
+            if not self.response_started and not self.disconnected:
+                body = b"Internal Server Error\n"
+                self._status = 500
+                self._headers = [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", b"%d" % len(body)),
+                ]
+                self._trailers_expected = False
+                self.response_started = True
+                await self._send_headers(end_stream=False)
+                await self.connection.send_data(self.stream_id, body, end_stream=True)
+                self.bytes_sent = len(body)
+                self._finish()
+            elif not self.response_complete and not self.disconnected:
+                await self.connection.send_stream_reset(
+                    self.stream_id, self.connection.error_codes.internal_error
+                )
+        except (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            log.debug("cannot report the failure to the client: %r", exc)
+
+
+def _client(scope: MutableMapping[str, Any]) -> str:
+    client = scope.get("client")
+    if not client:
+        return "-"
+    return f"{client[0]}:{client[1]}"

@@ -1,0 +1,394 @@
+"""ASGIServer: ASGI applications over HTTP/1.1, HTTP/2 and HTTP/3.
+
+Theory of operation
+-------------------
+
+:meth:`ASGIServer.run` binds a listener per endpoint (TCP, and UDP at the
+same port number when HTTP/3 is served) and runs them with one task per
+connection, and in it one task per request (see ``_asgi.py``).
+
+Shutdown is graceful whatever starts it (cancellation of ``run``, or
+:meth:`ASGIServer.shutdown`): the listeners and connections run inside a
+shielded scope that only the server ends. It stops accepting, asks every
+connection to drain (GOAWAY on HTTP/2 and HTTP/3, ``Connection: close`` on
+HTTP/1.1), lets requests in flight finish until ``graceful_timeout``, then
+cancels what is left, closes the connections (each bounded by its own close
+timeout) and runs the lifespan shutdown.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+
+from .._models import ServerTLSConfig
+from ..connections import HTTPConnection, HTTPListener, HTTPOverQUICListener, HTTPOverTCPListener
+from ..errors import HFaceError
+from ..events import ConnectionTerminated, Event, GoawayReceived, HeadersReceived, StreamEvent, StreamReset
+from ..protocols import ALPNHTTPFactory, HTTPOverQUICServerFactory, HTTPOverTCPFactory
+from ..protocols.http1 import HTTP1ServerFactory
+from ..protocols.http2 import HTTP2ServerFactory
+from ..protocols.http3 import HTTP3ServerFactory
+from ._asgi import ASGIApp, RequestCycle
+from ._models import Endpoint, ServerProtocol
+
+__all__ = ["ASGIServer"]
+
+log = logging.getLogger(__name__)
+
+#: Events queued per request before the connection stops handing out more
+#: (the backpressure of a slow application; see ``_asgi.py``).
+REQUEST_QUEUE_SIZE = 16
+
+#: Seconds the lifespan startup and shutdown may take.
+LIFESPAN_TIMEOUT = 30.0
+
+#: How long clients may cache an Alt-Svc advertisement, in seconds (a day).
+ALT_SVC_MAX_AGE = 86400
+
+
+class ASGIServer:
+    """Serves an ASGI 3 application over HTTP/1.1, HTTP/2 and HTTP/3.
+
+    :param app: the ASGI application
+    :param tls_config: certificate and key for ``https`` endpoints
+    :param protocol: which HTTP versions to offer (default: all)
+    :param http1_factory: the HTTP/1.1 implementation
+    :param http2_factory: the HTTP/2 implementation
+    :param http3_factory: the HTTP/3 implementation
+    :param alt_svc: advertise HTTP/3 with ``Alt-Svc`` on TCP responses when
+        HTTP/3 is served
+    :param root_path: the ASGI ``root_path`` of every request
+    :param graceful_timeout: seconds requests in flight may take to finish
+        once shutdown starts
+    :param idle_timeout: seconds a TCP connection may stay idle (keep-alive timeout)
+    :param handshake_timeout: seconds a TLS handshake may take
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        tls_config: ServerTLSConfig | None = None,
+        protocol: ServerProtocol = ServerProtocol.ALL,
+        http1_factory: HTTPOverTCPFactory | None = None,
+        http2_factory: HTTPOverTCPFactory | None = None,
+        http3_factory: HTTPOverQUICServerFactory | None = None,
+        alt_svc: bool = True,
+        root_path: str = "",
+        graceful_timeout: float = 10.0,
+        idle_timeout: float = 60.0,
+        handshake_timeout: float = 10.0,
+    ) -> None:
+        self.app = app
+        self.tls_config = tls_config
+        self.protocol = protocol
+        self.http1_factory = http1_factory or HTTP1ServerFactory()
+        self.http2_factory = http2_factory or HTTP2ServerFactory()
+        self.http3_factory = http3_factory or HTTP3ServerFactory()
+        self.alt_svc = alt_svc
+        self.root_path = root_path
+        self.graceful_timeout = graceful_timeout
+        self.idle_timeout = idle_timeout
+        self.handshake_timeout = handshake_timeout
+        self._shutdown = trio.Event()
+        self._connections: set[_ConnectionHandler] = set()
+
+    def shutdown(self) -> None:
+        """Start a graceful shutdown; :meth:`run` returns when it is done."""
+        self._shutdown.set()
+
+    async def run(
+        self,
+        endpoints: Sequence[Endpoint | str],
+        *,
+        task_status: trio.TaskStatus[list[Endpoint]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve until cancelled or :meth:`shutdown`, then shut down gracefully.
+
+        Starts (``task_status.started``) once every endpoint accepts, with the
+        endpoints as bound (port 0 replaced by the real port).
+
+        :param endpoints: where to listen: :class:`Endpoint` objects or
+            strings such as ``"https://localhost:8443"``
+        :raises ValueError: for an endpoint this configuration cannot serve
+        :raises OSError: if an address cannot be bound
+        """
+        parsed = [e if isinstance(e, Endpoint) else Endpoint.parse(e) for e in endpoints]
+        if not parsed:
+            raise ValueError("give at least one endpoint")
+        async with trio.open_nursery() as outer:
+            lifespan = _Lifespan(self.app)
+            await lifespan.startup(outer)
+            try:
+                await outer.start(self._serve, parsed)
+                task_status.started(self._bound)
+                try:
+                    await self._shutdown.wait()
+                finally:
+                    self._shutdown.set()  # cancellation: tell the shielded part to shut down
+            finally:
+                with trio.CancelScope(shield=True):
+                    await self._serving_done.wait()
+                    with trio.move_on_after(LIFESPAN_TIMEOUT):
+                        await lifespan.shutdown()
+                outer.cancel_scope.cancel()
+
+    async def _serve(self, endpoints: list[Endpoint], task_status: trio.TaskStatus[None]) -> None:
+        self._serving_done = trio.Event()
+        try:
+            listeners, self._bound, alt_svc = await self._create_listeners(endpoints)
+        except BaseException:
+            self._serving_done.set()
+            raise
+        self._alt_svc_headers = alt_svc
+        try:
+            # Shielded: only the server decides when connections stop (graceful shutdown).
+            with trio.CancelScope(shield=True):
+                async with trio.open_nursery() as accepting:
+                    async with trio.open_nursery() as connections:
+                        for listener in listeners:
+                            await accepting.start(
+                                functools.partial(listener.serve, self._handle, handler_nursery=connections)
+                            )
+                        task_status.started()
+                        await self._shutdown.wait()
+                        log.info("shutting down: %d connections to drain", len(self._connections))
+                        for listener in listeners:
+                            await listener.aclose()
+                        for handler in list(self._connections):
+                            connections.start_soon(handler.drain)
+                        connections.cancel_scope.deadline = trio.current_time() + self.graceful_timeout
+                    # Every connection has ended: stop the accept loops (and QUIC routing).
+                    accepting.cancel_scope.cancel()
+        finally:
+            self._serving_done.set()
+
+    async def _create_listeners(
+        self, endpoints: list[Endpoint]
+    ) -> tuple[list[HTTPListener], list[Endpoint], dict[int, list[tuple[bytes, bytes]]]]:
+        listeners: list[HTTPListener] = []
+        bound: list[Endpoint] = []
+        alt_svc: dict[int, list[tuple[bytes, bytes]]] = {}
+        try:
+            for endpoint in endpoints:
+                tcp_factory = self._tcp_factory(endpoint)
+                tls = self.tls_config if endpoint.tls else None
+                if endpoint.tls and tls is None:
+                    raise ValueError(f"{endpoint} needs a TLS configuration (certificate and key)")
+                port = endpoint.port
+                if tcp_factory is not None:
+                    tcp = await HTTPOverTCPListener.create(
+                        tcp_factory,
+                        local_address=endpoint.address,
+                        tls_config=tls,
+                        handshake_timeout=self.handshake_timeout,
+                        idle_timeout=self.idle_timeout,
+                    )
+                    listeners.append(tcp)
+                    port = tcp.addresses[0][1]
+                    bound += [Endpoint(endpoint.scheme, host, p) for host, p in tcp.addresses]
+                if self._serves_http3(endpoint):
+                    assert tls is not None
+                    quic = await HTTPOverQUICListener.create(
+                        self.http3_factory, local_address=(endpoint.host, port), tls_config=tls
+                    )
+                    listeners.append(quic)
+                    if tcp_factory is None:
+                        bound += [Endpoint("https", host, p) for host, p in quic.addresses]
+                    elif self.alt_svc:
+                        # RFC 7838: the TCP origin offers HTTP/3 on the same port.
+                        alt_svc[port] = [(b"alt-svc", b'h3=":%d"; ma=%d' % (port, ALT_SVC_MAX_AGE))]
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                for listener in listeners:
+                    await listener.aclose()
+            raise
+        return listeners, bound, alt_svc
+
+    def _tcp_factory(self, endpoint: Endpoint) -> HTTPOverTCPFactory | None:
+        protocol = self.protocol
+        if protocol is ServerProtocol.HTTP3:
+            if not endpoint.tls:
+                raise ValueError(f"HTTP/3 needs TLS: use https://, not {endpoint}")
+            return None
+        if protocol is ServerProtocol.HTTP1:
+            return self.http1_factory
+        if protocol is ServerProtocol.HTTP2:
+            return self.http2_factory
+        if not endpoint.tls:
+            return self.http1_factory  # without TLS there is no ALPN: HTTP/1.1
+        return ALPNHTTPFactory([self.http2_factory, self.http1_factory])
+
+    def _serves_http3(self, endpoint: Endpoint) -> bool:
+        return endpoint.tls and self.protocol in (ServerProtocol.ALL, ServerProtocol.HTTP3)
+
+    async def _handle(self, connection: HTTPConnection) -> None:
+        extra: list[tuple[bytes, bytes]] = []
+        if connection.http_version != "3":
+            local = connection.extra_attributes.get("local_address")
+            if local is not None:
+                extra = self._alt_svc_headers.get(local[1], [])
+        handler = _ConnectionHandler(self, connection, extra)
+        self._connections.add(handler)
+        try:
+            if self._shutdown.is_set():
+                await handler.drain()
+            await handler.run()
+        finally:
+            self._connections.discard(handler)
+
+
+class _ConnectionHandler:
+    """Routes one connection's events to its requests, and drains on shutdown."""
+
+    def __init__(
+        self, server: ASGIServer, connection: HTTPConnection, extra_headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        self._server = server
+        self._connection = connection
+        self._extra_headers = extra_headers
+        self._channels: dict[int, trio.MemorySendChannel[Event]] = {}
+        self._dispatch = trio.CancelScope()
+        self._draining = False
+
+    async def drain(self) -> None:
+        """Ask the peer to stop opening streams; end the connection once the open ones are done."""
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            await self._connection.send_goaway()
+        except (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError, RuntimeError):
+            pass
+        if not self._channels:
+            self._dispatch.cancel()
+
+    async def run(self) -> None:
+        terminated = False
+        async with trio.open_nursery() as requests:
+            with self._dispatch:
+                while True:
+                    event = await self._connection.receive_event()
+                    if isinstance(event, ConnectionTerminated):
+                        terminated = True
+                        break
+                    if isinstance(event, GoawayReceived):
+                        continue
+                    if isinstance(event, StreamEvent):
+                        await self._route(event, requests)
+                    if (
+                        self._connection.has_expired()
+                        and not self._channels
+                        and not self._connection.multiplexed
+                    ):
+                        break  # HTTP/1.1 that must close after its last response
+            if terminated:
+                requests.cancel_scope.cancel()  # the peer is gone: nobody to answer
+            for channel in self._channels.values():
+                channel.close()
+
+    async def _route(self, event: StreamEvent, requests: trio.Nursery) -> None:
+        stream_id = event.stream_id
+        channel = self._channels.get(stream_id)
+        if channel is None:
+            if isinstance(event, HeadersReceived) and any(n == b":method" for n, _ in event.headers):
+                if self._draining and self._connection.multiplexed:
+                    await self._refuse(stream_id)
+                    return
+                self._start_request(event, requests)
+            return
+        try:
+            await channel.send(event)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the application is done with this request
+        if isinstance(event, StreamReset):
+            channel.close()
+
+    async def _refuse(self, stream_id: int) -> None:
+        try:
+            await self._connection.send_stream_reset(stream_id, self._connection.error_codes.refused_stream)
+        except (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    def _start_request(self, event: HeadersReceived, requests: trio.Nursery) -> None:
+        send, receive = trio.open_memory_channel[Event](REQUEST_QUEUE_SIZE)
+        self._channels[event.stream_id] = send
+        cycle = RequestCycle(
+            self._connection,
+            event.stream_id,
+            event.headers,
+            receive,
+            request_ended=event.end_stream,
+            extra_response_headers=self._extra_headers,
+            root_path=self._server.root_path,
+        )
+        requests.start_soon(self._run_request, cycle, send, receive)
+
+    async def _run_request(
+        self,
+        cycle: RequestCycle,
+        send: trio.MemorySendChannel[Event],
+        receive: trio.MemoryReceiveChannel[Event],
+    ) -> None:
+        try:
+            await cycle.run(self._server.app)
+        finally:
+            receive.close()
+            send.close()
+            self._channels.pop(cycle.stream_id, None)
+            if self._draining and not self._channels:
+                self._dispatch.cancel()
+
+
+class _Lifespan:
+    """The ASGI lifespan protocol, if the application supports it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+        self._to_app_send, self._to_app = trio.open_memory_channel[dict[str, Any]](1)
+        self._from_app_send, self._from_app = trio.open_memory_channel[dict[str, Any]](1)
+        self._supported = False
+        self.state: dict[str, Any] = {}
+
+    async def startup(self, nursery: trio.Nursery) -> None:
+        nursery.start_soon(self._run)
+        await self._to_app_send.send({"type": "lifespan.startup"})
+        with trio.fail_after(LIFESPAN_TIMEOUT):
+            message = await self._from_app.receive()
+        if message["type"] == "lifespan.startup.failed":
+            raise RuntimeError(f"the application's startup failed: {message.get('message', '')}")
+        self._supported = message["type"] == "lifespan.startup.complete"
+
+    async def shutdown(self) -> None:
+        if not self._supported:
+            return
+        await self._to_app_send.send({"type": "lifespan.shutdown"})
+        message = await self._from_app.receive()
+        if message["type"] == "lifespan.shutdown.failed":
+            log.error("the application's shutdown failed: %s", message.get("message", ""))
+
+    async def _run(self) -> None:
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": self.state}
+
+        async def receive() -> dict[str, Any]:
+            return await self._to_app.receive()
+
+        async def send(message: Any) -> None:
+            await self._from_app_send.send(dict(message))
+
+        try:
+            await self._app(scope, receive, send)
+        except Exception as exc:
+            # ASGI: an application that does not support lifespan raises; go on without it.
+            log.debug("no lifespan support in the application: %r", exc)
+        finally:
+            if not self._supported:
+                try:
+                    self._from_app_send.send_nowait({"type": "lifespan.unsupported"})
+                except trio.WouldBlock:
+                    pass
