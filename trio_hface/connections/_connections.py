@@ -572,6 +572,9 @@ class HTTPOverQUICConnection(HTTPConnection):
                 mark = self._submitted
                 self._tick()
                 datagrams = self._quic.datagrams_to_send()
+                # Even when nothing went out (pacing, congestion), a timer may
+                # now be due: the reader must wake for it, or data would wait.
+                self._retime()
                 if datagrams:
                     for datagram in datagrams:
                         await self._datagrams.send(datagram)

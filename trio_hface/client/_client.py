@@ -1,0 +1,358 @@
+"""Client and ClientSession: HTTP requests over pooled connections of any version."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from .._models import ClientTLSConfig
+from ..connections import HTTPConnection, HTTPOverQUICOpener, HTTPOverTCPOpener
+from ..errors import ConnectError
+from ..protocols import ALPNHTTPFactory, HTTPOverQUICClientFactory, HTTPOverTCPFactory
+from ..protocols.http1 import HTTP1ClientFactory
+from ..protocols.http2 import HTTP2ClientFactory
+from ..protocols.http3 import HTTP3ClientFactory
+from ._models import ClientProtocol, Origin, Request, Response
+from ._pool import AltService, ConnectionLost, Exchange, PooledConnection, parse_alt_svc
+
+__all__ = ["Client", "ClientSession", "StreamingResponse"]
+
+log = logging.getLogger(__name__)
+
+#: Methods that may be sent again when a reused connection ended before answering
+#: (RFC 9110 section 9.2.2: idempotent methods).
+_RETRYABLE = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+#: Seconds an HTTP/3 handshake to an Alt-Svc alternative may take before the
+#: request falls back to TCP (browsers race the two after a few hundred ms).
+ALT_SVC_HANDSHAKE_TIMEOUT = 2.0
+
+
+class Client:
+    """An HTTP client for every HTTP version.
+
+    Requests are made in a session, which owns the connections::
+
+        client = Client()
+        async with client.session() as session:
+            response = await session.dispatch(Request("GET", "https://example.com/"))
+
+    :param tls_config: TLS settings (certificates are verified by default)
+    :param protocol: which HTTP versions to use (default: HTTP/1.1 or HTTP/2
+        by ALPN, and HTTP/3 once a server advertises it with Alt-Svc)
+    :param http1_factory: the HTTP/1.1 implementation
+    :param http2_factory: the HTTP/2 implementation
+    :param http3_factory: the HTTP/3 implementation
+    :param connect_timeout: seconds to open a connection (TCP, TLS, QUIC)
+    :param read_timeout: seconds to wait for each piece of a response
+    :param pool_timeout: seconds to wait for a pooled connection to become free
+    :param max_connections_per_origin: how many connections one origin may have
+    """
+
+    def __init__(
+        self,
+        *,
+        tls_config: ClientTLSConfig | None = None,
+        protocol: ClientProtocol = ClientProtocol.ALL,
+        http1_factory: HTTPOverTCPFactory | None = None,
+        http2_factory: HTTPOverTCPFactory | None = None,
+        http3_factory: HTTPOverQUICClientFactory | None = None,
+        connect_timeout: float | None = 10.0,
+        read_timeout: float | None = 60.0,
+        pool_timeout: float | None = 60.0,
+        max_connections_per_origin: int = 10,
+    ) -> None:
+        if max_connections_per_origin < 1:
+            raise ValueError(
+                f"max_connections_per_origin must be positive, not {max_connections_per_origin!r}"
+            )
+        self.tls_config = tls_config or ClientTLSConfig()
+        self.protocol = protocol
+        self.http1_factory = http1_factory or HTTP1ClientFactory()
+        self.http2_factory = http2_factory or HTTP2ClientFactory()
+        self.http3_factory = http3_factory or HTTP3ClientFactory()
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.pool_timeout = pool_timeout
+        self.max_connections_per_origin = max_connections_per_origin
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[ClientSession]:
+        """Open a session: its connections live until the ``async with`` ends."""
+        async with trio.open_nursery() as nursery:
+            session = ClientSession(self, nursery)
+            try:
+                yield session
+            finally:
+                await session.aclose()
+
+    def _tcp_factory(self, origin: Origin) -> HTTPOverTCPFactory:
+        if self.protocol is ClientProtocol.HTTP1:
+            return self.http1_factory
+        if self.protocol is ClientProtocol.HTTP2:
+            return self.http2_factory
+        if not origin.tls:
+            return self.http1_factory
+        return ALPNHTTPFactory([self.http2_factory, self.http1_factory])
+
+
+class StreamingResponse:
+    """A response whose body is read as it arrives; obtain it from :meth:`ClientSession.stream`."""
+
+    def __init__(self, response: Response, exchange: Exchange, read_timeout: float | None) -> None:
+        self._response = response
+        self._exchange = exchange
+        self._read_timeout = read_timeout
+        #: The status code.
+        self.status = response.status
+        #: The header fields.
+        self.headers = response.headers
+        #: ``"1.1"``, ``"2"`` or ``"3"``.
+        self.http_version = response.http_version
+        #: Informational (1xx) responses received before this one.
+        self.informational = response.informational
+
+    @property
+    def trailers(self) -> list[tuple[bytes, bytes]]:
+        """Trailers, once the body has been read to its end."""
+        return self._exchange.trailers
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """Yield the body as it arrives (reading also returns flow-control credit)."""
+        async for chunk in self._exchange.receive_body(self._read_timeout):
+            yield chunk
+
+    async def aread(self) -> bytes:
+        """Read the rest of the body."""
+        return b"".join([chunk async for chunk in self.aiter_bytes()])
+
+
+class ClientSession:
+    """Requests and the connection pool behind them; obtain one from :meth:`Client.session`."""
+
+    def __init__(self, client: Client, nursery: trio.Nursery) -> None:
+        self._client = client
+        self._nursery = nursery
+        self._connections: dict[Origin, list[PooledConnection]] = {}
+        self._opening: dict[Origin, int] = {}
+        self._alt_svc: dict[Origin, AltService] = {}
+        # Whether connections to an origin (by TCP, by QUIC) turned out multiplexed.
+        self._multiplexed: dict[tuple[Origin, bool], bool] = {}
+        self._changed = trio.Event()
+        self._closed = False
+
+    # -- public API -----------------------------------------------------------
+
+    async def dispatch(self, request: Request) -> Response:
+        """Send a request and read the whole response.
+
+        :raises ConnectError: if no connection could be opened
+        :raises StreamResetError: if the server reset the request's stream
+        :raises trio.TooSlowError: if a timeout of the client ran out
+        """
+        async with self.stream(request) as response:
+            content = await response.aread()
+            return Response(
+                response.status,
+                response.headers,
+                content,
+                http_version=response.http_version,
+                informational=response.informational,
+                trailers=response.trailers,
+            )
+
+    @asynccontextmanager
+    async def stream(self, request: Request) -> AsyncIterator[StreamingResponse]:
+        """Send a request; give the response once its headers arrived, to read its body as it comes.
+
+        Leaving the ``async with`` before the body ended cancels the request
+        (the stream is reset; an HTTP/1.1 connection is closed).
+        """
+        attempts = 2 if request.method.upper() in _RETRYABLE and isinstance(request.content, bytes) else 1
+        for attempt in range(attempts):
+            async with trio.open_nursery() as upload:
+                exchange = await self._start(request, upload)
+                try:
+                    try:
+                        head = await exchange.receive_head(self._client.read_timeout)
+                    except ConnectionLost:
+                        if attempt + 1 < attempts:
+                            log.debug("connection lost before the response; retrying %s", request.url)
+                            continue
+                        raise
+                    self._learn_alt_svc(exchange.pooled.origin, head)
+                    yield StreamingResponse(head, exchange, self._client.read_timeout)
+                    return
+                finally:
+                    upload.cancel_scope.cancel()
+                    with trio.CancelScope(shield=True):
+                        await exchange.aclose()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def aclose(self) -> None:
+        """Close every connection (each says goodbye) and end the session. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._nursery.cancel_scope.cancel()
+        await trio.lowlevel.checkpoint()
+
+    # -- requests -------------------------------------------------------------
+
+    async def _start(self, request: Request, upload: trio.Nursery) -> Exchange:
+        url = request.parsed_url
+        origin = url.origin
+        pooled = await self._acquire(origin)
+        exchange = pooled.start_exchange()
+        method = request.method.upper().encode("ascii")
+        headers: list[tuple[bytes, bytes]] = [(b":method", method)]
+        if method == b"CONNECT":
+            headers.append((b":authority", origin.authority))
+        else:
+            headers += [
+                (b":scheme", origin.scheme.encode()),
+                (b":authority", origin.authority),
+                (b":path", url.target.encode("ascii")),
+            ]
+        for name, value in request.headers:
+            name = name.lower()
+            if name != b"host":
+                headers.append((name, value))
+        if (
+            isinstance(request.content, bytes)
+            and request.content
+            and not any(n == b"content-length" for n, _ in headers)
+        ):
+            headers.append((b"content-length", b"%d" % len(request.content)))
+        try:
+            await exchange.send_request(request, headers, upload)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await exchange.aclose()
+            raise
+        return exchange
+
+    async def _acquire(self, origin: Origin) -> PooledConnection:
+        timeout = self._client.pool_timeout
+        with trio.fail_after(timeout if timeout is not None else float("inf")):
+            while True:
+                if self._closed:
+                    raise trio.ClosedResourceError("the session is closed")
+                want_h3 = self._wants_http3(origin)
+                candidates = [
+                    p
+                    for p in self._connections.get(origin, [])
+                    if (p.http_version == "3") == want_h3 or not want_h3
+                ]
+                for pooled in candidates:
+                    if pooled.usable():
+                        return pooled
+                opening = self._opening.get(origin, 0)
+                if opening and self._multiplexed.get((origin, want_h3)) is not False:
+                    # A connection on its way may be HTTP/2 or HTTP/3 and serve us too:
+                    # wait for it rather than open one connection per request.
+                    await self._changed.wait()
+                    continue
+                count = len(candidates) + opening
+                if count < self._client.max_connections_per_origin:
+                    pooled = await self._open(origin)
+                    if pooled.usable():
+                        return pooled
+                    continue
+                changed = self._changed
+                await changed.wait()
+
+    def _wants_http3(self, origin: Origin) -> bool:
+        """Whether new requests to *origin* should go over HTTP/3."""
+        if self._client.protocol is ClientProtocol.HTTP3:
+            return True
+        alternative = self._alt_svc.get(origin)
+        return (
+            self._client.protocol is ClientProtocol.ALL
+            and alternative is not None
+            and alternative.expires > trio.current_time()
+        )
+
+    async def _open(self, origin: Origin) -> PooledConnection:
+        self._opening[origin] = self._opening.get(origin, 0) + 1
+        try:
+            timeout = self._client.connect_timeout
+            with trio.fail_after(timeout if timeout is not None else float("inf")):
+                connection = await self._connect(origin)
+            pooled = PooledConnection(self, origin, connection)
+            await self._nursery.start(pooled.run)
+            self._connections.setdefault(origin, []).append(pooled)
+            self._multiplexed[(origin, connection.http_version == "3")] = connection.multiplexed
+            return pooled
+        except trio.TooSlowError:
+            raise ConnectError(f"cannot connect to {origin} in {self._client.connect_timeout} s") from None
+        finally:
+            self._opening[origin] -= 1
+            self._pool_changed()
+
+    async def _connect(self, origin: Origin) -> HTTPConnection:
+        client = self._client
+        use_h3 = client.protocol is ClientProtocol.HTTP3
+        alternative = self._alt_svc.get(origin)
+        if client.protocol is ClientProtocol.ALL and origin.tls and alternative is not None:
+            if alternative.expires > trio.current_time():
+                use_h3 = True
+            else:
+                del self._alt_svc[origin]
+        if use_h3:
+            if not origin.tls:
+                raise ConnectError(f"HTTP/3 needs https, not {origin}")
+            host, port = (
+                (alternative.host, alternative.port)
+                if alternative and client.protocol is ClientProtocol.ALL
+                else (origin.host, origin.port)
+            )
+            explicit = client.protocol is ClientProtocol.HTTP3
+            # An advertised alternative that does not answer must not delay the request long.
+            timeout = client.connect_timeout if explicit else ALT_SVC_HANDSHAKE_TIMEOUT
+            opener = HTTPOverQUICOpener(
+                client.http3_factory, tls_config=client.tls_config, handshake_timeout=timeout or 10.0
+            )
+            try:
+                return await opener((host, port), server_name=origin.host)
+            except ConnectError:
+                if client.protocol is ClientProtocol.HTTP3:
+                    raise
+                # RFC 7838 section 2.4: fall back to the origin itself.
+                log.info("HTTP/3 to %s failed; falling back to TCP", origin)
+                self._alt_svc.pop(origin, None)
+        tcp = HTTPOverTCPOpener(client._tcp_factory(origin), tls_config=client.tls_config)
+        return await tcp((origin.host, origin.port), tls=origin.tls, server_name=origin.host)
+
+    def _learn_alt_svc(self, origin: Origin, response: Response) -> None:
+        if self._client.protocol is not ClientProtocol.ALL or not origin.tls or response.http_version == "3":
+            return
+        for name, value in response.headers:
+            if name == b"alt-svc":
+                found = parse_alt_svc(value, origin, trio.current_time())
+                if found is False:
+                    self._alt_svc.pop(origin, None)
+                elif isinstance(found, AltService):
+                    self._alt_svc[origin] = found
+                    # Later requests use HTTP/3: stop reusing the TCP connections for new ones.
+                    return
+
+    # -- pool bookkeeping -----------------------------------------------------
+
+    def _pool_changed(self) -> None:
+        changed, self._changed = self._changed, trio.Event()
+        changed.set()
+
+    def _forget(self, pooled: PooledConnection) -> None:
+        connections = self._connections.get(pooled.origin, [])
+        if pooled in connections:
+            connections.remove(pooled)
+        self._pool_changed()
+
+    def connections(self) -> dict[str, Any]:
+        """A summary of the pool: origin -> list of HTTP versions (for inspection and tests)."""
+        return {str(o): [p.http_version for p in ps] for o, ps in self._connections.items()}

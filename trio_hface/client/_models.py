@@ -1,0 +1,147 @@
+"""Client models: URLs, origins, requests and responses."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from .._typing import HeadersType
+
+__all__ = ["ClientProtocol", "Origin", "URL", "Request", "Response"]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class ClientProtocol(enum.Enum):
+    """Which HTTP versions a client uses."""
+
+    #: HTTP/1.1 or HTTP/2 on TCP, chosen by ALPN (HTTP/1.1 without TLS);
+    #: HTTP/3 once a server advertises it with Alt-Svc.
+    ALL = "all"
+    #: HTTP/1.1 or HTTP/2 on TCP, chosen by ALPN; Alt-Svc is ignored.
+    TCP = "tcp"
+    #: HTTP/1.1 only.
+    HTTP1 = "http1"
+    #: HTTP/2 only (prior knowledge without TLS).
+    HTTP2 = "http2"
+    #: HTTP/3 only.
+    HTTP3 = "http3"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Scheme, host and port: what a connection is opened to (RFC 6454)."""
+
+    #: ``"http"`` or ``"https"``.
+    scheme: str
+    #: Host name or IP address (IPv6 without brackets).
+    host: str
+    #: Port number.
+    port: int
+
+    @property
+    def tls(self) -> bool:
+        """Whether the origin uses TLS."""
+        return self.scheme == "https"
+
+    @property
+    def authority(self) -> bytes:
+        """The ``:authority`` of requests to this origin (the port only when not the default)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if _DEFAULT_PORTS.get(self.scheme) == self.port:
+            return host.encode("idna")
+        return f"{host}:{self.port}".encode("idna")
+
+    @classmethod
+    def parse(cls, value: str) -> Origin:
+        """Parse ``scheme://host[:port]``.
+
+        :raises ValueError: if it is not an http or https URL with a host
+        """
+        return URL.parse(value).origin
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.authority.decode('idna')}"
+
+
+@dataclass(frozen=True)
+class URL:
+    """An http or https URL, split into its origin and its target."""
+
+    #: Where to connect.
+    origin: Origin
+    #: Path and query, as sent in ``:path`` (``"/"`` at least).
+    target: str
+
+    @classmethod
+    def parse(cls, value: str) -> URL:
+        """Parse an absolute http or https URL.
+
+        :raises ValueError: if the URL is not absolute http(s) or has no host
+        """
+        parts = urlsplit(value)
+        scheme = parts.scheme.lower()
+        if scheme not in _DEFAULT_PORTS:
+            raise ValueError(f"only http:// and https:// URLs are supported, not {value!r}")
+        if not parts.hostname:
+            raise ValueError(f"the URL has no host: {value!r}")
+        try:
+            port = parts.port or _DEFAULT_PORTS[scheme]
+        except ValueError:
+            raise ValueError(f"invalid port in {value!r}") from None
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return cls(Origin(scheme, parts.hostname, port), target)
+
+    def __str__(self) -> str:
+        return f"{self.origin}{self.target}"
+
+
+@dataclass
+class Request:
+    """An HTTP request to send.
+
+    :param method: the method, such as ``"GET"``
+    :param url: the URL, as a string or :class:`URL`
+    :param headers: extra headers (names are lower-cased; pseudo-headers are made from the URL)
+    :param content: the body: bytes, or an async iterable of bytes for a streamed upload
+    """
+
+    method: str
+    url: URL | str
+    headers: HeadersType = ()
+    content: bytes | AsyncIterable[bytes] = b""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.url, str):
+            self.url = URL.parse(self.url)
+
+    @property
+    def parsed_url(self) -> URL:
+        """The URL as a :class:`URL`."""
+        assert isinstance(self.url, URL)
+        return self.url
+
+
+@dataclass
+class Response:
+    """An HTTP response."""
+
+    #: The status code.
+    status: int
+    #: The header fields (no pseudo-headers).
+    headers: list[tuple[bytes, bytes]]
+    #: The body (for streamed responses: what has been read).
+    content: bytes = b""
+    #: ``"1.1"``, ``"2"`` or ``"3"``.
+    http_version: str = ""
+    #: Informational (1xx) responses received before this one, in order.
+    informational: list[tuple[int, list[tuple[bytes, bytes]]]] = field(default_factory=list)
+    #: Trailers, if the server sent any.
+    trailers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of a header, or ``None``."""
+        name = name.lower()
+        return next((value for n, value in self.headers if n == name), None)

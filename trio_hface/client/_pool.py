@@ -1,0 +1,279 @@
+"""The connection pool of a client session.
+
+Theory of operation
+-------------------
+
+Each pooled connection is owned by a *runner* task in the session's nursery:
+it enters the connection (``async with``) and routes the connection's events
+to the exchange (request/response) of each stream through a bounded
+channel. An exchange takes its events from that channel as the caller reads
+the response, so a caller that stops reading stops the runner once the
+channel is full, and the server's flow-control window closes: memory stays
+bounded (the price is that one slow reader stalls the other streams of its
+connection).
+
+Connections are reused: HTTP/1.1 ones for one request at a time (keep-alive),
+HTTP/2 and HTTP/3 ones for as many concurrent requests as the server allows.
+A connection that ends or receives GOAWAY takes no new request and is
+replaced by a new one when needed; at most ``max_connections_per_origin``
+connections exist per origin, and a request waits (up to ``pool_timeout``)
+for one of them to become available.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import AsyncIterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import trio
+
+from .._typing import HeadersType
+from ..connections import HTTPConnection
+from ..errors import HFaceError, RemoteProtocolError, StreamResetError
+from ..events import (
+    ConnectionTerminated,
+    DataReceived,
+    Event,
+    GoawayReceived,
+    HeadersReceived,
+    StreamEvent,
+    StreamReset,
+    StreamResetReceived,
+)
+from ._models import Origin, Request, Response
+
+if TYPE_CHECKING:
+    from ._client import ClientSession
+
+__all__ = ["Exchange", "PooledConnection", "parse_alt_svc"]
+
+log = logging.getLogger(__name__)
+
+#: Events queued per exchange before the connection stops handing out more.
+EXCHANGE_QUEUE_SIZE = 16
+
+#: Body pieces sent at once when uploading from bytes.
+UPLOAD_CHUNK = 256 * 1024
+
+
+class ConnectionLost(HFaceError):
+    """The connection ended before the response began (the request may be retried)."""
+
+
+class PooledConnection:
+    """One connection of the pool and the task that routes its events."""
+
+    def __init__(self, session: ClientSession, origin: Origin, connection: HTTPConnection) -> None:
+        self.session = session
+        self.origin = origin
+        self.connection = connection
+        self.channels: dict[int, trio.MemorySendChannel[Event]] = {}
+        self.dead = False
+        self.goaway = False
+        self.last_used = trio.current_time()
+
+    @property
+    def http_version(self) -> str:
+        """``"1.1"``, ``"2"`` or ``"3"``."""
+        return {"1": "1.1"}.get(self.connection.http_version, self.connection.http_version)
+
+    def usable(self) -> bool:
+        """Whether a new request may start on this connection now."""
+        return not self.dead and not self.goaway and self.connection.is_available()
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the connection: enter it, route its events, forget it when it ends."""
+        try:
+            async with self.connection:
+                task_status.started()
+                while True:
+                    event = await self.connection.receive_event()
+                    if isinstance(event, ConnectionTerminated):
+                        log.debug("connection to %s ended: %r", self.origin, event)
+                        break
+                    if isinstance(event, GoawayReceived):
+                        self.goaway = True
+                        self.session._pool_changed()
+                        continue
+                    if isinstance(event, StreamEvent):
+                        await self._route(event)
+                    if (
+                        self.connection.has_expired()
+                        and not self.channels
+                        and not self.connection.multiplexed
+                    ):
+                        break  # HTTP/1.1 that the server closes after its response
+        finally:
+            self.dead = True
+            for channel in self.channels.values():
+                channel.close()
+            self.channels.clear()
+            self.session._forget(self)
+
+    async def _route(self, event: StreamEvent) -> None:
+        channel = self.channels.get(event.stream_id)
+        if channel is None:
+            return
+        try:
+            await channel.send(event)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.channels.pop(event.stream_id, None)
+        if isinstance(event, StreamReset):
+            channel.close()
+            self.channels.pop(event.stream_id, None)
+
+    def start_exchange(self) -> Exchange:
+        """Reserve a stream for a request (before any checkpoint, so the ID is ours)."""
+        stream_id = self.connection.get_available_stream_id()
+        send, receive = trio.open_memory_channel[Event](EXCHANGE_QUEUE_SIZE)
+        self.channels[stream_id] = send
+        self.last_used = trio.current_time()
+        return Exchange(self, stream_id, receive)
+
+    def finish_exchange(self, exchange: Exchange) -> None:
+        channel = self.channels.pop(exchange.stream_id, None)
+        if channel is not None:
+            channel.close()
+        self.last_used = trio.current_time()
+        self.session._pool_changed()
+
+
+class Exchange:
+    """One request and its response on a pooled connection."""
+
+    def __init__(
+        self, pooled: PooledConnection, stream_id: int, events: trio.MemoryReceiveChannel[Event]
+    ) -> None:
+        self.pooled = pooled
+        self.connection = pooled.connection
+        self.stream_id = stream_id
+        self._events = events
+        self.response_complete = False
+        self.request_complete = False
+        self.trailers: list[tuple[bytes, bytes]] = []
+
+    async def send_request(self, request: Request, headers: HeadersType, nursery: trio.Nursery) -> None:
+        """Send the headers now and the body in a task of *nursery*, alongside reading the response."""
+        content = request.content
+        empty = isinstance(content, bytes) and not content
+        await self.connection.send_headers(self.stream_id, headers, end_stream=empty)
+        if empty:
+            self.request_complete = True
+        else:
+            nursery.start_soon(self._send_body, content)
+
+    async def _send_body(self, content: bytes | AsyncIterable[bytes]) -> None:
+        try:
+            if isinstance(content, bytes):
+                await self.connection.send_data(self.stream_id, content, end_stream=True)
+            else:
+                async for chunk in content:
+                    if chunk:
+                        await self.connection.send_data(self.stream_id, bytes(chunk))
+                await self.connection.send_data(self.stream_id, b"", end_stream=True)
+            self.request_complete = True
+        except (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            # The response (or its absence) tells the caller what happened.
+            log.debug("request body not sent completely: %r", exc)
+
+    async def _next_event(self, read_timeout: float | None) -> Event:
+        deadline = math.inf if read_timeout is None else trio.current_time() + read_timeout
+        with trio.move_on_at(deadline) as scope:
+            try:
+                return await self._events.receive()
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                raise ConnectionLost(f"the connection to {self.pooled.origin} ended") from None
+        assert scope.cancelled_caught
+        raise trio.TooSlowError(f"no response data from {self.pooled.origin} in {read_timeout} s")
+
+    async def receive_head(self, read_timeout: float | None) -> Response:
+        """Wait for the final response's headers (informational ones are collected)."""
+        informational: list[tuple[int, list[tuple[bytes, bytes]]]] = []
+        while True:
+            event = await self._next_event(read_timeout)
+            if isinstance(event, HeadersReceived):
+                status_value = dict(event.headers).get(b":status", b"")
+                try:
+                    status = int(status_value)
+                except ValueError:
+                    raise RemoteProtocolError(f"invalid :status {status_value!r}") from None
+                headers = [(n, v) for n, v in event.headers if not n.startswith(b":")]
+                if 100 <= status < 200:
+                    informational.append((status, headers))
+                    continue
+                self.response_complete = event.end_stream
+                return Response(
+                    status, headers, http_version=self.pooled.http_version, informational=informational
+                )
+            if isinstance(event, StreamResetReceived):
+                raise StreamResetError(self.stream_id, event.error_code)
+            if isinstance(event, StreamReset):
+                raise StreamResetError(self.stream_id, event.error_code, "the stream was reset")
+
+    async def receive_body(self, read_timeout: float | None) -> AsyncIterable[bytes]:
+        """Yield body chunks until the response ends; collect trailers."""
+        while not self.response_complete:
+            event = await self._next_event(read_timeout)
+            if isinstance(event, DataReceived):
+                self.response_complete = event.end_stream
+                if event.data:
+                    yield event.data
+            elif isinstance(event, HeadersReceived):
+                self.trailers = [(n, v) for n, v in event.headers if not n.startswith(b":")]
+                self.response_complete = True
+            elif isinstance(event, StreamReset):
+                raise StreamResetError(self.stream_id, event.error_code)
+
+    async def aclose(self) -> None:
+        """Release the stream: reset it if the response was not read to the end."""
+        self._events.close()
+        if not self.response_complete and not self.pooled.dead:
+            try:
+                await self.connection.send_stream_reset(self.stream_id, self.connection.error_codes.cancel)
+            except (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError, RuntimeError):
+                pass
+        self.pooled.finish_exchange(self)
+
+
+@dataclass(frozen=True)
+class AltService:
+    """An HTTP/3 alternative advertised by an origin (RFC 7838)."""
+
+    host: str
+    port: int
+    expires: float
+
+
+_ALT_SVC_ENTRY = re.compile(
+    r'\s*([A-Za-z0-9!#$%&\'*+.^_`|~-]+)="([^"]*)"((?:\s*;\s*[^,;=]+=[^,;]*)*)\s*(?:,|$)'
+)
+
+
+def parse_alt_svc(value: bytes, origin: Origin, now: float) -> AltService | bool | None:
+    """Find an ``h3`` alternative in an ``Alt-Svc`` value.
+
+    :returns: the alternative, ``False`` for ``clear`` (forget alternatives),
+        ``None`` when there is no usable ``h3`` entry
+    """
+    text = value.decode("latin-1").strip()
+    if text == "clear":
+        return False
+    for match in _ALT_SVC_ENTRY.finditer(text):
+        protocol, authority, params = match.groups()
+        if protocol != "h3":
+            continue
+        host, _, port_text = authority.rpartition(":")
+        host = host.strip("[]") or origin.host
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            continue
+        max_age = 86400.0  # RFC 7838 section 3.1: the default freshness lifetime
+        for param in params.split(";"):
+            name, _, raw = param.strip().partition("=")
+            if name == "ma" and raw.strip().isdigit():
+                max_age = float(raw.strip())
+        return AltService(host, int(port_text), now + max_age)
+    return None
