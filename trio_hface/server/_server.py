@@ -36,7 +36,7 @@ from ..protocols.http3 import HTTP3ServerFactory
 from ._asgi import ASGIApp, RequestCycle
 from ._models import Endpoint, ServerProtocol
 
-__all__ = ["ASGIServer"]
+__all__ = ["ASGIServer", "StreamServer"]
 
 log = logging.getLogger(__name__)
 
@@ -51,52 +51,52 @@ LIFESPAN_TIMEOUT = 30.0
 ALT_SVC_MAX_AGE = 86400
 
 
-class ASGIServer:
-    """Serves an ASGI 3 application over HTTP/1.1, HTTP/2 and HTTP/3.
-
-    :param app: the ASGI application
-    :param tls_config: certificate and key for ``https`` endpoints
-    :param protocol: which HTTP versions to offer (default: all)
-    :param http1_factory: the HTTP/1.1 implementation
-    :param http2_factory: the HTTP/2 implementation
-    :param http3_factory: the HTTP/3 implementation
-    :param alt_svc: advertise HTTP/3 with ``Alt-Svc`` on TCP responses when
-        HTTP/3 is served
-    :param root_path: the ASGI ``root_path`` of every request
-    :param graceful_timeout: seconds requests in flight may take to finish
-        once shutdown starts
-    :param idle_timeout: seconds a TCP connection may stay idle (keep-alive timeout)
-    :param handshake_timeout: seconds a TLS handshake may take
+class StreamServer:
+    """What the ASGI server and the proxy server share: endpoints, listeners,
+    a task per connection and per stream, graceful shutdown. Not public API.
     """
 
     def __init__(
         self,
-        app: ASGIApp,
         *,
         tls_config: ServerTLSConfig | None = None,
         protocol: ServerProtocol = ServerProtocol.ALL,
         http1_factory: HTTPOverTCPFactory | None = None,
         http2_factory: HTTPOverTCPFactory | None = None,
         http3_factory: HTTPOverQUICServerFactory | None = None,
-        alt_svc: bool = True,
-        root_path: str = "",
+        alt_svc: bool = False,
         graceful_timeout: float = 10.0,
         idle_timeout: float = 60.0,
         handshake_timeout: float = 10.0,
     ) -> None:
-        self.app = app
         self.tls_config = tls_config
         self.protocol = protocol
         self.http1_factory = http1_factory or HTTP1ServerFactory()
         self.http2_factory = http2_factory or HTTP2ServerFactory()
         self.http3_factory = http3_factory or HTTP3ServerFactory()
         self.alt_svc = alt_svc
-        self.root_path = root_path
         self.graceful_timeout = graceful_timeout
         self.idle_timeout = idle_timeout
         self.handshake_timeout = handshake_timeout
         self._shutdown = trio.Event()
         self._connections: set[_ConnectionHandler] = set()
+        self._alt_svc_headers: dict[int, list[tuple[bytes, bytes]]] = {}
+
+    async def run_stream(
+        self,
+        connection: HTTPConnection,
+        event: HeadersReceived,
+        events: trio.MemoryReceiveChannel[Event],
+        extra_headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        """Handle one request stream (subclasses implement it)."""
+        raise NotImplementedError
+
+    async def _startup(self, nursery: trio.Nursery) -> None:
+        """Before listening (the ASGI lifespan startup)."""
+
+    async def _cleanup(self) -> None:
+        """After the last connection ended (the ASGI lifespan shutdown)."""
 
     def shutdown(self) -> None:
         """Start a graceful shutdown; :meth:`run` returns when it is done."""
@@ -122,8 +122,7 @@ class ASGIServer:
         if not parsed:
             raise ValueError("give at least one endpoint")
         async with trio.open_nursery() as outer:
-            lifespan = _Lifespan(self.app)
-            await lifespan.startup(outer)
+            await self._startup(outer)
             try:
                 await outer.start(self._serve, parsed)
                 task_status.started(self._bound)
@@ -135,7 +134,7 @@ class ASGIServer:
                 with trio.CancelScope(shield=True):
                     await self._serving_done.wait()
                     with trio.move_on_after(LIFESPAN_TIMEOUT):
-                        await lifespan.shutdown()
+                        await self._cleanup()
                 outer.cancel_scope.cancel()
 
     async def _serve(self, endpoints: list[Endpoint], task_status: trio.TaskStatus[None]) -> None:
@@ -247,7 +246,7 @@ class _ConnectionHandler:
     """Routes one connection's events to its requests, and drains on shutdown."""
 
     def __init__(
-        self, server: ASGIServer, connection: HTTPConnection, extra_headers: list[tuple[bytes, bytes]]
+        self, server: StreamServer, connection: HTTPConnection, extra_headers: list[tuple[bytes, bytes]]
     ) -> None:
         self._server = server
         self._connection = connection
@@ -318,31 +317,96 @@ class _ConnectionHandler:
     def _start_request(self, event: HeadersReceived, requests: trio.Nursery) -> None:
         send, receive = trio.open_memory_channel[Event](REQUEST_QUEUE_SIZE)
         self._channels[event.stream_id] = send
-        cycle = RequestCycle(
-            self._connection,
-            event.stream_id,
-            event.headers,
-            receive,
-            request_ended=event.end_stream,
-            extra_response_headers=self._extra_headers,
-            root_path=self._server.root_path,
-        )
-        requests.start_soon(self._run_request, cycle, send, receive)
+        requests.start_soon(self._run_request, event, send, receive)
 
     async def _run_request(
         self,
-        cycle: RequestCycle,
+        event: HeadersReceived,
         send: trio.MemorySendChannel[Event],
         receive: trio.MemoryReceiveChannel[Event],
     ) -> None:
         try:
-            await cycle.run(self._server.app)
+            await self._server.run_stream(self._connection, event, receive, self._extra_headers)
         finally:
             receive.close()
             send.close()
-            self._channels.pop(cycle.stream_id, None)
+            self._channels.pop(event.stream_id, None)
             if self._draining and not self._channels:
                 self._dispatch.cancel()
+
+
+class ASGIServer(StreamServer):
+    """Serves an ASGI 3 application over HTTP/1.1, HTTP/2 and HTTP/3.
+
+    :param app: the ASGI application
+    :param tls_config: certificate and key for ``https`` endpoints
+    :param protocol: which HTTP versions to offer (default: all)
+    :param http1_factory: the HTTP/1.1 implementation
+    :param http2_factory: the HTTP/2 implementation
+    :param http3_factory: the HTTP/3 implementation
+    :param alt_svc: advertise HTTP/3 with ``Alt-Svc`` on TCP responses when
+        HTTP/3 is served
+    :param root_path: the ASGI ``root_path`` of every request
+    :param graceful_timeout: seconds requests in flight may take to finish
+        once shutdown starts
+    :param idle_timeout: seconds a TCP connection may stay idle (keep-alive timeout)
+    :param handshake_timeout: seconds a TLS handshake may take
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        tls_config: ServerTLSConfig | None = None,
+        protocol: ServerProtocol = ServerProtocol.ALL,
+        http1_factory: HTTPOverTCPFactory | None = None,
+        http2_factory: HTTPOverTCPFactory | None = None,
+        http3_factory: HTTPOverQUICServerFactory | None = None,
+        alt_svc: bool = True,
+        root_path: str = "",
+        graceful_timeout: float = 10.0,
+        idle_timeout: float = 60.0,
+        handshake_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(
+            tls_config=tls_config,
+            protocol=protocol,
+            http1_factory=http1_factory,
+            http2_factory=http2_factory,
+            http3_factory=http3_factory,
+            alt_svc=alt_svc,
+            graceful_timeout=graceful_timeout,
+            idle_timeout=idle_timeout,
+            handshake_timeout=handshake_timeout,
+        )
+        self.app = app
+        self.root_path = root_path
+        self._lifespan = _Lifespan(app)
+
+    async def _startup(self, nursery: trio.Nursery) -> None:
+        self._lifespan = _Lifespan(self.app)
+        await self._lifespan.startup(nursery)
+
+    async def _cleanup(self) -> None:
+        await self._lifespan.shutdown()
+
+    async def run_stream(
+        self,
+        connection: HTTPConnection,
+        event: HeadersReceived,
+        events: trio.MemoryReceiveChannel[Event],
+        extra_headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        cycle = RequestCycle(
+            connection,
+            event.stream_id,
+            event.headers,
+            events,
+            request_ended=event.end_stream,
+            extra_response_headers=extra_headers,
+            root_path=self.root_path,
+        )
+        await cycle.run(self.app)
 
 
 class _Lifespan:
