@@ -266,3 +266,17 @@ async def test_endpoint_parsing() -> None:
     for bad in ("ftp://a:1", "https://a", "https://a:99999", "https://a:1/path"):
         with pytest.raises(ValueError):
             Endpoint.parse(bad)
+
+
+async def test_connection_close_ends_the_connection() -> None:
+    """After a `Connection: close` exchange the server closes the connection (the client waits for EOF)."""
+    server = ASGIServer(apps.app, idle_timeout=60)
+    async with running(server, "http://127.0.0.1:0") as endpoint:
+        stream = await trio.open_tcp_stream("127.0.0.1", endpoint.port)
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        received = b""
+        with trio.fail_after(5):
+            while chunk := await stream.receive_some():
+                received += chunk
+        assert received.startswith(b"HTTP/1.1 200") and b"hello " in received
+        await stream.aclose()

@@ -1,14 +1,19 @@
-"""Ready-to-use clients: an HTTP client for every HTTP version."""
+"""Ready-to-use clients: an HTTP client and a proxy client for every HTTP version."""
 
 from __future__ import annotations
 
 from ._client import Client, ClientSession, StreamingResponse
 from ._models import URL, ClientProtocol, Origin, Request, Response
+from ._proxy import ProxyClient, ProxyClientSession
+from ._tunnel import TunnelStream
 
 __all__ = [
     "Client",
     "ClientSession",
     "StreamingResponse",
+    "ProxyClient",
+    "ProxyClientSession",
+    "TunnelStream",
     "ClientProtocol",
     "Origin",
     "URL",

@@ -10,14 +10,16 @@ from typing import Any
 import trio
 
 from .._models import ClientTLSConfig
-from ..connections import HTTPConnection, HTTPOverQUICOpener, HTTPOverTCPOpener
+from ..connections import HTTPConnection, HTTPOverQUICOpener, HTTPOverTCPConnection, HTTPOverTCPOpener
 from ..errors import ConnectError
+from ..networking import client_ssl_context
 from ..protocols import ALPNHTTPFactory, HTTPOverQUICClientFactory, HTTPOverTCPFactory
 from ..protocols.http1 import HTTP1ClientFactory
 from ..protocols.http2 import HTTP2ClientFactory
 from ..protocols.http3 import HTTP3ClientFactory
 from ._models import ClientProtocol, Origin, Request, Response
 from ._pool import AltService, ConnectionLost, Exchange, PooledConnection, parse_alt_svc
+from ._tunnel import TunnelStream, establish
 
 __all__ = ["Client", "ClientSession", "StreamingResponse"]
 
@@ -51,6 +53,10 @@ class Client:
     :param read_timeout: seconds to wait for each piece of a response
     :param pool_timeout: seconds to wait for a pooled connection to become free
     :param max_connections_per_origin: how many connections one origin may have
+    :param proxy_origin: an HTTP proxy to tunnel every connection through
+        (CONNECT); HTTP/3 to origins is not tunnelled, so requests use TCP
+    :param proxy_protocol: the HTTP version spoken with the proxy (TCP means
+        HTTP/2 or HTTP/1.1 by ALPN; HTTP3 tunnels over QUIC)
     """
 
     def __init__(
@@ -65,6 +71,8 @@ class Client:
         read_timeout: float | None = 60.0,
         pool_timeout: float | None = 60.0,
         max_connections_per_origin: int = 10,
+        proxy_origin: Origin | str | None = None,
+        proxy_protocol: ClientProtocol = ClientProtocol.TCP,
     ) -> None:
         if max_connections_per_origin < 1:
             raise ValueError(
@@ -79,6 +87,12 @@ class Client:
         self.read_timeout = read_timeout
         self.pool_timeout = pool_timeout
         self.max_connections_per_origin = max_connections_per_origin
+        self.proxy_origin = Origin.parse(proxy_origin) if isinstance(proxy_origin, str) else proxy_origin
+        if self.proxy_origin is not None and protocol is ClientProtocol.HTTP3:
+            raise ValueError("HTTP/3 to an origin cannot go through a CONNECT proxy: use TCP, HTTP1 or HTTP2")
+        if proxy_protocol is ClientProtocol.ALL:
+            proxy_protocol = ClientProtocol.TCP  # a proxy is not upgraded by Alt-Svc
+        self.proxy_protocol = proxy_protocol
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[ClientSession]:
@@ -144,6 +158,7 @@ class ClientSession:
         self._multiplexed: dict[tuple[Origin, bool], bool] = {}
         self._changed = trio.Event()
         self._closed = False
+        self._proxy_session: ClientSession | None = None
 
     # -- public API -----------------------------------------------------------
 
@@ -192,6 +207,42 @@ class ClientSession:
                     with trio.CancelScope(shield=True):
                         await exchange.aclose()
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def open_tunnel(self, proxy: Origin, host: str, port: int) -> TunnelStream:
+        """Open a CONNECT tunnel to ``host:port`` through the proxy at *proxy*.
+
+        :raises ProxyError: if the proxy refused or could not reach the target
+        :raises ConnectError: if the proxy cannot be reached
+        """
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        pooled = await self._acquire(proxy)
+        exchange = pooled.start_exchange()
+        headers = [(b":method", b"CONNECT"), (b":authority", authority.encode("idna"))]
+        try:
+            await exchange.connection.send_headers(exchange.stream_id, headers)
+            return await establish(exchange, self._client.read_timeout, authority)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await exchange.aclose()
+            raise
+
+    def _proxy(self) -> ClientSession:
+        """The session that holds the connections to the proxy."""
+        if self._proxy_session is None:
+            client = self._client
+            proxy_client = Client(
+                tls_config=client.tls_config,
+                protocol=client.proxy_protocol,
+                http1_factory=client.http1_factory,
+                http2_factory=client.http2_factory,
+                http3_factory=client.http3_factory,
+                connect_timeout=client.connect_timeout,
+                read_timeout=client.read_timeout,
+                pool_timeout=client.pool_timeout,
+                max_connections_per_origin=client.max_connections_per_origin,
+            )
+            self._proxy_session = ClientSession(proxy_client, self._nursery)
+        return self._proxy_session
 
     async def aclose(self) -> None:
         """Close every connection (each says goodbye) and end the session. Idempotent."""
@@ -270,6 +321,8 @@ class ClientSession:
         """Whether new requests to *origin* should go over HTTP/3."""
         if self._client.protocol is ClientProtocol.HTTP3:
             return True
+        if self._client.proxy_origin is not None:
+            return False  # CONNECT tunnels carry TCP only
         alternative = self._alt_svc.get(origin)
         return (
             self._client.protocol is ClientProtocol.ALL
@@ -296,9 +349,16 @@ class ClientSession:
 
     async def _connect(self, origin: Origin) -> HTTPConnection:
         client = self._client
+        if client.proxy_origin is not None:
+            return await self._connect_through_proxy(client.proxy_origin, origin)
         use_h3 = client.protocol is ClientProtocol.HTTP3
         alternative = self._alt_svc.get(origin)
-        if client.protocol is ClientProtocol.ALL and origin.tls and alternative is not None:
+        if (
+            client.protocol is ClientProtocol.ALL
+            and origin.tls
+            and alternative is not None
+            and not client.proxy_origin
+        ):
             if alternative.expires > trio.current_time():
                 use_h3 = True
             else:
@@ -327,6 +387,31 @@ class ClientSession:
                 self._alt_svc.pop(origin, None)
         tcp = HTTPOverTCPOpener(client._tcp_factory(origin), tls_config=client.tls_config)
         return await tcp((origin.host, origin.port), tls=origin.tls, server_name=origin.host)
+
+    async def _connect_through_proxy(self, proxy: Origin, origin: Origin) -> HTTPConnection:
+        client = self._client
+        factory = client._tcp_factory(origin)
+        tunnel = await self._proxy().open_tunnel(proxy, origin.host, origin.port)
+        stream: trio.abc.Stream = tunnel
+        if origin.tls:
+            context = client_ssl_context(client.tls_config, factory.alpn_protocols)
+            ssl_stream = trio.SSLStream(tunnel, context, server_hostname=origin.host, https_compatible=True)
+            try:
+                await ssl_stream.do_handshake()
+            except BaseException:
+                await trio.aclose_forcefully(tunnel)
+                raise
+            stream = ssl_stream
+        extra: dict[str, Any] = {
+            "tls_version": ssl_stream.version() if origin.tls else None,
+            "alpn_protocol": ssl_stream.selected_alpn_protocol() if origin.tls else None,
+            "peer_certificate": ssl_stream.getpeercert() if origin.tls else None,
+            "local_address": None,
+            "remote_address": (origin.host, origin.port),
+            "proxy": str(proxy),
+        }
+        protocol = factory(tls_version=extra["tls_version"], alpn_protocol=extra["alpn_protocol"])
+        return HTTPOverTCPConnection(protocol, stream, extra)
 
     def _learn_alt_svc(self, origin: Origin, response: Response) -> None:
         if self._client.protocol is not ClientProtocol.ALL or not origin.tls or response.http_version == "3":

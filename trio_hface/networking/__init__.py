@@ -15,6 +15,7 @@ from ._abc import (
 )
 from ._quic import QUICListener, QUICListenerStatistics, UDPStream, resolve_udp
 from ._system import SystemNetworking
+from ._tls import client_ssl_context, server_ssl_context
 
 __all__ = [
     "ByteStream",
@@ -31,4 +32,6 @@ __all__ = [
     "QUICListenerStatistics",
     "UDPStream",
     "resolve_udp",
+    "client_ssl_context",
+    "server_ssl_context",
 ]

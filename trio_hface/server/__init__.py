@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._asgi import ASGIApp, ClientDisconnected
 from ._models import Endpoint, ServerProtocol
+from ._proxy import ProxyServer
 from ._server import ASGIServer
 
-__all__ = ["ASGIServer", "ASGIApp", "ClientDisconnected", "Endpoint", "ServerProtocol"]
+__all__ = ["ASGIServer", "ProxyServer", "ASGIApp", "ClientDisconnected", "Endpoint", "ServerProtocol"]

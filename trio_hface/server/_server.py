@@ -331,7 +331,10 @@ class _ConnectionHandler:
             receive.close()
             send.close()
             self._channels.pop(event.stream_id, None)
-            if self._draining and not self._channels:
+            expired = not self._connection.multiplexed and self._connection.has_expired()
+            if (self._draining or expired) and not self._channels:
+                # Nothing more will be served here (an HTTP/1.1 "Connection:
+                # close" exchange ended, or we drain): end the connection.
                 self._dispatch.cancel()
 
 

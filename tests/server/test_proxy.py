@@ -1,0 +1,137 @@
+"""The CONNECT proxy server, the client through it, and ProxyClient tunnels."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+import trio.testing
+
+from tests.conftest import Certs
+from tests.helpers import free_port, require_tool
+from tests.server import apps
+from trio_hface.client import Client, ClientProtocol, ProxyClient, Request, TunnelStream
+from trio_hface.errors import ProxyError
+from trio_hface.server import ASGIServer, Endpoint, ProxyServer
+
+
+@asynccontextmanager
+async def servers(
+    certs: Certs, proxy_endpoint: str = "https://127.0.0.1:0", **proxy_options: object
+) -> AsyncIterator[tuple[Endpoint, Endpoint]]:
+    """An ASGI server (the target) and a proxy; yield their bound endpoints."""
+    target = ASGIServer(apps.app, tls_config=certs.server)
+    proxy = ProxyServer(tls_config=certs.server, **proxy_options)  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        (target_endpoint, *_) = await nursery.start(target.run, ["https://127.0.0.1:0"])
+        (proxy_endpoint_bound, *_) = await nursery.start(proxy.run, [proxy_endpoint])
+        yield target_endpoint, proxy_endpoint_bound
+        target.shutdown()
+        proxy.shutdown()
+
+
+async def test_curl_through_proxy(certs: Certs) -> None:
+    """curl --proxytunnel -x tunnels HTTPS through the proxy (over HTTP/1.1, cleartext proxy)."""
+    curl = require_tool("curl")
+    async with servers(certs, "http://127.0.0.1:0") as (target, proxy):
+        result = await trio.run_process(
+            [
+                curl,
+                "-sS",
+                "--max-time",
+                "20",
+                "--proxytunnel",
+                "-x",
+                f"http://127.0.0.1:{proxy.port}",
+                "--cacert",
+                certs.cafile,
+                f"https://localhost:{target.port}/",
+            ],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr.decode()
+        assert result.stdout == b"hello "
+
+
+@pytest.mark.parametrize("proxy_protocol", [ClientProtocol.HTTP1, ClientProtocol.HTTP2, ClientProtocol.HTTP3])
+async def test_client_through_proxy_every_version(certs: Certs, proxy_protocol: ClientProtocol) -> None:
+    """Our client reaches an HTTPS origin through our proxy spoken to over HTTP/1.1, HTTP/2 or HTTP/3."""
+    async with servers(certs) as (target, proxy):
+        client = Client(
+            tls_config=certs.client,
+            protocol=ClientProtocol.TCP,
+            proxy_origin=f"https://localhost:{proxy.port}",
+            proxy_protocol=proxy_protocol,
+        )
+        payload = bytes(range(256)) * 4096
+        async with client.session() as session:
+            with trio.fail_after(30):
+                response = await session.dispatch(
+                    Request("POST", f"https://localhost:{target.port}/echo", content=payload)
+                )
+                again = await session.dispatch(Request("GET", f"https://localhost:{target.port}/"))
+        assert response.status == 200 and response.http_version == "2"  # end to end ALPN with the origin
+        assert hashlib.sha256(response.content).digest() == hashlib.sha256(payload).digest()
+        assert again.content == b"hello "
+
+
+async def test_proxy_allow_list_and_unreachable_target(certs: Certs) -> None:
+    """A destination outside the allow-list gets 403; an unreachable one 502 with a reason."""
+    async with servers(certs, allow=["localhost:*"]) as (target, proxy):
+        proxy_client = ProxyClient(f"https://localhost:{proxy.port}", tls_config=certs.client)
+        async with proxy_client.session() as session:
+            with pytest.raises(ProxyError) as refused:
+                await session.connect_tcp(("127.0.0.1", target.port))
+            assert refused.value.status == 403
+            with pytest.raises(ProxyError) as unreachable:
+                await session.connect_tcp(("localhost", free_port()))
+            assert unreachable.value.status == 502 and "cannot reach" in str(unreachable.value)
+            stream = await session.connect_tcp_tls(("localhost", target.port), alpn_protocols=["http/1.1"])
+            await stream.send_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            data = b""
+            with trio.fail_after(10):
+                while chunk := await stream.receive_some():
+                    data += chunk
+            assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"hello ")
+            await stream.aclose()
+
+
+@pytest.mark.parametrize("protocol", [ClientProtocol.HTTP1, ClientProtocol.HTTP2, ClientProtocol.HTTP3])
+async def test_tunnel_is_a_half_closeable_stream(certs: Certs, protocol: ClientProtocol) -> None:
+    """A tunnel passes trio's generic half-closeable stream checks, over every proxy version."""
+    proxy = ProxyServer(tls_config=certs.server)
+    async with trio.open_nursery() as nursery:
+        (proxy_endpoint, *_) = await nursery.start(proxy.run, ["https://127.0.0.1:0"])
+        accepted: trio.MemorySendChannel[trio.SocketStream]
+        accepted, incoming = trio.open_memory_channel[trio.SocketStream](1)
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        target_port = listeners[0].socket.getsockname()[1]
+
+        async def accept_loop() -> None:
+            while True:
+                await accepted.send(await listeners[0].accept())
+
+        nursery.start_soon(accept_loop)
+        client = ProxyClient(
+            f"https://localhost:{proxy_endpoint.port}", tls_config=certs.client, protocol=protocol
+        )
+        async with client.session() as session:
+
+            async def make_pair() -> tuple[TunnelStream, trio.SocketStream]:
+                tunnel = await session.connect_tcp(("127.0.0.1", target_port))
+                return tunnel, await incoming.receive()
+
+            with trio.fail_after(60):
+                await trio.testing.check_half_closeable_stream(make_pair, None)
+        proxy.shutdown()
+        nursery.cancel_scope.cancel()
+    for listener in listeners:
+        await listener.aclose()
+    accepted.close()
+    async for leftover in incoming:
+        await leftover.aclose()

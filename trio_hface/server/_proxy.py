@@ -1,0 +1,212 @@
+"""ProxyServer: CONNECT tunnels over HTTP/1.1, HTTP/2 and HTTP/3.
+
+Theory of operation
+-------------------
+
+Each CONNECT request (RFC 9110 section 9.3.6, RFC 9113 section 8.5, RFC 9114
+section 4.4) opens a TCP connection to its ``:authority`` and relays bytes
+both ways until both sides are done. Two tasks per tunnel:
+
+* client to target: DATA of the stream is written to the target as the
+  stream's events are taken, so a slow target stops the taking, and the
+  client's flow-control window closes; the client's end of stream becomes a
+  half-close (``send_eof``) of the target connection;
+* target to client: what the target sends goes out as DATA, waiting for the
+  client's flow-control credit; the target's EOF ends the stream.
+
+A target that cannot be reached gets ``502 Bad Gateway`` with the reason in
+the body; a destination outside the allow-list gets ``403 Forbidden``; a
+broken tunnel resets its stream with the version's CONNECT_ERROR.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from collections.abc import Sequence
+
+import trio
+
+from .._models import ServerTLSConfig
+from ..connections import HTTPConnection
+from ..errors import HFaceError
+from ..events import ConnectionTerminated, DataReceived, Event, HeadersReceived, StreamReset
+from ..protocols import HTTPOverQUICServerFactory, HTTPOverTCPFactory
+from ._models import ServerProtocol
+from ._server import StreamServer
+
+__all__ = ["ProxyServer"]
+
+log = logging.getLogger(__name__)
+
+#: Bytes read from the target at once.
+RELAY_CHUNK = 65536
+
+
+class ProxyServer(StreamServer):
+    """A CONNECT proxy: tunnels TCP connections through HTTP/1.1, HTTP/2 and HTTP/3.
+
+    Serve it with :meth:`run`, as :class:`ASGIServer`.
+
+    :param tls_config: certificate and key for ``https`` endpoints
+    :param protocol: which HTTP versions to offer (default: all)
+    :param http1_factory: the HTTP/1.1 implementation
+    :param http2_factory: the HTTP/2 implementation
+    :param http3_factory: the HTTP/3 implementation
+    :param allow: destinations that may be reached, as ``host:port`` patterns
+        with shell wildcards (``"*.example.com:443"``, ``"127.0.0.1:*"``);
+        ``None`` allows every destination
+    :param connect_timeout: seconds to reach a destination
+    :param graceful_timeout: seconds tunnels in use may go on once shutdown starts
+    :param idle_timeout: seconds a connection may stay idle
+    :param handshake_timeout: seconds a TLS handshake may take
+    """
+
+    def __init__(
+        self,
+        *,
+        tls_config: ServerTLSConfig | None = None,
+        protocol: ServerProtocol = ServerProtocol.ALL,
+        http1_factory: HTTPOverTCPFactory | None = None,
+        http2_factory: HTTPOverTCPFactory | None = None,
+        http3_factory: HTTPOverQUICServerFactory | None = None,
+        allow: Sequence[str] | None = None,
+        connect_timeout: float = 10.0,
+        graceful_timeout: float = 10.0,
+        idle_timeout: float = 300.0,
+        handshake_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(
+            tls_config=tls_config,
+            protocol=protocol,
+            http1_factory=http1_factory,
+            http2_factory=http2_factory,
+            http3_factory=http3_factory,
+            alt_svc=False,
+            graceful_timeout=graceful_timeout,
+            idle_timeout=idle_timeout,
+            handshake_timeout=handshake_timeout,
+        )
+        self.allow = list(allow) if allow is not None else None
+        self.connect_timeout = connect_timeout
+
+    def allowed(self, host: str, port: int) -> bool:
+        """Whether the allow-list lets a tunnel reach ``host:port``."""
+        if self.allow is None:
+            return True
+        target = f"{host.lower()}:{port}"
+        return any(fnmatch.fnmatchcase(target, pattern.lower()) for pattern in self.allow)
+
+    async def run_stream(
+        self,
+        connection: HTTPConnection,
+        event: HeadersReceived,
+        events: trio.MemoryReceiveChannel[Event],
+        extra_headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        tunnel = _Tunnel(self, connection, event, events)
+        try:
+            await tunnel.run()
+        except (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            log.debug("tunnel on stream %d ended: %r", event.stream_id, exc)
+
+
+class _Tunnel:
+    def __init__(
+        self,
+        proxy: ProxyServer,
+        connection: HTTPConnection,
+        event: HeadersReceived,
+        events: trio.MemoryReceiveChannel[Event],
+    ) -> None:
+        self.proxy = proxy
+        self.connection = connection
+        self.stream_id = event.stream_id
+        self.headers = dict(event.headers)
+        self.events = events
+
+    async def respond(self, status: int, reason: str) -> None:
+        body = reason.encode() + b"\n"
+        headers = [
+            (b":status", b"%d" % status),
+            (b"content-type", b"text/plain"),
+            (b"content-length", b"%d" % len(body)),
+        ]
+        await self.connection.send_headers(self.stream_id, headers)
+        await self.connection.send_data(self.stream_id, body, end_stream=True)
+
+    async def run(self) -> None:
+        method = self.headers.get(b":method")
+        if method != b"CONNECT" or b":protocol" in self.headers:
+            await self.respond(405, "this proxy only tunnels with CONNECT")
+            return
+        authority = self.headers.get(b":authority", b"").decode("ascii", "replace")
+        host, _, port_text = authority.rpartition(":")
+        host = host.strip("[]")
+        if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            await self.respond(400, f"CONNECT needs host:port, not {authority!r}")
+            return
+        port = int(port_text)
+        if not self.proxy.allowed(host, port):
+            log.info("CONNECT to %s:%d refused by the allow-list", host, port)
+            await self.respond(403, f"{host}:{port} is not an allowed destination")
+            return
+        try:
+            with trio.fail_after(self.proxy.connect_timeout):
+                target = await trio.open_tcp_stream(host, port)
+        except (OSError, trio.TooSlowError) as exc:
+            reason = "timed out" if isinstance(exc, trio.TooSlowError) else (exc.strerror or str(exc))
+            log.info("CONNECT to %s:%d failed: %s", host, port, reason)
+            await self.respond(502, f"cannot reach {host}:{port}: {reason}")
+            return
+        async with target:
+            await self.connection.send_headers(self.stream_id, [(b":status", b"200")])
+            log.info("tunnel to %s:%d open on stream %d", host, port, self.stream_id)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._client_to_target, target, nursery.cancel_scope)
+                nursery.start_soon(self._target_to_client, target, nursery.cancel_scope)
+
+    async def _client_to_target(self, target: trio.SocketStream, scope: trio.CancelScope) -> None:
+        try:
+            while True:
+                try:
+                    event = await self.events.receive()
+                except (trio.EndOfChannel, trio.ClosedResourceError):
+                    scope.cancel()
+                    return
+                if isinstance(event, DataReceived):
+                    if event.data:
+                        await target.send_all(event.data)
+                    if event.end_stream:
+                        await target.send_eof()  # half-close: the target may still answer
+                        return
+                elif isinstance(event, HeadersReceived) and event.end_stream:
+                    await target.send_eof()
+                    return
+                elif isinstance(event, (StreamReset, ConnectionTerminated)):
+                    scope.cancel()  # the client gave up: drop the target connection
+                    return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._abort(scope)
+
+    async def _target_to_client(self, target: trio.SocketStream, scope: trio.CancelScope) -> None:
+        try:
+            while True:
+                data = await target.receive_some(RELAY_CHUNK)
+                if not data:
+                    await self.connection.send_data(self.stream_id, b"", end_stream=True)
+                    return
+                await self.connection.send_data(self.stream_id, data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._abort(scope)
+
+    async def _abort(self, scope: trio.CancelScope) -> None:
+        """The target connection broke: reset the stream (CONNECT_ERROR) and stop both directions."""
+        scope.cancel()
+        with trio.CancelScope(shield=True), trio.move_on_after(5):  # our own deadline, not the cancelled one
+            try:
+                await self.connection.send_stream_reset(
+                    self.stream_id, self.connection.error_codes.connect_error
+                )
+            except (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
