@@ -114,3 +114,80 @@ def test_help_explains_commands() -> None:
     """--help lists the commands; server --help explains the development certificate."""
     assert "server" in cli("--help").stdout
     assert "development CA" in cli("server", "--help").stdout
+
+
+class Running:
+    """A `trio-hface server|proxy` process with its development CA and port."""
+
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "trio_hface", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+        )
+        assert self.process.stdout is not None
+        self.cafile = self.process.stdout.readline().rsplit(": ", 1)[1].strip()
+        self.port = self.process.stdout.readline().strip().rsplit(":", 1)[1]
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=30)
+        finally:
+            self.process.kill()
+            self.process.wait()
+            for stream in (self.process.stdout, self.process.stderr):
+                if stream is not None:
+                    stream.close()
+
+
+def test_client_every_version_and_through_the_proxy(tmp_path: Path) -> None:
+    """`trio-hface client` reaches `trio-hface server` over HTTP/1.1, 2 and 3, directly and through `trio-hface proxy`."""
+    server = Running("server", HELLO, "https://127.0.0.1:0")
+    proxy = Running("proxy", "https://127.0.0.1:0")
+    try:
+        both = tmp_path / "both.pem"
+        both.write_text(Path(server.cafile).read_text() + Path(proxy.cafile).read_text())
+        url = f"https://localhost:{server.port}/"
+        for flag, version in (("--http1", "1.1"), ("--http2", "2"), ("--http3", "3")):
+            result = cli("client", "-i", "--cacert", server.cafile, flag, url)
+            assert result.returncode == 0, result.stderr
+            assert result.stdout.startswith(f"HTTP/{version} 200")
+            assert result.stdout.endswith(f"Hello, World! (HTTP/{version})\n")
+        for flag in ("--proxy-http1", "--proxy-http2", "--proxy-http3"):
+            result = cli(
+                "client", "--cacert", str(both), "--proxy", f"https://localhost:{proxy.port}", flag, url
+            )
+            assert result.returncode == 0, result.stderr
+            assert result.stdout == "Hello, World! (HTTP/2)\n"
+    finally:
+        server.stop()
+        proxy.stop()
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "message"),
+    [
+        (["client", "ftp://example.com/"], 2, "only http:// and https://"),
+        (["client", "--cacert", "/nonexistent.pem", "https://localhost/"], 2, "cannot read /nonexistent.pem"),
+        (["client", "-H", "broken", "http://localhost/"], 2, "NAME: VALUE"),
+        (["proxy", "ftp://127.0.0.1:1"], 2, "an endpoint is http://host:port"),
+    ],
+)
+def test_client_and_proxy_error_exits(args: list[str], status: int, message: str) -> None:
+    """Bad input to client and proxy gives one line on stderr and exit status 2."""
+    result = cli(*args)
+    assert result.returncode == status, result.stderr
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_client_connection_failure_exits_non_zero() -> None:
+    """A server that is not there is a one-line error with exit status 1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, not listening: connections are refused
+        result = cli("client", "--http1", f"http://127.0.0.1:{port}/")
+    assert result.returncode == 1
+    assert "cannot connect" in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -155,14 +155,15 @@ async def test_gtlsserver_hundred_concurrent_requests(certs: Certs, tmp_path: Pa
         process = await nursery.start(partial(trio.run_process, args, check=False, stdout=subprocess.DEVNULL))
         try:
             client = client_for(certs, ClientProtocol.HTTP3, connect_timeout=0.5)
-            async with client.session() as session:
+            async with client.session() as probe:
                 with trio.fail_after(20):
                     while True:  # gtlsserver cannot say when it is ready
                         try:
-                            await session.dispatch(Request("GET", f"https://localhost:{port}/f.bin"))
+                            await probe.dispatch(Request("GET", f"https://localhost:{port}/f.bin"))
                             break
                         except ConnectError:
                             await trio.sleep(0.1)
+            async with client.session() as session:
                 bodies: list[bytes] = []
 
                 async def one() -> None:

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
+from ._client import add_client_parser
+from ._proxy import add_proxy_parser
 from ._server import CommandError, add_server_parser
 
 __all__ = ["build_parser", "main"]
@@ -23,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v: info, -vv: debug)")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     add_server_parser(subparsers)
+    add_client_parser(subparsers)
+    add_proxy_parser(subparsers)
     return parser
 
 

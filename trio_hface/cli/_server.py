@@ -12,7 +12,7 @@ from typing import Any
 import trio
 
 from .._models import ServerTLSConfig
-from ..server import ASGIApp, ASGIServer, Endpoint, ServerProtocol
+from ..server import ASGIApp, ASGIServer, Endpoint, ProxyServer, ServerProtocol
 from ._certs import create_development_certificates
 
 __all__ = ["add_server_parser", "load_app", "run_server"]
@@ -116,7 +116,7 @@ def server_tls(args: argparse.Namespace) -> ServerTLSConfig:
     return certs.tls_config
 
 
-async def serve(server: ASGIServer, endpoints: list[Endpoint]) -> None:
+async def serve(server: ASGIServer | ProxyServer, endpoints: list[Endpoint]) -> None:
     async with trio.open_nursery() as nursery:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             bound = await nursery.start(server.run, endpoints)

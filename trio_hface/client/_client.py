@@ -9,6 +9,7 @@ from typing import Any
 
 import trio
 
+from .._groups import single_exception
 from .._models import ClientTLSConfig
 from ..connections import HTTPConnection, HTTPOverQUICOpener, HTTPOverTCPConnection, HTTPOverTCPOpener
 from ..errors import ConnectError
@@ -97,12 +98,14 @@ class Client:
     @asynccontextmanager
     async def session(self) -> AsyncIterator[ClientSession]:
         """Open a session: its connections live until the ``async with`` ends."""
-        async with trio.open_nursery() as nursery:
-            session = ClientSession(self, nursery)
-            try:
-                yield session
-            finally:
-                await session.aclose()
+        with single_exception():
+            async with trio.open_nursery() as nursery:
+                session = ClientSession(self, nursery)
+                try:
+                    yield session
+                finally:
+                    # No checkpoint here: it would replace an exception in flight with Cancelled.
+                    session._close()
 
     def _tcp_factory(self, origin: Origin) -> HTTPOverTCPFactory:
         if self.protocol is ClientProtocol.HTTP1:
@@ -189,23 +192,24 @@ class ClientSession:
         """
         attempts = 2 if request.method.upper() in _RETRYABLE and isinstance(request.content, bytes) else 1
         for attempt in range(attempts):
-            async with trio.open_nursery() as upload:
-                exchange = await self._start(request, upload)
-                try:
+            with single_exception():
+                async with trio.open_nursery() as upload:
+                    exchange = await self._start(request, upload)
                     try:
-                        head = await exchange.receive_head(self._client.read_timeout)
-                    except ConnectionLost:
-                        if attempt + 1 < attempts:
-                            log.debug("connection lost before the response; retrying %s", request.url)
-                            continue
-                        raise
-                    self._learn_alt_svc(exchange.pooled.origin, head)
-                    yield StreamingResponse(head, exchange, self._client.read_timeout)
-                    return
-                finally:
-                    upload.cancel_scope.cancel()
-                    with trio.CancelScope(shield=True):
-                        await exchange.aclose()
+                        try:
+                            head = await exchange.receive_head(self._client.read_timeout)
+                        except ConnectionLost:
+                            if attempt + 1 < attempts:
+                                log.debug("connection lost before the response; retrying %s", request.url)
+                                continue
+                            raise
+                        self._learn_alt_svc(exchange.pooled.origin, head)
+                        yield StreamingResponse(head, exchange, self._client.read_timeout)
+                        return
+                    finally:
+                        upload.cancel_scope.cancel()
+                        with trio.CancelScope(shield=True):
+                            await exchange.aclose()
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def open_tunnel(self, proxy: Origin, host: str, port: int) -> TunnelStream:
@@ -246,11 +250,13 @@ class ClientSession:
 
     async def aclose(self) -> None:
         """Close every connection (each says goodbye) and end the session. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self._nursery.cancel_scope.cancel()
+        self._close()
         await trio.lowlevel.checkpoint()
+
+    def _close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._nursery.cancel_scope.cancel()
 
     # -- requests -------------------------------------------------------------
 

@@ -88,6 +88,8 @@ class TunnelStream(trio.abc.HalfCloseableStream):
                 try:
                     event = await self._exchange._next_event(self._read_timeout)
                 except ConnectionLost as exc:
+                    if self._closed:  # aclose() while we waited
+                        raise trio.ClosedResourceError("the tunnel was closed") from None
                     raise trio.BrokenResourceError(str(exc)) from exc
                 if isinstance(event, DataReceived):
                     self._buffer += event.data
@@ -119,6 +121,7 @@ class TunnelStream(trio.abc.HalfCloseableStream):
         )
         with trio.CancelScope(shield=True), trio.move_on_after(5):
             await self._exchange.aclose()
+        await trio.lowlevel.checkpoint()  # trio streams' aclose is always a checkpoint
 
 
 async def establish(exchange: Exchange, read_timeout: float | None, target: str) -> TunnelStream:

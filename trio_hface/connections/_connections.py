@@ -350,6 +350,11 @@ class HTTPConnection(metaclass=ABCMeta):
             if self._terminated or self._closed:
                 raise trio.ClosedResourceError("the connection is closed")
             if self._input_done:
+                if not self._broken and not self._protocol.has_expired():
+                    # The peer half-closed (an HTTP/1.1 tunnel) but we may still
+                    # send: the protocol ends the connection once we are done too.
+                    await self._input_event.wait()
+                    continue
                 # The transport ended without the protocol saying so: say it here.
                 self._terminated = True
                 return ConnectionTerminated(self.error_codes.internal_error, "the transport ended")
@@ -488,8 +493,13 @@ class HTTPOverTCPConnection(HTTPConnection):
                     await self._stream.send_all(data)
                     self._last_activity = trio.current_time()
                     continue
-                if self._tcp.eof_to_send() and isinstance(self._stream, trio.abc.HalfCloseableStream):
-                    await self._stream.send_eof()
+                if self._tcp.eof_to_send():
+                    if isinstance(self._stream, trio.abc.HalfCloseableStream):
+                        await self._stream.send_eof()
+                    else:
+                        # TLS cannot half-close: close the whole connection, as
+                        # RFC 9110 section 9.3.6 has tunnels end.
+                        await self._stream.aclose()
                 self._flushed_up_to(mark)
                 if self._submitted == mark:
                     self._kick = trio.Event()

@@ -333,7 +333,13 @@ class HTTPOverTCPOpener(HTTPOpener):
             else:
                 stream = await self._networking.connect_tcp(remote_address)
         except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
-            raise ConnectError(f"cannot connect to {remote_address[0]}:{remote_address[1]}: {exc}") from exc
+            if isinstance(exc, trio.BrokenResourceError):
+                detail = f"TLS handshake failed ({exc.__cause__ or 'the peer closed the connection'})"
+            else:
+                detail = str(exc) or getattr(exc, "strerror", None) or type(exc).__name__
+            raise ConnectError(
+                f"cannot connect to {remote_address[0]}:{remote_address[1]}: {detail}"
+            ) from exc
         extra = _stream_attributes(stream)
         protocol = self._http_factory(tls_version=extra["tls_version"], alpn_protocol=extra["alpn_protocol"])
         return HTTPOverTCPConnection(protocol, stream, extra, idle_timeout=self._idle_timeout)

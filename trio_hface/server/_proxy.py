@@ -188,6 +188,9 @@ class _Tunnel:
                     return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             await self._abort(scope)
+        except HFaceError as exc:  # the client's side of the stream is gone
+            log.debug("tunnel on stream %d: %r", self.stream_id, exc)
+            scope.cancel()
 
     async def _target_to_client(self, target: trio.SocketStream, scope: trio.CancelScope) -> None:
         try:
@@ -199,6 +202,9 @@ class _Tunnel:
                 await self.connection.send_data(self.stream_id, data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             await self._abort(scope)
+        except HFaceError as exc:  # the client reset the stream meanwhile
+            log.debug("tunnel on stream %d: %r", self.stream_id, exc)
+            scope.cancel()
 
     async def _abort(self, scope: trio.CancelScope) -> None:
         """The target connection broke: reset the stream (CONNECT_ERROR) and stop both directions."""

@@ -25,6 +25,7 @@ from typing import Any
 
 import trio
 
+from .._groups import single_exception
 from .._models import ServerTLSConfig
 from ..connections import HTTPConnection, HTTPListener, HTTPOverQUICListener, HTTPOverTCPListener
 from ..errors import HFaceError
@@ -121,21 +122,22 @@ class StreamServer:
         parsed = [e if isinstance(e, Endpoint) else Endpoint.parse(e) for e in endpoints]
         if not parsed:
             raise ValueError("give at least one endpoint")
-        async with trio.open_nursery() as outer:
-            await self._startup(outer)
-            try:
-                await outer.start(self._serve, parsed)
-                task_status.started(self._bound)
+        with single_exception():
+            async with trio.open_nursery() as outer:
+                await self._startup(outer)
                 try:
-                    await self._shutdown.wait()
+                    await outer.start(self._serve, parsed)
+                    task_status.started(self._bound)
+                    try:
+                        await self._shutdown.wait()
+                    finally:
+                        self._shutdown.set()  # cancellation: tell the shielded part to shut down
                 finally:
-                    self._shutdown.set()  # cancellation: tell the shielded part to shut down
-            finally:
-                with trio.CancelScope(shield=True):
-                    await self._serving_done.wait()
-                    with trio.move_on_after(LIFESPAN_TIMEOUT):
-                        await self._cleanup()
-                outer.cancel_scope.cancel()
+                    with trio.CancelScope(shield=True):
+                        await self._serving_done.wait()
+                        with trio.move_on_after(LIFESPAN_TIMEOUT):
+                            await self._cleanup()
+                    outer.cancel_scope.cancel()
 
     async def _serve(self, endpoints: list[Endpoint], task_status: trio.TaskStatus[None]) -> None:
         self._serving_done = trio.Event()
@@ -326,7 +328,18 @@ class _ConnectionHandler:
         receive: trio.MemoryReceiveChannel[Event],
     ) -> None:
         try:
-            await self._server.run_stream(self._connection, event, receive, self._extra_headers)
+            try:
+                await self._server.run_stream(self._connection, event, receive, self._extra_headers)
+            except Exception:
+                # One stream's failure must not end the connection's other streams.
+                log.exception("stream %d failed", event.stream_id)
+                with trio.CancelScope(shield=True), trio.move_on_after(5):
+                    try:
+                        await self._connection.send_stream_reset(
+                            event.stream_id, self._connection.error_codes.internal_error
+                        )
+                    except (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError):
+                        pass
         finally:
             receive.close()
             send.close()

@@ -1,0 +1,68 @@
+"""``trio-hface proxy``: a CONNECT proxy."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import trio
+
+from ..server import Endpoint, ProxyServer, ServerProtocol
+from ._server import CommandError, find_exception, serve, server_tls
+
+__all__ = ["add_proxy_parser", "run_proxy"]
+
+
+def add_proxy_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "proxy",
+        help="run a CONNECT proxy over HTTP/1.1, HTTP/2 and HTTP/3",
+        description=(
+            "Tunnel TCP connections with CONNECT. Without --cert and --key, a development CA and a "
+            "certificate for localhost are generated and the CA file's path is printed."
+        ),
+    )
+    parser.add_argument(
+        "endpoints",
+        metavar="ENDPOINT",
+        nargs="+",
+        help="where to listen: http://HOST:PORT or https://HOST:PORT",
+    )
+    parser.add_argument("--cert", help="PEM file with the proxy's certificate chain")
+    parser.add_argument("--key", help="PEM file with the certificate's private key")
+    versions = parser.add_mutually_exclusive_group()
+    for name, value, text in (
+        ("--tcp", ServerProtocol.TCP, "HTTP/1.1 and HTTP/2 (ALPN) on TCP only"),
+        ("--http1", ServerProtocol.HTTP1, "HTTP/1.1 only"),
+        ("--http2", ServerProtocol.HTTP2, "HTTP/2 only"),
+        ("--http3", ServerProtocol.HTTP3, "HTTP/3 only"),
+    ):
+        versions.add_argument(name, dest="protocol", action="store_const", const=value, help=text)
+    parser.add_argument(
+        "--allow",
+        action="append",
+        metavar="HOST:PORT",
+        help="allow only these destinations (shell wildcards, repeatable)",
+    )
+    parser.set_defaults(command=run_proxy, protocol=ServerProtocol.ALL)
+
+
+def run_proxy(args: argparse.Namespace) -> int:
+    try:
+        endpoints = [Endpoint.parse(value) for value in args.endpoints]
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    tls = server_tls(args) if any(e.tls for e in endpoints) else None
+    proxy = ProxyServer(tls_config=tls, protocol=args.protocol, allow=args.allow)
+    try:
+        trio.run(serve, proxy, endpoints)
+    except BaseException as exc:
+        if find_exception(exc, (KeyboardInterrupt,)) is not None:
+            return 130
+        problem = find_exception(exc, (OSError, ValueError))
+        if problem is None:
+            raise
+        print(f"trio-hface proxy: {problem}", file=sys.stderr)
+        return 1 if isinstance(problem, OSError) else 2
+    return 0
