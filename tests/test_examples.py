@@ -101,3 +101,53 @@ def test_command_line_version() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"trio-hface {trio_hface.__version__}"
+
+
+class Background:
+    """An example that prints its bound endpoint on its first line, running until stopped."""
+
+    def __init__(self, name: str, *args: str, cwd: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "examples" / name), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=cwd,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        assert " on https://" in line, self.process.stderr.read() if self.process.stderr else line
+        self.port = line.split()[2].rsplit(":", 1)[1]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_server_client_and_proxy_examples(cert_dir: Path) -> None:
+    """examples/server.py, client.py (Alt-Svc to HTTP/3), proxy_server.py and proxy_client.py run as-is."""
+    server = Background("server.py", "--port", "0", cwd=cert_dir)
+    proxy = Background("proxy_server.py", "--port", "0", cwd=cert_dir)
+    try:
+        result = run_example("client.py", f"https://localhost:{server.port}/", cwd=cert_dir)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "HTTP/2 200: Hello from HTTP/2!\nHTTP/3 200: Hello from HTTP/3!\n"
+        for extra in ([], ["--http3"]):
+            result = run_example(
+                "proxy_client.py",
+                "--proxy",
+                f"https://localhost:{proxy.port}",
+                "--port",
+                server.port,
+                *extra,
+                cwd=cert_dir,
+            )
+            assert result.returncode == 0, result.stderr
+            assert result.stdout == "HTTP/1.1 200 OK\n"
+    finally:
+        server.stop()
+        proxy.stop()

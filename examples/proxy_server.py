@@ -1,0 +1,30 @@
+"""A CONNECT proxy over HTTP/1.1, HTTP/2 and HTTP/3 with ProxyServer.
+
+Reads certs/cert.pem and certs/key.pem and listens on https://localhost:8443.
+"""
+
+import argparse
+
+import trio
+
+from trio_hface import ServerTLSConfig
+from trio_hface.server import Endpoint, ProxyServer
+
+
+async def main(port: int) -> None:
+    tls_config = ServerTLSConfig(certfile="certs/cert.pem", keyfile="certs/key.pem")
+    proxy = ProxyServer(tls_config=tls_config)
+    async with trio.open_nursery() as nursery:
+        endpoints = await nursery.start(proxy.run, [Endpoint("https", "localhost", port)])
+        print("proxying on", " ".join(str(endpoint) for endpoint in endpoints), flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--port", type=int, default=8443)
+    try:
+        trio.run(main, parser.parse_args().port)
+    except KeyboardInterrupt:
+        pass
