@@ -7,6 +7,7 @@ from ._typing import AddressType, DatagramType, HeadersType, HeaderType
 from .errors import (
     ASGIError,
     ConnectError,
+    ConnectionLost,
     FlowControlError,
     HFaceError,
     LocalProtocolError,
@@ -34,6 +35,7 @@ __all__ = [
     "RemoteProtocolError",
     "StreamResetError",
     "ConnectError",
+    "ConnectionLost",
     "ProxyError",
     "ASGIError",
 ]

@@ -18,6 +18,7 @@ __all__ = [
     "RemoteProtocolError",
     "StreamResetError",
     "ConnectError",
+    "ConnectionLost",
     "ProxyError",
     "ASGIError",
 ]
@@ -84,6 +85,10 @@ class StreamResetError(HFaceError):
 
 class ConnectError(HFaceError):
     """No connection could be opened."""
+
+
+class ConnectionLost(HFaceError):
+    """A connection ended before the response was complete."""
 
 
 class ProxyError(HFaceError):

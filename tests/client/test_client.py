@@ -249,3 +249,51 @@ def test_url_and_origin_parsing() -> None:
     for bad in ("ftp://a/", "https:///x", "https://a:99999/"):
         with pytest.raises(ValueError):
             URL.parse(bad)
+
+
+async def test_keepalive_ping_replaces_a_silent_connection(certs: Certs) -> None:
+    """Idle HTTP/2 connections are PINGed; one whose peer stops answering is closed and replaced."""
+    server = ASGIServer(apps.app, tls_config=certs.server, graceful_timeout=1)
+    frozen = trio.Event()
+    frozen_connections: list[trio.SocketStream] = []
+    async with trio.open_nursery() as nursery:
+        (endpoint, *_) = await nursery.start(server.run, ["https://127.0.0.1:0"])
+
+        async def forward(source: trio.SocketStream, target: trio.SocketStream) -> None:
+            try:
+                while data := await source.receive_some():
+                    if frozen.is_set():
+                        frozen_connections.append(source)
+                        await trio.sleep_forever()  # a peer that went silent
+                    await target.send_all(data)
+            except trio.BrokenResourceError:
+                pass
+
+        async def relay(client_side: trio.SocketStream) -> None:
+            server_side = await trio.open_tcp_stream("127.0.0.1", endpoint.port)
+            async with client_side, server_side, trio.open_nursery() as pumps:
+                pumps.start_soon(forward, client_side, server_side)
+                pumps.start_soon(forward, server_side, client_side)
+
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+        await nursery.start(partial(trio.serve_listeners, relay, listeners))
+        client = client_for(certs, ClientProtocol.HTTP2, keepalive_interval=0.2)
+        async with client.session() as session:
+            url = f"https://localhost:{port}/"
+            assert (await session.dispatch(Request("GET", url))).content == b"hello "
+            (first,) = next(iter(session._connections.values()))
+            await trio.sleep(0.7)  # idle: PINGed and acknowledged meanwhile
+            assert first._pong.is_set() and not first.dead
+            assert (await session.dispatch(Request("GET", url))).content == b"hello "
+            assert next(iter(session._connections.values())) == [first]
+            frozen.set()
+            with trio.fail_after(5):
+                while not first.dead:
+                    await session._changed.wait()
+            frozen = trio.Event()  # the relay forwards new connections again
+            response = await session.dispatch(Request("GET", url))
+            assert response.content == b"hello "
+            assert first not in next(iter(session._connections.values()))
+        server.shutdown()
+        nursery.cancel_scope.cancel()

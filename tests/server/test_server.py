@@ -280,3 +280,16 @@ async def test_connection_close_ends_the_connection() -> None:
                 received += chunk
         assert received.startswith(b"HTTP/1.1 200") and b"hello " in received
         await stream.aclose()
+
+
+async def test_cancelled_server_runs_lifespan_shutdown(certs: Certs) -> None:
+    """Cancelling run() still runs the application's lifespan shutdown, at once."""
+    apps.lifespan_events.clear()
+    server = ASGIServer(apps.app, tls_config=certs.server)
+    start = trio.current_time()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.run, ["https://127.0.0.1:0"])
+            nursery.cancel_scope.cancel()
+    assert apps.lifespan_events == ["lifespan.startup", "lifespan.shutdown"]
+    assert trio.current_time() - start < 5

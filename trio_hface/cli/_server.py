@@ -147,7 +147,7 @@ def run_server(args: argparse.Namespace) -> int:
     except BaseException as exc:
         if find_exception(exc, (KeyboardInterrupt,)) is not None:
             return 130  # a second Ctrl-C: stop without waiting
-        problem = find_exception(exc, (OSError, ValueError))
+        problem = find_exception(exc, (OSError, ValueError, RuntimeError))
         if problem is None:
             raise
         print(f"trio-hface server: {problem}", file=sys.stderr)

@@ -12,14 +12,14 @@ import trio
 from .._groups import single_exception
 from .._models import ClientTLSConfig
 from ..connections import HTTPConnection, HTTPOverQUICOpener, HTTPOverTCPConnection, HTTPOverTCPOpener
-from ..errors import ConnectError
+from ..errors import ConnectError, ConnectionLost
 from ..networking import client_ssl_context
 from ..protocols import ALPNHTTPFactory, HTTPOverQUICClientFactory, HTTPOverTCPFactory
 from ..protocols.http1 import HTTP1ClientFactory
 from ..protocols.http2 import HTTP2ClientFactory
 from ..protocols.http3 import HTTP3ClientFactory
 from ._models import ClientProtocol, Origin, Request, Response
-from ._pool import AltService, ConnectionLost, Exchange, PooledConnection, parse_alt_svc
+from ._pool import AltService, Exchange, PooledConnection, parse_alt_svc
 from ._tunnel import TunnelStream, establish
 
 __all__ = ["Client", "ClientSession", "StreamingResponse"]
@@ -33,6 +33,9 @@ _RETRYABLE = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 #: Seconds an HTTP/3 handshake to an Alt-Svc alternative may take before the
 #: request falls back to TCP (browsers race the two after a few hundred ms).
 ALT_SVC_HANDSHAKE_TIMEOUT = 2.0
+
+#: Seconds an alternative that failed is ignored (browsers use minutes).
+BROKEN_ALT_SVC_TIME = 300.0
 
 
 class Client:
@@ -58,6 +61,9 @@ class Client:
         (CONNECT); HTTP/3 to origins is not tunnelled, so requests use TCP
     :param proxy_protocol: the HTTP version spoken with the proxy (TCP means
         HTTP/2 or HTTP/1.1 by ALPN; HTTP3 tunnels over QUIC)
+    :param keepalive_interval: seconds after which an idle pooled HTTP/2
+        connection is PINGed; without an acknowledgement within as long
+        again it is closed and replaced (``None``: never)
     """
 
     def __init__(
@@ -74,6 +80,7 @@ class Client:
         max_connections_per_origin: int = 10,
         proxy_origin: Origin | str | None = None,
         proxy_protocol: ClientProtocol = ClientProtocol.TCP,
+        keepalive_interval: float | None = 30.0,
     ) -> None:
         if max_connections_per_origin < 1:
             raise ValueError(
@@ -88,6 +95,7 @@ class Client:
         self.read_timeout = read_timeout
         self.pool_timeout = pool_timeout
         self.max_connections_per_origin = max_connections_per_origin
+        self.keepalive_interval = keepalive_interval
         self.proxy_origin = Origin.parse(proxy_origin) if isinstance(proxy_origin, str) else proxy_origin
         if self.proxy_origin is not None and protocol is ClientProtocol.HTTP3:
             raise ValueError("HTTP/3 to an origin cannot go through a CONNECT proxy: use TCP, HTTP1 or HTTP2")
@@ -157,6 +165,8 @@ class ClientSession:
         self._connections: dict[Origin, list[PooledConnection]] = {}
         self._opening: dict[Origin, int] = {}
         self._alt_svc: dict[Origin, AltService] = {}
+        # Alternatives that failed, and until when to ignore their advertisements.
+        self._alt_svc_broken: dict[Origin, float] = {}
         # Whether connections to an origin (by TCP, by QUIC) turned out multiplexed.
         self._multiplexed: dict[tuple[Origin, bool], bool] = {}
         self._changed = trio.Event()
@@ -169,8 +179,12 @@ class ClientSession:
         """Send a request and read the whole response.
 
         :raises ConnectError: if no connection could be opened
+        :raises ConnectionLost: if the connection ended before the response was complete
         :raises StreamResetError: if the server reset the request's stream
+        :raises RemoteProtocolError: if the server's response was not valid HTTP
+        :raises ProxyError: if the proxy refused to tunnel to the origin
         :raises trio.TooSlowError: if a timeout of the client ran out
+        :raises trio.ClosedResourceError: if the session was closed
         """
         async with self.stream(request) as response:
             content = await response.aread()
@@ -388,9 +402,11 @@ class ClientSession:
             except ConnectError:
                 if client.protocol is ClientProtocol.HTTP3:
                     raise
-                # RFC 7838 section 2.4: fall back to the origin itself.
+                # RFC 7838 section 2.4: fall back to the origin itself, and
+                # do not try the alternative again for a while.
                 log.info("HTTP/3 to %s failed; falling back to TCP", origin)
                 self._alt_svc.pop(origin, None)
+                self._alt_svc_broken[origin] = trio.current_time() + BROKEN_ALT_SVC_TIME
         tcp = HTTPOverTCPOpener(client._tcp_factory(origin), tls_config=client.tls_config)
         return await tcp((origin.host, origin.port), tls=origin.tls, server_name=origin.host)
 
@@ -421,6 +437,8 @@ class ClientSession:
 
     def _learn_alt_svc(self, origin: Origin, response: Response) -> None:
         if self._client.protocol is not ClientProtocol.ALL or not origin.tls or response.http_version == "3":
+            return
+        if self._alt_svc_broken.get(origin, 0.0) > trio.current_time():
             return
         for name, value in response.headers:
             if name == b"alt-svc":

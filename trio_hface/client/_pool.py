@@ -33,13 +33,14 @@ import trio
 
 from .._typing import HeadersType
 from ..connections import HTTPConnection
-from ..errors import HFaceError, RemoteProtocolError, StreamResetError
+from ..errors import ConnectionLost, HFaceError, RemoteProtocolError, StreamResetError
 from ..events import (
     ConnectionTerminated,
     DataReceived,
     Event,
     GoawayReceived,
     HeadersReceived,
+    PingAckReceived,
     StreamEvent,
     StreamReset,
     StreamResetReceived,
@@ -60,10 +61,6 @@ EXCHANGE_QUEUE_SIZE = 16
 UPLOAD_CHUNK = 256 * 1024
 
 
-class ConnectionLost(HFaceError):
-    """The connection ended before the response began (the request may be retried)."""
-
-
 class PooledConnection:
     """One connection of the pool and the task that routes its events."""
 
@@ -75,6 +72,7 @@ class PooledConnection:
         self.dead = False
         self.goaway = False
         self.last_used = trio.current_time()
+        self._pong = trio.Event()
 
     @property
     def http_version(self) -> str:
@@ -88,8 +86,11 @@ class PooledConnection:
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the connection: enter it, route its events, forget it when it ends."""
         try:
-            async with self.connection:
+            async with self.connection, trio.open_nursery() as nursery:
                 task_status.started()
+                interval = self.session._client.keepalive_interval
+                if interval is not None and self.connection.http_version == "2":
+                    nursery.start_soon(self._keepalive, interval)
                 while True:
                     event = await self.connection.receive_event()
                     if isinstance(event, ConnectionTerminated):
@@ -98,6 +99,9 @@ class PooledConnection:
                     if isinstance(event, GoawayReceived):
                         self.goaway = True
                         self.session._pool_changed()
+                        continue
+                    if isinstance(event, PingAckReceived):
+                        self._pong.set()
                         continue
                     if isinstance(event, StreamEvent):
                         await self._route(event)
@@ -113,6 +117,28 @@ class PooledConnection:
                 channel.close()
             self.channels.clear()
             self.session._forget(self)
+
+    async def _keepalive(self, interval: float) -> None:
+        """PING an idle HTTP/2 connection now and then; give it up when no acknowledgement comes."""
+        while True:
+            await trio.sleep(interval)
+            if self.channels or trio.current_time() - self.last_used < interval:
+                continue  # in use: its traffic shows it is alive
+            self._pong = trio.Event()
+            try:
+                await self.connection.send_ping(b"keepaliv")
+            except (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            with trio.move_on_after(interval) as scope:
+                await self._pong.wait()
+            if scope.cancelled_caught:
+                log.info(
+                    "no PING acknowledgement from %s in %.0f s: closing the connection", self.origin, interval
+                )
+                self.dead = True
+                self.session._pool_changed()
+                await self.connection.aclose()
+                return
 
     async def _route(self, event: StreamEvent) -> None:
         channel = self.channels.get(event.stream_id)

@@ -6,9 +6,9 @@ import operator
 
 import trio
 
-from ..errors import HFaceError, ProxyError, StreamResetError
+from ..errors import ConnectionLost, HFaceError, ProxyError, StreamResetError
 from ..events import DataReceived, HeadersReceived, StreamReset
-from ._pool import ConnectionLost, Exchange
+from ._pool import Exchange
 
 __all__ = ["TunnelStream"]
 

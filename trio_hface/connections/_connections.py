@@ -41,9 +41,10 @@ import trio
 
 from .._models import HTTPErrorCodes
 from .._typing import AddressType, DatagramType, HeadersType
+from ..errors import LocalProtocolError
 from ..events import ConnectionTerminated, Event
 from ..networking import DatagramStream, QUICStream
-from ..protocols import HTTPOverQUICProtocol, HTTPOverTCPProtocol, HTTPProtocol
+from ..protocols import HTTP2Protocol, HTTPOverQUICProtocol, HTTPOverTCPProtocol, HTTPProtocol
 
 __all__ = ["HTTPConnection", "HTTPOverTCPConnection", "HTTPOverQUICConnection"]
 
@@ -318,6 +319,21 @@ class HTTPConnection(metaclass=ABCMeta):
         self._check_usable()
         self._protocol.submit_goaway()
         self._poke_receivers()
+        await self._flush()
+
+    async def send_ping(self, data: bytes) -> None:
+        """Send an HTTP/2 PING; its acknowledgement arrives as :class:`~trio_hface.events.PingAckReceived`.
+
+        :param data: 8 bytes that the acknowledgement echoes
+        :raises LocalProtocolError: if the connection is not HTTP/2
+        """
+        self._check_usable()
+        protocol = self._protocol
+        if not isinstance(protocol, HTTP2Protocol):
+            raise LocalProtocolError(
+                f"PING is an HTTP/2 frame; this connection speaks HTTP/{self.http_version}"
+            )
+        protocol.submit_ping(data)
         await self._flush()
 
     async def send_stream_reset(self, stream_id: int, error_code: int = 0) -> None:

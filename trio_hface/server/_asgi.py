@@ -83,7 +83,7 @@ def build_scope(connection: HTTPConnection, headers: HeadersType, *, root_path: 
 
 
 class ClientDisconnected(OSError):
-    """Raised by ``send`` when the client went away (ASGI 2.4 asks for an OSError)."""
+    """Raised by ``send`` when the client went away (ASGI asks servers for an :exc:`OSError` subclass)."""
 
 
 class RequestCycle:
@@ -174,7 +174,7 @@ class RequestCycle:
     async def send(self, message: MutableMapping[str, Any]) -> None:
         """The ASGI ``send`` callable.
 
-        :raises ClientDisconnected: if the client went away (ASGI asks for an OSError)
+        :raises ClientDisconnected: if the client went away
         """
         if self.disconnected:
             raise ClientDisconnected("the client disconnected")

@@ -422,6 +422,8 @@ class ASGIServer(StreamServer):
             extra_response_headers=extra_headers,
             root_path=self.root_path,
         )
+        # ASGI lifespan state: each request gets a shallow copy of what startup put there.
+        cycle.scope["state"] = dict(self._lifespan.state)
         await cycle.run(self.app)
 
 
@@ -433,6 +435,10 @@ class _Lifespan:
         self._to_app_send, self._to_app = trio.open_memory_channel[dict[str, Any]](1)
         self._from_app_send, self._from_app = trio.open_memory_channel[dict[str, Any]](1)
         self._supported = False
+        self._done = trio.Event()
+        # The app's lifespan task outlives a cancellation of the server, so
+        # that it can still run its shutdown; shutdown() then stops it.
+        self._scope = trio.CancelScope(shield=True)
         self.state: dict[str, Any] = {}
 
     async def startup(self, nursery: trio.Nursery) -> None:
@@ -445,12 +451,24 @@ class _Lifespan:
         self._supported = message["type"] == "lifespan.startup.complete"
 
     async def shutdown(self) -> None:
-        if not self._supported:
-            return
-        await self._to_app_send.send({"type": "lifespan.shutdown"})
-        message = await self._from_app.receive()
-        if message["type"] == "lifespan.shutdown.failed":
-            log.error("the application's shutdown failed: %s", message.get("message", ""))
+        try:
+            if not self._supported or self._done.is_set():
+                return
+            await self._to_app_send.send({"type": "lifespan.shutdown"})
+            with trio.move_on_after(LIFESPAN_TIMEOUT):
+                async with trio.open_nursery() as waiter:
+                    # The app answers, or its task ends without answering.
+                    async def until_done() -> None:
+                        await self._done.wait()
+                        waiter.cancel_scope.cancel()
+
+                    waiter.start_soon(until_done)
+                    message = await self._from_app.receive()
+                    waiter.cancel_scope.cancel()
+                    if message["type"] == "lifespan.shutdown.failed":
+                        log.error("the application's shutdown failed: %s", message.get("message", ""))
+        finally:
+            self._scope.cancel()
 
     async def _run(self) -> None:
         scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": self.state}
@@ -462,7 +480,8 @@ class _Lifespan:
             await self._from_app_send.send(dict(message))
 
         try:
-            await self._app(scope, receive, send)
+            with self._scope:
+                await self._app(scope, receive, send)
         except Exception as exc:
             # ASGI: an application that does not support lifespan raises; go on without it.
             log.debug("no lifespan support in the application: %r", exc)
@@ -472,3 +491,4 @@ class _Lifespan:
                     self._from_app_send.send_nowait({"type": "lifespan.unsupported"})
                 except trio.WouldBlock:
                     pass
+            self._done.set()
