@@ -293,3 +293,21 @@ async def test_cancelled_server_runs_lifespan_shutdown(certs: Certs) -> None:
             nursery.cancel_scope.cancel()
     assert apps.lifespan_events == ["lifespan.startup", "lifespan.shutdown"]
     assert trio.current_time() - start < 5
+
+
+async def test_nghttp_against_asgi_server(certs: Certs, tmp_path: Path) -> None:
+    """nghttp (HTTP/2) POSTs to the ASGI server's echo and fetches the scope, on one connection."""
+    nghttp = require_tool("nghttp")
+    body = tmp_path / "body"
+    await trio.Path(body).write_bytes(b"nghttp to asgi " * 4000)
+    server = ASGIServer(apps.app, tls_config=certs.server)
+    async with running(server) as endpoint:
+        with trio.fail_after(30):
+            result = await trio.run_process(
+                [nghttp, "-d", str(body), f"https://127.0.0.1:{endpoint.port}/echo"],
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+        assert result.returncode == 0, result.stderr.decode()
+        assert result.stdout == await trio.Path(body).read_bytes()
