@@ -311,3 +311,22 @@ async def test_nghttp_against_asgi_server(certs: Certs, tmp_path: Path) -> None:
             )
         assert result.returncode == 0, result.stderr.decode()
         assert result.stdout == await trio.Path(body).read_bytes()
+
+
+async def test_stalled_request_body_gets_408() -> None:
+    """A client that stops sending its declared body gets 408 after read_timeout; the server goes on."""
+    server = ASGIServer(apps.app, read_timeout=0.3)
+    async with running(server, "http://127.0.0.1:0") as endpoint:
+        stream = await trio.open_tcp_stream("127.0.0.1", endpoint.port)
+        await stream.send_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+        received = b""
+        start = trio.current_time()
+        with trio.fail_after(10):
+            while b"408" not in received:
+                received += await stream.receive_some()
+        assert 0.2 < trio.current_time() - start < 5
+        await stream.aclose()
+        result = await trio.run_process(
+            ["curl", "-sS", f"http://127.0.0.1:{endpoint.port}/"], capture_stdout=True, check=True
+        )
+        assert result.stdout == b"hello "

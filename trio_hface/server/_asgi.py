@@ -102,7 +102,9 @@ class RequestCycle:
         request_ended: bool,
         extra_response_headers: HeadersType = (),
         root_path: str = "",
+        read_timeout: float | None = None,
     ) -> None:
+        self._read_timeout = read_timeout
         self.connection = connection
         self.stream_id = stream_id
         self.scope = build_scope(connection, request_headers, root_path=root_path)
@@ -142,10 +144,15 @@ class RequestCycle:
             self._continue_sent = True
             await self.connection.send_headers(self.stream_id, [(b":status", b"100")])
         while True:
-            try:
-                event = await self._events.receive()
-            except (trio.EndOfChannel, trio.ClosedResourceError):
-                self.disconnected = True
+            timeout = self._read_timeout if self._read_timeout is not None else float("inf")
+            with trio.move_on_after(timeout) as waited:
+                try:
+                    event = await self._events.receive()
+                except (trio.EndOfChannel, trio.ClosedResourceError):
+                    self.disconnected = True
+                    return {"type": "http.disconnect"}
+            if waited.cancelled_caught:
+                await self._body_timed_out()
                 return {"type": "http.disconnect"}
             if isinstance(event, DataReceived):
                 self._request_ended = self._body_complete_sent = event.end_stream
@@ -158,6 +165,32 @@ class RequestCycle:
             if isinstance(event, (StreamReset, ConnectionTerminated)):
                 self.disconnected = True
                 return {"type": "http.disconnect"}
+
+    async def _body_timed_out(self) -> None:
+        """The client stopped sending its body: answer 408 (or reset) and treat it as gone."""
+        log.info("request body on stream %d stalled for %s s", self.stream_id, self._read_timeout)
+        try:
+            if not self.response_started:
+                body = b"Request Timeout\n"
+                self._status = 408
+                self._headers = [
+                    (b"content-type", b"text/plain"),
+                    (b"content-length", b"%d" % len(body)),
+                    (b"connection", b"close"),
+                ]
+                if self.connection.multiplexed:
+                    self._headers.pop()  # connection-specific in HTTP/2 and HTTP/3
+                self._trailers_expected = False
+                self.response_started = True
+                await self._send_headers(end_stream=False)
+                await self.connection.send_data(self.stream_id, body, end_stream=True)
+                self.bytes_sent = len(body)
+                self._finish()
+            else:
+                await self.connection.send_stream_reset(self.stream_id, self.connection.error_codes.cancel)
+        except (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        self.disconnected = True
 
     async def _wait_disconnect(self) -> None:
         while True:

@@ -367,6 +367,8 @@ class ASGIServer(StreamServer):
         once shutdown starts
     :param idle_timeout: seconds a TCP connection may stay idle (keep-alive timeout)
     :param handshake_timeout: seconds a TLS handshake may take
+    :param read_timeout: seconds the application may wait for the next piece
+        of a request body before the request is answered with 408 (or reset)
     """
 
     def __init__(
@@ -383,6 +385,7 @@ class ASGIServer(StreamServer):
         graceful_timeout: float = 10.0,
         idle_timeout: float = 60.0,
         handshake_timeout: float = 10.0,
+        read_timeout: float | None = 60.0,
     ) -> None:
         super().__init__(
             tls_config=tls_config,
@@ -397,6 +400,7 @@ class ASGIServer(StreamServer):
         )
         self.app = app
         self.root_path = root_path
+        self.read_timeout = read_timeout
         self._lifespan = _Lifespan(app)
 
     async def _startup(self, nursery: trio.Nursery) -> None:
@@ -421,6 +425,7 @@ class ASGIServer(StreamServer):
             request_ended=event.end_stream,
             extra_response_headers=extra_headers,
             root_path=self.root_path,
+            read_timeout=self.read_timeout,
         )
         # ASGI lifespan state: each request gets a shallow copy of what startup put there.
         cycle.scope["state"] = dict(self._lifespan.state)
