@@ -15,6 +15,7 @@ from tests.helpers import free_port, require_tool
 from tests.server import apps
 from trio_hface.client import Client, ClientProtocol, ProxyClient, Request, TunnelStream
 from trio_hface.errors import ProxyError
+from trio_hface.networking import client_ssl_context
 from trio_hface.server import ASGIServer, Endpoint, ProxyServer
 
 
@@ -144,3 +145,44 @@ async def test_tunnel_is_a_half_closeable_stream(certs: Certs, protocol: ClientP
     accepted.close()
     async for leftover in incoming:
         await leftover.aclose()
+
+
+async def test_proxy_refuses_what_is_not_a_tunnel(certs: Certs) -> None:
+    """Another method gets 405 with ``Allow: CONNECT``; a CONNECT without a port gets 400."""
+    async with servers(certs) as (_target, proxy):
+        client = Client(tls_config=certs.client, protocol=ClientProtocol.HTTP2)
+        async with client.session() as session:
+            with trio.fail_after(30):
+                response = await session.dispatch(Request("GET", f"https://localhost:{proxy.port}/"))
+        assert response.status == 405
+        assert dict(response.headers)[b"allow"] == b"CONNECT"
+        stream = await trio.open_tcp_stream("127.0.0.1", proxy.port)
+        context = client_ssl_context(certs.client, ["http/1.1"])
+        tls = trio.SSLStream(stream, context, server_hostname="localhost")
+        with trio.fail_after(30):
+            await tls.send_all(b"CONNECT localhost HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += await tls.receive_some()
+        assert data.startswith(b"HTTP/1.1 400"), data
+        await tls.aclose()
+
+
+async def test_tunnel_has_no_read_timeout(certs: Certs) -> None:
+    """A tunnel is a transport: a quiet peer does not make it fail, whatever the read timeout."""
+    async with servers(certs) as (_target, proxy):
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        target_port = listeners[0].socket.getsockname()[1]
+        client = ProxyClient(f"https://localhost:{proxy.port}", tls_config=certs.client, read_timeout=0.5)
+        async with client.session() as session:
+            with trio.fail_after(30):
+                tunnel = await session.connect_tcp(("127.0.0.1", target_port))
+                target = await listeners[0].accept()
+                with trio.move_on_after(1.5) as quiet:
+                    await tunnel.receive_some()
+                assert quiet.cancelled_caught, "nothing was sent, so nothing was received"
+                await target.send_all(b"late")
+                assert await tunnel.receive_some() == b"late"
+            await tunnel.aclose()
+            await target.aclose()
+        await listeners[0].aclose()

@@ -258,6 +258,7 @@ class ClientSession:
                 read_timeout=client.read_timeout,
                 pool_timeout=client.pool_timeout,
                 max_connections_per_origin=client.max_connections_per_origin,
+                keepalive_interval=client.keepalive_interval,
             )
             self._proxy_session = ClientSession(proxy_client, self._nursery)
         return self._proxy_session

@@ -144,4 +144,6 @@ async def establish(exchange: Exchange, read_timeout: float | None, target: str)
             pass
         reason = body.decode("utf-8", "replace").strip()[:200]
         raise ProxyError(f"the proxy refused CONNECT {target}: {head.status} {reason}".rstrip(), head.status)
-    return TunnelStream(exchange, read_timeout)
+    # A tunnel is a transport: waiting long for data on it is normal, so it has
+    # no read timeout of its own (the requests carried inside it have theirs).
+    return TunnelStream(exchange, None)

@@ -486,6 +486,12 @@ class HTTPOverTCPConnection(HTTPConnection):
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     self._tcp.connection_lost()
                     return
+                except Exception as exc:
+                    # Any other failure of the transport (a tunnel, a custom stream)
+                    # ends this connection, not the code around it.
+                    log.debug("transport failed: %r", exc)
+                    self._tcp.connection_lost()
+                    return
                 if data is None:  # no input before the idle deadline
                     if trio.current_time() >= self._idle_deadline():
                         self._idle_expired()
@@ -520,7 +526,9 @@ class HTTPOverTCPConnection(HTTPConnection):
                 if self._submitted == mark:
                     self._kick = trio.Event()
                     await self._kick.wait()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except Exception as exc:
+            if not isinstance(exc, (trio.BrokenResourceError, trio.ClosedResourceError)):
+                log.debug("transport failed while sending: %r", exc)
             # Senders fail from now on; the reader still delivers what the peer
             # sent before it went away, then reports the end.
             self._broken = True

@@ -132,6 +132,8 @@ class _Tunnel:
             (b"content-type", b"text/plain"),
             (b"content-length", b"%d" % len(body)),
         ]
+        if status == 405:  # RFC 9110 15.5.6: say which method is supported
+            headers.append((b"allow", b"CONNECT"))
         await self.connection.send_headers(self.stream_id, headers)
         await self.connection.send_data(self.stream_id, body, end_stream=True)
 
