@@ -1,9 +1,11 @@
 """A CONNECT proxy over HTTP/1.1, HTTP/2 and HTTP/3 with ProxyServer.
 
 Reads certs/cert.pem and certs/key.pem and listens on https://localhost:8443.
+Ctrl-C shuts it down gracefully.
 """
 
 import argparse
+import signal
 
 import trio
 
@@ -14,9 +16,13 @@ from trio_hface.server import Endpoint, ProxyServer
 async def main(port: int) -> None:
     tls_config = ServerTLSConfig(certfile="certs/cert.pem", keyfile="certs/key.pem")
     proxy = ProxyServer(tls_config=tls_config)
-    async with trio.open_nursery() as nursery:
-        endpoints = await nursery.start(proxy.run, [Endpoint("https", "localhost", port)])
-        print("proxying on", " ".join(str(endpoint) for endpoint in endpoints), flush=True)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            endpoints = await nursery.start(proxy.run, [Endpoint("https", "localhost", port)])
+            print("proxying on", " ".join(str(endpoint) for endpoint in endpoints), flush=True)
+            async for _ in signals:
+                proxy.shutdown()  # graceful: tunnels in use get graceful_timeout to end
+                break
 
 
 if __name__ == "__main__":
@@ -24,7 +30,4 @@ if __name__ == "__main__":
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--port", type=int, default=8443)
-    try:
-        trio.run(main, parser.parse_args().port)
-    except KeyboardInterrupt:
-        pass
+    trio.run(main, parser.parse_args().port)

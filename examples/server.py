@@ -6,6 +6,7 @@ HTTP/3). Ctrl-C shuts it down gracefully.
 """
 
 import argparse
+import signal
 
 import trio
 
@@ -24,9 +25,13 @@ async def app(scope, receive, send):  # type: ignore[no-untyped-def]
 async def main(port: int) -> None:
     tls_config = ServerTLSConfig(certfile="certs/cert.pem", keyfile="certs/key.pem")
     server = ASGIServer(app, tls_config=tls_config)
-    async with trio.open_nursery() as nursery:
-        endpoints = await nursery.start(server.run, [Endpoint("https", "localhost", port)])
-        print("serving on", " ".join(str(endpoint) for endpoint in endpoints), flush=True)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            endpoints = await nursery.start(server.run, [Endpoint("https", "localhost", port)])
+            print("serving on", " ".join(str(endpoint) for endpoint in endpoints), flush=True)
+            async for _ in signals:
+                server.shutdown()  # graceful: requests in flight finish first
+                break
 
 
 if __name__ == "__main__":
@@ -34,7 +39,4 @@ if __name__ == "__main__":
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--port", type=int, default=6443)
-    try:
-        trio.run(main, parser.parse_args().port)
-    except KeyboardInterrupt:
-        pass
+    trio.run(main, parser.parse_args().port)

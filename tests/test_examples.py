@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -121,8 +122,8 @@ class Background:
         self.port = line.split()[2].rsplit(":", 1)[1]
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
+        self.process.send_signal(signal.SIGINT)
+        assert self.process.wait(timeout=30) == 0, "a graceful shutdown exits 0"
         for stream in (self.process.stdout, self.process.stderr):
             if stream is not None:
                 stream.close()
