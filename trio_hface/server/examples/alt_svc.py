@@ -6,16 +6,13 @@ application can do it (for example when a proxy in front terminates QUIC elsewhe
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+from ._asgi import Receive, Scope, Send, lifespan
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     """Answer with the HTTP version and ``Alt-Svc: h3=":<port>"`` for the port the request came to."""
+    if scope["type"] == "lifespan":
+        await lifespan(receive, send)
     if scope["type"] != "http":
         return
     port = scope["server"][1] if scope.get("server") else 443

@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+from ._asgi import Receive, Scope, Send, lifespan
 
 
 def describe(scope: Scope) -> dict[str, Any]:
@@ -34,6 +31,8 @@ def describe(scope: Scope) -> dict[str, Any]:
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     """Describe the request, or echo its body on ``POST /echo``."""
+    if scope["type"] == "lifespan":
+        await lifespan(receive, send)
     if scope["type"] != "http":
         return
     if scope["method"] == "POST" and scope["path"] == "/echo":

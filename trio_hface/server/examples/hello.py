@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+from ._asgi import Receive, Scope, Send, lifespan
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     """Answer every request with ``Hello, World!`` and the HTTP version."""
+    if scope["type"] == "lifespan":
+        await lifespan(receive, send)
     if scope["type"] != "http":
-        return  # no lifespan needs
+        return
     body = f"Hello, World! (HTTP/{scope['http_version']})\n".encode()
     await send(
         {
