@@ -8,7 +8,7 @@ import sys
 # Document the package from this checkout, not from an installed copy.
 sys.path.insert(0, os.path.abspath(".."))
 
-import trio_hface  # noqa: E402
+import trio_hface
 
 project = "trio_hface"
 author = "trio_hface contributors"
