@@ -83,6 +83,18 @@ class StreamResetError(HFaceError):
         self.error_code = error_code
 
 
+class RequestRefused(StreamResetError):
+    """The server did not process a request, so sending it again is safe.
+
+    Raised for a stream the server reset with REFUSED_STREAM (HTTP/2) or
+    H3_REQUEST_REJECTED (HTTP/3) before any response, and for a request on a
+    stream that the server's GOAWAY left out (a stream ID above its last
+    stream ID: RFC 9113 section 6.8, RFC 9114 section 5.2). The client sends
+    such requests again on its own, on another connection, when their body
+    can be replayed; it raises this once it gives up.
+    """
+
+
 class ConnectError(HFaceError):
     """No connection could be opened."""
 

@@ -12,7 +12,7 @@ import trio
 from .._groups import single_exception
 from .._models import ClientTLSConfig
 from ..connections import HTTPConnection, HTTPOverQUICOpener, HTTPOverTCPConnection, HTTPOverTCPOpener
-from ..errors import ConnectError, ConnectionLost
+from ..errors import ConnectError, ConnectionLost, RequestRefused
 from ..networking import client_ssl_context
 from ..protocols import ALPNHTTPFactory, HTTPOverQUICClientFactory, HTTPOverTCPFactory
 from ..protocols.http1 import HTTP1ClientFactory
@@ -25,6 +25,9 @@ from ._tunnel import TunnelStream, establish
 __all__ = ["Client", "ClientSession", "StreamingResponse"]
 
 log = logging.getLogger(__name__)
+
+#: How many times a request is sent at most (a refused request is sent again).
+MAX_ATTEMPTS = 3
 
 #: Methods that may be sent again when a reused connection ended before answering
 #: (RFC 9110 section 9.2.2: idempotent methods).
@@ -181,6 +184,8 @@ class ClientSession:
         :raises ConnectError: if no connection could be opened
         :raises ConnectionLost: if the connection ended before the response was complete
         :raises StreamResetError: if the server reset the request's stream
+        :raises RequestRefused: if the server refused the request more than once, or once
+            when its body was an iterable that cannot be sent again
         :raises RemoteProtocolError: if the server's response was not valid HTTP
         :raises ProxyError: if the proxy refused to tunnel to the origin
         :raises trio.TooSlowError: if a timeout of the client ran out
@@ -204,16 +209,25 @@ class ClientSession:
         Leaving the ``async with`` before the body ended cancels the request
         (the stream is reset; an HTTP/1.1 connection is closed).
         """
-        attempts = 2 if request.method.upper() in _RETRYABLE and isinstance(request.content, bytes) else 1
-        for attempt in range(attempts):
+        replayable = isinstance(request.content, bytes)
+        idempotent = request.method.upper() in _RETRYABLE
+        for attempt in range(MAX_ATTEMPTS):
+            last = attempt + 1 == MAX_ATTEMPTS
             with single_exception():
                 async with trio.open_nursery() as upload:
                     exchange = await self._start(request, upload)
                     try:
                         try:
                             head = await exchange.receive_head(self._client.read_timeout)
+                        except RequestRefused:
+                            # Not processed (RFC 9113 section 8.7): safe to send again, whatever the method.
+                            if replayable and not last:
+                                log.debug("request refused by %s; sending it again", exchange.pooled.origin)
+                                continue
+                            raise
                         except ConnectionLost:
-                            if attempt + 1 < attempts:
+                            # Maybe processed: only an idempotent request may be repeated (RFC 9110 9.2.2).
+                            if replayable and idempotent and attempt == 0:
                                 log.debug("connection lost before the response; retrying %s", request.url)
                                 continue
                             raise

@@ -33,7 +33,7 @@ import trio
 
 from .._typing import HeadersType
 from ..connections import HTTPConnection
-from ..errors import ConnectionLost, HFaceError, RemoteProtocolError, StreamResetError
+from ..errors import ConnectionLost, HFaceError, RemoteProtocolError, RequestRefused, StreamResetError
 from ..events import (
     ConnectionTerminated,
     DataReceived,
@@ -71,6 +71,8 @@ class PooledConnection:
         self.channels: dict[int, trio.MemorySendChannel[Event]] = {}
         self.dead = False
         self.goaway = False
+        # Streams the server's GOAWAY left unprocessed: their requests may be sent again.
+        self.refused: set[int] = set()
         self.last_used = trio.current_time()
         self._pong = trio.Event()
 
@@ -98,6 +100,7 @@ class PooledConnection:
                         break
                     if isinstance(event, GoawayReceived):
                         self.goaway = True
+                        self._refuse_above(event.last_stream_id)
                         self.session._pool_changed()
                         continue
                     if isinstance(event, PingAckReceived):
@@ -117,6 +120,12 @@ class PooledConnection:
                 channel.close()
             self.channels.clear()
             self.session._forget(self)
+
+    def _refuse_above(self, last_stream_id: int) -> None:
+        """End the exchanges on streams the GOAWAY says the server will not process."""
+        for stream_id in [s for s in self.channels if s > last_stream_id]:
+            self.refused.add(stream_id)
+            self.channels.pop(stream_id).close()
 
     async def _keepalive(self, interval: float) -> None:
         """PING an idle HTTP/2 connection now and then; give it up when no acknowledgement comes."""
@@ -164,6 +173,7 @@ class PooledConnection:
         channel = self.channels.pop(exchange.stream_id, None)
         if channel is not None:
             channel.close()
+        self.refused.discard(exchange.stream_id)
         self.last_used = trio.current_time()
         self.session._pool_changed()
 
@@ -212,6 +222,12 @@ class Exchange:
             try:
                 return await self._events.receive()
             except (trio.EndOfChannel, trio.ClosedResourceError):
+                if self.stream_id in self.pooled.refused:
+                    raise RequestRefused(
+                        self.stream_id,
+                        self.connection.error_codes.refused_stream,
+                        f"{self.pooled.origin} did not process the request (GOAWAY)",
+                    ) from None
                 raise ConnectionLost(f"the connection to {self.pooled.origin} ended") from None
         assert scope.cancelled_caught
         raise trio.TooSlowError(f"no response data from {self.pooled.origin} in {read_timeout} s")
@@ -236,6 +252,10 @@ class Exchange:
                     status, headers, http_version=self.pooled.http_version, informational=informational
                 )
             if isinstance(event, StreamResetReceived):
+                if event.error_code == self.connection.error_codes.refused_stream:
+                    raise RequestRefused(
+                        self.stream_id, event.error_code, f"{self.pooled.origin} refused the request"
+                    )
                 raise StreamResetError(self.stream_id, event.error_code)
             if isinstance(event, StreamReset):
                 raise StreamResetError(self.stream_id, event.error_code, "the stream was reset")
