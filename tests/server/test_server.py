@@ -330,3 +330,24 @@ async def test_stalled_request_body_gets_408() -> None:
             ["curl", "-sS", f"http://127.0.0.1:{endpoint.port}/"], capture_stdout=True, check=True
         )
         assert result.stdout == b"hello "
+
+
+async def test_max_connections_holds_back_the_next_connection() -> None:
+    """With max_connections=1, a second client is served only once the first connection ends."""
+    server = ASGIServer(apps.app, max_connections=1)
+    request = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    async with trio.open_nursery() as nursery:
+        (endpoint, *_) = await nursery.start(server.run, ["http://127.0.0.1:0"])
+        with trio.fail_after(10):
+            first = await trio.open_tcp_stream("127.0.0.1", endpoint.port)
+            await first.send_all(request)
+            assert (await first.receive_some()).startswith(b"HTTP/1.1 200")  # kept alive
+            second = await trio.open_tcp_stream("127.0.0.1", endpoint.port)
+            await second.send_all(request)
+            with trio.move_on_after(0.5) as held:
+                await second.receive_some()
+            assert held.cancelled_caught, "the second connection waits in the backlog"
+            await first.aclose()
+            assert (await second.receive_some()).startswith(b"HTTP/1.1 200")
+            await second.aclose()
+        server.shutdown()

@@ -9,7 +9,7 @@ from typing import Any
 import trio
 
 from ..server import Endpoint, ProxyServer, ServerProtocol
-from ._server import CommandError, find_exception, serve, server_tls
+from ._server import CommandError, add_max_connections, find_exception, serve, server_tls
 
 __all__ = ["add_proxy_parser", "run_proxy"]
 
@@ -45,6 +45,7 @@ def add_proxy_parser(subparsers: Any) -> None:
         metavar="HOST:PORT",
         help="allow only these destinations (shell wildcards, repeatable)",
     )
+    add_max_connections(parser)
     parser.set_defaults(command=run_proxy, protocol=ServerProtocol.ALL)
 
 
@@ -54,7 +55,9 @@ def run_proxy(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     tls = server_tls(args) if any(e.tls for e in endpoints) else None
-    proxy = ProxyServer(tls_config=tls, protocol=args.protocol, allow=args.allow)
+    proxy = ProxyServer(
+        tls_config=tls, protocol=args.protocol, allow=args.allow, max_connections=args.max_connections
+    )
     try:
         trio.run(serve, proxy, endpoints)
     except BaseException as exc:

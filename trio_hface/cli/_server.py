@@ -13,6 +13,7 @@ import trio
 
 from .._models import ServerTLSConfig
 from ..server import ASGIApp, ASGIServer, Endpoint, ProxyServer, ServerProtocol
+from ..server._server import DEFAULT_MAX_CONNECTIONS
 from ._certs import create_development_certificates
 
 __all__ = ["add_server_parser", "load_app", "run_server"]
@@ -72,7 +73,29 @@ def add_server_parser(subparsers: Any) -> None:
         metavar="SECONDS",
         help="how long requests in flight may take to finish on shutdown (default 10)",
     )
+    add_max_connections(parser)
     parser.set_defaults(command=run_server, protocol=ServerProtocol.ALL)
+
+
+def add_max_connections(parser: argparse.ArgumentParser) -> None:
+    """The ``--max-connections`` option of ``server`` and ``proxy``."""
+
+    def positive(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+        return value
+
+    parser.add_argument(
+        "--max-connections",
+        type=positive,
+        default=DEFAULT_MAX_CONNECTIONS,
+        metavar="N",
+        help=f"connections served at once; more wait until one ends (default {DEFAULT_MAX_CONNECTIONS})",
+    )
 
 
 def load_app(spec: str) -> ASGIApp:
@@ -141,6 +164,7 @@ def run_server(args: argparse.Namespace) -> int:
         protocol=args.protocol,
         alt_svc=not args.no_alt_svc,
         graceful_timeout=args.graceful_timeout,
+        max_connections=args.max_connections,
     )
     try:
         trio.run(serve, server, endpoints)

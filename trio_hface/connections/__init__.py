@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._connections import HTTPConnection, HTTPOverQUICConnection, HTTPOverTCPConnection
+from ._limit import ConnectionLimit
 from ._quic import HTTPMultiListener, HTTPOverQUICListener, HTTPOverQUICOpener
 from ._tcp import Handler, HTTPListener, HTTPOpener, HTTPOverTCPListener, HTTPOverTCPOpener
 
@@ -18,4 +19,5 @@ __all__ = [
     "HTTPOverTCPOpener",
     "HTTPOverQUICOpener",
     "Handler",
+    "ConnectionLimit",
 ]

@@ -24,6 +24,7 @@ from ..networking import (
 )
 from ..protocols import HTTPOverQUICClientFactory, HTTPOverQUICProtocol, HTTPOverQUICServerFactory
 from ._connections import HTTPConnection, HTTPOverQUICConnection
+from ._limit import ConnectionLimit
 from ._tcp import DEFAULT_HANDSHAKE_TIMEOUT, Handler, HTTPListener, HTTPOpener, _AcceptingListener
 
 __all__ = ["HTTPOverQUICListener", "HTTPOverQUICOpener", "HTTPMultiListener"]
@@ -49,11 +50,32 @@ class HTTPOverQUICListener(_AcceptingListener[QUICStream]):
         listeners: Sequence[trio.abc.Listener[QUICStream]],
         *,
         tls_config: ServerTLSConfig,
+        connection_limit: ConnectionLimit | None = None,
     ) -> None:
-        super().__init__(listeners)
+        super().__init__(listeners, connection_limit)
         self._http_factory = http_factory
         self._tls_config = tls_config
         self._serving = False
+        if connection_limit is not None:
+            for listener in self._listeners:
+                if isinstance(listener, QUICListener):
+                    listener.set_admission(self._admits)
+
+    def _admits(self) -> bool:
+        limit = self._limit
+        if limit is not None and limit.full:
+            limit.note_full()
+            return False
+        return True
+
+    async def _accept(self, listener: trio.abc.Listener[QUICStream]) -> QUICStream:
+        # The accept loop also routes the datagrams of the running connections,
+        # so it never waits for room: the QUIC listener refuses new connections
+        # while the limit is full (see _admits).
+        stream = await self._accept_one(listener)
+        if self._limit is not None:
+            self._limit.acquire_nowait()
+        return stream
 
     @classmethod
     async def create(
@@ -64,6 +86,7 @@ class HTTPOverQUICListener(_AcceptingListener[QUICStream]):
         local_address: AddressType,
         tls_config: ServerTLSConfig,
         retry: bool = False,
+        connection_limit: ConnectionLimit | None = None,
     ) -> HTTPOverQUICListener:
         """Bind UDP sockets and prepare to accept QUIC connections.
 
@@ -73,6 +96,9 @@ class HTTPOverQUICListener(_AcceptingListener[QUICStream]):
         :param tls_config: the certificate (QUIC always uses TLS 1.3)
         :param retry: validate client addresses with a Retry round trip before
             accepting connections (RFC 9000 section 8.1.2)
+        :param connection_limit: a budget of connections, which other
+            listeners may share; ``None`` for no limit. While it is spent, the
+            Initial packets of new connections are dropped.
         """
         networking = networking or SystemNetworking()
         listeners = await networking.listen_quic(
@@ -82,7 +108,7 @@ class HTTPOverQUICListener(_AcceptingListener[QUICStream]):
             quic_stateless_reset_key=http_factory.quic_stateless_reset_key,
             quic_retry=retry,
         )
-        return cls(http_factory, listeners, tls_config=tls_config)
+        return cls(http_factory, listeners, tls_config=tls_config, connection_limit=connection_limit)
 
     @property
     def addresses(self) -> list[AddressType]:

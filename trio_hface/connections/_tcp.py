@@ -17,6 +17,7 @@ from ..errors import ConnectError
 from ..networking import SystemNetworking, TCPClientNetworking, TCPServerNetworking
 from ..protocols import HTTPOverTCPFactory
 from ._connections import HTTPConnection, HTTPOverTCPConnection
+from ._limit import ConnectionLimit
 
 __all__ = ["HTTPListener", "HTTPOverTCPListener", "HTTPOpener", "HTTPOverTCPOpener", "Handler"]
 
@@ -115,9 +116,12 @@ class _AcceptingListener(HTTPListener, Generic[_S]):
     """What TCP and QUIC listeners share: accept loops, a task per
     connection, error isolation, closing."""
 
-    def __init__(self, listeners: Sequence[trio.abc.Listener[_S]]) -> None:
+    def __init__(
+        self, listeners: Sequence[trio.abc.Listener[_S]], connection_limit: ConnectionLimit | None = None
+    ) -> None:
         self._listeners = list(listeners)
         self._closed = False
+        self._limit = connection_limit
 
     @abstractmethod
     async def _connect(self, stream: _S) -> HTTPConnection:
@@ -152,8 +156,27 @@ class _AcceptingListener(HTTPListener, Generic[_S]):
         self, listener: trio.abc.Listener[_S], handler: Handler, nursery: trio.Nursery
     ) -> NoReturn:
         while True:
+            stream = await self._accept(listener)
+            nursery.start_soon(self._handle, stream, handler)
+
+    async def _accept(self, listener: trio.abc.Listener[_S]) -> _S:
+        """Accept a transport once the connection limit has room, and take its place."""
+        limit = self._limit
+        if limit is None:
+            return await self._accept_one(listener)
+        await limit.wait_for_room()
+        stream = await self._accept_one(listener)
+        try:
+            await limit.acquire()  # at once, unless another listener took the place meanwhile
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+        return stream
+
+    async def _accept_one(self, listener: trio.abc.Listener[_S]) -> _S:
+        while True:
             try:
-                stream = await listener.accept()
+                return await listener.accept()
             except trio.ClosedResourceError:
                 # Closed (by aclose(), or under our feet): accept no more on
                 # this one; running connections and other listeners go on.
@@ -166,7 +189,6 @@ class _AcceptingListener(HTTPListener, Generic[_S]):
                     await trio.sleep(_ACCEPT_SLEEP)
                     continue
                 raise
-            nursery.start_soon(self._handle, stream, handler)
 
     async def _handle(self, stream: _S, handler: Handler) -> None:
         try:
@@ -187,6 +209,8 @@ class _AcceptingListener(HTTPListener, Generic[_S]):
                 )
         finally:
             await trio.aclose_forcefully(stream)
+            if self._limit is not None:
+                self._limit.release()
 
     async def aclose(self) -> None:
         if self._closed:
@@ -212,8 +236,9 @@ class HTTPOverTCPListener(_AcceptingListener[trio.abc.Stream]):
         *,
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        connection_limit: ConnectionLimit | None = None,
     ) -> None:
-        super().__init__(listeners)
+        super().__init__(listeners, connection_limit)
         self._http_factory = http_factory
         self._handshake_timeout = handshake_timeout
         self._idle_timeout = idle_timeout
@@ -228,6 +253,7 @@ class HTTPOverTCPListener(_AcceptingListener[trio.abc.Stream]):
         tls_config: ServerTLSConfig | None = None,
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        connection_limit: ConnectionLimit | None = None,
     ) -> HTTPOverTCPListener:
         """Bind and listen.
 
@@ -238,6 +264,8 @@ class HTTPOverTCPListener(_AcceptingListener[trio.abc.Stream]):
         :param handshake_timeout: seconds a TLS handshake may take
         :param idle_timeout: seconds without traffic after which a connection
             is closed, or ``None`` for never
+        :param connection_limit: a budget of connections, which other
+            listeners may share; ``None`` for no limit
         """
         networking = networking or SystemNetworking()
         listeners: Sequence[trio.abc.Listener[Any]]
@@ -247,7 +275,13 @@ class HTTPOverTCPListener(_AcceptingListener[trio.abc.Stream]):
             listeners = await networking.listen_tcp_tls(
                 local_address, tls_config=tls_config, alpn_protocols=http_factory.alpn_protocols
             )
-        return cls(http_factory, listeners, handshake_timeout=handshake_timeout, idle_timeout=idle_timeout)
+        return cls(
+            http_factory,
+            listeners,
+            handshake_timeout=handshake_timeout,
+            idle_timeout=idle_timeout,
+            connection_limit=connection_limit,
+        )
 
     @property
     def addresses(self) -> list[AddressType]:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket as stdlib_socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +84,10 @@ def _address(raw: Any) -> AddressType:
     return (str(raw[0]), int(raw[1]))
 
 
+def _always() -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class QUICListenerStatistics:
     """Counters of a :class:`QUICListener`."""
@@ -104,6 +108,9 @@ class QUICListenerStatistics:
     retries: int
     #: Initial packets dropped because their Retry token was invalid or expired.
     invalid_tokens: int
+    #: Initial packets of new connections dropped because the admission check said no
+    #: (the server is at its connection limit).
+    refused_busy: int = 0
 
 
 class _ServerQUICStream(QUICStream):
@@ -209,6 +216,8 @@ class QUICListener(trio.abc.Listener[QUICStream]):
         self._streams: set[_ServerQUICStream] = set()
         self._closed = False
         self._accepting = True
+        self._admit: Callable[[], bool] = _always
+        self._refused_busy = 0
         self._dropped_queue_full = 0
         self._dropped_unroutable = 0
         self._version_negotiations = 0
@@ -229,7 +238,17 @@ class QUICListener(trio.abc.Listener[QUICStream]):
             stateless_resets=self._stateless_resets,
             retries=self._retries,
             invalid_tokens=self._invalid_tokens,
+            refused_busy=self._refused_busy,
         )
+
+    def set_admission(self, admit: Callable[[], bool]) -> None:
+        """Ask *admit* before accepting each new connection.
+
+        While it returns false, the Initial packets of new connections are
+        dropped (and counted); clients retransmit them. Routing of the
+        connections already accepted goes on.
+        """
+        self._admit = admit
 
     async def accept(self) -> QUICStream:
         """Route datagrams until one opens a new connection; return its stream.
@@ -277,6 +296,9 @@ class QUICListener(trio.abc.Listener[QUICStream]):
         ):
             return None
         if header.is_initial and len(data) >= MIN_INITIAL_SIZE and self._accepting:
+            if not self._admit():
+                self._refused_busy += 1
+                return None
             validation: tuple[bytes, bytes] | None = None
             if self._retry is not None:
                 now = trio.current_time()

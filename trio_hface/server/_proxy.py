@@ -33,7 +33,7 @@ from ..errors import HFaceError
 from ..events import ConnectionTerminated, DataReceived, Event, HeadersReceived, StreamReset
 from ..protocols import HTTPOverQUICServerFactory, HTTPOverTCPFactory
 from ._models import ServerProtocol
-from ._server import StreamServer
+from ._server import DEFAULT_MAX_CONNECTIONS, StreamServer
 
 __all__ = ["ProxyServer"]
 
@@ -60,6 +60,8 @@ class ProxyServer(StreamServer):
     :param graceful_timeout: seconds tunnels in use may go on once shutdown starts
     :param idle_timeout: seconds a connection may stay idle
     :param handshake_timeout: seconds a TLS handshake may take
+    :param max_connections: client connections served at once (each may
+        carry many tunnels over HTTP/2 and HTTP/3); ``None`` for no limit
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class ProxyServer(StreamServer):
         graceful_timeout: float = 10.0,
         idle_timeout: float = 300.0,
         handshake_timeout: float = 10.0,
+        max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         super().__init__(
             tls_config=tls_config,
@@ -86,6 +89,7 @@ class ProxyServer(StreamServer):
             graceful_timeout=graceful_timeout,
             idle_timeout=idle_timeout,
             handshake_timeout=handshake_timeout,
+            max_connections=max_connections,
         )
         self.allow = list(allow) if allow is not None else None
         self.connect_timeout = connect_timeout

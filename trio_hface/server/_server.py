@@ -27,7 +27,13 @@ import trio
 
 from .._groups import single_exception
 from .._models import ServerTLSConfig
-from ..connections import HTTPConnection, HTTPListener, HTTPOverQUICListener, HTTPOverTCPListener
+from ..connections import (
+    ConnectionLimit,
+    HTTPConnection,
+    HTTPListener,
+    HTTPOverQUICListener,
+    HTTPOverTCPListener,
+)
 from ..errors import HFaceError
 from ..events import ConnectionTerminated, Event, GoawayReceived, HeadersReceived, StreamEvent, StreamReset
 from ..protocols import ALPNHTTPFactory, HTTPOverQUICServerFactory, HTTPOverTCPFactory
@@ -51,6 +57,10 @@ LIFESPAN_TIMEOUT = 30.0
 #: How long clients may cache an Alt-Svc advertisement, in seconds (a day).
 ALT_SVC_MAX_AGE = 86400
 
+#: Connections a server serves at once by default (under the usual limit of
+#: 1024 open files per process, which leaves room for the application's own).
+DEFAULT_MAX_CONNECTIONS = 768
+
 
 class StreamServer:
     """What the ASGI server and the proxy server share: endpoints, listeners,
@@ -69,6 +79,7 @@ class StreamServer:
         graceful_timeout: float = 10.0,
         idle_timeout: float = 60.0,
         handshake_timeout: float = 10.0,
+        max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         self.tls_config = tls_config
         self.protocol = protocol
@@ -79,6 +90,7 @@ class StreamServer:
         self.graceful_timeout = graceful_timeout
         self.idle_timeout = idle_timeout
         self.handshake_timeout = handshake_timeout
+        self.max_connections = max_connections
         self._shutdown = trio.Event()
         self._connections: set[_ConnectionHandler] = set()
         self._alt_svc_headers: dict[int, list[tuple[bytes, bytes]]] = {}
@@ -174,6 +186,8 @@ class StreamServer:
     ) -> tuple[list[HTTPListener], list[Endpoint], dict[int, list[tuple[bytes, bytes]]]]:
         listeners: list[HTTPListener] = []
         bound: list[Endpoint] = []
+        # One budget for every endpoint and transport.
+        limit = ConnectionLimit(self.max_connections) if self.max_connections is not None else None
         alt_svc: dict[int, list[tuple[bytes, bytes]]] = {}
         try:
             for endpoint in endpoints:
@@ -189,6 +203,7 @@ class StreamServer:
                         tls_config=tls,
                         handshake_timeout=self.handshake_timeout,
                         idle_timeout=self.idle_timeout,
+                        connection_limit=limit,
                     )
                     listeners.append(tcp)
                     port = tcp.addresses[0][1]
@@ -196,7 +211,10 @@ class StreamServer:
                 if self._serves_http3(endpoint):
                     assert tls is not None
                     quic = await HTTPOverQUICListener.create(
-                        self.http3_factory, local_address=(endpoint.host, port), tls_config=tls
+                        self.http3_factory,
+                        local_address=(endpoint.host, port),
+                        tls_config=tls,
+                        connection_limit=limit,
                     )
                     listeners.append(quic)
                     if tcp_factory is None:
@@ -369,6 +387,9 @@ class ASGIServer(StreamServer):
     :param handshake_timeout: seconds a TLS handshake may take
     :param read_timeout: seconds the application may wait for the next piece
         of a request body before the request is answered with 408 (or reset)
+    :param max_connections: connections served at once, over every endpoint
+        and HTTP version; more wait (TCP) or are dropped until one ends (QUIC).
+        ``None`` for no limit
     """
 
     def __init__(
@@ -386,6 +407,7 @@ class ASGIServer(StreamServer):
         idle_timeout: float = 60.0,
         handshake_timeout: float = 10.0,
         read_timeout: float | None = 60.0,
+        max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         super().__init__(
             tls_config=tls_config,
@@ -397,6 +419,7 @@ class ASGIServer(StreamServer):
             graceful_timeout=graceful_timeout,
             idle_timeout=idle_timeout,
             handshake_timeout=handshake_timeout,
+            max_connections=max_connections,
         )
         self.app = app
         self.root_path = root_path
