@@ -351,3 +351,58 @@ async def test_max_connections_holds_back_the_next_connection() -> None:
             assert (await second.receive_some()).startswith(b"HTTP/1.1 200")
             await second.aclose()
         server.shutdown()
+
+
+async def test_keepalive_timeout_is_not_reset_by_a_trickled_head(certs: Certs) -> None:
+    """A slowloris peer (a request head a byte at a time) and an HTTP/2 peer that only PINGs are
+    closed after idle_timeout; a real client may pause between requests as long as it likes below it."""
+    server = ASGIServer(apps.app, tls_config=certs.server, idle_timeout=1.0)
+    async with trio.open_nursery() as nursery:
+        (endpoint, tls_endpoint) = await nursery.start(
+            server.run, ["http://127.0.0.1:0", "https://127.0.0.1:0"]
+        )
+        with trio.fail_after(20):
+            slow = await trio.open_tcp_stream("127.0.0.1", endpoint.port)
+            start = trio.current_time()
+            with pytest.raises(trio.BrokenResourceError):
+                for byte in b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + b"a" * 100:
+                    await slow.send_all(bytes([byte]))
+                    await trio.sleep(0.1)  # every byte comes well within the idle timeout
+                    if await _closed(slow):
+                        raise trio.BrokenResourceError
+            assert 0.9 < trio.current_time() - start < 5
+            await slow.aclose()
+
+            opener = HTTPOverTCPOpener(HTTP2ClientFactory(), tls_config=certs.client)
+            async with await opener(
+                ("127.0.0.1", tls_endpoint.port), tls=True, server_name="localhost"
+            ) as h2:
+                start = trio.current_time()
+                goaway = None
+                while goaway is None:
+                    await h2.send_ping(b"stayhere")
+                    with trio.move_on_after(0.2):
+                        while True:
+                            event = await h2.receive_event()
+                            if isinstance(event, (GoawayReceived, ConnectionTerminated)):
+                                goaway = event
+                                break
+                assert 0.9 < trio.current_time() - start < 5
+
+            paused = await trio.open_tcp_stream("127.0.0.1", endpoint.port)
+            for _ in range(3):
+                await paused.send_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                response = b""
+                while not response.endswith(b"\r\n0\r\n\r\n"):  # the end of the chunked body
+                    response += await paused.receive_some()
+                assert response.startswith(b"HTTP/1.1 200")
+                await trio.sleep(0.7)  # below the timeout each time, above it in all
+            await paused.aclose()
+        server.shutdown()
+
+
+async def _closed(stream: trio.SocketStream) -> bool:
+    """Whether the peer closed *stream* (without waiting)."""
+    with trio.move_on_after(0):
+        return await stream.receive_some() == b""
+    return False

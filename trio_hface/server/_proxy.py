@@ -58,7 +58,8 @@ class ProxyServer(StreamServer):
         ``None`` allows every destination
     :param connect_timeout: seconds to reach a destination
     :param graceful_timeout: seconds tunnels in use may go on once shutdown starts
-    :param idle_timeout: seconds a connection may stay idle
+    :param idle_timeout: seconds a connection may go without a tunnel (and
+        without traffic, on TCP) before it is closed
     :param handshake_timeout: seconds a TLS handshake may take
     :param max_connections: client connections served at once (each may
         carry many tunnels over HTTP/2 and HTTP/3); ``None`` for no limit

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -274,6 +275,12 @@ class _ConnectionHandler:
         self._channels: dict[int, trio.MemorySendChannel[Event]] = {}
         self._dispatch = trio.CancelScope()
         self._draining = False
+        # The keep-alive clock: it runs while no request is in progress, from
+        # the connection's start or the end of its last request. Input that
+        # does not make a request (a trickled HTTP/1.1 head, HTTP/2 PINGs)
+        # does not reset it, so such a peer cannot hold the connection.
+        self._idle_since = trio.current_time()
+        self._waiting = trio.CancelScope()
 
     async def drain(self) -> None:
         """Ask the peer to stop opening streams; end the connection once the open ones are done."""
@@ -292,7 +299,11 @@ class _ConnectionHandler:
         async with trio.open_nursery() as requests:
             with self._dispatch:
                 while True:
-                    event = await self._connection.receive_event()
+                    with trio.CancelScope(deadline=self._keepalive_deadline()) as self._waiting:
+                        event = await self._connection.receive_event()
+                    if self._waiting.cancelled_caught:
+                        log.debug("no request for %.1f s: closing the connection", self._server.idle_timeout)
+                        break
                     if isinstance(event, ConnectionTerminated):
                         terminated = True
                         break
@@ -334,6 +345,11 @@ class _ConnectionHandler:
         except (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError):
             pass
 
+    def _keepalive_deadline(self) -> float:
+        if self._channels:
+            return math.inf
+        return self._idle_since + self._server.idle_timeout
+
     def _start_request(self, event: HeadersReceived, requests: trio.Nursery) -> None:
         send, receive = trio.open_memory_channel[Event](REQUEST_QUEUE_SIZE)
         self._channels[event.stream_id] = send
@@ -362,6 +378,9 @@ class _ConnectionHandler:
             receive.close()
             send.close()
             self._channels.pop(event.stream_id, None)
+            if not self._channels:
+                self._idle_since = trio.current_time()
+                self._waiting.deadline = self._keepalive_deadline()
             expired = not self._connection.multiplexed and self._connection.has_expired()
             if (self._draining or expired) and not self._channels:
                 # Nothing more will be served here (an HTTP/1.1 "Connection:
@@ -383,7 +402,10 @@ class ASGIServer(StreamServer):
     :param root_path: the ASGI ``root_path`` of every request
     :param graceful_timeout: seconds requests in flight may take to finish
         once shutdown starts
-    :param idle_timeout: seconds a TCP connection may stay idle (keep-alive timeout)
+    :param idle_timeout: the keep-alive timeout: seconds a connection of any
+        HTTP version may go without a request in progress, counted from its
+        start or the end of its last request (input that is not a complete
+        request head does not reset it); also the longest silence on TCP
     :param handshake_timeout: seconds a TLS handshake may take
     :param read_timeout: seconds the application may wait for the next piece
         of a request body before the request is answered with 408 (or reset)
