@@ -309,17 +309,59 @@ def test_invalid_outgoing_headers_raise(headers: list[tuple[bytes, bytes]]) -> N
     assert isinstance(xfer(client, server)[0], HeadersReceived)
 
 
-def test_invalid_incoming_headers_close_with_protocol_error() -> None:
-    """Headers that break RFC 9113 from the peer end in GOAWAY PROTOCOL_ERROR, never an exception."""
+@pytest.mark.parametrize(
+    ("headers", "data"),
+    [
+        ([*GET, (b"Bad", b"1")], None),  # upper case name
+        ([*GET, (b"connection", b"keep-alive")], None),  # connection-specific
+        ([(b":method", b"GET"), (b":path", b"/")], None),  # no :scheme
+        ([*GET, (b"content-length", b"x")], None),  # not a number
+        ([*GET, (b"content-length", b"5")], b"too long by far"),  # body longer than announced
+    ],
+)
+def test_malformed_request_is_a_stream_error(headers: list[tuple[bytes, bytes]], data: bytes | None) -> None:
+    """RFC 9113 section 8.1.1: a malformed request gets RST_STREAM PROTOCOL_ERROR; other streams go on."""
     client, server = pair()
-    # Bypass our validation: write a HEADERS frame with an upper-case name through h2 itself.
+    # Bypass our validation: write the frames through h2 itself.
     client._h2.config.validate_outbound_headers = False
     client._h2.config.normalize_outbound_headers = False
-    client._h2.send_headers(1, [*GET, (b"Bad", b"1")], end_stream=True)
+    client._h2.send_headers(1, headers, end_stream=data is None)
+    if data is not None:
+        client._h2.send_data(1, data, end_stream=True)
+    client._h2.send_headers(3, GET, end_stream=True)
     events = xfer(client, server)
-    assert isinstance(events[-1], ConnectionTerminated) and events[-1].error_code == 1
-    goaway = xfer(server, client)
-    assert GoawayReceived(1, 1) in goaway
+    assert StreamResetSent(1, 1) in events
+    (good,) = [e for e in events if isinstance(e, HeadersReceived) and e.stream_id == 3]
+    assert good.end_stream
+    assert not any(isinstance(e, ConnectionTerminated) for e in events)
+    assert StreamResetReceived(1, 1) in xfer(server, client)
+    server.submit_headers(3, [(b":status", b"200")], end_stream=True)
+    assert HeadersReceived(3, [(b":status", b"200")], end_stream=True) in xfer(server, client)
+    assert not server.has_expired()
+
+
+def test_malformed_response_is_a_stream_error() -> None:
+    """A response with an invalid field resets its stream; the client's connection goes on."""
+    client, server = pair()
+    client.submit_headers(1, GET, end_stream=True)
+    xfer(client, server)
+    server._h2.config.validate_outbound_headers = False
+    server._h2.send_headers(1, [(b":status", b"200"), (b"x-bad", b"a\x00b")], end_stream=True)
+    events = xfer(server, client)
+    assert events == [StreamResetSent(1, 1)]
+    client.submit_headers(3, GET, end_stream=True)
+    assert isinstance(xfer(client, server)[0], HeadersReceived)
+
+
+def test_broken_header_block_stays_a_connection_error() -> None:
+    """HPACK garbage corrupts the decoder's state: that is GOAWAY COMPRESSION_ERROR, not a stream reset."""
+    _client, server = pair()
+    frame = hyperframe.frame.HeadersFrame(1)
+    frame.data = b"\xff\xff\xff\xff\xff"  # an index far beyond any table
+    frame.flags.add("END_HEADERS")
+    server.bytes_received(frame.serialize())
+    (event,) = drain(server)
+    assert isinstance(event, ConnectionTerminated) and event.error_code in (1, 9)
 
 
 def test_garbage_is_a_connection_error() -> None:

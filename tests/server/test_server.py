@@ -12,6 +12,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
 import httpx
 import pytest
 import trio
@@ -25,7 +29,7 @@ from trio_hface.events import ConnectionTerminated, DataReceived, Event, GoawayR
 from trio_hface.protocols.http1 import HTTP1ClientFactory
 from trio_hface.protocols.http2 import HTTP2ClientFactory
 from trio_hface.protocols.http3 import HTTP3ClientFactory
-from trio_hface.server import ASGIServer, Endpoint
+from trio_hface.server import ASGIServer, Endpoint, ServerProtocol
 
 
 @asynccontextmanager
@@ -406,3 +410,37 @@ async def _closed(stream: trio.SocketStream) -> bool:
     with trio.move_on_after(0):
         return await stream.receive_some() == b""
     return False
+
+
+async def test_malformed_http2_request_resets_only_its_stream() -> None:
+    """A malformed request gets RST_STREAM PROTOCOL_ERROR; a good one on the same connection is answered."""
+    server = ASGIServer(apps.app, protocol=ServerProtocol.HTTP2)
+    async with trio.open_nursery() as nursery:
+        (endpoint, *_) = await nursery.start(server.run, ["http://127.0.0.1:0"])
+        peer = h2.connection.H2Connection(
+            h2.config.H2Configuration(
+                client_side=True, validate_outbound_headers=False, normalize_outbound_headers=False
+            )
+        )
+        peer.initiate_connection()
+        get = [(":method", "GET"), (":scheme", "http"), (":authority", "localhost"), (":path", "/")]
+        peer.send_headers(1, [*get, ("connection", "keep-alive")], end_stream=True)  # forbidden in HTTP/2
+        peer.send_headers(3, get, end_stream=True)
+        resets: dict[int, int] = {}
+        statuses: dict[int, bytes] = {}
+        with trio.fail_after(10):
+            stream = await trio.open_tcp_stream("127.0.0.1", endpoint.port)
+            await stream.send_all(peer.data_to_send())
+            while 3 not in statuses or 1 not in resets:
+                data = await stream.receive_some()
+                assert data, "the server closed the connection"
+                for event in peer.receive_data(data):
+                    if isinstance(event, h2.events.StreamReset):
+                        resets[event.stream_id] = event.error_code
+                    elif isinstance(event, h2.events.ResponseReceived):
+                        statuses[event.stream_id] = dict(event.headers)[b":status"]
+                    assert not isinstance(event, h2.events.ConnectionTerminated)
+                await stream.send_all(peer.data_to_send())
+            await stream.aclose()
+        assert resets == {1: h2.errors.ErrorCodes.PROTOCOL_ERROR} and statuses == {3: b"200"}
+        server.shutdown()

@@ -38,6 +38,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import h2.stream
 import hpack
 import hyperframe.exceptions
 import hyperframe.frame
@@ -92,6 +93,48 @@ class _H2Connection(h2.connection.H2Connection):
         event.error_code = frame.error_code
         event.last_stream_id = frame.last_stream_id
         event.additional_data = frame.additional_data or None
+        return [], [event]
+
+    # RFC 9113 section 8.1.1: a malformed message (invalid fields, a wrong
+    # content-length, trailers without END_STREAM) is a stream error. h2
+    # raises ProtocolError for these as for connection errors; the ones
+    # below are turned into a reset of their stream when the stream survived
+    # them (h2 closes a stream whose state machine refused a frame, which
+    # stays a connection error, as do HPACK failures: the decoder state is lost).
+
+    def _receive_headers_frame(self, frame: hyperframe.frame.HeadersFrame) -> tuple[list[Any], list[Any]]:
+        try:
+            return cast(tuple[list[Any], list[Any]], super()._receive_headers_frame(frame))
+        except h2.exceptions.ProtocolError as exc:
+            return self._malformed(frame.stream_id, exc)
+
+    def _receive_data_frame(self, frame: hyperframe.frame.DataFrame) -> tuple[list[Any], list[Any]]:
+        try:
+            return cast(tuple[list[Any], list[Any]], super()._receive_data_frame(frame))
+        except h2.exceptions.InvalidBodyLengthError as exc:
+            result = self._malformed(frame.stream_id, exc)
+            # The frame was charged to the connection's window: give it back.
+            self.acknowledge_received_data(frame.flow_controlled_length, frame.stream_id)
+            return result
+
+    def _malformed(self, stream_id: int, exc: h2.exceptions.ProtocolError) -> tuple[list[Any], list[Any]]:
+        stream = self.streams.get(stream_id)
+        message_error = type(exc) in (h2.exceptions.ProtocolError, h2.exceptions.InvalidBodyLengthError)
+        if (
+            not message_error
+            or isinstance(exc.__cause__, (hpack.HPACKError, IndexError, TypeError, UnicodeDecodeError))
+            or stream is None
+        ):
+            raise exc
+        if stream.open:
+            self.reset_stream(stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+        elif stream.closed_by is not h2.stream.StreamClosedBy.RECV_END_STREAM:
+            raise exc  # h2's state machine refused the frame
+        # else: the frame's own END_STREAM closed the stream (a malformed final
+        # response): nothing may be sent on it any more; the message is dropped.
+        event = h2.events.StreamReset(
+            stream_id=stream_id, error_code=h2.errors.ErrorCodes.PROTOCOL_ERROR, remote_reset=False
+        )
         return [], [event]
 
     def receive_frames(self, data: bytes) -> tuple[list[h2.events.Event], Exception | None]:
