@@ -297,3 +297,26 @@ async def test_keepalive_ping_replaces_a_silent_connection(certs: Certs) -> None
             assert first not in next(iter(session._connections.values()))
         server.shutdown()
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("protocol", [ClientProtocol.HTTP2, ClientProtocol.HTTP3])
+async def test_a_response_not_read_does_not_block_the_others(certs: Certs, protocol: ClientProtocol) -> None:
+    """A caller that stops reading a big response holds back only that stream; other requests on
+    the same connection complete, and reading it later gets every byte."""
+    server = ASGIServer(apps.app, tls_config=certs.server)
+    size = 8 * 1024 * 1024
+    async with trio.open_nursery() as nursery:
+        (endpoint, *_) = await nursery.start(server.run, ["https://127.0.0.1:0"])
+        base = f"https://localhost:{endpoint.port}"
+        async with client_for(certs, protocol).session() as session:
+            with trio.fail_after(30):
+                async with session.stream(Request("GET", f"{base}/bytes/{size}")) as big:
+                    await trio.sleep(0.5)  # the server fills the stream's window; nobody reads
+                    with trio.fail_after(3):
+                        for n in range(3):
+                            response = await session.dispatch(Request("POST", f"{base}/", content=b"%d" % n))
+                            assert response.content == b"hello %d" % n
+                    received = sum([len(chunk) async for chunk in big.aiter_bytes()])
+                assert received == size
+                assert sum(len(c) for c in session.connections().values()) == 1
+        server.shutdown()

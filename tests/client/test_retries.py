@@ -19,7 +19,7 @@ import pytest
 import trio
 
 from trio_hface.client import Client, ClientProtocol, Request
-from trio_hface.errors import RequestRefused, StreamResetError
+from trio_hface.errors import ConnectionLost, RequestRefused, StreamResetError
 
 
 @dataclass
@@ -27,7 +27,7 @@ class ScriptedServer:
     """HTTP/2 over cleartext TCP; echoes request bodies, refusing as told.
 
     *goaway_after*: on the first connection, once this many requests have
-    arrived, send GOAWAY naming the first of them as the last stream, answer
+    arrived, send GOAWAY naming the lowest of them as the last stream, answer
     it and close. *refuse*: how many requests in all get RST_STREAM
     REFUSED_STREAM instead of an answer.
     """
@@ -64,7 +64,7 @@ class ScriptedServer:
                 if number == 1 and self.goaway_after:
                     if len(complete) < self.goaway_after:
                         continue
-                    first = complete[0]
+                    first = min(complete)  # the lowest stream: GOAWAY refuses those above it
                     goaway = hyperframe.frame.GoAwayFrame(0)  # h2 would refuse to answer after its own
                     goaway.last_stream_id = first
                     self._answer(conn, first, bodies[first])
@@ -144,3 +144,50 @@ async def test_body_that_cannot_be_replayed_is_not_sent_again() -> None:
                 await session.dispatch(Request("POST", url, content=body()))
         nursery.cancel_scope.cancel()
     assert len(server.seen) == 1
+
+
+async def test_requests_below_goaway_that_the_server_drops_fail_at_once() -> None:
+    """GOAWAY names stream 3, the server closes without answering stream 1: its POST is not
+    retried (it may have been processed), and the caller learns it when the connection ends,
+    not when some keep-alive timer runs out."""
+
+    async def serve(stream: trio.SocketStream) -> None:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        ended: list[int] = []
+        async with stream:
+            await stream.send_all(conn.data_to_send())
+            while len(ended) < 2:
+                data = await stream.receive_some()
+                if not data:
+                    return
+                ended += [
+                    e.stream_id for e in conn.receive_data(data) if isinstance(e, h2.events.StreamEnded)
+                ]
+                await stream.send_all(conn.data_to_send())
+            goaway = hyperframe.frame.GoAwayFrame(0)
+            goaway.last_stream_id = 3
+            ScriptedServer._answer(conn, 3, b"three")
+            await stream.send_all(goaway.serialize() + conn.data_to_send())
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, serve, 0, host="127.0.0.1"))
+        url = f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}/"
+        client = Client(protocol=ClientProtocol.HTTP2, keepalive_interval=60)
+        outcomes: dict[bytes, object] = {}
+        async with client.session() as session:
+
+            async def post(body: bytes) -> None:
+                try:
+                    outcomes[body] = (await session.dispatch(Request("POST", url, content=body))).content
+                except ConnectionLost as exc:
+                    outcomes[body] = exc
+
+            with trio.fail_after(10):
+                async with trio.open_nursery() as requests:
+                    requests.start_soon(post, b"one")
+                    await trio.sleep(0.1)  # stream 1 first
+                    requests.start_soon(post, b"three")
+        nursery.cancel_scope.cancel()
+    assert outcomes[b"three"] == b"three"
+    assert isinstance(outcomes[b"one"], ConnectionLost)

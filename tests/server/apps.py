@@ -102,6 +102,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"partial", "more_body": True})
         raise RuntimeError("application bug after the start (expected by the test)")
+    elif path == "/stall":
+        await trio.sleep(3)  # does not read the request body meanwhile
+        await respond(send, 200, b"stalled")
     elif path == "/wait":
         await read_body(receive)
         await trio.sleep(0.5)

@@ -24,6 +24,7 @@ from tests.conftest import Certs
 from tests.connections.test_tcp import Client
 from tests.helpers import require_tool
 from tests.server import apps
+from trio_hface import client as hface_client
 from trio_hface.connections import HTTPOverQUICOpener, HTTPOverTCPOpener
 from trio_hface.events import ConnectionTerminated, DataReceived, Event, GoawayReceived, HeadersReceived
 from trio_hface.protocols.http1 import HTTP1ClientFactory
@@ -443,4 +444,35 @@ async def test_malformed_http2_request_resets_only_its_stream() -> None:
                 await stream.send_all(peer.data_to_send())
             await stream.aclose()
         assert resets == {1: h2.errors.ErrorCodes.PROTOCOL_ERROR} and statuses == {3: b"200"}
+        server.shutdown()
+
+
+@pytest.mark.parametrize("protocol", [hface_client.ClientProtocol.HTTP2, hface_client.ClientProtocol.HTTP3])
+async def test_a_stream_that_is_not_read_does_not_block_the_others(
+    certs: Certs, protocol: hface_client.ClientProtocol
+) -> None:
+    """An application that leaves a request body unread holds back only that stream (flow control),
+    not the other requests of the connection."""
+    server = ASGIServer(apps.app, tls_config=certs.server)
+    async with trio.open_nursery() as nursery:
+        (endpoint, *_) = await nursery.start(server.run, ["https://127.0.0.1:0"])
+        base = f"https://localhost:{endpoint.port}"
+        client = hface_client.Client(tls_config=certs.client, protocol=protocol)
+        async with client.session() as session:
+
+            async def stalled_upload() -> None:
+                request = hface_client.Request("POST", f"{base}/stall", content=b"x" * (4 << 20))
+                response = await session.dispatch(request)
+                assert response.content == b"stalled"
+
+            with trio.fail_after(20):
+                await session.dispatch(hface_client.Request("GET", f"{base}/"))  # the connection is up
+                async with trio.open_nursery() as requests:
+                    requests.start_soon(stalled_upload)
+                    await trio.sleep(0.5)  # the upload fills its stream's window meanwhile
+                    with trio.fail_after(2):  # well before /stall answers
+                        for _ in range(3):
+                            response = await session.dispatch(hface_client.Request("GET", f"{base}/"))
+                            assert response.content == b"hello "
+                assert sum(len(c) for c in session.connections().values()) == 1
         server.shutdown()

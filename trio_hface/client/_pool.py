@@ -5,12 +5,13 @@ Theory of operation
 
 Each pooled connection is owned by a *runner* task in the session's nursery:
 it enters the connection (``async with``) and routes the connection's events
-to the exchange (request/response) of each stream through a bounded
-channel. An exchange takes its events from that channel as the caller reads
-the response, so a caller that stops reading stops the runner once the
-channel is full, and the server's flow-control window closes: memory stays
-bounded (the price is that one slow reader stalls the other streams of its
-connection).
+to the exchange (request/response) of each stream through a
+:class:`~trio_hface.connections.StreamInbox`. An exchange takes its events
+from the inbox as the caller reads the response, and only then does the
+data's flow-control credit go back to the server: a caller that stops
+reading holds back its own stream's window (HTTP/2, HTTP/3), and the other
+streams of the connection go on; on HTTP/1.1 a full inbox stops the runner
+and TCP pushes back. Memory stays bounded by the windows either way.
 
 Connections are reused: HTTP/1.1 ones for one request at a time (keep-alive),
 HTTP/2 and HTTP/3 ones for as many concurrent requests as the server allows.
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from .._typing import HeadersType
-from ..connections import HTTPConnection
+from ..connections import HTTPConnection, StreamInbox
 from ..errors import ConnectionLost, HFaceError, RemoteProtocolError, RequestRefused, StreamResetError
 from ..events import (
     ConnectionTerminated,
@@ -55,7 +56,9 @@ __all__ = ["Exchange", "PooledConnection", "parse_alt_svc"]
 log = logging.getLogger(__name__)
 
 #: Events queued per exchange before the connection stops handing out more.
-EXCHANGE_QUEUE_SIZE = 16
+
+#: Informational (1xx) responses accepted before the final one.
+MAX_INFORMATIONAL = 32
 
 #: Body pieces sent at once when uploading from bytes.
 UPLOAD_CHUNK = 256 * 1024
@@ -68,7 +71,7 @@ class PooledConnection:
         self.session = session
         self.origin = origin
         self.connection = connection
-        self.channels: dict[int, trio.MemorySendChannel[Event]] = {}
+        self.channels: dict[int, StreamInbox] = {}
         self.dead = False
         self.goaway = False
         # Streams the server's GOAWAY left unprocessed: their requests may be sent again.
@@ -87,6 +90,8 @@ class PooledConnection:
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the connection: enter it, route its events, forget it when it ends."""
+        # Credit goes back as each exchange takes its data (see StreamInbox).
+        self.connection.manual_acknowledgement = True
         try:
             async with self.connection, trio.open_nursery() as nursery:
                 task_status.started()
@@ -114,18 +119,25 @@ class PooledConnection:
                         and not self.connection.multiplexed
                     ):
                         break  # HTTP/1.1 that the server closes after its response
+                # Done: the exchanges learn it now, not when the keep-alive task
+                # notices, and the connection says goodbye on the way out.
+                self._end_exchanges()
+                nursery.cancel_scope.cancel()
         finally:
-            self.dead = True
-            for channel in self.channels.values():
-                channel.close()
+            self._end_exchanges()
             self.channels.clear()
             self.session._forget(self)
+
+    def _end_exchanges(self) -> None:
+        self.dead = True
+        for channel in self.channels.values():
+            channel.end()
 
     def _refuse_above(self, last_stream_id: int) -> None:
         """End the exchanges on streams the GOAWAY says the server will not process."""
         for stream_id in [s for s in self.channels if s > last_stream_id]:
             self.refused.add(stream_id)
-            self.channels.pop(stream_id).close()
+            self.channels.pop(stream_id).end()
 
     async def _keepalive(self, interval: float) -> None:
         """PING an idle HTTP/2 connection now and then; give it up when no acknowledgement comes."""
@@ -152,22 +164,24 @@ class PooledConnection:
     async def _route(self, event: StreamEvent) -> None:
         channel = self.channels.get(event.stream_id)
         if channel is None:
+            if isinstance(event, DataReceived):  # for a stream we are done with: its credit is due
+                self.connection.acknowledge_data(event.stream_id, len(event.data))
             return
         try:
-            await channel.send(event)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await channel.put(event)  # dropped (and acknowledged) once the exchange is done with
+        except trio.ClosedResourceError:
             self.channels.pop(event.stream_id, None)
         if isinstance(event, StreamReset):
-            channel.close()
+            channel.end()
             self.channels.pop(event.stream_id, None)
 
     def start_exchange(self) -> Exchange:
         """Reserve a stream for a request (before any checkpoint, so the ID is ours)."""
         stream_id = self.connection.get_available_stream_id()
-        send, receive = trio.open_memory_channel[Event](EXCHANGE_QUEUE_SIZE)
-        self.channels[stream_id] = send
+        inbox = StreamInbox(self.connection, stream_id)
+        self.channels[stream_id] = inbox
         self.last_used = trio.current_time()
-        return Exchange(self, stream_id, receive)
+        return Exchange(self, stream_id, inbox)
 
     def finish_exchange(self, exchange: Exchange) -> None:
         channel = self.channels.pop(exchange.stream_id, None)
@@ -181,9 +195,7 @@ class PooledConnection:
 class Exchange:
     """One request and its response on a pooled connection."""
 
-    def __init__(
-        self, pooled: PooledConnection, stream_id: int, events: trio.MemoryReceiveChannel[Event]
-    ) -> None:
+    def __init__(self, pooled: PooledConnection, stream_id: int, events: StreamInbox) -> None:
         self.pooled = pooled
         self.connection = pooled.connection
         self.stream_id = stream_id
@@ -245,6 +257,8 @@ class Exchange:
                     raise RemoteProtocolError(f"invalid :status {status_value!r}") from None
                 headers = [(n, v) for n, v in event.headers if not n.startswith(b":")]
                 if 100 <= status < 200:
+                    if len(informational) >= MAX_INFORMATIONAL:
+                        raise RemoteProtocolError(f"more than {MAX_INFORMATIONAL} informational responses")
                     informational.append((status, headers))
                     continue
                 self.response_complete = event.end_stream

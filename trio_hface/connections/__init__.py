@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._connections import HTTPConnection, HTTPOverQUICConnection, HTTPOverTCPConnection
+from ._inbox import StreamInbox
 from ._limit import ConnectionLimit
 from ._quic import HTTPMultiListener, HTTPOverQUICListener, HTTPOverQUICOpener
 from ._tcp import Handler, HTTPListener, HTTPOpener, HTTPOverTCPListener, HTTPOverTCPOpener
@@ -20,4 +21,5 @@ __all__ = [
     "HTTPOverQUICOpener",
     "Handler",
     "ConnectionLimit",
+    "StreamInbox",
 ]

@@ -348,11 +348,39 @@ class HTTPConnection(metaclass=ABCMeta):
 
     # -- receiving ----------------------------------------------------------
 
+    @property
+    def manual_acknowledgement(self) -> bool:
+        """Whether data's flow-control credit waits for :meth:`acknowledge_data`.
+
+        Off by default: :meth:`receive_event` returns the credit when it hands
+        data out. Turn it on (before the first :meth:`receive_event`) when
+        events go to per-stream queues, so that a stream nobody reads holds
+        back its sender, and not the other streams (HTTP/2 and HTTP/3; see
+        :attr:`.HTTPProtocol.manual_acknowledgement`).
+        """
+        return self._protocol.manual_acknowledgement
+
+    @manual_acknowledgement.setter
+    def manual_acknowledgement(self, value: bool) -> None:
+        self._protocol.manual_acknowledgement = value
+
+    def acknowledge_data(self, stream_id: int, length: int) -> None:
+        """Return the flow-control credit of *length* bytes of data of a stream, consumed or dropped.
+
+        With :attr:`manual_acknowledgement` only; the credit goes out with the
+        next packet (a WINDOW_UPDATE or MAX_STREAM_DATA when enough is due).
+        """
+        if self._closed or self._terminated:
+            return
+        self._protocol.acknowledge_data(stream_id, length)
+        self._wake_writer()
+
     async def receive_event(self) -> Event:
         """Wait for the next event of any stream.
 
-        Handing out data returns its flow-control credit to the peer. The
-        last event is :class:`~trio_hface.events.ConnectionTerminated`.
+        Handing out data returns its flow-control credit to the peer (unless
+        :attr:`manual_acknowledgement` is on). The last event is
+        :class:`~trio_hface.events.ConnectionTerminated`.
 
         :raises trio.ClosedResourceError: if called after the connection ended
         """

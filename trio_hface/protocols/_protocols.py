@@ -162,7 +162,26 @@ class HTTPProtocol(metaclass=ABCMeta):
         """Take the next event, or ``None`` when there is none now.
 
         Handing out :class:`~trio_hface.events.DataReceived` returns its
-        flow-control credit to the peer.
+        flow-control credit to the peer, unless :attr:`manual_acknowledgement`
+        is set.
+        """
+
+    #: When true, handing out :class:`~trio_hface.events.DataReceived` does
+    #: not return its flow-control credit: the caller returns it with
+    #: :meth:`acknowledge_data` once the data is consumed, so a stream whose
+    #: reader is slow holds back only its own sender (HTTP/2 and HTTP/3). Set
+    #: it before taking the first event. HTTP/1.1 has no flow control of its
+    #: own (TCP's applies) and ignores it.
+    manual_acknowledgement: bool = False
+
+    def acknowledge_data(self, stream_id: int, length: int) -> None:  # noqa: B027 (HTTP/1.1 has nothing to do)
+        """Return the flow-control credit of *length* bytes of a stream's data.
+
+        For :attr:`manual_acknowledgement`: call it for every byte of
+        :class:`~trio_hface.events.DataReceived` handed out, once consumed
+        (or dropped). Framing overhead and padding are credited by the
+        protocol itself. Acknowledging a stream that ended or was reset still
+        returns the connection's credit. HTTP/1.1 ignores it.
         """
 
 

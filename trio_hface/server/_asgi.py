@@ -4,14 +4,15 @@ Theory of operation
 -------------------
 
 The connection's dispatcher (see ``_server.py``) owns ``receive_event`` and
-routes the events of each stream into that stream's bounded channel; one
-task per request runs the application with :class:`RequestCycle`'s
-``receive`` and ``send``. ``receive`` takes body events from the channel one
-at a time, so a slow application stops taking them and, once the channel
-is full, the dispatcher stops handing out the connection's events: the
-peer's flow-control window then closes (HTTP/2 and HTTP/3) or TCP pushes
-back (HTTP/1.1). ``send`` writes through the connection, which waits for
-the peer's credit.
+routes the events of each stream into that stream's
+:class:`~trio_hface.connections.StreamInbox`; one task per request runs the
+application with :class:`RequestCycle`'s ``receive`` and ``send``.
+``receive`` takes body events from the inbox, and only then does the
+data's flow-control credit go back to the peer: a slow application holds
+back its own request's sender (HTTP/2 and HTTP/3 windows), never the other
+requests of the connection. On HTTP/1.1 a full inbox stops the dispatcher,
+and TCP pushes back. ``send`` writes through the connection, which waits
+for the peer's credit.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from urllib.parse import unquote_to_bytes
 import trio
 
 from .._typing import AddressType, HeadersType
-from ..connections import HTTPConnection
+from ..connections import HTTPConnection, StreamInbox
 from ..errors import ASGIError, HFaceError
-from ..events import ConnectionTerminated, DataReceived, Event, HeadersReceived, StreamReset
+from ..events import ConnectionTerminated, DataReceived, HeadersReceived, StreamReset
 
 __all__ = ["ASGIApp", "ClientDisconnected", "RequestCycle", "build_scope"]
 
@@ -97,7 +98,7 @@ class RequestCycle:
         connection: HTTPConnection,
         stream_id: int,
         request_headers: HeadersType,
-        events: trio.MemoryReceiveChannel[Event],
+        events: StreamInbox,
         *,
         request_ended: bool,
         extra_response_headers: HeadersType = (),

@@ -28,9 +28,9 @@ from collections.abc import Sequence
 import trio
 
 from .._models import ServerTLSConfig
-from ..connections import HTTPConnection
+from ..connections import HTTPConnection, StreamInbox
 from ..errors import HFaceError
-from ..events import ConnectionTerminated, DataReceived, Event, HeadersReceived, StreamReset
+from ..events import ConnectionTerminated, DataReceived, HeadersReceived, StreamReset
 from ..protocols import HTTPOverQUICServerFactory, HTTPOverTCPFactory
 from ._models import ServerProtocol
 from ._server import DEFAULT_MAX_CONNECTIONS, StreamServer
@@ -106,7 +106,7 @@ class ProxyServer(StreamServer):
         self,
         connection: HTTPConnection,
         event: HeadersReceived,
-        events: trio.MemoryReceiveChannel[Event],
+        events: StreamInbox,
         extra_headers: list[tuple[bytes, bytes]],
     ) -> None:
         tunnel = _Tunnel(self, connection, event, events)
@@ -122,7 +122,7 @@ class _Tunnel:
         proxy: ProxyServer,
         connection: HTTPConnection,
         event: HeadersReceived,
-        events: trio.MemoryReceiveChannel[Event],
+        events: StreamInbox,
     ) -> None:
         self.proxy = proxy
         self.connection = connection

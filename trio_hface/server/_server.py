@@ -34,9 +34,17 @@ from ..connections import (
     HTTPListener,
     HTTPOverQUICListener,
     HTTPOverTCPListener,
+    StreamInbox,
 )
 from ..errors import HFaceError
-from ..events import ConnectionTerminated, Event, GoawayReceived, HeadersReceived, StreamEvent, StreamReset
+from ..events import (
+    ConnectionTerminated,
+    DataReceived,
+    GoawayReceived,
+    HeadersReceived,
+    StreamEvent,
+    StreamReset,
+)
 from ..protocols import ALPNHTTPFactory, HTTPOverQUICServerFactory, HTTPOverTCPFactory
 from ..protocols.http1 import HTTP1ServerFactory
 from ..protocols.http2 import HTTP2ServerFactory
@@ -50,7 +58,6 @@ log = logging.getLogger(__name__)
 
 #: Events queued per request before the connection stops handing out more
 #: (the backpressure of a slow application; see ``_asgi.py``).
-REQUEST_QUEUE_SIZE = 16
 
 #: Seconds the lifespan startup and shutdown may take.
 LIFESPAN_TIMEOUT = 30.0
@@ -100,7 +107,7 @@ class StreamServer:
         self,
         connection: HTTPConnection,
         event: HeadersReceived,
-        events: trio.MemoryReceiveChannel[Event],
+        events: StreamInbox,
         extra_headers: list[tuple[bytes, bytes]],
     ) -> None:
         """Handle one request stream (subclasses implement it)."""
@@ -272,7 +279,7 @@ class _ConnectionHandler:
         self._server = server
         self._connection = connection
         self._extra_headers = extra_headers
-        self._channels: dict[int, trio.MemorySendChannel[Event]] = {}
+        self._channels: dict[int, StreamInbox] = {}
         self._dispatch = trio.CancelScope()
         self._draining = False
         # The keep-alive clock: it runs while no request is in progress, from
@@ -296,6 +303,8 @@ class _ConnectionHandler:
 
     async def run(self) -> None:
         terminated = False
+        # Credit goes back as each request's task takes its data (see StreamInbox).
+        self._connection.manual_acknowledgement = True
         async with trio.open_nursery() as requests:
             with self._dispatch:
                 while True:
@@ -320,12 +329,14 @@ class _ConnectionHandler:
             if terminated:
                 requests.cancel_scope.cancel()  # the peer is gone: nobody to answer
             for channel in self._channels.values():
-                channel.close()
+                channel.end()
 
     async def _route(self, event: StreamEvent, requests: trio.Nursery) -> None:
         stream_id = event.stream_id
         channel = self._channels.get(stream_id)
         if channel is None:
+            if isinstance(event, DataReceived):  # for a request we are done with: its credit is due
+                self._connection.acknowledge_data(stream_id, len(event.data))
             if isinstance(event, HeadersReceived) and any(n == b":method" for n, _ in event.headers):
                 if self._draining and self._connection.multiplexed:
                     await self._refuse(stream_id)
@@ -333,11 +344,11 @@ class _ConnectionHandler:
                 self._start_request(event, requests)
             return
         try:
-            await channel.send(event)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the application is done with this request
+            await channel.put(event)  # dropped (and acknowledged) if the request is done with
+        except trio.ClosedResourceError:
+            pass
         if isinstance(event, StreamReset):
-            channel.close()
+            channel.end()
 
     async def _refuse(self, stream_id: int) -> None:
         try:
@@ -351,19 +362,18 @@ class _ConnectionHandler:
         return self._idle_since + self._server.idle_timeout
 
     def _start_request(self, event: HeadersReceived, requests: trio.Nursery) -> None:
-        send, receive = trio.open_memory_channel[Event](REQUEST_QUEUE_SIZE)
-        self._channels[event.stream_id] = send
-        requests.start_soon(self._run_request, event, send, receive)
+        inbox = StreamInbox(self._connection, event.stream_id)
+        self._channels[event.stream_id] = inbox
+        requests.start_soon(self._run_request, event, inbox)
 
     async def _run_request(
         self,
         event: HeadersReceived,
-        send: trio.MemorySendChannel[Event],
-        receive: trio.MemoryReceiveChannel[Event],
+        inbox: StreamInbox,
     ) -> None:
         try:
             try:
-                await self._server.run_stream(self._connection, event, receive, self._extra_headers)
+                await self._server.run_stream(self._connection, event, inbox, self._extra_headers)
             except Exception:
                 # One stream's failure must not end the connection's other streams.
                 log.exception("stream %d failed", event.stream_id)
@@ -375,8 +385,7 @@ class _ConnectionHandler:
                     except (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError):
                         pass
         finally:
-            receive.close()
-            send.close()
+            inbox.close()
             self._channels.pop(event.stream_id, None)
             if not self._channels:
                 self._idle_since = trio.current_time()
@@ -459,7 +468,7 @@ class ASGIServer(StreamServer):
         self,
         connection: HTTPConnection,
         event: HeadersReceived,
-        events: trio.MemoryReceiveChannel[Event],
+        events: StreamInbox,
         extra_headers: list[tuple[bytes, bytes]],
     ) -> None:
         cycle = RequestCycle(

@@ -69,8 +69,10 @@ DEFAULT_MAX_CONCURRENT_STREAMS = 100
 #: starved by round trips.
 DEFAULT_STREAM_WINDOW = 1024 * 1024
 
-#: Our receive window for the whole connection, in bytes.
-DEFAULT_CONNECTION_WINDOW = 2 * 1024 * 1024
+#: Our receive window for the whole connection, in bytes: four stream
+#: windows, so that a stream whose reader stalls (holding its window) leaves
+#: the other streams room to go on. It also bounds what a connection buffers.
+DEFAULT_CONNECTION_WINDOW = 4 * 1024 * 1024
 
 #: The largest decoded header list we accept, in bytes (h2's default, 64 KiB).
 DEFAULT_MAX_HEADER_LIST_SIZE = 64 * 1024
@@ -367,10 +369,17 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
             return None
         event, length = self._events.popleft()
         if length and isinstance(event, DataReceived):
-            self._acknowledge(event.stream_id, length)
+            # Padding is ours to credit; the data, the caller's when it acknowledges by hand.
+            self._acknowledge(
+                event.stream_id, length - len(event.data) if self.manual_acknowledgement else length
+            )
         elif isinstance(event, HeadersReceived):
             self._unseen.discard(event.stream_id)
         return event
+
+    def acknowledge_data(self, stream_id: int, length: int) -> None:
+        if self.manual_acknowledgement and length > 0:
+            self._acknowledge(stream_id, length)
 
     # -- internals --------------------------------------------------------
 
@@ -382,7 +391,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
             raise LocalProtocolError("the connection is closed")
 
     def _acknowledge(self, stream_id: int, length: int) -> None:
-        if self._terminated:
+        if self._terminated or length <= 0:
             return
         try:
             self._h2.acknowledge_received_data(length, stream_id)

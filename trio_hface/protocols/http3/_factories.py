@@ -22,9 +22,11 @@ __all__ = ["HTTP3ClientFactory", "HTTP3ServerFactory"]
 
 # aioquic's default (QuicConfiguration.idle_timeout), in seconds.
 DEFAULT_IDLE_TIMEOUT = 60.0
-# aioquic's defaults (QuicConfiguration.max_data and .max_stream_data): 1 MiB
-# for the connection and for each stream.
-DEFAULT_MAX_DATA = 1024 * 1024
+# Receive windows: 1 MiB per stream (aioquic's default), and four times that
+# for the connection, so that a stream whose reader stalls (holding its
+# window) leaves the other streams room to go on. This also bounds the data
+# a connection may buffer.
+DEFAULT_MAX_DATA = 4 * 1024 * 1024
 DEFAULT_MAX_STREAM_DATA = 1024 * 1024
 # RFC 9000 section 14: every QUIC path carries 1200-byte datagrams.
 DEFAULT_MAX_DATAGRAM_SIZE = SMALLEST_MAX_DATAGRAM_SIZE

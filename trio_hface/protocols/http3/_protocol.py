@@ -171,6 +171,10 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
         self._validated: tuple[bytes, bytes] | None = None
         self._cids: list[bytes] = []
         self._events: deque[Event | _Credit] = deque()
+        # With manual acknowledgement: credit held per stream, and data
+        # handed out per stream that was not acknowledged yet.
+        self._held: dict[int, int] = {}
+        self._unacked: dict[int, int] = {}
         self._streams: dict[int, _Stream] = {}
         self._highest_peer_stream = -4
         self._goaway_sent: int | None = None
@@ -537,11 +541,41 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
         while self._events:
             item = self._events.popleft()
             if isinstance(item, _Credit):
-                if self._quic is not None:
+                if self.manual_acknowledgement:
+                    # Held until the caller acknowledges the data it came with.
+                    self._held[item.stream_id] = self._held.get(item.stream_id, 0) + item.count
+                    self._release(item.stream_id, 0)
+                elif self._quic is not None:
                     self._quic.consume(item.stream_id, item.count)
                 continue
+            if self.manual_acknowledgement and isinstance(item, DataReceived) and item.data:
+                self._unacked[item.stream_id] = self._unacked.get(item.stream_id, 0) + len(item.data)
             return item
         return None
+
+    def acknowledge_data(self, stream_id: int, length: int) -> None:
+        if self.manual_acknowledgement and length > 0:
+            self._release(stream_id, length)
+
+    def _release(self, stream_id: int, acknowledged: int) -> None:
+        """Credit what the caller acknowledged; all that is held once it has acknowledged everything.
+
+        The credit counts QUIC stream bytes (HTTP/3 framing included), the
+        acknowledgements data bytes, and the credit of some data may come
+        after its acknowledgement: so what is held goes at the latest when no
+        data handed out is waiting for its acknowledgement.
+        """
+        unacked = max(self._unacked.get(stream_id, 0) - acknowledged, 0)
+        held = self._held.get(stream_id, 0)
+        count = held if unacked == 0 else min(acknowledged, held)
+        if count and self._quic is not None:
+            self._quic.consume(stream_id, count)
+        held -= count
+        for table, value in ((self._unacked, unacked), (self._held, held)):
+            if value:
+                table[stream_id] = value
+            else:
+                table.pop(stream_id, None)
 
     # -- helpers for submit_* -------------------------------------------------------
 

@@ -1,0 +1,93 @@
+"""StreamInbox: joined data, credit when data is taken or dropped, the ends of both sides."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from trio_hface.connections import StreamInbox
+from trio_hface.events import DataReceived, HeadersReceived, StreamResetReceived
+
+
+class FakeAcks:
+    """Stands in for the connection: records acknowledgements (the inbox needs nothing else)."""
+
+    def __init__(self, manual: bool) -> None:
+        self.manual_acknowledgement = manual
+        self.acked = 0
+
+    def acknowledge_data(self, stream_id: int, length: int) -> None:
+        assert stream_id == 1
+        self.acked += length
+
+
+def inbox_for(connection: FakeAcks, **options: int) -> StreamInbox:
+    return StreamInbox(connection, 1, **options)  # type: ignore[arg-type]
+
+
+async def test_data_is_joined_and_credited_when_taken() -> None:
+    connection = FakeAcks(manual=True)
+    inbox = inbox_for(connection)
+    await inbox.put(HeadersReceived(1, [(b":status", b"200")]))
+    for _ in range(1000):  # many small frames take the room of one
+        await inbox.put(DataReceived(1, b"x"))
+    await inbox.put(DataReceived(1, b"y", end_stream=True))
+    assert inbox.buffered == 1001 and connection.acked == 0
+    assert isinstance(await inbox.receive(), HeadersReceived)
+    data = await inbox.receive()
+    assert data == DataReceived(1, b"x" * 1000 + b"y", end_stream=True)
+    assert connection.acked == 1001 and inbox.buffered == 0
+    inbox.end()
+    with pytest.raises(trio.EndOfChannel):
+        await inbox.receive()
+
+
+async def test_closing_drops_and_credits_what_waits_and_what_comes() -> None:
+    connection = FakeAcks(manual=True)
+    inbox = inbox_for(connection)
+    await inbox.put(DataReceived(1, b"abc"))
+    inbox.close()
+    assert connection.acked == 3
+    await inbox.put(DataReceived(1, b"defg"))
+    await inbox.put(StreamResetReceived(1, 8))
+    assert connection.acked == 7
+    with pytest.raises(trio.ClosedResourceError):
+        await inbox.receive()
+
+
+async def test_events_after_the_end_are_refused() -> None:
+    inbox = inbox_for(FakeAcks(manual=True))
+    inbox.end()
+    with pytest.raises(trio.ClosedResourceError):
+        await inbox.put(DataReceived(1, b"late"))
+
+
+async def test_without_manual_acknowledgement_put_waits_for_room() -> None:
+    """HTTP/1.1: the reader waits while the inbox is full, which pushes back through TCP."""
+    connection = FakeAcks(manual=False)
+    inbox = inbox_for(connection, max_buffered=10)
+    await inbox.put(DataReceived(1, b"0123456789"))
+    put_done = trio.Event()
+
+    async def put_more() -> None:
+        await inbox.put(DataReceived(1, b"more"))
+        put_done.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(put_more)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not put_done.is_set()
+        assert (await inbox.receive()).data == b"0123456789"  # type: ignore[attr-defined]
+        await put_done.wait()
+    assert (await inbox.receive()).data == b"more"  # type: ignore[attr-defined]
+    assert connection.acked == 0  # no manual acknowledgement: the protocol credited already
+
+
+async def test_other_events_are_bounded_too() -> None:
+    inbox = inbox_for(FakeAcks(manual=True), max_events=2)
+    await inbox.put(HeadersReceived(1, [(b":status", b"100")]))
+    await inbox.put(HeadersReceived(1, [(b":status", b"103")]))
+    with trio.move_on_after(0.1) as waited:
+        await inbox.put(HeadersReceived(1, [(b":status", b"200")]))
+    assert waited.cancelled_caught

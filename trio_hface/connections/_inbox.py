@@ -1,0 +1,170 @@
+"""Per-stream queues of events, so that one slow stream does not hold back the others."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import trio
+
+from ..events import DataReceived, Event
+from ._connections import HTTPConnection
+
+__all__ = ["StreamInbox"]
+
+#: Bytes of data an inbox holds on an HTTP/1.1 connection before the reader waits.
+DEFAULT_MAX_BUFFERED = 256 * 1024
+
+#: Other events an inbox holds before the reader waits (a peer flooding
+#: informational responses, for example).
+DEFAULT_MAX_EVENTS = 32
+
+
+class _Data:
+    """Consecutive data of the stream, joined."""
+
+    __slots__ = ("buffer", "end_stream")
+
+    def __init__(self, data: bytes, end_stream: bool) -> None:
+        self.buffer = bytearray(data)
+        self.end_stream = end_stream
+
+
+class StreamInbox:
+    """The events of one stream, on their way from the task that reads the
+    connection to the task that serves the stream.
+
+    On a multiplexed connection (HTTP/2, HTTP/3), turn on
+    :attr:`.HTTPConnection.manual_acknowledgement`: data's flow-control
+    credit then goes back to the peer only when :meth:`receive` hands the
+    data out (or :meth:`close` drops it), so the peer's stream window bounds
+    what waits here and :meth:`put` does not wait for the reader of this
+    stream: the other streams go on. On HTTP/1.1, where TCP is the flow
+    control, :meth:`put` waits while more than *max_buffered* bytes wait,
+    which stops the reading of the connection, as it should. Consecutive data
+    is joined, so many small frames take no more room than one big one.
+
+    :param connection: the connection the stream belongs to
+    :param stream_id: the stream
+    :param max_buffered: bytes of data that may wait before :meth:`put`
+        waits, on a connection without manual acknowledgement
+    :param max_events: events other than data that may wait before
+        :meth:`put` waits
+    """
+
+    def __init__(
+        self,
+        connection: HTTPConnection,
+        stream_id: int,
+        *,
+        max_buffered: int = DEFAULT_MAX_BUFFERED,
+        max_events: int = DEFAULT_MAX_EVENTS,
+    ) -> None:
+        self._connection = connection
+        self._stream_id = stream_id
+        self._credited = connection.manual_acknowledgement
+        self._max_buffered = max_buffered if not self._credited else None
+        self._max_events = max_events
+        self._entries: deque[Event | _Data] = deque()
+        self._buffered = 0
+        self._others = 0
+        self._ended = False
+        self._closed = False
+        self._changed = trio.Event()
+
+    @property
+    def stream_id(self) -> int:
+        """The stream whose events these are."""
+        return self._stream_id
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of data waiting."""
+        return self._buffered
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, trio.Event()
+        changed.set()
+
+    def _full(self, event: Event) -> bool:
+        if isinstance(event, DataReceived):
+            return self._max_buffered is not None and self._buffered >= self._max_buffered
+        return self._others >= self._max_events
+
+    async def put(self, event: Event) -> None:
+        """Add an event of the stream (the connection's reader calls it).
+
+        Once the receiver closed the inbox, data is acknowledged and dropped.
+
+        :raises trio.ClosedResourceError: after :meth:`end`
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._ended:
+            raise trio.ClosedResourceError("the inbox was ended")
+        while not self._closed and self._full(event):
+            await self._changed.wait()
+        if self._closed:
+            self._drop(event)
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        if isinstance(event, DataReceived):
+            last = self._entries[-1] if self._entries else None
+            if isinstance(last, _Data) and not last.end_stream:
+                last.buffer += event.data
+                last.end_stream = event.end_stream
+            else:
+                self._entries.append(_Data(event.data, event.end_stream))
+            self._buffered += len(event.data)
+        else:
+            self._entries.append(event)
+            self._others += 1
+        self._notify()
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def end(self) -> None:
+        """No more events will come (the reader calls it); :meth:`receive` then ends. Idempotent."""
+        self._ended = True
+        self._notify()
+
+    async def receive(self) -> Event:
+        """Wait for the next event of the stream; joined data comes as one event.
+
+        :raises trio.EndOfChannel: once every event was received after :meth:`end`
+        :raises trio.ClosedResourceError: after :meth:`close`
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not self._entries:
+            if self._closed:
+                raise trio.ClosedResourceError("the inbox is closed")
+            if self._ended:
+                raise trio.EndOfChannel
+            await self._changed.wait()
+        entry = self._entries.popleft()
+        self._notify()
+        if isinstance(entry, _Data):
+            data = bytes(entry.buffer)
+            self._buffered -= len(data)
+            self._acknowledge(len(data))
+            event: Event = DataReceived(self._stream_id, data, end_stream=entry.end_stream)
+        else:
+            self._others -= 1
+            event = entry
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return event
+
+    def close(self) -> None:
+        """The receiver is done: drop what waits (acknowledging its data) and what comes. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._acknowledge(self._buffered)
+        self._entries.clear()
+        self._buffered = self._others = 0
+        self._notify()
+
+    def _drop(self, event: Event) -> None:
+        if isinstance(event, DataReceived):
+            self._acknowledge(len(event.data))
+
+    def _acknowledge(self, length: int) -> None:
+        if self._credited and length:
+            self._connection.acknowledge_data(self._stream_id, length)
