@@ -410,3 +410,37 @@ def test_misuse_raises_typed_errors() -> None:
         client.submit_data(sid, b"late")
     with pytest.raises(LocalProtocolError):
         client.get_send_window(99)
+
+
+def test_rapid_reset_flood_gets_enhance_your_calm() -> None:
+    """A client that opens and resets streams without end is sent GOAWAY ENHANCE_YOUR_CALM."""
+    client, server = pair()
+    terminated = None
+    for _ in range(2000):
+        sid = client.get_available_stream_id()
+        client.submit_headers(sid, GET)
+        client.submit_stream_reset(sid, 8)
+        for event in xfer(client, server):
+            assert not isinstance(event, HeadersReceived), "reset before being seen: never reported"
+            if isinstance(event, ConnectionTerminated):
+                terminated = event
+        if terminated is not None:
+            break
+    assert terminated is not None and terminated.error_code == 0xB
+    assert any(isinstance(e, GoawayReceived) and e.error_code == 0xB for e in xfer(server, client))
+
+
+def test_a_client_that_cancels_some_requests_is_served() -> None:
+    """Cancelling a third of many requests is normal browsing, not an attack."""
+    client, server = pair()
+    for n in range(3000):
+        sid = client.get_available_stream_id()
+        client.submit_headers(sid, GET, end_stream=True)
+        if n % 3 == 0:
+            client.submit_stream_reset(sid, 8)
+        for event in xfer(client, server):
+            assert not isinstance(event, ConnectionTerminated)
+            if isinstance(event, HeadersReceived):
+                server.submit_headers(event.stream_id, OK, end_stream=True)
+        xfer(server, client)
+    assert not server.has_expired()

@@ -878,3 +878,38 @@ def test_mutated_datagrams_never_raise(
         server.datagrams_to_send()
         server.clock(1.0)
     drain(server)
+
+
+def test_rapid_reset_flood_gets_excessive_load(link: Link) -> None:
+    """A client that opens and resets request streams without end is closed with H3_EXCESSIVE_LOAD."""
+    server_quic = link.server._quic
+    assert server_quic is not None
+    client_events: list[Event] = []
+    for n in range(20000):
+        if server_quic._close_event is not None:
+            break
+        if n % 20 == 19 or not link.client.is_available():
+            link.pump()  # stream credit comes back as the reset streams close
+            for event in drain(link.server):
+                if isinstance(event, StreamResetReceived):
+                    try:
+                        link.server.submit_stream_reset(
+                            event.stream_id, 0x10C
+                        )  # the application gives up too
+                    except LocalProtocolError:
+                        pass  # nothing left to reset
+            client_events += drain(link.client)
+            continue
+        stream_id = request(link, end_stream=False)
+        link.xfer(link.client, link.server)  # the request goes out, then its reset
+        link.client.submit_stream_reset(stream_id, 0x10C)
+    assert server_quic._close_event is not None, f"only {link.server._peer_resets} resets"
+    assert server_quic._close_event.error_code == 0x107  # H3_EXCESSIVE_LOAD
+    assert link.server._peer_resets == 1001
+
+    def client_told() -> bool:
+        client_events.extend(drain(link.client))
+        return any(isinstance(e, ConnectionTerminated) and e.error_code == 0x107 for e in client_events)
+
+    link.pump()  # the CONNECTION_CLOSE reaches the client
+    assert client_told()

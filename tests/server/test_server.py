@@ -476,3 +476,47 @@ async def test_a_stream_that_is_not_read_does_not_block_the_others(
                             assert response.content == b"hello "
                 assert sum(len(c) for c in session.connections().values()) == 1
         server.shutdown()
+
+
+async def test_rapid_reset_flood_is_cut_off_and_others_are_served() -> None:
+    """CVE-2023-44487: a client opening and resetting streams without end gets GOAWAY
+    ENHANCE_YOUR_CALM and loses its connection; another client is served meanwhile."""
+    server = ASGIServer(apps.app, protocol=ServerProtocol.HTTP2)
+    async with trio.open_nursery() as nursery:
+        (endpoint, *_) = await nursery.start(server.run, ["http://127.0.0.1:0"])
+        attacker = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        attacker.initiate_connection()
+        get = [(":method", "GET"), (":scheme", "http"), (":authority", "localhost"), (":path", "/wait")]
+        goaway = None
+        with trio.fail_after(20):
+            stream = await trio.open_tcp_stream("127.0.0.1", endpoint.port)
+            await stream.send_all(attacker.data_to_send())
+            for n in range(3000):
+                stream_id = 2 * n + 1
+                attacker.send_headers(stream_id, get, end_stream=True)
+                attacker.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+                try:
+                    await stream.send_all(attacker.data_to_send())
+                except trio.BrokenResourceError:
+                    break  # the server closed the connection
+            with trio.move_on_after(5):
+                while goaway is None and (data := await _receive_or_empty(stream)):
+                    for event in attacker.receive_data(data):
+                        if isinstance(event, h2.events.ConnectionTerminated):
+                            goaway = event
+            await stream.aclose()
+            result = await trio.run_process(
+                ["curl", "-sS", "--http2-prior-knowledge", f"http://127.0.0.1:{endpoint.port}/"],
+                capture_stdout=True,
+                check=True,
+            )
+        assert goaway is not None and goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+        assert result.stdout == b"hello "
+        server.shutdown()
+
+
+async def _receive_or_empty(stream: trio.SocketStream) -> bytes:
+    try:
+        return await stream.receive_some()
+    except trio.BrokenResourceError:  # reset by the server after its GOAWAY
+        return b""

@@ -23,7 +23,13 @@ subclass of ``H2Connection`` (h2 4.x internals, pinned in ``setup.cfg``):
 
 A stream the peer resets while its request is still queued unseen is dropped
 from the queue together with its events (the application never learns of
-it), which keeps rapid-reset floods from growing the queue.
+it), which keeps rapid-reset floods from growing the queue; a client that
+goes on resetting more than half of the streams it opens is sent GOAWAY
+ENHANCE_YOUR_CALM after ``RAPID_RESET_ALLOWANCE`` resets.
+
+A malformed message (RFC 9113 section 8.1.1) resets its stream only; see
+``_H2Connection``. With ``manual_acknowledgement``, ``next_event`` credits
+only padding, and the caller acknowledges data as it consumes it.
 """
 
 from __future__ import annotations
@@ -76,6 +82,11 @@ DEFAULT_CONNECTION_WINDOW = 4 * 1024 * 1024
 
 #: The largest decoded header list we accept, in bytes (h2's default, 64 KiB).
 DEFAULT_MAX_HEADER_LIST_SIZE = 64 * 1024
+
+#: Streams a client may reset before its resets are counted against it: past
+#: this many, a client that has reset more than half of the streams it opened
+#: is sent GOAWAY ENHANCE_YOUR_CALM (rapid reset, CVE-2023-44487).
+RAPID_RESET_ALLOWANCE = 1000
 
 #: Errors of h2 and the libraries under it that mean "the peer sent garbage".
 _PEER_ERRORS = (
@@ -214,6 +225,9 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
         self._unseen: set[int] = set()
         self._terminated = False
         self._goaway_received = False
+        # Streams the peer opened, and how many of them it reset (rapid reset).
+        self._peer_streams = 0
+        self._peer_resets = 0
         self._goaway_sent = False
 
     # -- state ------------------------------------------------------------
@@ -414,6 +428,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
                 )
                 if isinstance(ev, h2.events.RequestReceived):
                     self._unseen.add(ev.stream_id)
+                    self._peer_streams += 1
             elif isinstance(ev, h2.events.InformationalResponseReceived):
                 assert ev.stream_id is not None and ev.headers is not None
                 self._queue(HeadersReceived(ev.stream_id, _headers(ev.headers)))
@@ -451,12 +466,30 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
                 else:
                     kept.append((event, length))
             self._events = kept
+            self._count_peer_reset()
             return
         if remote:
             self._queue(StreamResetReceived(stream_id, error_code))
+            self._count_peer_reset()
         else:
             # h2 reset the stream itself because the peer broke a stream rule.
             self._queue(StreamResetSent(stream_id, error_code))
+
+    def _count_peer_reset(self) -> None:
+        if self._client:
+            return
+        self._peer_resets += 1
+        if self._peer_resets > RAPID_RESET_ALLOWANCE and 2 * self._peer_resets > self._peer_streams:
+            # CVE-2023-44487: opening and resetting streams without end makes
+            # a server work at the attacker's pace.
+            self._h2.close_connection(
+                h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, additional_data=b"too many streams reset"
+            )
+            self._goaway_sent = True
+            self._terminate(
+                h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
+                f"the peer reset {self._peer_resets} of its {self._peer_streams} streams (rapid reset)",
+            )
 
     def _on_goaway(self, ev: h2.events.ConnectionTerminated) -> None:
         error_code = int(ev.error_code or 0)

@@ -95,6 +95,12 @@ def _data_payload_room(credit: int) -> int:
     return best
 
 
+#: Request streams a client may reset before its resets are counted against
+#: it: past this many, a client that has reset more than half of the streams
+#: it opened is closed with H3_EXCESSIVE_LOAD (rapid reset, CVE-2023-44487).
+RAPID_RESET_ALLOWANCE = 1000
+
+
 @dataclass
 class _Credit:
     """A queue entry: credit *count* bytes of *stream_id* when handed past."""
@@ -177,6 +183,9 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
         self._unacked: dict[int, int] = {}
         self._streams: dict[int, _Stream] = {}
         self._highest_peer_stream = -4
+        # Request streams the peer opened, and how many of them it reset (rapid reset).
+        self._peer_streams = 0
+        self._peer_resets = 0
         self._goaway_sent: int | None = None
         self._goaway_received: int | None = None
         self._terminated = False
@@ -734,6 +743,7 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
             )
             return None
         stream = self._streams[stream_id] = _Stream(stream_id)
+        self._peer_streams += 1
         if self._goaway_sent is not None and stream_id >= self._goaway_sent:
             # RFC 9114 section 5.2: refuse requests after our GOAWAY.
             self._reset_stream(stream, ErrorCode.H3_REQUEST_REJECTED)
@@ -852,6 +862,14 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
         stream = self._streams.get(stream_id)
         if stream is not None:
             stream.quic_receive_done = True
+            if not self._is_client:
+                self._peer_resets += 1
+                if self._peer_resets > RAPID_RESET_ALLOWANCE and 2 * self._peer_resets > self._peer_streams:
+                    # CVE-2023-44487 (rapid reset), as for HTTP/2.
+                    quic.close(
+                        error_code=ErrorCode.H3_EXCESSIVE_LOAD,
+                        reason_phrase=f"the peer reset {self._peer_resets} of its {self._peer_streams} streams",
+                    )
         if stream is None or not stream.announced:
             # A critical stream, or a request the application never saw:
             # aioquic closes the connection or answers H3_REQUEST_INCOMPLETE.
