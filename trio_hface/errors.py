@@ -17,6 +17,8 @@ __all__ = [
     "FlowControlError",
     "RemoteProtocolError",
     "StreamResetError",
+    "StreamResetByPeerError",
+    "RequestRefused",
     "ConnectError",
     "ConnectionLost",
     "ProxyError",
@@ -81,6 +83,22 @@ class StreamResetError(HFaceError):
         super().__init__(message or f"stream {stream_id} was reset with error code {error_code:#x}")
         self.stream_id = stream_id
         self.error_code = error_code
+
+
+class StreamResetByPeerError(StreamResetError, LocalProtocolError):
+    """Headers or data were submitted on a stream that the peer reset.
+
+    Raised instead of a plain :class:`LocalProtocolError` when the stream
+    cannot take them because the peer reset it (RST_STREAM in HTTP/2,
+    RESET_STREAM or STOP_SENDING in HTTP/3): the caller did nothing wrong,
+    the peer gave up. It is both a :class:`StreamResetError` (with the
+    peer's error code) and a :class:`LocalProtocolError`.
+    """
+
+    def __init__(self, stream_id: int, error_code: int, message: str | None = None) -> None:
+        StreamResetError.__init__(
+            self, stream_id, error_code, message or f"the peer reset stream {stream_id} ({error_code:#x})"
+        )
 
 
 class RequestRefused(StreamResetError):

@@ -6,7 +6,7 @@ import hyperframe.frame
 import pytest
 
 from tests.helpers import drain, exchange, xfer
-from trio_hface.errors import FlowControlError, LocalProtocolError
+from trio_hface.errors import FlowControlError, LocalProtocolError, StreamResetByPeerError
 from trio_hface.events import (
     ConnectionTerminated,
     DataReceived,
@@ -444,3 +444,21 @@ def test_a_client_that_cancels_some_requests_is_served() -> None:
                 server.submit_headers(event.stream_id, OK, end_stream=True)
         xfer(server, client)
     assert not server.has_expired()
+
+
+def test_sending_on_a_stream_the_peer_reset_says_so() -> None:
+    """Data for a stream the peer reset raises StreamResetByPeerError with the peer's code."""
+    client, server = pair()
+    sid = client.get_available_stream_id()
+    client.submit_headers(sid, POST)
+    xfer(client, server)
+    server.submit_stream_reset(sid, 8)
+    assert StreamResetReceived(sid, 8) in xfer(server, client)
+    for call in (lambda: client.submit_data(sid, b"late"), lambda: client.get_send_window(sid)):
+        with pytest.raises(StreamResetByPeerError) as raised:
+            call()
+        assert raised.value.error_code == 8 and raised.value.stream_id == sid
+        assert isinstance(raised.value, LocalProtocolError)
+    with pytest.raises(LocalProtocolError) as unknown:
+        client.submit_data(99, b"never opened")
+    assert not isinstance(unknown.value, StreamResetByPeerError)

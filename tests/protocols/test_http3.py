@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trio_hface import ClientTLSConfig, ServerTLSConfig
-from trio_hface.errors import FlowControlError, LocalProtocolError
+from trio_hface.errors import FlowControlError, LocalProtocolError, StreamResetByPeerError
 from trio_hface.events import (
     ConnectionTerminated,
     DataReceived,
@@ -913,3 +913,16 @@ def test_rapid_reset_flood_gets_excessive_load(link: Link) -> None:
 
     link.pump()  # the CONNECTION_CLOSE reaches the client
     assert client_told()
+
+
+def test_sending_on_a_stream_the_peer_reset_says_so(link: Link) -> None:
+    """Data for a stream the peer reset raises StreamResetByPeerError with the peer's code."""
+    stream_id = request(link, end_stream=False)
+    link.pump()
+    assert isinstance(drain(link.server)[0], HeadersReceived)
+    link.server.submit_stream_reset(stream_id, 0x10C)
+    link.pump()
+    assert StreamResetReceived(stream_id, 0x10C) in drain(link.client)
+    with pytest.raises(StreamResetByPeerError) as raised:
+        link.client.submit_data(stream_id, b"late")
+    assert raised.value.error_code == 0x10C and isinstance(raised.value, LocalProtocolError)

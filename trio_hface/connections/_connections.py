@@ -284,6 +284,8 @@ class HTTPConnection(metaclass=ABCMeta):
         Large data goes out in pieces that fit the peer's window. If
         cancelled, part of the data may have been sent.
 
+        :raises StreamResetByPeerError: if the peer reset the stream (also
+            meanwhile, while waiting for credit)
         :raises LocalProtocolError: if the stream cannot take data
         :raises trio.ClosedResourceError: if the connection was closed
         :raises trio.BrokenResourceError: if the connection broke meanwhile

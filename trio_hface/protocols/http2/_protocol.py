@@ -50,7 +50,7 @@ import hyperframe.exceptions
 import hyperframe.frame
 
 from ..._typing import HeadersType
-from ...errors import FlowControlError, LocalProtocolError
+from ...errors import FlowControlError, LocalProtocolError, StreamResetByPeerError
 from ...events import (
     ConnectionTerminated,
     DataReceived,
@@ -87,6 +87,10 @@ DEFAULT_MAX_HEADER_LIST_SIZE = 64 * 1024
 #: this many, a client that has reset more than half of the streams it opened
 #: is sent GOAWAY ENHANCE_YOUR_CALM (rapid reset, CVE-2023-44487).
 RAPID_RESET_ALLOWANCE = 1000
+
+#: Streams the peer reset whose error code is remembered, to explain why they
+#: cannot take headers or data any more.
+REMEMBERED_RESETS = 128
 
 #: Errors of h2 and the libraries under it that mean "the peer sent garbage".
 _PEER_ERRORS = (
@@ -225,6 +229,8 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
         self._unseen: set[int] = set()
         self._terminated = False
         self._goaway_received = False
+        # The error codes of the latest streams the peer reset, oldest first.
+        self._reset_by_peer: dict[int, int] = {}
         # Streams the peer opened, and how many of them it reset (rapid reset).
         self._peer_streams = 0
         self._peer_resets = 0
@@ -275,7 +281,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
         try:
             self._h2.send_headers(stream_id, list(headers), end_stream=end_stream)
         except _PEER_ERRORS as exc:
-            raise LocalProtocolError(f"cannot send headers on stream {stream_id}: {exc}") from None
+            raise self._stream_error(stream_id, f"cannot send headers on stream {stream_id}: {exc}") from None
         if not informational:
             self._final_sent.add(stream_id)
         self._forget_closed(stream_id)
@@ -297,15 +303,17 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
                 last = start + frame_size >= len(view)
                 self._h2.send_data(stream_id, bytes(chunk), end_stream=end_stream and last)
         except _PEER_ERRORS as exc:
-            raise LocalProtocolError(f"cannot send data on stream {stream_id}: {exc}") from None
+            raise self._stream_error(stream_id, f"cannot send data on stream {stream_id}: {exc}") from None
         self._forget_closed(stream_id)
 
     def get_send_window(self, stream_id: int) -> int:
         self._check_open()
+        if stream_id in self._reset_by_peer:
+            raise self._stream_error(stream_id, "")
         try:
             return int(self._h2.local_flow_control_window(stream_id))
         except _PEER_ERRORS as exc:
-            raise LocalProtocolError(f"stream {stream_id} cannot take data: {exc}") from None
+            raise self._stream_error(stream_id, f"stream {stream_id} cannot take data: {exc}") from None
 
     def submit_stream_reset(self, stream_id: int, error_code: int = 0) -> None:
         if self._terminated:
@@ -400,6 +408,13 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
     def _queue(self, event: Event, flow_controlled_length: int = 0) -> None:
         self._events.append((event, flow_controlled_length))
 
+    def _stream_error(self, stream_id: int, message: str) -> LocalProtocolError:
+        """The error for a stream that cannot take what was submitted: the peer's reset, if it was that."""
+        code = self._reset_by_peer.get(stream_id)
+        if code is not None:
+            return StreamResetByPeerError(stream_id, code)
+        return LocalProtocolError(message)
+
     def _check_open(self) -> None:
         if self._terminated:
             raise LocalProtocolError("the connection is closed")
@@ -455,6 +470,10 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
 
     def _on_reset(self, stream_id: int, error_code: int, remote: bool) -> None:
         self._final_sent.discard(stream_id)
+        if remote:
+            self._reset_by_peer[stream_id] = error_code
+            if len(self._reset_by_peer) > REMEMBERED_RESETS:
+                del self._reset_by_peer[next(iter(self._reset_by_peer))]
         if remote and stream_id in self._unseen:
             # The application never saw this stream: drop it quietly.
             self._unseen.discard(stream_id)

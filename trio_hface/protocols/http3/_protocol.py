@@ -51,7 +51,7 @@ from aioquic.quic.connection import QuicConnectionState, stream_is_unidirectiona
 from aioquic.quic.packet import QuicErrorCode
 
 from ..._typing import AddressType, DatagramType, HeadersType
-from ...errors import FlowControlError, LocalProtocolError
+from ...errors import FlowControlError, LocalProtocolError, StreamResetByPeerError
 from ...events import (
     ConnectionTerminated,
     DataReceived,
@@ -99,6 +99,11 @@ def _data_payload_room(credit: int) -> int:
 #: it: past this many, a client that has reset more than half of the streams
 #: it opened is closed with H3_EXCESSIVE_LOAD (rapid reset, CVE-2023-44487).
 RAPID_RESET_ALLOWANCE = 1000
+
+
+#: Streams the peer reset whose error code is remembered, to explain why they
+#: cannot take headers or data any more.
+REMEMBERED_RESETS = 128
 
 
 @dataclass
@@ -183,6 +188,8 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
         self._unacked: dict[int, int] = {}
         self._streams: dict[int, _Stream] = {}
         self._highest_peer_stream = -4
+        # The error codes of the latest streams the peer reset, oldest first.
+        self._reset_by_peer: dict[int, int] = {}
         # Request streams the peer opened, and how many of them it reset (rapid reset).
         self._peer_streams = 0
         self._peer_resets = 0
@@ -604,11 +611,17 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
     def _known_stream(self, stream_id: int) -> _Stream:
         stream = self._streams.get(stream_id)
         if stream is None:
+            code = self._reset_by_peer.get(stream_id)
+            if code is not None:
+                raise StreamResetByPeerError(stream_id, code)
             raise LocalProtocolError(f"stream {stream_id} is unknown or closed")
         return stream
 
     def _check_sendable(self, stream: _Stream) -> None:
         if stream.reset:
+            code = self._reset_by_peer.get(stream.stream_id)
+            if code is not None:
+                raise StreamResetByPeerError(stream.stream_id, code)
             raise LocalProtocolError(f"stream {stream.stream_id} was reset")
         if stream.stopped_by_peer:
             raise LocalProtocolError(f"the peer stopped reading stream {stream.stream_id} (STOP_SENDING)")
@@ -912,6 +925,7 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
 
     def _peer_aborted(self, stream: _Stream, error_code: int) -> None:
         """Report a reset from the peer once, and abort what is left of the stream."""
+        self._remember_reset(stream.stream_id, error_code)
         self._reset_stream(stream, ErrorCode.H3_REQUEST_CANCELLED)
         self._queue(StreamResetReceived(stream.stream_id, error_code))
 
@@ -929,8 +943,15 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
         self._queue(GoawayReceived(identifier - 4, 0))
         for stream in list(self._streams.values()):
             if stream.stream_id >= identifier and not stream.reset:
+                self._remember_reset(stream.stream_id, ErrorCode.H3_REQUEST_REJECTED)
                 self._reset_stream(stream, ErrorCode.H3_REQUEST_CANCELLED)
                 self._queue(StreamResetReceived(stream.stream_id, ErrorCode.H3_REQUEST_REJECTED))
+
+    def _remember_reset(self, stream_id: int, error_code: int) -> None:
+        """Keep the peer's error code, to explain why the stream takes nothing more."""
+        self._reset_by_peer[stream_id] = error_code
+        if len(self._reset_by_peer) > REMEMBERED_RESETS:
+            del self._reset_by_peer[next(iter(self._reset_by_peer))]
 
     def _maybe_forget(self, stream: _Stream) -> None:
         if (stream.sent_end or stream.reset) and stream.quic_receive_done:
