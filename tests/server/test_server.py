@@ -520,3 +520,23 @@ async def _receive_or_empty(stream: trio.SocketStream) -> bytes:
         return await stream.receive_some()
     except trio.BrokenResourceError:  # reset by the server after its GOAWAY
         return b""
+
+
+async def test_http1_body_not_read_pushes_back_through_tcp() -> None:
+    """HTTP/1.1 has no flow control of its own: a body the application does not read stays in
+    the network (TCP pushes back), it does not pile up in the server."""
+    server = ASGIServer(apps.app)
+    size = 256 * 1024 * 1024
+    async with trio.open_nursery() as nursery:
+        (endpoint, *_) = await nursery.start(server.run, ["http://127.0.0.1:0"])
+        stream = await trio.open_tcp_stream("127.0.0.1", endpoint.port)
+        await stream.send_all(b"POST /stall HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n" % size)
+        chunk = b"x" * (1 << 20)
+        sent = 0
+        with trio.move_on_after(1.5):  # /stall reads nothing for 3 s
+            while sent < size:
+                await stream.send_all(chunk)
+                sent += len(chunk)
+        assert sent < 64 * 1024 * 1024, f"{sent} bytes went in while nobody read them"
+        await stream.aclose()
+        server.shutdown()

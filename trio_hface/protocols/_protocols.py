@@ -272,6 +272,15 @@ class HTTP1Protocol(HTTPOverTCPProtocol):
     """
 
     @property
+    def manual_acknowledgement(self) -> bool:
+        """Always false: HTTP/1.1 has no flow control of its own (TCP's applies)."""
+        return False
+
+    @manual_acknowledgement.setter
+    def manual_acknowledgement(self, value: bool) -> None:
+        pass  # nothing to acknowledge: the setting does not apply
+
+    @property
     def http_version(self) -> str:
         return "1"
 
