@@ -462,3 +462,26 @@ def test_sending_on_a_stream_the_peer_reset_says_so() -> None:
     with pytest.raises(LocalProtocolError) as unknown:
         client.submit_data(99, b"never opened")
     assert not isinstance(unknown.value, StreamResetByPeerError)
+
+
+def test_ping_flood_without_reading_gets_enhance_your_calm() -> None:
+    """PINGs whose acknowledgements pile up unsent (the peer does not read) end the connection."""
+    _client, server = pair()
+    frames = b""
+    for n in range(1001):
+        ping = hyperframe.frame.PingFrame(0)
+        ping.opaque_data = n.to_bytes(8, "big")
+        frames += ping.serialize()
+    server.bytes_received(frames)  # nothing taken from the server meanwhile
+    (event,) = drain(server)
+    assert isinstance(event, ConnectionTerminated) and event.error_code == 0xB
+
+
+def test_pings_that_are_answered_are_fine() -> None:
+    """Many PINGs are no problem while their acknowledgements go out."""
+    client, server = pair()
+    for n in range(3000):
+        client.submit_ping(n.to_bytes(8, "big"))
+        xfer(client, server)
+        xfer(server, client)
+    assert not server.has_expired() and drain(server) == []

@@ -88,6 +88,10 @@ DEFAULT_MAX_HEADER_LIST_SIZE = 64 * 1024
 #: is sent GOAWAY ENHANCE_YOUR_CALM (rapid reset, CVE-2023-44487).
 RAPID_RESET_ALLOWANCE = 1000
 
+#: PING and SETTINGS frames the peer may send while our output waits (it does
+#: not read): past this many, GOAWAY ENHANCE_YOUR_CALM (nghttp2 allows 1000).
+MAX_UNSENT_ACKS = 1000
+
 #: Streams the peer reset whose error code is remembered, to explain why they
 #: cannot take headers or data any more.
 REMEMBERED_RESETS = 128
@@ -229,6 +233,8 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
         self._unseen: set[int] = set()
         self._terminated = False
         self._goaway_received = False
+        # PING and SETTINGS acknowledgements queued since output was last taken.
+        self._unsent_acks = 0
         # The error codes of the latest streams the peer reset, oldest first.
         self._reset_by_peer: dict[int, int] = {}
         # Streams the peer opened, and how many of them it reset (rapid reset).
@@ -384,6 +390,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
         self._terminate(0, "connection lost")
 
     def bytes_to_send(self) -> bytes:
+        self._unsent_acks = 0
         return bytes(self._h2.data_to_send())
 
     def next_event(self) -> Event | None:
@@ -462,6 +469,20 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
             elif isinstance(ev, h2.events.PingAckReceived):
                 assert ev.ping_data is not None
                 self._queue(PingAckReceived(bytes(ev.ping_data)))
+            elif isinstance(ev, (h2.events.PingReceived, h2.events.RemoteSettingsChanged)):
+                # h2 answers these itself; a peer that sends them without
+                # reading the answers would grow our output without bound
+                # (CVE-2019-9512, CVE-2019-9515).
+                self._unsent_acks += 1
+                if self._unsent_acks > MAX_UNSENT_ACKS:
+                    self._h2.close_connection(
+                        h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, additional_data=b"too many unread acks"
+                    )
+                    self._goaway_sent = True
+                    self._terminate(
+                        h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
+                        f"the peer sent {self._unsent_acks} PINGs or SETTINGS without reading the acknowledgements",
+                    )
             elif isinstance(ev, h2.events.StreamEnded):
                 assert ev.stream_id is not None
                 self._forget_closed(ev.stream_id)
