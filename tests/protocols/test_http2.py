@@ -485,3 +485,22 @@ def test_pings_that_are_answered_are_fine() -> None:
         xfer(client, server)
         xfer(server, client)
     assert not server.has_expired() and drain(server) == []
+
+
+def test_empty_data_frames_are_credited_and_not_reported() -> None:
+    """A flood of empty (padded) DATA frames reports nothing, and its credit goes back: more
+    padding than the stream's window passes without a flow-control error."""
+    client, server = pair()
+    sid = client.get_available_stream_id()
+    client.submit_headers(sid, POST)
+    xfer(client, server)
+    frame = hyperframe.frame.DataFrame(sid)
+    frame.flags.add("PADDED")
+    frame.pad_length = 255
+    flood = frame.serialize() * 5000  # 1.28 MB of padding, beyond the 1 MiB stream window
+    for start in range(0, len(flood), 65536):
+        server.bytes_received(flood[start : start + 65536])
+        assert drain(server) == []
+        server.bytes_to_send()  # WINDOW_UPDATEs (a sender may go on)
+    client.submit_data(sid, b"real", end_stream=True)
+    assert xfer(client, server) == [DataReceived(sid, b"real", end_stream=True)]

@@ -459,6 +459,11 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
                 self._queue(HeadersReceived(ev.stream_id, _headers(ev.headers), end_stream=True))
             elif isinstance(ev, h2.events.DataReceived):
                 assert ev.stream_id is not None and ev.data is not None
+                if not ev.data and ev.stream_ended is None:
+                    # An empty frame (padding at most) tells nothing: credit it, report
+                    # nothing (a flood of them must not fill the queue, CVE-2019-9518).
+                    self._acknowledge(ev.stream_id, ev.flow_controlled_length or 0)
+                    continue
                 event = DataReceived(ev.stream_id, bytes(ev.data), end_stream=ev.stream_ended is not None)
                 self._queue(event, ev.flow_controlled_length or 0)
             elif isinstance(ev, h2.events.StreamReset):
