@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hpack
 import hyperframe.frame
 import pytest
 
@@ -10,6 +11,7 @@ from trio_hface.errors import FlowControlError, LocalProtocolError, StreamResetB
 from trio_hface.events import (
     ConnectionTerminated,
     DataReceived,
+    Event,
     GoawayReceived,
     HeadersReceived,
     PingAckReceived,
@@ -504,3 +506,21 @@ def test_empty_data_frames_are_credited_and_not_reported() -> None:
         server.bytes_to_send()  # WINDOW_UPDATEs (a sender may go on)
     client.submit_data(sid, b"real", end_stream=True)
     assert xfer(client, server) == [DataReceived(sid, b"real", end_stream=True)]
+
+
+def test_malformed_requests_flood_without_reading_gets_enhance_your_calm() -> None:
+    """Malformed requests each make us send RST_STREAM; a peer that never reads those is cut off."""
+    _client, server = pair()
+    encoder = hpack.Encoder()  # raw frames: a client's own stream limit would stop the flood
+    events: list[Event] = []
+    for n in range(1100):
+        frame = hyperframe.frame.HeadersFrame(2 * n + 1)
+        frame.data = encoder.encode([*GET, (b"Bad", b"1")])
+        frame.flags.add("END_HEADERS")
+        frame.flags.add("END_STREAM")
+        server.bytes_received(frame.serialize())  # the server's answers are never taken
+        events += drain(server)
+        if any(isinstance(e, ConnectionTerminated) for e in events):
+            break
+    assert isinstance(events[-1], ConnectionTerminated) and events[-1].error_code == 0xB
+    assert sum(isinstance(e, StreamResetSent) for e in events) == 1001

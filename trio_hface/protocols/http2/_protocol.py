@@ -88,8 +88,9 @@ DEFAULT_MAX_HEADER_LIST_SIZE = 64 * 1024
 #: is sent GOAWAY ENHANCE_YOUR_CALM (rapid reset, CVE-2023-44487).
 RAPID_RESET_ALLOWANCE = 1000
 
-#: PING and SETTINGS frames the peer may send while our output waits (it does
-#: not read): past this many, GOAWAY ENHANCE_YOUR_CALM (nghttp2 allows 1000).
+#: Frames the peer may provoke (PING and SETTINGS acknowledgements, resets of
+#: streams it broke) while our output waits because it does not read: past
+#: this many, GOAWAY ENHANCE_YOUR_CALM (nghttp2 allows 1000 acknowledgements).
 MAX_UNSENT_ACKS = 1000
 
 #: Streams the peer reset whose error code is remembered, to explain why they
@@ -475,19 +476,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
                 assert ev.ping_data is not None
                 self._queue(PingAckReceived(bytes(ev.ping_data)))
             elif isinstance(ev, (h2.events.PingReceived, h2.events.RemoteSettingsChanged)):
-                # h2 answers these itself; a peer that sends them without
-                # reading the answers would grow our output without bound
-                # (CVE-2019-9512, CVE-2019-9515).
-                self._unsent_acks += 1
-                if self._unsent_acks > MAX_UNSENT_ACKS:
-                    self._h2.close_connection(
-                        h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, additional_data=b"too many unread acks"
-                    )
-                    self._goaway_sent = True
-                    self._terminate(
-                        h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
-                        f"the peer sent {self._unsent_acks} PINGs or SETTINGS without reading the acknowledgements",
-                    )
+                self._count_unsent_answer()
             elif isinstance(ev, h2.events.StreamEnded):
                 assert ev.stream_id is not None
                 self._forget_closed(ev.stream_id)
@@ -519,6 +508,22 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
         else:
             # h2 reset the stream itself because the peer broke a stream rule.
             self._queue(StreamResetSent(stream_id, error_code))
+            self._count_unsent_answer()
+
+    def _count_unsent_answer(self) -> None:
+        """Count a frame we send because the peer made us (PING and SETTINGS acknowledgements,
+        resets of streams it broke): a peer that provokes them without reading the answers
+        would grow our output without bound (CVE-2019-9512, 9514, 9515)."""
+        self._unsent_acks += 1
+        if self._unsent_acks > MAX_UNSENT_ACKS and not self._terminated:
+            self._h2.close_connection(
+                h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, additional_data=b"too many unread answers"
+            )
+            self._goaway_sent = True
+            self._terminate(
+                h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
+                f"the peer provoked {self._unsent_acks} frames (acknowledgements, resets) without reading them",
+            )
 
     def _count_peer_reset(self) -> None:
         if self._client:
