@@ -320,3 +320,23 @@ async def test_a_response_not_read_does_not_block_the_others(certs: Certs, proto
                 assert received == size
                 assert sum(len(c) for c in session.connections().values()) == 1
         server.shutdown()
+
+
+@pytest.mark.parametrize("protocol", [ClientProtocol.HTTP1, ClientProtocol.HTTP2, ClientProtocol.HTTP3])
+async def test_idle_pooled_connections_expire(certs: Certs, protocol: ClientProtocol) -> None:
+    """A pooled connection no request used for idle_timeout is closed; one in use is not."""
+    server = ASGIServer(apps.app, tls_config=certs.server)
+    async with trio.open_nursery() as nursery:
+        (endpoint, *_) = await nursery.start(server.run, ["https://127.0.0.1:0"])
+        base = f"https://localhost:{endpoint.port}"
+        async with client_for(certs, protocol, idle_timeout=0.2).session() as session:
+            with trio.fail_after(30):
+                slow = await session.dispatch(Request("GET", f"{base}/slow"))  # in use for 0.25 s
+                assert slow.content.endswith(b"done\n")
+                assert sum(len(c) for c in session.connections().values()) == 1
+                await trio.sleep(0.6)
+                assert sum(len(c) for c in session.connections().values()) == 0
+                again = await session.dispatch(Request("GET", f"{base}/"))
+                version = {"HTTP1": "1.1", "HTTP2": "2", "HTTP3": "3"}[protocol.name]
+                assert again.content == b"hello " and again.http_version == version
+        server.shutdown()

@@ -67,6 +67,10 @@ class Client:
     :param keepalive_interval: seconds after which an idle pooled HTTP/2
         connection is PINGed; without an acknowledgement within as long
         again it is closed and replaced (``None``: never)
+    :param idle_timeout: seconds after which a pooled connection that no
+        request used is closed (``None``: kept until the server closes it);
+        below the keep-alive timeouts of common servers, so that a request
+        rarely meets a connection the server is closing
     """
 
     def __init__(
@@ -84,6 +88,7 @@ class Client:
         proxy_origin: Origin | str | None = None,
         proxy_protocol: ClientProtocol = ClientProtocol.TCP,
         keepalive_interval: float | None = 30.0,
+        idle_timeout: float | None = 45.0,
     ) -> None:
         if max_connections_per_origin < 1:
             raise ValueError(
@@ -99,6 +104,7 @@ class Client:
         self.pool_timeout = pool_timeout
         self.max_connections_per_origin = max_connections_per_origin
         self.keepalive_interval = keepalive_interval
+        self.idle_timeout = idle_timeout
         self.proxy_origin = Origin.parse(proxy_origin) if isinstance(proxy_origin, str) else proxy_origin
         if self.proxy_origin is not None and protocol is ClientProtocol.HTTP3:
             raise ValueError("HTTP/3 to an origin cannot go through a CONNECT proxy: use TCP, HTTP1 or HTTP2")
@@ -273,6 +279,7 @@ class ClientSession:
                 pool_timeout=client.pool_timeout,
                 max_connections_per_origin=client.max_connections_per_origin,
                 keepalive_interval=client.keepalive_interval,
+                idle_timeout=client.idle_timeout,
             )
             self._proxy_session = ClientSession(proxy_client, self._nursery)
         return self._proxy_session

@@ -98,6 +98,9 @@ class PooledConnection:
                 interval = self.session._client.keepalive_interval
                 if interval is not None and self.connection.http_version == "2":
                     nursery.start_soon(self._keepalive, interval)
+                idle_timeout = self.session._client.idle_timeout
+                if idle_timeout is not None:
+                    nursery.start_soon(self._expire, idle_timeout)
                 while True:
                     event = await self.connection.receive_event()
                     if isinstance(event, ConnectionTerminated):
@@ -138,6 +141,22 @@ class PooledConnection:
         for stream_id in [s for s in self.channels if s > last_stream_id]:
             self.refused.add(stream_id)
             self.channels.pop(stream_id).end()
+
+    async def _expire(self, idle_timeout: float) -> None:
+        """Close the connection once no request has used it for *idle_timeout* seconds."""
+        while True:
+            if self.channels:
+                await self.session._changed.wait()  # in use: look again when a request ends
+                continue
+            deadline = self.last_used + idle_timeout
+            if trio.current_time() < deadline:
+                await trio.sleep_until(deadline)
+                continue
+            log.debug("connection to %s idle for %.0f s: closing it", self.origin, idle_timeout)
+            self.dead = True  # no request may start on it from now on
+            self.session._pool_changed()
+            await self.connection.aclose()
+            return
 
     async def _keepalive(self, interval: float) -> None:
         """PING an idle HTTP/2 connection now and then; give it up when no acknowledgement comes."""
