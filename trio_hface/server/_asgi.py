@@ -167,26 +167,28 @@ class RequestCycle:
                 self.disconnected = True
                 return {"type": "http.disconnect"}
 
+    async def _respond_plain(self, status: int, body: bytes, *, close: bool = False) -> None:
+        """Answer in the application's stead with a short text (an error it could not give)."""
+        self._status = status
+        self._headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", b"%d" % len(body)),
+        ]
+        if close and not self.connection.multiplexed:  # connection-specific: HTTP/1.1 only
+            self._headers.append((b"connection", b"close"))
+        self._trailers_expected = False
+        self.response_started = True
+        await self._send_headers(end_stream=False)
+        await self.connection.send_data(self.stream_id, body, end_stream=True)
+        self.bytes_sent = len(body)
+        self._finish()
+
     async def _body_timed_out(self) -> None:
         """The client stopped sending its body: answer 408 (or reset) and treat it as gone."""
         log.info("request body on stream %d stalled for %s s", self.stream_id, self._read_timeout)
         try:
             if not self.response_started:
-                body = b"Request Timeout\n"
-                self._status = 408
-                self._headers = [
-                    (b"content-type", b"text/plain"),
-                    (b"content-length", b"%d" % len(body)),
-                    (b"connection", b"close"),
-                ]
-                if self.connection.multiplexed:
-                    self._headers.pop()  # connection-specific in HTTP/2 and HTTP/3
-                self._trailers_expected = False
-                self.response_started = True
-                await self._send_headers(end_stream=False)
-                await self.connection.send_data(self.stream_id, body, end_stream=True)
-                self.bytes_sent = len(body)
-                self._finish()
+                await self._respond_plain(408, b"Request Timeout\n", close=True)
             else:
                 await self.connection.send_stream_reset(self.stream_id, self.connection.error_codes.cancel)
         except (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError):
@@ -304,18 +306,7 @@ class RequestCycle:
     async def _fail(self) -> None:
         try:
             if not self.response_started and not self.disconnected:
-                body = b"Internal Server Error\n"
-                self._status = 500
-                self._headers = [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", b"%d" % len(body)),
-                ]
-                self._trailers_expected = False
-                self.response_started = True
-                await self._send_headers(end_stream=False)
-                await self.connection.send_data(self.stream_id, body, end_stream=True)
-                self.bytes_sent = len(body)
-                self._finish()
+                await self._respond_plain(500, b"Internal Server Error\n")
             elif not self.response_complete and not self.disconnected:
                 await self.connection.send_stream_reset(
                     self.stream_id, self.connection.error_codes.internal_error

@@ -25,7 +25,7 @@ A stream the peer resets while its request is still queued unseen is dropped
 from the queue together with its events (the application never learns of
 it), which keeps rapid-reset floods from growing the queue; a client that
 goes on resetting more than half of the streams it opens is sent GOAWAY
-ENHANCE_YOUR_CALM after ``RAPID_RESET_ALLOWANCE`` resets.
+ENHANCE_YOUR_CALM after ``RAPID_RESET_ALLOWANCE`` resets (``protocols/_resets.py``).
 
 A malformed message (RFC 9113 section 8.1.1) resets its stream only; see
 ``_H2Connection``. With ``manual_acknowledgement``, ``next_event`` credits
@@ -63,6 +63,7 @@ from ...events import (
 )
 from .._headers import HeaderError, HeaderKind, validate_headers
 from .._protocols import HTTP2Protocol
+from .._resets import PeerResets
 
 __all__ = ["HTTP2ProtocolImpl"]
 
@@ -83,19 +84,10 @@ DEFAULT_CONNECTION_WINDOW = 4 * 1024 * 1024
 #: The largest decoded header list we accept, in bytes (h2's default, 64 KiB).
 DEFAULT_MAX_HEADER_LIST_SIZE = 64 * 1024
 
-#: Streams a client may reset before its resets are counted against it: past
-#: this many, a client that has reset more than half of the streams it opened
-#: is sent GOAWAY ENHANCE_YOUR_CALM (rapid reset, CVE-2023-44487).
-RAPID_RESET_ALLOWANCE = 1000
-
 #: Frames the peer may provoke (PING and SETTINGS acknowledgements, resets of
 #: streams it broke) while our output waits because it does not read: past
 #: this many, GOAWAY ENHANCE_YOUR_CALM (nghttp2 allows 1000 acknowledgements).
 MAX_UNSENT_ACKS = 1000
-
-#: Streams the peer reset whose error code is remembered, to explain why they
-#: cannot take headers or data any more.
-REMEMBERED_RESETS = 128
 
 #: Errors of h2 and the libraries under it that mean "the peer sent garbage".
 _PEER_ERRORS = (
@@ -236,11 +228,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
         self._goaway_received = False
         # PING and SETTINGS acknowledgements queued since output was last taken.
         self._unsent_acks = 0
-        # The error codes of the latest streams the peer reset, oldest first.
-        self._reset_by_peer: dict[int, int] = {}
-        # Streams the peer opened, and how many of them it reset (rapid reset).
-        self._peer_streams = 0
-        self._peer_resets = 0
+        self._resets = PeerResets()
         self._goaway_sent = False
 
     # -- state ------------------------------------------------------------
@@ -315,7 +303,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
 
     def get_send_window(self, stream_id: int) -> int:
         self._check_open()
-        if stream_id in self._reset_by_peer:
+        if self._resets.code(stream_id) is not None:
             raise self._stream_error(stream_id, "")
         try:
             return int(self._h2.local_flow_control_window(stream_id))
@@ -418,7 +406,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
 
     def _stream_error(self, stream_id: int, message: str) -> LocalProtocolError:
         """The error for a stream that cannot take what was submitted: the peer's reset, if it was that."""
-        code = self._reset_by_peer.get(stream_id)
+        code = self._resets.code(stream_id)
         if code is not None:
             return StreamResetByPeerError(stream_id, code)
         return LocalProtocolError(message)
@@ -451,7 +439,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
                 )
                 if isinstance(ev, h2.events.RequestReceived):
                     self._unseen.add(ev.stream_id)
-                    self._peer_streams += 1
+                    self._resets.opened += 1
             elif isinstance(ev, h2.events.InformationalResponseReceived):
                 assert ev.stream_id is not None and ev.headers is not None
                 self._queue(HeadersReceived(ev.stream_id, _headers(ev.headers)))
@@ -486,9 +474,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
     def _on_reset(self, stream_id: int, error_code: int, remote: bool) -> None:
         self._final_sent.discard(stream_id)
         if remote:
-            self._reset_by_peer[stream_id] = error_code
-            if len(self._reset_by_peer) > REMEMBERED_RESETS:
-                del self._reset_by_peer[next(iter(self._reset_by_peer))]
+            self._resets.remember(stream_id, error_code)
         if remote and stream_id in self._unseen:
             # The application never saw this stream: drop it quietly.
             self._unseen.discard(stream_id)
@@ -515,31 +501,25 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
         resets of streams it broke): a peer that provokes them without reading the answers
         would grow our output without bound (CVE-2019-9512, 9514, 9515)."""
         self._unsent_acks += 1
-        if self._unsent_acks > MAX_UNSENT_ACKS and not self._terminated:
-            self._h2.close_connection(
-                h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, additional_data=b"too many unread answers"
-            )
-            self._goaway_sent = True
-            self._terminate(
-                h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
-                f"the peer provoked {self._unsent_acks} frames (acknowledgements, resets) without reading them",
+        if self._unsent_acks > MAX_UNSENT_ACKS:
+            self._calm_down(
+                f"the peer provoked {self._unsent_acks} frames (acknowledgements, resets) without reading them"
             )
 
     def _count_peer_reset(self) -> None:
-        if self._client:
+        # CVE-2023-44487: opening and resetting streams without end makes a
+        # server work at the attacker's pace.
+        if not self._client and self._resets.count_reset():
+            resets = self._resets
+            self._calm_down(f"the peer reset {resets.reset} of its {resets.opened} streams (rapid reset)")
+
+    def _calm_down(self, reason: str) -> None:
+        """End the connection with GOAWAY ENHANCE_YOUR_CALM: the peer abuses it."""
+        if self._terminated:
             return
-        self._peer_resets += 1
-        if self._peer_resets > RAPID_RESET_ALLOWANCE and 2 * self._peer_resets > self._peer_streams:
-            # CVE-2023-44487: opening and resetting streams without end makes
-            # a server work at the attacker's pace.
-            self._h2.close_connection(
-                h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, additional_data=b"too many streams reset"
-            )
-            self._goaway_sent = True
-            self._terminate(
-                h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
-                f"the peer reset {self._peer_resets} of its {self._peer_streams} streams (rapid reset)",
-            )
+        self._h2.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, additional_data=reason.encode())
+        self._goaway_sent = True
+        self._terminate(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, reason)
 
     def _on_goaway(self, ev: h2.events.ConnectionTerminated) -> None:
         error_code = int(ev.error_code or 0)

@@ -63,6 +63,7 @@ from ...events import (
 )
 from .._headers import HeaderError, HeaderKind, validate_headers
 from .._protocols import HTTP3Protocol
+from .._resets import PeerResets
 from ._h3 import GoawayFrameReceived, HFaceH3Connection
 from ._header import parse_quic_header
 from ._quic import FlowControlledQuicConnection
@@ -93,17 +94,6 @@ def _data_payload_room(credit: int) -> int:
         payload = min(credit - DATA_FRAME_TYPE_SIZE - length_size, largest)
         best = max(best, payload)
     return best
-
-
-#: Request streams a client may reset before its resets are counted against
-#: it: past this many, a client that has reset more than half of the streams
-#: it opened is closed with H3_EXCESSIVE_LOAD (rapid reset, CVE-2023-44487).
-RAPID_RESET_ALLOWANCE = 1000
-
-
-#: Streams the peer reset whose error code is remembered, to explain why they
-#: cannot take headers or data any more.
-REMEMBERED_RESETS = 128
 
 
 @dataclass
@@ -188,11 +178,7 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
         self._unacked: dict[int, int] = {}
         self._streams: dict[int, _Stream] = {}
         self._highest_peer_stream = -4
-        # The error codes of the latest streams the peer reset, oldest first.
-        self._reset_by_peer: dict[int, int] = {}
-        # Request streams the peer opened, and how many of them it reset (rapid reset).
-        self._peer_streams = 0
-        self._peer_resets = 0
+        self._resets = PeerResets()
         self._goaway_sent: int | None = None
         self._goaway_received: int | None = None
         self._terminated = False
@@ -611,7 +597,7 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
     def _known_stream(self, stream_id: int) -> _Stream:
         stream = self._streams.get(stream_id)
         if stream is None:
-            code = self._reset_by_peer.get(stream_id)
+            code = self._resets.code(stream_id)
             if code is not None:
                 raise StreamResetByPeerError(stream_id, code)
             raise LocalProtocolError(f"stream {stream_id} is unknown or closed")
@@ -619,7 +605,7 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
 
     def _check_sendable(self, stream: _Stream) -> None:
         if stream.reset:
-            code = self._reset_by_peer.get(stream.stream_id)
+            code = self._resets.code(stream.stream_id)
             if code is not None:
                 raise StreamResetByPeerError(stream.stream_id, code)
             raise LocalProtocolError(f"stream {stream.stream_id} was reset")
@@ -756,7 +742,7 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
             )
             return None
         stream = self._streams[stream_id] = _Stream(stream_id)
-        self._peer_streams += 1
+        self._resets.opened += 1
         if self._goaway_sent is not None and stream_id >= self._goaway_sent:
             # RFC 9114 section 5.2: refuse requests after our GOAWAY.
             self._reset_stream(stream, ErrorCode.H3_REQUEST_REJECTED)
@@ -875,14 +861,12 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
         stream = self._streams.get(stream_id)
         if stream is not None:
             stream.quic_receive_done = True
-            if not self._is_client:
-                self._peer_resets += 1
-                if self._peer_resets > RAPID_RESET_ALLOWANCE and 2 * self._peer_resets > self._peer_streams:
-                    # CVE-2023-44487 (rapid reset), as for HTTP/2.
-                    quic.close(
-                        error_code=ErrorCode.H3_EXCESSIVE_LOAD,
-                        reason_phrase=f"the peer reset {self._peer_resets} of its {self._peer_streams} streams",
-                    )
+            if not self._is_client and self._resets.count_reset():
+                # CVE-2023-44487 (rapid reset), as for HTTP/2.
+                quic.close(
+                    error_code=ErrorCode.H3_EXCESSIVE_LOAD,
+                    reason_phrase=f"the peer reset {self._resets.reset} of its {self._resets.opened} streams",
+                )
         if stream is None or not stream.announced:
             # A critical stream, or a request the application never saw:
             # aioquic closes the connection or answers H3_REQUEST_INCOMPLETE.
@@ -925,7 +909,7 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
 
     def _peer_aborted(self, stream: _Stream, error_code: int) -> None:
         """Report a reset from the peer once, and abort what is left of the stream."""
-        self._remember_reset(stream.stream_id, error_code)
+        self._resets.remember(stream.stream_id, error_code)
         self._reset_stream(stream, ErrorCode.H3_REQUEST_CANCELLED)
         self._queue(StreamResetReceived(stream.stream_id, error_code))
 
@@ -943,15 +927,9 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
         self._queue(GoawayReceived(identifier - 4, 0))
         for stream in list(self._streams.values()):
             if stream.stream_id >= identifier and not stream.reset:
-                self._remember_reset(stream.stream_id, ErrorCode.H3_REQUEST_REJECTED)
+                self._resets.remember(stream.stream_id, ErrorCode.H3_REQUEST_REJECTED)
                 self._reset_stream(stream, ErrorCode.H3_REQUEST_CANCELLED)
                 self._queue(StreamResetReceived(stream.stream_id, ErrorCode.H3_REQUEST_REJECTED))
-
-    def _remember_reset(self, stream_id: int, error_code: int) -> None:
-        """Keep the peer's error code, to explain why the stream takes nothing more."""
-        self._reset_by_peer[stream_id] = error_code
-        if len(self._reset_by_peer) > REMEMBERED_RESETS:
-            del self._reset_by_peer[next(iter(self._reset_by_peer))]
 
     def _maybe_forget(self, stream: _Stream) -> None:
         if (stream.sent_end or stream.reset) and stream.quic_receive_done:
