@@ -76,6 +76,9 @@ class PooledConnection:
         self.goaway = False
         # Streams the server's GOAWAY left unprocessed: their requests may be sent again.
         self.refused: set[int] = set()
+        # Why the connection ended, when the server broke the protocol: the
+        # exchanges on it fail with this (and are not sent again).
+        self.failure: str | None = None
         self.last_used = trio.current_time()
         self._pong = trio.Event()
 
@@ -105,6 +108,8 @@ class PooledConnection:
                     event = await self.connection.receive_event()
                     if isinstance(event, ConnectionTerminated):
                         log.debug("connection to %s ended: %r", self.origin, event)
+                        if event.error_code != self.connection.error_codes.no_error:
+                            self.failure = event.message
                         break
                     if isinstance(event, GoawayReceived):
                         self.goaway = True
@@ -258,6 +263,10 @@ class Exchange:
                         self.stream_id,
                         self.connection.error_codes.refused_stream,
                         f"{self.pooled.origin} did not process the request (GOAWAY)",
+                    ) from None
+                if self.pooled.failure is not None:
+                    raise RemoteProtocolError(
+                        f"the connection to {self.pooled.origin} failed: {self.pooled.failure}"
                     ) from None
                 raise ConnectionLost(f"the connection to {self.pooled.origin} ended") from None
         assert scope.cancelled_caught

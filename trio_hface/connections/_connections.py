@@ -60,6 +60,13 @@ SEND_CHUNK = 256 * 1024
 #: Seconds that closing may spend sending its last bytes (GOAWAY, close_notify).
 CLOSE_TIMEOUT = 5.0
 
+#: Seconds a server's connection, closing after a protocol error, waits for
+#: the peer to close first (nginx's ``lingering_timeout`` does the same).
+LINGERING_CLOSE = 2.0
+
+#: The most input a lingering close reads and drops before it closes anyway.
+LINGER_MAX_BYTES = 1024 * 1024
+
 
 class HTTPConnection(metaclass=ABCMeta):
     """One HTTP connection of any version.
@@ -94,6 +101,8 @@ class HTTPConnection(metaclass=ABCMeta):
         self._stopped = False
         self._closed = False
         self._terminated = False
+        # Whether the protocol ended the connection because of an error.
+        self._peer_error = False
         # Input: the reader replaces and sets this event after each input.
         self._input_event = trio.Event()
         self._input_done = False
@@ -212,13 +221,18 @@ class HTTPConnection(metaclass=ABCMeta):
         self._closed = True
         try:
             with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
-                if not self._broken and not self._terminated:
-                    self._protocol.submit_close(self._protocol.error_codes.no_error)
+                if not self._broken:
+                    if not self._terminated:
+                        self._protocol.submit_close(self._protocol.error_codes.no_error)
                     if self._nursery is not None:
+                        # Also after the protocol ended the connection: its last
+                        # words (an error response, GOAWAY) must go out.
                         try:
                             await self._flush()
                         except trio.BrokenResourceError:
                             pass
+                        else:
+                            await self._linger()
                 await self._close_transport()
         finally:
             self._stopped = True
@@ -228,6 +242,9 @@ class HTTPConnection(metaclass=ABCMeta):
                 self._nursery.cancel_scope.cancel()
             with trio.CancelScope(shield=True):  # aborting does not wait: no deadline needed
                 await self._abort_transport()
+
+    async def _linger(self) -> None:  # noqa: B027 - a hook: most transports need not linger
+        """Before closing, give the peer time to read our last words (see HTTPOverTCPConnection)."""
 
     @abstractmethod
     async def _close_transport(self) -> None:
@@ -392,6 +409,7 @@ class HTTPConnection(metaclass=ABCMeta):
                 self._wake_writer()  # handing out data may produce WINDOW_UPDATE
                 if isinstance(event, ConnectionTerminated):
                     self._terminated = True
+                    self._peer_error = event.error_code != 0
                 return event
             if self._terminated or self._closed:
                 raise trio.ClosedResourceError("the connection is closed")
@@ -488,6 +506,12 @@ class HTTPOverTCPConnection(HTTPConnection):
     :param extra_attributes: what :attr:`~HTTPConnection.extra_attributes` reports
     :param idle_timeout: seconds without traffic after which the connection
         closes itself, or ``None``
+    :param lingering_close: seconds that closing after a protocol error
+        waits for the peer to close first, reading and dropping what it
+        still sends (at most ``LINGER_MAX_BYTES``), or ``None`` to close at
+        once. Servers linger: a peer whose data is still unread when the
+        socket closes gets a TCP reset, which can destroy the error response
+        before the peer reads it (RFC 9112 section 9.6).
     """
 
     def __init__(
@@ -497,15 +521,19 @@ class HTTPOverTCPConnection(HTTPConnection):
         extra_attributes: Mapping[str, Any],
         *,
         idle_timeout: float | None = None,
+        lingering_close: float | None = None,
     ) -> None:
         super().__init__(protocol, extra_attributes, idle_timeout=idle_timeout)
         self._tcp = protocol
         self._stream = stream
+        self._lingering_close = lingering_close
+        self._draining = False
 
     async def _reader(self) -> None:
+        drained = 0
         try:
             while True:
-                while not self._tcp.multiplexed and self._waiting == 0:
+                while not self._tcp.multiplexed and self._waiting == 0 and not self._draining:
                     self._want_input = trio.Event()
                     await self._want_input.wait()
                 data: bytes | bytearray | None = None
@@ -530,6 +558,11 @@ class HTTPOverTCPConnection(HTTPConnection):
                 if not data:
                     self._tcp.eof_received()
                     return
+                if self._draining:  # the protocol has ended: what comes is dropped
+                    drained += len(data)
+                    if drained > LINGER_MAX_BYTES:
+                        return
+                    continue
                 self._tcp.bytes_received(bytes(data))
                 self._input()
         finally:
@@ -564,6 +597,20 @@ class HTTPOverTCPConnection(HTTPConnection):
             self._broken = True
             self._flushed_up_to(self._submitted)
             self._input()
+
+    async def _linger(self) -> None:
+        if self._lingering_close is None or not self._peer_error or self._input_done:
+            return
+        with trio.move_on_after(self._lingering_close):
+            if isinstance(self._stream, trio.abc.HalfCloseableStream):
+                try:
+                    await self._stream.send_eof()  # our FIN follows the error response
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+            self._draining = True
+            self._want_input.set()
+            while not self._input_done:
+                await self._input_event.wait()
 
     async def _close_transport(self) -> None:
         try:

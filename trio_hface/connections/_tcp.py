@@ -16,7 +16,7 @@ from .._typing import AddressType
 from ..errors import ConnectError
 from ..networking import SystemNetworking, TCPClientNetworking, TCPServerNetworking
 from ..protocols import HTTPOverTCPFactory
-from ._connections import HTTPConnection, HTTPOverTCPConnection
+from ._connections import LINGERING_CLOSE, HTTPConnection, HTTPOverTCPConnection
 from ._limit import ConnectionLimit
 
 __all__ = ["HTTPListener", "HTTPOverTCPListener", "HTTPOpener", "HTTPOverTCPOpener", "Handler"]
@@ -298,7 +298,9 @@ class HTTPOverTCPListener(_AcceptingListener[trio.abc.Stream]):
                 await stream.do_handshake()
         extra = _stream_attributes(stream)
         protocol = self._http_factory(tls_version=extra["tls_version"], alpn_protocol=extra["alpn_protocol"])
-        return HTTPOverTCPConnection(protocol, stream, extra, idle_timeout=self._idle_timeout)
+        return HTTPOverTCPConnection(
+            protocol, stream, extra, idle_timeout=self._idle_timeout, lingering_close=LINGERING_CLOSE
+        )
 
 
 class HTTPOpener(metaclass=ABCMeta):

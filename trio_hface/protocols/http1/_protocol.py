@@ -22,10 +22,16 @@ Translation:
   tunnel: raw bytes in both directions are DATA of that stream, and our
   ``end_stream`` asks the transport for a half-close (:meth:`eof_to_send`).
 
+Framing is strict (``_framing.py``): a message whose length two parsers
+could read differently (``Content-Length`` with ``Transfer-Encoding``,
+obs-fold, bare LF, oversized or malformed chunk lines) is refused before the
+application sees it, so no request can be smuggled past a proxy in front.
+
 Errors: what the peer breaks ends the connection with
 :class:`~trio_hface.events.ConnectionTerminated` (its ``error_code`` is the
 status h11 suggests); a server also queues that error response when h11 still
-lets it. HTTP/1.1 cannot reset a stream, so a reset closes the connection.
+lets it. A peer that closes or loses the connection early, mid-message
+included, ends it with error code 0: nothing it sent was wrong. HTTP/1.1 cannot reset a stream, so a reset closes the connection.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from ...events import (
 )
 from .._headers import HeaderError, HeaderKind, validate_headers
 from .._protocols import HTTP1Protocol
+from ._framing import StrictConnection
 
 __all__ = ["HTTP1ProtocolImpl"]
 
@@ -92,7 +99,7 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
     ) -> None:
         self._client = client
         self._scheme = scheme.encode("ascii")
-        self._h11 = h11.Connection(
+        self._h11 = StrictConnection(
             h11.CLIENT if client else h11.SERVER, max_incomplete_event_size=max_header_size
         )
         self._max_buffer_size = max_buffer_size
@@ -368,7 +375,7 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
     def connection_lost(self) -> None:
         if not self._terminated:
             complete = self._stream_id is None
-            self._terminate(0 if complete else self.error_codes.protocol_error, "connection lost")
+            self._terminate(0, "connection lost" if complete else "connection lost during an exchange")
 
     def bytes_to_send(self) -> bytes:
         out = bytes(self._out)
@@ -544,6 +551,11 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
         self._out += (data or b"") + (data2 or b"")
 
     def _remote_error(self, exc: h11.RemoteProtocolError) -> None:
+        if self._eof_received and not self._h11.trailing_data[0]:
+            # Not what the peer sent, but that it stopped: the connection was
+            # closed early (error code 0, as for a connection lost).
+            self._terminate(0, f"connection closed by the peer: {exc}")
+            return
         status = exc.error_status_hint
         if not self._client:
             self._try_error_response(status)
