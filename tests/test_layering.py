@@ -86,3 +86,51 @@ def test_no_anyio_or_trio_in_protocols_at_run_time() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PACKAGE.parent)
+
+
+def _module_name(path: Path) -> str:
+    module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return module[: -len(".__init__")] if module.endswith(".__init__") else module
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the trio_hface modules it imports (TYPE_CHECKING imports included)."""
+    modules = {_module_name(path): path for path in MODULES}
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        targets = set()
+        for name in imports_of(path):
+            while name and name not in modules:  # `from pkg import attr`: the package
+                name = name.rpartition(".")[0]
+            if name.startswith("trio_hface") and name != module:
+                targets.add(name)
+        graph[module] = targets
+    return graph
+
+
+def test_server_and_client_never_import_each_other() -> None:
+    """The two facades are siblings: what they share lives in a lower layer."""
+    for module, targets in _import_graph().items():
+        for side, other in (("server", "client"), ("client", "server")):
+            if module.startswith(f"trio_hface.{side}"):
+                bad = sorted(t for t in targets if t.startswith(f"trio_hface.{other}"))
+                assert not bad, f"{module} imports {bad}"
+
+
+def test_no_import_cycle() -> None:
+    """No module imports itself through others, not even for type checking only."""
+    graph = _import_graph()
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        if module in path:
+            cycle = [*path[path.index(module) :], module]
+            raise AssertionError("import cycle: " + " -> ".join(cycle))
+        if module in done:
+            return
+        for target in sorted(graph.get(module, ())):
+            visit(target, [*path, module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])

@@ -282,19 +282,19 @@ async def test_keepalive_ping_replaces_a_silent_connection(certs: Certs) -> None
         async with client.session() as session:
             url = f"https://localhost:{port}/"
             assert (await session.dispatch(Request("GET", url))).content == b"hello "
-            (first,) = next(iter(session._connections.values()))
+            (first,) = next(iter(session.pool.connections().values()), [])
             await trio.sleep(0.7)  # idle: PINGed and acknowledged meanwhile
             assert first._pong.is_set() and not first.dead
             assert (await session.dispatch(Request("GET", url))).content == b"hello "
-            assert next(iter(session._connections.values())) == [first]
+            assert next(iter(session.pool.connections().values()), []) == [first]
             frozen.set()
             with trio.fail_after(5):
                 while not getattr(first, "dead"):  # noqa: B009 (mypy narrowed .dead to False above)
-                    await session._changed.wait()
+                    await session.pool.wait_changed()
             frozen = trio.Event()  # the relay forwards new connections again
             response = await session.dispatch(Request("GET", url))
             assert response.content == b"hello "
-            assert first not in next(iter(session._connections.values()))
+            assert first not in next(iter(session.pool.connections().values()), [])
         server.shutdown()
         nursery.cancel_scope.cancel()
 

@@ -246,14 +246,14 @@ async def test_error_response_survives_unread_input() -> None:
             async with stream:
                 received = b""
 
-                async def send_junk() -> None:
+                async def send_junk(stream: trio.SocketStream) -> None:
                     try:
                         await stream.send_all(CASES["cl-then-te"] + b"x" * (256 * 1024))
                     except trio.BrokenResourceError:
                         pass
 
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(send_junk)
+                    nursery.start_soon(send_junk, stream)
                     await trio.sleep(0.2)  # the server answered and closed meanwhile
                     with trio.fail_after(10):
                         while chunk := await stream.receive_some():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._client import Client, ClientSession, StreamingResponse
 from ._models import URL, ClientProtocol, Origin, Request, Response
+from ._pool import PoolStatistics
 from ._proxy import ProxyClient, ProxyClientSession
 from ._tunnel import TunnelStream
 
@@ -11,6 +12,7 @@ __all__ = [
     "Client",
     "ClientSession",
     "StreamingResponse",
+    "PoolStatistics",
     "ProxyClient",
     "ProxyClientSession",
     "TunnelStream",

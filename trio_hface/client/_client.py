@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,8 +19,11 @@ from ..protocols import ALPNHTTPFactory, HTTPOverQUICClientFactory, HTTPOverTCPF
 from ..protocols.http1 import HTTP1ClientFactory
 from ..protocols.http2 import HTTP2ClientFactory
 from ..protocols.http3 import HTTP3ClientFactory
+from ._altsvc import AltSvcCache
+from ._connection import Exchange, PooledConnection
 from ._models import ClientProtocol, Origin, Request, Response
-from ._pool import AltService, Exchange, PooledConnection, parse_alt_svc
+from ._pool import ConnectionPool, Open, PoolStatistics, Use
+from ._routes import Route, RoutePolicy
 from ._tunnel import TunnelStream, establish
 
 __all__ = ["Client", "ClientSession", "StreamingResponse"]
@@ -36,9 +40,6 @@ _RETRYABLE = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 #: Seconds an HTTP/3 handshake to an Alt-Svc alternative may take before the
 #: request falls back to TCP (browsers race the two after a few hundred ms).
 ALT_SVC_HANDSHAKE_TIMEOUT = 2.0
-
-#: Seconds an alternative that failed is ignored (browsers use minutes).
-BROKEN_ALT_SVC_TIME = 300.0
 
 
 class Client:
@@ -171,14 +172,10 @@ class ClientSession:
     def __init__(self, client: Client, nursery: trio.Nursery) -> None:
         self._client = client
         self._nursery = nursery
-        self._connections: dict[Origin, list[PooledConnection]] = {}
-        self._opening: dict[Origin, int] = {}
-        self._alt_svc: dict[Origin, AltService] = {}
-        # Alternatives that failed, and until when to ignore their advertisements.
-        self._alt_svc_broken: dict[Origin, float] = {}
-        # Whether connections to an origin (by TCP, by QUIC) turned out multiplexed.
-        self._multiplexed: dict[tuple[Origin, bool], bool] = {}
-        self._changed = trio.Event()
+        #: The connections, and the decision of which one a request takes.
+        self.pool = ConnectionPool(client.max_connections_per_origin)
+        self._alt_svc = AltSvcCache()
+        self._routes = RoutePolicy(client.protocol, client.proxy_origin, self._alt_svc)
         self._closed = False
         self._proxy_session: ClientSession | None = None
 
@@ -267,20 +264,10 @@ class ClientSession:
     def _proxy(self) -> ClientSession:
         """The session that holds the connections to the proxy."""
         if self._proxy_session is None:
-            client = self._client
-            proxy_client = Client(
-                tls_config=client.tls_config,
-                protocol=client.proxy_protocol,
-                http1_factory=client.http1_factory,
-                http2_factory=client.http2_factory,
-                http3_factory=client.http3_factory,
-                connect_timeout=client.connect_timeout,
-                read_timeout=client.read_timeout,
-                pool_timeout=client.pool_timeout,
-                max_connections_per_origin=client.max_connections_per_origin,
-                keepalive_interval=client.keepalive_interval,
-                idle_timeout=client.idle_timeout,
-            )
+            # The same settings, but the proxy's protocol and no proxy of its own.
+            proxy_client = copy.copy(self._client)
+            proxy_client.protocol = self._client.proxy_protocol
+            proxy_client.proxy_origin = None
             self._proxy_session = ClientSession(proxy_client, self._nursery)
         return self._proxy_session
 
@@ -330,105 +317,65 @@ class ClientSession:
         return exchange
 
     async def _acquire(self, origin: Origin) -> PooledConnection:
+        """Carry out the pool's decisions until a connection takes the request."""
         timeout = self._client.pool_timeout
         with trio.fail_after(timeout if timeout is not None else float("inf")):
             while True:
                 if self._closed:
                     raise trio.ClosedResourceError("the session is closed")
-                want_h3 = self._wants_http3(origin)
-                candidates = [
-                    p
-                    for p in self._connections.get(origin, [])
-                    if (p.http_version == "3") == want_h3 or not want_h3
-                ]
-                for pooled in candidates:
-                    if pooled.usable():
-                        return pooled
-                opening = self._opening.get(origin, 0)
-                if opening and self._multiplexed.get((origin, want_h3)) is not False:
-                    # A connection on its way may be HTTP/2 or HTTP/3 and serve us too:
-                    # wait for it rather than open one connection per request.
-                    await self._changed.wait()
-                    continue
-                count = len(candidates) + opening
-                if count < self._client.max_connections_per_origin:
-                    pooled = await self._open(origin)
+                route = self._routes.route(origin, trio.current_time())
+                decision = self.pool.decide(origin, route.quic)
+                if isinstance(decision, Use):
+                    return decision.connection
+                if isinstance(decision, Open):
+                    pooled = await self._open(origin, route)
                     if pooled.usable():
                         return pooled
                     continue
-                changed = self._changed
-                await changed.wait()
+                await self.pool.wait_for_change()
 
-    def _wants_http3(self, origin: Origin) -> bool:
-        """Whether new requests to *origin* should go over HTTP/3."""
-        if self._client.protocol is ClientProtocol.HTTP3:
-            return True
-        if self._client.proxy_origin is not None:
-            return False  # CONNECT tunnels carry TCP only
-        alternative = self._alt_svc.get(origin)
-        return (
-            self._client.protocol is ClientProtocol.ALL
-            and alternative is not None
-            and alternative.expires > trio.current_time()
-        )
-
-    async def _open(self, origin: Origin) -> PooledConnection:
-        self._opening[origin] = self._opening.get(origin, 0) + 1
+    async def _open(self, origin: Origin, route: Route) -> PooledConnection:
+        self.pool.opening_started(origin)
+        pooled: PooledConnection | None = None
         try:
             timeout = self._client.connect_timeout
             with trio.fail_after(timeout if timeout is not None else float("inf")):
-                connection = await self._connect(origin)
-            pooled = PooledConnection(self, origin, connection)
+                connection = await self._connect(origin, route)
+            pooled = PooledConnection(
+                self.pool,
+                origin,
+                connection,
+                keepalive_interval=self._client.keepalive_interval,
+                idle_timeout=self._client.idle_timeout,
+            )
             await self._nursery.start(pooled.run)
-            self._connections.setdefault(origin, []).append(pooled)
-            self._multiplexed[(origin, connection.http_version == "3")] = connection.multiplexed
             return pooled
         except trio.TooSlowError:
             raise ConnectError(f"cannot connect to {origin} in {self._client.connect_timeout} s") from None
         finally:
-            self._opening[origin] -= 1
-            self._pool_changed()
+            self.pool.opening_ended(origin, pooled)
 
-    async def _connect(self, origin: Origin) -> HTTPConnection:
+    async def _connect(self, origin: Origin, route: Route) -> HTTPConnection:
         client = self._client
-        if client.proxy_origin is not None:
-            return await self._connect_through_proxy(client.proxy_origin, origin)
-        use_h3 = client.protocol is ClientProtocol.HTTP3
-        alternative = self._alt_svc.get(origin)
-        if (
-            client.protocol is ClientProtocol.ALL
-            and origin.tls
-            and alternative is not None
-            and not client.proxy_origin
-        ):
-            if alternative.expires > trio.current_time():
-                use_h3 = True
-            else:
-                del self._alt_svc[origin]
-        if use_h3:
+        if route.proxy is not None:
+            return await self._connect_through_proxy(route.proxy, origin)
+        if route.quic:
             if not origin.tls:
                 raise ConnectError(f"HTTP/3 needs https, not {origin}")
-            host, port = (
-                (alternative.host, alternative.port)
-                if alternative and client.protocol is ClientProtocol.ALL
-                else (origin.host, origin.port)
-            )
-            explicit = client.protocol is ClientProtocol.HTTP3
             # An advertised alternative that does not answer must not delay the request long.
-            timeout = client.connect_timeout if explicit else ALT_SVC_HANDSHAKE_TIMEOUT
+            timeout = ALT_SVC_HANDSHAKE_TIMEOUT if route.alternative else client.connect_timeout
             opener = HTTPOverQUICOpener(
                 client.http3_factory, tls_config=client.tls_config, handshake_timeout=timeout or 10.0
             )
             try:
-                return await opener((host, port), server_name=origin.host)
+                return await opener((route.host, route.port), server_name=origin.host)
             except ConnectError:
-                if client.protocol is ClientProtocol.HTTP3:
+                if not route.alternative:
                     raise
                 # RFC 7838 section 2.4: fall back to the origin itself, and
                 # do not try the alternative again for a while.
                 log.info("HTTP/3 to %s failed; falling back to TCP", origin)
-                self._alt_svc.pop(origin, None)
-                self._alt_svc_broken[origin] = trio.current_time() + BROKEN_ALT_SVC_TIME
+                self._alt_svc.mark_broken(origin, trio.current_time())
         tcp = HTTPOverTCPOpener(client._tcp_factory(origin), tls_config=client.tls_config)
         return await tcp((origin.host, origin.port), tls=origin.tls, server_name=origin.host)
 
@@ -458,32 +405,15 @@ class ClientSession:
         return HTTPOverTCPConnection(protocol, stream, extra)
 
     def _learn_alt_svc(self, origin: Origin, response: Response) -> None:
-        if self._client.protocol is not ClientProtocol.ALL or not origin.tls or response.http_version == "3":
-            return
-        if self._alt_svc_broken.get(origin, 0.0) > trio.current_time():
-            return
-        for name, value in response.headers:
-            if name == b"alt-svc":
-                found = parse_alt_svc(value, origin, trio.current_time())
-                if found is False:
-                    self._alt_svc.pop(origin, None)
-                elif isinstance(found, AltService):
-                    self._alt_svc[origin] = found
-                    # Later requests use HTTP/3: stop reusing the TCP connections for new ones.
-                    return
+        if self._routes.learns_alt_svc(origin, response.http_version):
+            self._alt_svc.learn(origin, response.headers, trio.current_time())
 
-    # -- pool bookkeeping -----------------------------------------------------
+    # -- inspection -----------------------------------------------------------
 
-    def _pool_changed(self) -> None:
-        changed, self._changed = self._changed, trio.Event()
-        changed.set()
-
-    def _forget(self, pooled: PooledConnection) -> None:
-        connections = self._connections.get(pooled.origin, [])
-        if pooled in connections:
-            connections.remove(pooled)
-        self._pool_changed()
+    def statistics(self) -> PoolStatistics:
+        """A snapshot of the session's connection pool."""
+        return self.pool.statistics()
 
     def connections(self) -> dict[str, Any]:
         """A summary of the pool: origin -> list of HTTP versions (for inspection and tests)."""
-        return {str(o): [p.http_version for p in ps] for o, ps in self._connections.items()}
+        return {str(o): [p.http_version for p in ps] for o, ps in self.pool.connections().items()}

@@ -1,367 +1,170 @@
-"""The connection pool of a client session.
+"""The connection pool of a client session, with a pure core.
 
 Theory of operation
 -------------------
-
-Each pooled connection is owned by a *runner* task in the session's nursery:
-it enters the connection (``async with``) and routes the connection's events
-to the exchange (request/response) of each stream through a
-:class:`~trio_hface.connections.StreamInbox`. An exchange takes its events
-from the inbox as the caller reads the response, and only then does the
-data's flow-control credit go back to the server: a caller that stops
-reading holds back its own stream's window (HTTP/2, HTTP/3), and the other
-streams of the connection go on; on HTTP/1.1 a full inbox stops the runner
-and TCP pushes back. Memory stays bounded by the windows either way.
 
 Connections are reused: HTTP/1.1 ones for one request at a time (keep-alive),
 HTTP/2 and HTTP/3 ones for as many concurrent requests as the server allows.
 A connection that ends or receives GOAWAY takes no new request and is
 replaced by a new one when needed; at most ``max_connections_per_origin``
-connections exist per origin, and a request waits (up to ``pool_timeout``)
-for one of them to become available.
+connections exist per origin.
+
+:meth:`ConnectionPool.decide` is the whole policy and does no I/O: given an
+origin and whether the request goes over HTTP/3, it answers :class:`Use`
+(this connection), :class:`Open` (open one to this origin) or :class:`Wait`
+(until something changes). The session carries the decision out (opening
+connections, waiting up to ``pool_timeout``) and tells the pool what
+happened, so the decision is tested without a network and every HTTP
+version shares it.
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import re
-from collections.abc import AsyncIterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import trio
 
-from .._typing import HeadersType
-from ..connections import HTTPConnection, StreamInbox
-from ..errors import ConnectionLost, HFaceError, RemoteProtocolError, RequestRefused, StreamResetError
-from ..events import (
-    ConnectionTerminated,
-    DataReceived,
-    Event,
-    GoawayReceived,
-    HeadersReceived,
-    PingAckReceived,
-    StreamEvent,
-    StreamReset,
-    StreamResetReceived,
-)
-from ._models import Origin, Request, Response
+from ._connection import PooledConnection
+from ._models import Origin
 
-if TYPE_CHECKING:
-    from ._client import ClientSession
-
-__all__ = ["Exchange", "PooledConnection", "parse_alt_svc"]
-
-log = logging.getLogger(__name__)
-
-#: Events queued per exchange before the connection stops handing out more.
-
-#: Informational (1xx) responses accepted before the final one.
-MAX_INFORMATIONAL = 32
-
-#: Body pieces sent at once when uploading from bytes.
-UPLOAD_CHUNK = 256 * 1024
-
-
-class PooledConnection:
-    """One connection of the pool and the task that routes its events."""
-
-    def __init__(self, session: ClientSession, origin: Origin, connection: HTTPConnection) -> None:
-        self.session = session
-        self.origin = origin
-        self.connection = connection
-        self.channels: dict[int, StreamInbox] = {}
-        self.dead = False
-        self.goaway = False
-        # Streams the server's GOAWAY left unprocessed: their requests may be sent again.
-        self.refused: set[int] = set()
-        # Why the connection ended, when the server broke the protocol: the
-        # exchanges on it fail with this (and are not sent again).
-        self.failure: str | None = None
-        self.last_used = trio.current_time()
-        self._pong = trio.Event()
-
-    @property
-    def http_version(self) -> str:
-        """``"1.1"``, ``"2"`` or ``"3"``."""
-        return {"1": "1.1"}.get(self.connection.http_version, self.connection.http_version)
-
-    def usable(self) -> bool:
-        """Whether a new request may start on this connection now."""
-        return not self.dead and not self.goaway and self.connection.is_available()
-
-    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Own the connection: enter it, route its events, forget it when it ends."""
-        # Credit goes back as each exchange takes its data (see StreamInbox).
-        self.connection.manual_acknowledgement = True
-        try:
-            async with self.connection, trio.open_nursery() as nursery:
-                task_status.started()
-                interval = self.session._client.keepalive_interval
-                if interval is not None and self.connection.http_version == "2":
-                    nursery.start_soon(self._keepalive, interval)
-                idle_timeout = self.session._client.idle_timeout
-                if idle_timeout is not None:
-                    nursery.start_soon(self._expire, idle_timeout)
-                while True:
-                    event = await self.connection.receive_event()
-                    if isinstance(event, ConnectionTerminated):
-                        log.debug("connection to %s ended: %r", self.origin, event)
-                        if event.error_code != self.connection.error_codes.no_error:
-                            self.failure = event.message
-                        break
-                    if isinstance(event, GoawayReceived):
-                        self.goaway = True
-                        self._refuse_above(event.last_stream_id)
-                        self.session._pool_changed()
-                        continue
-                    if isinstance(event, PingAckReceived):
-                        self._pong.set()
-                        continue
-                    if isinstance(event, StreamEvent):
-                        await self._route(event)
-                    if (
-                        self.connection.has_expired()
-                        and not self.channels
-                        and not self.connection.multiplexed
-                    ):
-                        break  # HTTP/1.1 that the server closes after its response
-                # Done: the exchanges learn it now, not when the keep-alive task
-                # notices, and the connection says goodbye on the way out.
-                self._end_exchanges()
-                nursery.cancel_scope.cancel()
-        finally:
-            self._end_exchanges()
-            self.channels.clear()
-            self.session._forget(self)
-
-    def _end_exchanges(self) -> None:
-        self.dead = True
-        for channel in self.channels.values():
-            channel.end()
-
-    def _refuse_above(self, last_stream_id: int) -> None:
-        """End the exchanges on streams the GOAWAY says the server will not process."""
-        for stream_id in [s for s in self.channels if s > last_stream_id]:
-            self.refused.add(stream_id)
-            self.channels.pop(stream_id).end()
-
-    async def _expire(self, idle_timeout: float) -> None:
-        """Close the connection once no request has used it for *idle_timeout* seconds."""
-        while True:
-            if self.channels:
-                await self.session._changed.wait()  # in use: look again when a request ends
-                continue
-            deadline = self.last_used + idle_timeout
-            if trio.current_time() < deadline:
-                await trio.sleep_until(deadline)
-                continue
-            log.debug("connection to %s idle for %.0f s: closing it", self.origin, idle_timeout)
-            self.dead = True  # no request may start on it from now on
-            self.session._pool_changed()
-            await self.connection.aclose()
-            return
-
-    async def _keepalive(self, interval: float) -> None:
-        """PING an idle HTTP/2 connection now and then; give it up when no acknowledgement comes."""
-        while True:
-            await trio.sleep(interval)
-            if self.channels or trio.current_time() - self.last_used < interval:
-                continue  # in use: its traffic shows it is alive
-            self._pong = trio.Event()
-            try:
-                await self.connection.send_ping(b"keepaliv")
-            except (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError):
-                return
-            with trio.move_on_after(interval) as scope:
-                await self._pong.wait()
-            if scope.cancelled_caught:
-                log.info(
-                    "no PING acknowledgement from %s in %.0f s: closing the connection", self.origin, interval
-                )
-                self.dead = True
-                self.session._pool_changed()
-                await self.connection.aclose()
-                return
-
-    async def _route(self, event: StreamEvent) -> None:
-        channel = self.channels.get(event.stream_id)
-        if channel is None:
-            if isinstance(event, DataReceived):  # for a stream we are done with: its credit is due
-                self.connection.acknowledge_data(event.stream_id, len(event.data))
-            return
-        try:
-            await channel.put(event)  # dropped (and acknowledged) once the exchange is done with
-        except trio.ClosedResourceError:
-            self.channels.pop(event.stream_id, None)
-        if isinstance(event, StreamReset):
-            channel.end()
-            self.channels.pop(event.stream_id, None)
-
-    def start_exchange(self) -> Exchange:
-        """Reserve a stream for a request (before any checkpoint, so the ID is ours)."""
-        stream_id = self.connection.get_available_stream_id()
-        inbox = StreamInbox(self.connection, stream_id)
-        self.channels[stream_id] = inbox
-        self.last_used = trio.current_time()
-        return Exchange(self, stream_id, inbox)
-
-    def finish_exchange(self, exchange: Exchange) -> None:
-        channel = self.channels.pop(exchange.stream_id, None)
-        if channel is not None:
-            channel.close()
-        self.refused.discard(exchange.stream_id)
-        self.last_used = trio.current_time()
-        self.session._pool_changed()
-
-
-class Exchange:
-    """One request and its response on a pooled connection."""
-
-    def __init__(self, pooled: PooledConnection, stream_id: int, events: StreamInbox) -> None:
-        self.pooled = pooled
-        self.connection = pooled.connection
-        self.stream_id = stream_id
-        self._events = events
-        self.response_complete = False
-        self.request_complete = False
-        self.trailers: list[tuple[bytes, bytes]] = []
-
-    async def send_request(self, request: Request, headers: HeadersType, nursery: trio.Nursery) -> None:
-        """Send the headers now and the body in a task of *nursery*, alongside reading the response."""
-        content = request.content
-        empty = isinstance(content, bytes) and not content
-        await self.connection.send_headers(self.stream_id, headers, end_stream=empty)
-        if empty:
-            self.request_complete = True
-        else:
-            nursery.start_soon(self._send_body, content)
-
-    async def _send_body(self, content: bytes | AsyncIterable[bytes]) -> None:
-        try:
-            if isinstance(content, bytes):
-                await self.connection.send_data(self.stream_id, content, end_stream=True)
-            else:
-                async for chunk in content:
-                    if chunk:
-                        await self.connection.send_data(self.stream_id, bytes(chunk))
-                await self.connection.send_data(self.stream_id, b"", end_stream=True)
-            self.request_complete = True
-        except (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            # The response (or its absence) tells the caller what happened.
-            log.debug("request body not sent completely: %r", exc)
-
-    async def _next_event(self, read_timeout: float | None) -> Event:
-        deadline = math.inf if read_timeout is None else trio.current_time() + read_timeout
-        with trio.move_on_at(deadline) as scope:
-            try:
-                return await self._events.receive()
-            except (trio.EndOfChannel, trio.ClosedResourceError):
-                if self.stream_id in self.pooled.refused:
-                    raise RequestRefused(
-                        self.stream_id,
-                        self.connection.error_codes.refused_stream,
-                        f"{self.pooled.origin} did not process the request (GOAWAY)",
-                    ) from None
-                if self.pooled.failure is not None:
-                    raise RemoteProtocolError(
-                        f"the connection to {self.pooled.origin} failed: {self.pooled.failure}"
-                    ) from None
-                raise ConnectionLost(f"the connection to {self.pooled.origin} ended") from None
-        assert scope.cancelled_caught
-        raise trio.TooSlowError(f"no response data from {self.pooled.origin} in {read_timeout} s")
-
-    async def receive_head(self, read_timeout: float | None) -> Response:
-        """Wait for the final response's headers (informational ones are collected)."""
-        informational: list[tuple[int, list[tuple[bytes, bytes]]]] = []
-        while True:
-            event = await self._next_event(read_timeout)
-            if isinstance(event, HeadersReceived):
-                status_value = dict(event.headers).get(b":status", b"")
-                try:
-                    status = int(status_value)
-                except ValueError:
-                    raise RemoteProtocolError(f"invalid :status {status_value!r}") from None
-                headers = [(n, v) for n, v in event.headers if not n.startswith(b":")]
-                if 100 <= status < 200:
-                    if len(informational) >= MAX_INFORMATIONAL:
-                        raise RemoteProtocolError(f"more than {MAX_INFORMATIONAL} informational responses")
-                    informational.append((status, headers))
-                    continue
-                self.response_complete = event.end_stream
-                return Response(
-                    status, headers, http_version=self.pooled.http_version, informational=informational
-                )
-            if isinstance(event, StreamResetReceived):
-                if event.error_code == self.connection.error_codes.refused_stream:
-                    raise RequestRefused(
-                        self.stream_id, event.error_code, f"{self.pooled.origin} refused the request"
-                    )
-                raise StreamResetError(self.stream_id, event.error_code)
-            if isinstance(event, StreamReset):
-                raise StreamResetError(self.stream_id, event.error_code, "the stream was reset")
-
-    async def receive_body(self, read_timeout: float | None) -> AsyncIterable[bytes]:
-        """Yield body chunks until the response ends; collect trailers."""
-        while not self.response_complete:
-            event = await self._next_event(read_timeout)
-            if isinstance(event, DataReceived):
-                self.response_complete = event.end_stream
-                if event.data:
-                    yield event.data
-            elif isinstance(event, HeadersReceived):
-                self.trailers = [(n, v) for n, v in event.headers if not n.startswith(b":")]
-                self.response_complete = True
-            elif isinstance(event, StreamReset):
-                raise StreamResetError(self.stream_id, event.error_code)
-
-    async def aclose(self) -> None:
-        """Release the stream: reset it if the response was not read to the end."""
-        self._events.close()
-        if not self.response_complete and not self.pooled.dead:
-            try:
-                await self.connection.send_stream_reset(self.stream_id, self.connection.error_codes.cancel)
-            except (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError, RuntimeError):
-                pass
-        self.pooled.finish_exchange(self)
+__all__ = ["ConnectionPool", "Decision", "Open", "PoolStatistics", "Use", "Wait"]
 
 
 @dataclass(frozen=True)
-class AltService:
-    """An HTTP/3 alternative advertised by an origin (RFC 7838)."""
+class Use:
+    """Send the request on this connection."""
 
-    host: str
-    port: int
-    expires: float
+    connection: PooledConnection
 
 
-_ALT_SVC_ENTRY = re.compile(
-    r'\s*([A-Za-z0-9!#$%&\'*+.^_`|~-]+)="([^"]*)"((?:\s*;\s*[^,;=]+=[^,;]*)*)\s*(?:,|$)'
-)
+@dataclass(frozen=True)
+class Open:
+    """Open a new connection to this origin, then decide again."""
+
+    origin: Origin
 
 
-def parse_alt_svc(value: bytes, origin: Origin, now: float) -> AltService | bool | None:
-    """Find an ``h3`` alternative in an ``Alt-Svc`` value.
+@dataclass(frozen=True)
+class Wait:
+    """Wait for a change of the pool (a connection opened, freed or ended), then decide again."""
 
-    :returns: the alternative, ``False`` for ``clear`` (forget alternatives),
-        ``None`` when there is no usable ``h3`` entry
+
+#: What :meth:`ConnectionPool.decide` answers.
+Decision = Use | Open | Wait
+
+
+@dataclass(frozen=True)
+class PoolStatistics:
+    """A snapshot of a pool, as :meth:`ConnectionPool.statistics` returns it (like trio's ``statistics()``)."""
+
+    #: Connections in the pool, by HTTP version (``"1.1"``, ``"2"``, ``"3"``).
+    connections: dict[str, int]
+    #: Connections being opened.
+    opening: int
+    #: Connections with no exchange in progress.
+    idle: int
+    #: Exchanges (requests) in progress.
+    exchanges: int
+    #: Requests waiting for a connection.
+    waiting: int
+
+
+class ConnectionPool:
+    """The connections of a session, per origin, and the decision of which one a request takes.
+
+    Implements :class:`.PoolNotifier` for its connections.
+
+    :param max_connections_per_origin: how many connections one origin may have
     """
-    text = value.decode("latin-1").strip()
-    if text == "clear":
-        return False
-    for match in _ALT_SVC_ENTRY.finditer(text):
-        protocol, authority, params = match.groups()
-        if protocol != "h3":
-            continue
-        host, _, port_text = authority.rpartition(":")
-        host = host.strip("[]") or origin.host
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            continue
-        max_age = 86400.0  # RFC 7838 section 3.1: the default freshness lifetime
-        for param in params.split(";"):
-            name, _, raw = param.strip().partition("=")
-            if name == "ma" and raw.strip().isdigit():
-                max_age = float(raw.strip())
-        return AltService(host, int(port_text), now + max_age)
-    return None
+
+    def __init__(self, max_connections_per_origin: int) -> None:
+        if max_connections_per_origin < 1:
+            raise ValueError(
+                f"max_connections_per_origin must be positive, not {max_connections_per_origin!r}"
+            )
+        self.max_connections_per_origin = max_connections_per_origin
+        self._connections: dict[Origin, list[PooledConnection]] = {}
+        self._opening: dict[Origin, int] = {}
+        # Whether connections to an origin (by TCP, by QUIC) turned out multiplexed.
+        self._multiplexed: dict[tuple[Origin, bool], bool] = {}
+        self._changed = trio.Event()
+        self._waiting = 0
+
+    # -- the decision ---------------------------------------------------------
+
+    def decide(self, origin: Origin, quic: bool) -> Decision:
+        """Which connection a new request to *origin* takes (*quic*: whether it goes over HTTP/3)."""
+        candidates = [p for p in self._connections.get(origin, []) if not quic or p.http_version == "3"]
+        for pooled in candidates:
+            if pooled.usable():
+                return Use(pooled)
+        opening = self._opening.get(origin, 0)
+        if opening and self._multiplexed.get((origin, quic)) is not False:
+            # A connection on its way may be HTTP/2 or HTTP/3 and serve us too:
+            # wait for it rather than open one connection per request.
+            return Wait()
+        if len(candidates) + opening < self.max_connections_per_origin:
+            return Open(origin)
+        return Wait()
+
+    # -- what the session tells the pool --------------------------------------
+
+    def opening_started(self, origin: Origin) -> None:
+        """A connection to *origin* is being opened (it counts against the limit)."""
+        self._opening[origin] = self._opening.get(origin, 0) + 1
+
+    def opening_ended(self, origin: Origin, pooled: PooledConnection | None) -> None:
+        """The opening ended: with the new connection, or ``None`` if it failed."""
+        self._opening[origin] -= 1
+        if not self._opening[origin]:
+            del self._opening[origin]
+        if pooled is not None:
+            self._connections.setdefault(origin, []).append(pooled)
+            quic = pooled.connection.http_version == "3"
+            self._multiplexed[(origin, quic)] = pooled.connection.multiplexed
+        self.changed()
+
+    async def wait_for_change(self) -> None:
+        """Wait (as a request the pool told to :class:`Wait`) for the next change."""
+        self._waiting += 1
+        try:
+            await self.wait_changed()
+        finally:
+            self._waiting -= 1
+
+    # -- PoolNotifier ---------------------------------------------------------
+
+    def changed(self) -> None:
+        """Wake whoever waits for a change of the pool."""
+        changed, self._changed = self._changed, trio.Event()
+        changed.set()
+
+    async def wait_changed(self) -> None:
+        """Wait for the next change of the pool."""
+        await self._changed.wait()
+
+    def remove(self, pooled: PooledConnection) -> None:
+        """Forget a connection that ended."""
+        connections = self._connections.get(pooled.origin, [])
+        if pooled in connections:
+            connections.remove(pooled)
+            if not connections:
+                del self._connections[pooled.origin]
+        self.changed()
+
+    # -- inspection -----------------------------------------------------------
+
+    def connections(self) -> dict[Origin, list[PooledConnection]]:
+        """The pooled connections per origin (a copy)."""
+        return {origin: list(pooled) for origin, pooled in self._connections.items()}
+
+    def statistics(self) -> PoolStatistics:
+        """A snapshot of the pool."""
+        versions: dict[str, int] = {}
+        idle = exchanges = 0
+        for pooled_list in self._connections.values():
+            for pooled in pooled_list:
+                versions[pooled.http_version] = versions.get(pooled.http_version, 0) + 1
+                exchanges += len(pooled.channels)
+                idle += not pooled.channels
+        return PoolStatistics(versions, sum(self._opening.values()), idle, exchanges, self._waiting)

@@ -8,7 +8,7 @@ import trio
 
 from ..errors import ConnectionLost, HFaceError, ProxyError, StreamResetError
 from ..events import DataReceived, HeadersReceived, StreamReset
-from ._pool import Exchange
+from ._connection import Exchange
 
 __all__ = ["TunnelStream"]
 
@@ -37,7 +37,7 @@ class TunnelStream(trio.abc.HalfCloseableStream):
     @property
     def http_version(self) -> str:
         """The HTTP version spoken with the proxy."""
-        return self._exchange.pooled.http_version
+        return self._exchange.http_version
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         if self._closed:
@@ -48,7 +48,7 @@ class TunnelStream(trio.abc.HalfCloseableStream):
             raise trio.ClosedResourceError("send_eof() was called: the tunnel takes no more data")
         self._sending = True
         try:
-            await self._exchange.connection.send_data(self._exchange.stream_id, bytes(data))
+            await self._exchange.send_data(bytes(data))
         except (HFaceError, trio.ClosedResourceError) as exc:
             raise trio.BrokenResourceError(f"the tunnel broke: {exc}") from exc
         finally:
@@ -69,7 +69,7 @@ class TunnelStream(trio.abc.HalfCloseableStream):
             return
         self._eof_sent = True
         try:
-            await self._exchange.connection.send_data(self._exchange.stream_id, b"", end_stream=True)
+            await self._exchange.send_data(b"", end_stream=True)
         except (HFaceError, trio.ClosedResourceError) as exc:
             raise trio.BrokenResourceError(f"the tunnel broke: {exc}") from exc
 
@@ -86,7 +86,7 @@ class TunnelStream(trio.abc.HalfCloseableStream):
         try:
             while not self._buffer and not self._eof_received:
                 try:
-                    event = await self._exchange._next_event(self._read_timeout)
+                    event = await self._exchange.next_event(self._read_timeout)
                 except ConnectionLost as exc:
                     if self._closed:  # aclose() while we waited
                         raise trio.ClosedResourceError("the tunnel was closed") from None

@@ -1,0 +1,364 @@
+"""The connections of a client's pool, and the exchanges (request and response) on them.
+
+Theory of operation
+-------------------
+
+Each pooled connection is owned by a *runner* task in the session's nursery:
+it enters the connection (``async with``) and routes the connection's events
+to the exchange (request/response) of each stream through a
+:class:`~trio_hface.connections.StreamInbox`. An exchange takes its events
+from the inbox as the caller reads the response, and only then does the
+data's flow-control credit go back to the server: a caller that stops
+reading holds back its own stream's window (HTTP/2, HTTP/3), and the other
+streams of the connection go on; on HTTP/1.1 a full inbox stops the runner
+and TCP pushes back. Memory stays bounded by the windows either way.
+
+A connection knows its pool only through :class:`PoolNotifier` (tell it
+that something changed, wait for a change, forget me), so this module does
+not import the pool or the session.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterable
+from typing import Protocol
+
+import trio
+
+from .._typing import HeadersType
+from ..connections import HTTPConnection, StreamInbox
+from ..errors import ConnectionLost, HFaceError, RemoteProtocolError, RequestRefused, StreamResetError
+from ..events import (
+    ConnectionTerminated,
+    DataReceived,
+    Event,
+    GoawayReceived,
+    HeadersReceived,
+    PingAckReceived,
+    StreamEvent,
+    StreamReset,
+    StreamResetReceived,
+)
+from ._models import Origin, Request, Response
+
+__all__ = ["Exchange", "PooledConnection", "PoolNotifier", "TRANSPORT_ERRORS"]
+
+log = logging.getLogger(__name__)
+
+#: What a send or receive on a connection that went away raises.
+TRANSPORT_ERRORS = (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError)
+
+#: Informational (1xx) responses accepted before the final one.
+MAX_INFORMATIONAL = 32
+
+#: Body pieces sent at once when uploading from bytes.
+UPLOAD_CHUNK = 256 * 1024
+
+
+class PoolNotifier(Protocol):
+    """What a pooled connection tells its pool (:class:`.ConnectionPool` implements it)."""
+
+    def changed(self) -> None:
+        """Something changed: a connection became usable, ended, or an exchange finished."""
+
+    async def wait_changed(self) -> None:
+        """Wait for the next change."""
+
+    def remove(self, pooled: PooledConnection) -> None:
+        """The connection ended: forget it."""
+
+
+class PooledConnection:
+    """One connection of the pool and the task that routes its events.
+
+    :param pool: what to tell of changes
+    :param origin: the origin the connection serves
+    :param connection: the connection, not yet entered
+    :param keepalive_interval: seconds between PINGs of an idle HTTP/2 connection, or ``None``
+    :param idle_timeout: seconds after which an unused connection is closed, or ``None``
+    """
+
+    def __init__(
+        self,
+        pool: PoolNotifier,
+        origin: Origin,
+        connection: HTTPConnection,
+        *,
+        keepalive_interval: float | None = None,
+        idle_timeout: float | None = None,
+    ) -> None:
+        self.pool = pool
+        self.origin = origin
+        self.connection = connection
+        self.keepalive_interval = keepalive_interval
+        self.idle_timeout = idle_timeout
+        self.channels: dict[int, StreamInbox] = {}
+        self.dead = False
+        self.goaway = False
+        # Streams the server's GOAWAY left unprocessed: their requests may be sent again.
+        self.refused: set[int] = set()
+        # Why the connection ended, when the server broke the protocol: the
+        # exchanges on it fail with this (and are not sent again).
+        self.failure: str | None = None
+        self.last_used = trio.current_time()
+        self._pong = trio.Event()
+
+    @property
+    def http_version(self) -> str:
+        """``"1.1"``, ``"2"`` or ``"3"``."""
+        return {"1": "1.1"}.get(self.connection.http_version, self.connection.http_version)
+
+    def usable(self) -> bool:
+        """Whether a new request may start on this connection now."""
+        return not self.dead and not self.goaway and self.connection.is_available()
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the connection: enter it, route its events, forget it when it ends."""
+        # Credit goes back as each exchange takes its data (see StreamInbox).
+        self.connection.manual_acknowledgement = True
+        try:
+            async with self.connection, trio.open_nursery() as nursery:
+                task_status.started()
+                if self.keepalive_interval is not None and self.connection.http_version == "2":
+                    nursery.start_soon(self._keepalive, self.keepalive_interval)
+                if self.idle_timeout is not None:
+                    nursery.start_soon(self._expire, self.idle_timeout)
+                while True:
+                    event = await self.connection.receive_event()
+                    if isinstance(event, ConnectionTerminated):
+                        log.debug("connection to %s ended: %r", self.origin, event)
+                        if event.error_code != self.connection.error_codes.no_error:
+                            self.failure = event.message
+                        break
+                    if isinstance(event, GoawayReceived):
+                        self.goaway = True
+                        self._refuse_above(event.last_stream_id)
+                        self.pool.changed()
+                        continue
+                    if isinstance(event, PingAckReceived):
+                        self._pong.set()
+                        continue
+                    if isinstance(event, StreamEvent):
+                        await self._route(event)
+                    if (
+                        self.connection.has_expired()
+                        and not self.channels
+                        and not self.connection.multiplexed
+                    ):
+                        break  # HTTP/1.1 that the server closes after its response
+                # Done: the exchanges learn it now, not when the keep-alive task
+                # notices, and the connection says goodbye on the way out.
+                self._end_exchanges()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._end_exchanges()
+            self.channels.clear()
+            self.pool.remove(self)
+
+    def _end_exchanges(self) -> None:
+        self.dead = True
+        for channel in self.channels.values():
+            channel.end()
+
+    def _refuse_above(self, last_stream_id: int) -> None:
+        """End the exchanges on streams the GOAWAY says the server will not process."""
+        for stream_id in [s for s in self.channels if s > last_stream_id]:
+            self.refused.add(stream_id)
+            self.channels.pop(stream_id).end()
+
+    async def _expire(self, idle_timeout: float) -> None:
+        """Close the connection once no request has used it for *idle_timeout* seconds."""
+        while True:
+            if self.channels:
+                await self.pool.wait_changed()  # in use: look again when a request ends
+                continue
+            deadline = self.last_used + idle_timeout
+            if trio.current_time() < deadline:
+                await trio.sleep_until(deadline)
+                continue
+            log.debug("connection to %s idle for %.0f s: closing it", self.origin, idle_timeout)
+            self.dead = True  # no request may start on it from now on
+            self.pool.changed()
+            await self.connection.aclose()
+            return
+
+    async def _keepalive(self, interval: float) -> None:
+        """PING an idle HTTP/2 connection now and then; give it up when no acknowledgement comes."""
+        while True:
+            await trio.sleep(interval)
+            if self.channels or trio.current_time() - self.last_used < interval:
+                continue  # in use: its traffic shows it is alive
+            self._pong = trio.Event()
+            try:
+                await self.connection.send_ping(b"keepaliv")
+            except TRANSPORT_ERRORS:
+                return
+            with trio.move_on_after(interval) as scope:
+                await self._pong.wait()
+            if scope.cancelled_caught:
+                log.info(
+                    "no PING acknowledgement from %s in %.0f s: closing the connection", self.origin, interval
+                )
+                self.dead = True
+                self.pool.changed()
+                await self.connection.aclose()
+                return
+
+    async def _route(self, event: StreamEvent) -> None:
+        channel = self.channels.get(event.stream_id)
+        if channel is None:
+            if isinstance(event, DataReceived):  # for a stream we are done with: its credit is due
+                self.connection.acknowledge_data(event.stream_id, len(event.data))
+            return
+        try:
+            await channel.put(event)  # dropped (and acknowledged) once the exchange is done with
+        except trio.ClosedResourceError:
+            self.channels.pop(event.stream_id, None)
+        if isinstance(event, StreamReset):
+            channel.end()
+            self.channels.pop(event.stream_id, None)
+
+    def start_exchange(self) -> Exchange:
+        """Reserve a stream for a request (before any checkpoint, so the ID is ours)."""
+        stream_id = self.connection.get_available_stream_id()
+        inbox = StreamInbox(self.connection, stream_id)
+        self.channels[stream_id] = inbox
+        self.last_used = trio.current_time()
+        return Exchange(self, stream_id, inbox)
+
+    def finish_exchange(self, exchange: Exchange) -> None:
+        channel = self.channels.pop(exchange.stream_id, None)
+        if channel is not None:
+            channel.close()
+        self.refused.discard(exchange.stream_id)
+        self.last_used = trio.current_time()
+        self.pool.changed()
+
+
+class Exchange:
+    """One request and its response on a pooled connection."""
+
+    def __init__(self, pooled: PooledConnection, stream_id: int, events: StreamInbox) -> None:
+        self.pooled = pooled
+        self.connection = pooled.connection
+        self.stream_id = stream_id
+        self._events = events
+        self.response_complete = False
+        self.request_complete = False
+        self.trailers: list[tuple[bytes, bytes]] = []
+
+    async def send_request(self, request: Request, headers: HeadersType, nursery: trio.Nursery) -> None:
+        """Send the headers now and the body in a task of *nursery*, alongside reading the response."""
+        content = request.content
+        empty = isinstance(content, bytes) and not content
+        await self.connection.send_headers(self.stream_id, headers, end_stream=empty)
+        if empty:
+            self.request_complete = True
+        else:
+            nursery.start_soon(self._send_body, content)
+
+    async def _send_body(self, content: bytes | AsyncIterable[bytes]) -> None:
+        try:
+            if isinstance(content, bytes):
+                await self.connection.send_data(self.stream_id, content, end_stream=True)
+            else:
+                async for chunk in content:
+                    if chunk:
+                        await self.connection.send_data(self.stream_id, bytes(chunk))
+                await self.connection.send_data(self.stream_id, b"", end_stream=True)
+            self.request_complete = True
+        except TRANSPORT_ERRORS as exc:
+            # The response (or its absence) tells the caller what happened.
+            log.debug("request body not sent completely: %r", exc)
+
+    @property
+    def http_version(self) -> str:
+        """``"1.1"``, ``"2"`` or ``"3"``: the version of the connection."""
+        return self.pooled.http_version
+
+    async def send_data(self, data: bytes, *, end_stream: bool = False) -> None:
+        """Send *data* on the exchange's stream (a tunnel's bytes), waiting for flow-control credit."""
+        await self.connection.send_data(self.stream_id, data, end_stream=end_stream)
+
+    async def next_event(self, read_timeout: float | None) -> Event:
+        """The next event of the exchange's stream.
+
+        :raises ConnectionLost: if the connection ended first
+        :raises RequestRefused: if the server said it will not process the request
+        :raises RemoteProtocolError: if the server broke the protocol
+        :raises trio.TooSlowError: if nothing came in *read_timeout* seconds
+        """
+        deadline = math.inf if read_timeout is None else trio.current_time() + read_timeout
+        with trio.move_on_at(deadline) as scope:
+            try:
+                return await self._events.receive()
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                if self.stream_id in self.pooled.refused:
+                    raise RequestRefused(
+                        self.stream_id,
+                        self.connection.error_codes.refused_stream,
+                        f"{self.pooled.origin} did not process the request (GOAWAY)",
+                    ) from None
+                if self.pooled.failure is not None:
+                    raise RemoteProtocolError(
+                        f"the connection to {self.pooled.origin} failed: {self.pooled.failure}"
+                    ) from None
+                raise ConnectionLost(f"the connection to {self.pooled.origin} ended") from None
+        assert scope.cancelled_caught
+        raise trio.TooSlowError(f"no response data from {self.pooled.origin} in {read_timeout} s")
+
+    async def receive_head(self, read_timeout: float | None) -> Response:
+        """Wait for the final response's headers (informational ones are collected)."""
+        informational: list[tuple[int, list[tuple[bytes, bytes]]]] = []
+        while True:
+            event = await self.next_event(read_timeout)
+            if isinstance(event, HeadersReceived):
+                status_value = dict(event.headers).get(b":status", b"")
+                try:
+                    status = int(status_value)
+                except ValueError:
+                    raise RemoteProtocolError(f"invalid :status {status_value!r}") from None
+                headers = [(n, v) for n, v in event.headers if not n.startswith(b":")]
+                if 100 <= status < 200:
+                    if len(informational) >= MAX_INFORMATIONAL:
+                        raise RemoteProtocolError(f"more than {MAX_INFORMATIONAL} informational responses")
+                    informational.append((status, headers))
+                    continue
+                self.response_complete = event.end_stream
+                return Response(
+                    status, headers, http_version=self.pooled.http_version, informational=informational
+                )
+            if isinstance(event, StreamResetReceived):
+                if event.error_code == self.connection.error_codes.refused_stream:
+                    raise RequestRefused(
+                        self.stream_id, event.error_code, f"{self.pooled.origin} refused the request"
+                    )
+                raise StreamResetError(self.stream_id, event.error_code)
+            if isinstance(event, StreamReset):
+                raise StreamResetError(self.stream_id, event.error_code, "the stream was reset")
+
+    async def receive_body(self, read_timeout: float | None) -> AsyncIterable[bytes]:
+        """Yield body chunks until the response ends; collect trailers."""
+        while not self.response_complete:
+            event = await self.next_event(read_timeout)
+            if isinstance(event, DataReceived):
+                self.response_complete = event.end_stream
+                if event.data:
+                    yield event.data
+            elif isinstance(event, HeadersReceived):
+                self.trailers = [(n, v) for n, v in event.headers if not n.startswith(b":")]
+                self.response_complete = True
+            elif isinstance(event, StreamReset):
+                raise StreamResetError(self.stream_id, event.error_code)
+
+    async def aclose(self) -> None:
+        """Release the stream: reset it if the response was not read to the end."""
+        self._events.close()
+        if not self.response_complete and not self.pooled.dead:
+            try:
+                await self.connection.send_stream_reset(self.stream_id, self.connection.error_codes.cancel)
+            except (*TRANSPORT_ERRORS, RuntimeError):
+                pass
+        self.pooled.finish_exchange(self)
