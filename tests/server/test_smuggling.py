@@ -105,6 +105,18 @@ async def exchange(port: int, data: bytes) -> bytes:
         return received
 
 
+def dechunk(response: bytes) -> bytes:
+    """The body of a chunked response (the echo app streams what it receives)."""
+    rest = response.partition(b"\r\n\r\n")[2]
+    body = b""
+    while True:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line, 16)
+        if not size:
+            return body
+        body, rest = body + rest[:size], rest[size + 2 :]
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 async def test_ambiguous_request_is_refused_and_the_connection_closed(case: str) -> None:
     """One error response, the connection closed, and the hidden request never processed."""
@@ -129,9 +141,9 @@ async def test_strict_framing_still_takes_what_is_well_formed() -> None:
         body = b'5;name;a=b ; q="x\\"y"\r\nhello\r\n0000000000000006\r\n world\r\n0\r\nx-check: 1\r\n\r\n'
         request = post(b"Transfer-Encoding: chunked\r\nConnection: close\r\n", body)
         received = await exchange(port, request)
-        assert received.startswith(b"HTTP/1.1 200 ") and b"\r\nhello\r\n6\r\n world\r\n" in received, received
+        assert received.startswith(b"HTTP/1.1 200 ") and dechunk(received) == b"hello world", received
         received = await exchange(port, post(b"Content-Length: 5, 5\r\nConnection: close\r\n", b"hello"))
-        assert received.startswith(b"HTTP/1.1 200 ") and b"\r\nhello\r\n" in received, received
+        assert received.startswith(b"HTTP/1.1 200 ") and dechunk(received) == b"hello", received
 
 
 async def test_trickled_chunk_line_is_bounded() -> None:

@@ -28,16 +28,13 @@ from typing import Protocol
 import trio
 
 from .._typing import HeadersType
-from ..connections import HTTPConnection, StreamInbox
+from ..connections import HTTPConnection, StreamDispatcher, StreamInbox
 from ..errors import ConnectionLost, HFaceError, RemoteProtocolError, RequestRefused, StreamResetError
 from ..events import (
-    ConnectionTerminated,
     DataReceived,
     Event,
     GoawayReceived,
     HeadersReceived,
-    PingAckReceived,
-    StreamEvent,
     StreamReset,
     StreamResetReceived,
 )
@@ -94,7 +91,9 @@ class PooledConnection:
         self.connection = connection
         self.keepalive_interval = keepalive_interval
         self.idle_timeout = idle_timeout
-        self.channels: dict[int, StreamInbox] = {}
+        self.dispatcher = StreamDispatcher(
+            connection, on_goaway=self._on_goaway, on_ping_ack=lambda _: self._pong.set()
+        )
         self.dead = False
         self.goaway = False
         # Streams the server's GOAWAY left unprocessed: their requests may be sent again.
@@ -110,14 +109,17 @@ class PooledConnection:
         """``"1.1"``, ``"2"`` or ``"3"``."""
         return {"1": "1.1"}.get(self.connection.http_version, self.connection.http_version)
 
+    @property
+    def channels(self) -> dict[int, StreamInbox]:
+        """The inbox of each exchange in progress, by stream."""
+        return self.dispatcher.inboxes
+
     def usable(self) -> bool:
         """Whether a new request may start on this connection now."""
         return not self.dead and not self.goaway and self.connection.is_available()
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the connection: enter it, route its events, forget it when it ends."""
-        # Credit goes back as each exchange takes its data (see StreamInbox).
-        self.connection.manual_acknowledgement = True
         try:
             async with self.connection, trio.open_nursery() as nursery:
                 task_status.started()
@@ -125,29 +127,12 @@ class PooledConnection:
                     nursery.start_soon(self._keepalive, self.keepalive_interval)
                 if self.idle_timeout is not None:
                     nursery.start_soon(self._expire, self.idle_timeout)
-                while True:
-                    event = await self.connection.receive_event()
-                    if isinstance(event, ConnectionTerminated):
-                        log.debug("connection to %s ended: %r", self.origin, event)
-                        if event.error_code != self.connection.error_codes.no_error:
-                            self.failure = event.message
-                        break
-                    if isinstance(event, GoawayReceived):
-                        self.goaway = True
-                        self._refuse_above(event.last_stream_id)
-                        self.pool.changed()
-                        continue
-                    if isinstance(event, PingAckReceived):
-                        self._pong.set()
-                        continue
-                    if isinstance(event, StreamEvent):
-                        await self._route(event)
-                    if (
-                        self.connection.has_expired()
-                        and not self.channels
-                        and not self.connection.multiplexed
-                    ):
-                        break  # HTTP/1.1 that the server closes after its response
+                await self.dispatcher.run()  # until it ends, or HTTP/1.1 the server closes
+                event = self.dispatcher.terminated
+                if event is not None:
+                    log.debug("connection to %s ended: %r", self.origin, event)
+                    if event.error_code != self.connection.error_codes.no_error:
+                        self.failure = event.message
                 # Done: the exchanges learn it now, not when the keep-alive task
                 # notices, and the connection says goodbye on the way out.
                 self._end_exchanges()
@@ -157,10 +142,14 @@ class PooledConnection:
             self.channels.clear()
             self.pool.remove(self)
 
+    def _on_goaway(self, event: GoawayReceived) -> None:
+        self.goaway = True
+        self._refuse_above(event.last_stream_id)
+        self.pool.changed()
+
     def _end_exchanges(self) -> None:
         self.dead = True
-        for channel in self.channels.values():
-            channel.end()
+        self.dispatcher.end_all()
 
     def _refuse_above(self, last_stream_id: int) -> None:
         """End the exchanges on streams the GOAWAY says the server will not process."""
@@ -206,32 +195,15 @@ class PooledConnection:
                 await self.connection.aclose()
                 return
 
-    async def _route(self, event: StreamEvent) -> None:
-        channel = self.channels.get(event.stream_id)
-        if channel is None:
-            if isinstance(event, DataReceived):  # for a stream we are done with: its credit is due
-                self.connection.acknowledge_data(event.stream_id, len(event.data))
-            return
-        try:
-            await channel.put(event)  # dropped (and acknowledged) once the exchange is done with
-        except trio.ClosedResourceError:
-            self.channels.pop(event.stream_id, None)
-        if isinstance(event, StreamReset):
-            channel.end()
-            self.channels.pop(event.stream_id, None)
-
     def start_exchange(self) -> Exchange:
         """Reserve a stream for a request (before any checkpoint, so the ID is ours)."""
         stream_id = self.connection.get_available_stream_id()
-        inbox = StreamInbox(self.connection, stream_id)
-        self.channels[stream_id] = inbox
+        inbox = self.dispatcher.open_inbox(stream_id)
         self.last_used = trio.current_time()
         return Exchange(self, stream_id, inbox)
 
     def finish_exchange(self, exchange: Exchange) -> None:
-        channel = self.channels.pop(exchange.stream_id, None)
-        if channel is not None:
-            channel.close()
+        self.dispatcher.close_inbox(exchange.stream_id)
         self.refused.discard(exchange.stream_id)
         self.last_used = trio.current_time()
         self.pool.changed()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._connections import HTTPConnection, HTTPOverQUICConnection, HTTPOverTCPConnection
+from ._dispatch import DispatchEnd, StreamDispatcher
 from ._inbox import StreamInbox
 from ._limit import ConnectionLimit
 from ._quic import HTTPMultiListener, HTTPOverQUICListener, HTTPOverQUICOpener
@@ -22,4 +23,6 @@ __all__ = [
     "Handler",
     "ConnectionLimit",
     "StreamInbox",
+    "StreamDispatcher",
+    "DispatchEnd",
 ]

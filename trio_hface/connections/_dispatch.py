@@ -1,0 +1,158 @@
+"""One loop that reads a connection and routes each stream's events to its inbox, for servers and clients.
+
+Theory of operation
+-------------------
+
+A :class:`StreamDispatcher` owns a connection's receive loop and a
+:class:`.StreamInbox` per stream that someone serves. It turns manual
+flow-control acknowledgement on, so that data's credit goes back when the
+stream's consumer takes it (a stream nobody reads holds back only its own
+sender), and routes:
+
+* events of a stream with an inbox into that inbox (a reset also ends it);
+* data of a stream without one (its consumer is done with it) to the bin,
+  its credit returned at once;
+* request or response headers of a stream without an inbox to the
+  ``on_new_stream`` hook (a server starts a request there; a client ignores
+  streams it did not open);
+* GOAWAY and PING acknowledgements to their hooks.
+
+:meth:`StreamDispatcher.run` returns why it stopped: the connection ended,
+the receive deadline passed (a server's keep-alive clock), or an HTTP/1.1
+connection must close after its last exchange. The server and the client
+keep only their policy (what a new stream is, when to drain, pool state).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from ..events import (
+    ConnectionTerminated,
+    DataReceived,
+    GoawayReceived,
+    HeadersReceived,
+    PingAckReceived,
+    StreamEvent,
+    StreamReset,
+)
+from ._connections import HTTPConnection
+from ._inbox import StreamInbox
+
+__all__ = ["DispatchEnd", "StreamDispatcher"]
+
+
+class DispatchEnd(enum.Enum):
+    """Why :meth:`StreamDispatcher.run` returned."""
+
+    #: The connection ended (:attr:`StreamDispatcher.terminated` tells how).
+    TERMINATED = "terminated"
+    #: Nothing came before the receive deadline.
+    DEADLINE = "deadline"
+    #: An HTTP/1.1 connection has no exchange left and must close.
+    EXPIRED = "expired"
+
+
+class StreamDispatcher:
+    """Reads *connection* and routes its events into per-stream inboxes.
+
+    :param connection: an entered connection
+    :param on_new_stream: called with the headers of a stream that has no
+        inbox (a new request, on a server); it may :meth:`open_inbox` for it
+    :param on_goaway: called with each GOAWAY
+    :param on_ping_ack: called with each PING acknowledgement
+    """
+
+    def __init__(
+        self,
+        connection: HTTPConnection,
+        *,
+        on_new_stream: Callable[[HeadersReceived], Awaitable[None]] | None = None,
+        on_goaway: Callable[[GoawayReceived], None] | None = None,
+        on_ping_ack: Callable[[PingAckReceived], None] | None = None,
+    ) -> None:
+        self.connection = connection
+        #: The inbox of each stream being served.
+        self.inboxes: dict[int, StreamInbox] = {}
+        #: The :class:`~trio_hface.events.ConnectionTerminated` that ended the connection, once it did.
+        self.terminated: ConnectionTerminated | None = None
+        self._on_new_stream = on_new_stream
+        self._on_goaway = on_goaway
+        self._on_ping_ack = on_ping_ack
+        self._receiving = trio.CancelScope()
+        self._deadline = math.inf
+        # Credit goes back as each stream's consumer takes its data (see StreamInbox).
+        connection.manual_acknowledgement = True
+
+    # -- inboxes ----------------------------------------------------------------
+
+    def open_inbox(self, stream_id: int) -> StreamInbox:
+        """Make the inbox of a stream: its events go there from now on."""
+        inbox = StreamInbox(self.connection, stream_id)
+        self.inboxes[stream_id] = inbox
+        return inbox
+
+    def close_inbox(self, stream_id: int) -> None:
+        """The stream's consumer is done: drop its inbox (what waits there is acknowledged)."""
+        inbox = self.inboxes.pop(stream_id, None)
+        if inbox is not None:
+            inbox.close()
+
+    def end_all(self) -> None:
+        """Tell every inbox that no more events come (the connection ended)."""
+        for inbox in self.inboxes.values():
+            inbox.end()
+
+    # -- the loop ---------------------------------------------------------------
+
+    @property
+    def receive_deadline(self) -> float:
+        """When :meth:`run` stops if no event came (``math.inf``: never); may change while it runs."""
+        return self._deadline
+
+    @receive_deadline.setter
+    def receive_deadline(self, deadline: float) -> None:
+        self._deadline = deadline
+        self._receiving.deadline = deadline
+
+    async def run(self) -> DispatchEnd:
+        """Route events until the connection ends, the deadline passes, or HTTP/1.1 is done."""
+        connection = self.connection
+        while True:
+            with trio.CancelScope(deadline=self._deadline) as self._receiving:
+                event = await connection.receive_event()
+            if self._receiving.cancelled_caught:
+                return DispatchEnd.DEADLINE
+            if isinstance(event, ConnectionTerminated):
+                self.terminated = event
+                return DispatchEnd.TERMINATED
+            if isinstance(event, GoawayReceived):
+                if self._on_goaway is not None:
+                    self._on_goaway(event)
+            elif isinstance(event, PingAckReceived):
+                if self._on_ping_ack is not None:
+                    self._on_ping_ack(event)
+            elif isinstance(event, StreamEvent):
+                await self._route(event)
+            if connection.has_expired() and not self.inboxes and not connection.multiplexed:
+                return DispatchEnd.EXPIRED  # HTTP/1.1 that must close after its last exchange
+
+    async def _route(self, event: StreamEvent) -> None:
+        inbox = self.inboxes.get(event.stream_id)
+        if inbox is None:
+            if isinstance(event, DataReceived):  # for a stream we are done with: its credit is due
+                self.connection.acknowledge_data(event.stream_id, len(event.data))
+            elif isinstance(event, HeadersReceived) and self._on_new_stream is not None:
+                await self._on_new_stream(event)
+            return
+        try:
+            await inbox.put(event)  # dropped (and acknowledged) once the consumer is done with it
+        except trio.ClosedResourceError:
+            self.inboxes.pop(event.stream_id, None)
+            return
+        if isinstance(event, StreamReset):
+            inbox.end()
