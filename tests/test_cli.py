@@ -7,11 +7,15 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
 
-from tests.helpers import require_tool
+from tests.conftest import Certs
+from tests.helpers import free_port, require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -191,3 +195,65 @@ def test_client_connection_failure_exits_non_zero() -> None:
         result = cli("client", "--http1", f"http://127.0.0.1:{port}/")
     assert result.returncode == 1
     assert "cannot connect" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("flag", ["--http2", "--http3"])
+async def test_client_several_urls_share_a_connection_and_print_in_order(certs: Certs, flag: str) -> None:
+    """`trio-hface client URL URL URL`: dispatched at once on one connection, printed in URL order, failures named."""
+    from trio_hface.server import ASGIServer
+
+    second_arrived = trio.Event()
+    big = b"x" * 400_000  # more than the CLI keeps in memory while the first URL is pending
+
+    async def app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        port = scope["client"][1]
+        if scope["path"] == "/first":
+            # Answer only once the second request arrived: a client that sends them one by one fails here.
+            with trio.move_on_after(30):
+                await second_arrived.wait()
+            body = f"first {port} {'after second' if second_arrived.is_set() else 'alone'}\n".encode()
+        else:
+            second_arrived.set()
+            body = f"second {port}\n".encode() + big
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    server = ASGIServer(app, tls_config=certs.server)
+    closed = free_port(socket.SOCK_DGRAM if flag == "--http3" else socket.SOCK_STREAM)
+    async with trio.open_nursery() as nursery:
+        (endpoint, *_) = await nursery.start(server.run, ["https://127.0.0.1:0"])
+        base = f"https://localhost:{endpoint.port}"
+        failing = f"https://localhost:{closed}/nobody"
+        command = [
+            sys.executable,
+            "-m",
+            "trio_hface",
+            "client",
+            "--cacert",
+            certs.cafile,
+            flag,
+            "--timeout",
+            "10",
+        ]
+        with trio.fail_after(90):
+            result = await trio.run_process(
+                [*command, f"{base}/first", failing, f"{base}/second"],
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+                env=ENV,
+            )
+        server.shutdown()
+    assert result.returncode == 1, result.stderr
+    first, second, rest = result.stdout.split(b"\n", 2)
+    first_words, second_words = first.split(), second.split()
+    assert first_words[0] == b"first" and first.endswith(b" after second"), result.stdout[:200]
+    assert second_words[0] == b"second" and rest == big
+    assert first_words[1] == second_words[1], "both requests should have used one connection"
+    errors = result.stderr.decode().strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith(f"trio-hface client: {failing}: "), errors

@@ -15,6 +15,7 @@ __all__ = [
     "ProtocolError",
     "LocalProtocolError",
     "FlowControlError",
+    "ALPNError",
     "RemoteProtocolError",
     "StreamResetError",
     "StreamResetByPeerError",
@@ -115,6 +116,20 @@ class RequestRefused(StreamResetError):
 
 class ConnectError(HFaceError):
     """No connection could be opened."""
+
+
+class ALPNError(LocalProtocolError, ConnectError):
+    """No protocol factory speaks what the TLS handshake negotiated.
+
+    Raised by :class:`.ALPNHTTPFactory` when the peer negotiated no ALPN
+    protocol (cleartext, or a TLS peer without ALPN) and the default
+    protocol (``http/1.1`` unless configured) is not among the factories,
+    or when it negotiated an ID that no factory offers. The connection
+    cannot be used: offer the default protocol too, or talk to a peer that
+    negotiates one of the offered IDs. It is both a
+    :class:`LocalProtocolError` (the factories do not fit the connection)
+    and a :class:`ConnectError` (the connection was not opened).
+    """
 
 
 class ConnectionLost(HFaceError):

@@ -101,9 +101,11 @@ async def test_h2load_bounded_run(certs: Certs, h1: bool) -> None:
         nursery.cancel_scope.cancel()
 
 
-@pytest.mark.parametrize("tls", [True, False], ids=["h2-tls", "h2c"])
-async def test_opener_against_nghttpd(certs: Certs, tmp_path: Path, tls: bool) -> None:
-    """Our HTTP/2 opener fetches a 1 MiB file from nghttpd intact, with and without TLS."""
+@pytest.mark.parametrize(
+    ("tls", "h2_only"), [(True, False), (True, True), (False, False)], ids=["h2-tls", "h2-only-alpn", "h2c"]
+)
+async def test_opener_against_nghttpd(certs: Certs, tmp_path: Path, tls: bool, h2_only: bool) -> None:
+    """Our HTTP/2 opener (also an HTTP/2-only ALPN factory) fetches a 1 MiB file from nghttpd intact, with and without TLS."""
     nghttpd = require_tool("nghttpd")
     content = bytes(range(256)) * 4096
     (tmp_path / "file.bin").write_bytes(content)
@@ -115,7 +117,11 @@ async def test_opener_against_nghttpd(certs: Certs, tmp_path: Path, tls: bool) -
         try:
             await wait_for_port("127.0.0.1", port)
             factory = (
-                ALPNHTTPFactory([HTTP2ClientFactory(), HTTP1ClientFactory()]) if tls else HTTP2ClientFactory()
+                ALPNHTTPFactory(
+                    [HTTP2ClientFactory()] if h2_only else [HTTP2ClientFactory(), HTTP1ClientFactory()]
+                )
+                if tls
+                else HTTP2ClientFactory()
             )
             opener = HTTPOverTCPOpener(factory, tls_config=certs.client)
             async with await opener(("127.0.0.1", port), tls=tls, server_name="localhost") as connection:

@@ -15,14 +15,15 @@ from trio_hface import ClientTLSConfig
 from trio_hface.connections import (
     HTTPConnection,
     HTTPMultiListener,
+    HTTPOverQUICConnection,
     HTTPOverQUICListener,
     HTTPOverQUICOpener,
     HTTPOverTCPListener,
     HTTPOverTCPOpener,
 )
 from trio_hface.errors import ConnectError
-from trio_hface.networking import QUICListener
-from trio_hface.protocols import ALPNHTTPFactory
+from trio_hface.networking import QUICListener, SystemNetworking
+from trio_hface.protocols import ALPNHTTPFactory, HTTPOverQUICProtocol
 from trio_hface.protocols.http1 import HTTP1ClientFactory, HTTP1ServerFactory
 from trio_hface.protocols.http2 import HTTP2ClientFactory, HTTP2ServerFactory
 from trio_hface.protocols.http3 import HTTP3ClientFactory, HTTP3ServerFactory
@@ -80,6 +81,42 @@ async def test_http3_hundred_streams_and_big_bodies(certs: Certs) -> None:
                 headers, data = await client.fetch(b"/big", big, reply_size=len(big))
                 assert headers[b"x-sha256"] == hashlib.sha256(big).hexdigest().encode()
                 assert len(data) == len(big)
+        await listener.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_http3_connection_takes_requests_before_its_handshake(certs: Certs) -> None:
+    """A connection around a fresh HTTP/3 client protocol sends requests at once; they go out after the handshake."""
+    async with trio.open_nursery() as nursery:
+        listener, address = await start_quic(nursery, certs)
+        protocol = HTTP3ClientFactory()(
+            remote_address=address, server_name="localhost", tls_config=certs.client
+        )
+        stream = await SystemNetworking().connect_udp(address)
+        extra = {"tls_version": "TLSv1.3", "alpn_protocol": "h3", "remote_address": address}
+        with trio.fail_after(30):
+            async with HTTPOverQUICConnection(protocol, stream, extra) as connection:
+                assert not protocol.handshake_completed and connection.is_available()
+                client = Client(connection)
+                nursery.start_soon(client.run)
+                # Bigger than what may be queued before the handshake: send_data waits for the real window.
+                body = b"early" * 20000
+
+                async def fetch(n: int) -> None:
+                    headers, data = await client.fetch(b"/%d" % n, body, reply_size=1000)
+                    assert headers[b"x-sha256"] == hashlib.sha256(body).hexdigest().encode()
+                    assert len(data) == 1000
+
+                async with trio.open_nursery() as inner:
+                    for n in range(3):
+                        inner.start_soon(fetch, n)
+                assert protocol.handshake_completed
+        # The opener still hands out connections that have shaken hands.
+        opener = HTTPOverQUICOpener(HTTP3ClientFactory(), tls_config=certs.client)
+        with trio.fail_after(30):
+            async with await opener(address, server_name="localhost") as connection:
+                assert isinstance(connection.protocol, HTTPOverQUICProtocol)
+                assert connection.protocol.handshake_completed
         await listener.aclose()
         nursery.cancel_scope.cancel()
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import ssl
 from collections.abc import Iterator
+from functools import partial
 
 import pytest
 import trio
@@ -12,6 +14,7 @@ import trustme
 
 from trio_hface import ClientTLSConfig, ServerTLSConfig
 from trio_hface.connections import HTTPConnection, HTTPOverTCPListener, HTTPOverTCPOpener
+from trio_hface.errors import ALPNError
 from trio_hface.events import ConnectionTerminated, DataReceived, HeadersReceived, StreamResetReceived
 from trio_hface.protocols import ALPNHTTPFactory
 from trio_hface.protocols.http1 import HTTP1ClientFactory, HTTP1ServerFactory
@@ -167,7 +170,7 @@ async def test_end_to_end_cleartext_and_tls(version: str, tls_files: tuple[str, 
 
 
 async def test_alpn_picks_version(tls_files: tuple[str, str, str]) -> None:
-    """With ALPN on both sides, TLS connections speak HTTP/2; an HTTP/1.1-only client gets HTTP/1.1."""
+    """With ALPN on both sides (also an HTTP/2-only ALPN client), TLS speaks HTTP/2; an HTTP/1.1 client gets HTTP/1.1."""
     certfile, keyfile, cafile = tls_files
     server_factory = ALPNHTTPFactory([HTTP2ServerFactory(), HTTP1ServerFactory()])
     async with trio.open_nursery() as nursery:
@@ -176,6 +179,7 @@ async def test_alpn_picks_version(tls_files: tuple[str, str, str]) -> None:
         )
         for client_factory, expected in (
             (ALPNHTTPFactory([HTTP2ClientFactory(), HTTP1ClientFactory()]), "2"),
+            (ALPNHTTPFactory([HTTP2ClientFactory()]), "2"),  # HTTP/2 only, as hface allowed
             (HTTP1ClientFactory(), "1"),
         ):
             opener = HTTPOverTCPOpener(client_factory, tls_config=ClientTLSConfig(cafile=cafile))
@@ -189,6 +193,40 @@ async def test_alpn_picks_version(tls_files: tuple[str, str, str]) -> None:
                 headers, _ = await client.fetch(b"/")
                 assert headers[b":status"] == b"200"
         await listener.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_alpn_http2_only_client_against_server_without_alpn(tls_files: tuple[str, str, str]) -> None:
+    """An HTTP/2-only ALPN client fails with ALPNError when the TLS server negotiates no ALPN protocol."""
+    certfile, keyfile, cafile = tls_files
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile, keyfile)  # and no set_alpn_protocols()
+    closed = trio.Event()
+
+    async def handshake_then_wait(stream: trio.SSLStream[trio.SocketStream]) -> None:
+        try:
+            await stream.do_handshake()
+            assert stream.selected_alpn_protocol() is None
+            await stream.receive_some()  # the client closes the connection it cannot use
+        except trio.BrokenResourceError:
+            pass
+        finally:
+            closed.set()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            partial(trio.serve_ssl_over_tcp, handshake_then_wait, 0, context, host="127.0.0.1")
+        )
+        port = listeners[0].transport_listener.socket.getsockname()[1]
+        opener = HTTPOverTCPOpener(
+            ALPNHTTPFactory([HTTP2ClientFactory()]), tls_config=ClientTLSConfig(cafile=cafile)
+        )
+        with pytest.raises(
+            ALPNError, match=r"127\.0\.0\.1:\d+: ALPN negotiated no protocol, and http/1.1 is not offered"
+        ):
+            await opener(("127.0.0.1", port), tls=True, server_name="localhost")
+        with trio.fail_after(20):
+            await closed.wait()
         nursery.cancel_scope.cancel()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trio_hface.errors import LocalProtocolError
+from trio_hface.errors import ALPNError, ConnectError, LocalProtocolError
 from trio_hface.protocols import (
     ALPNHTTPFactory,
     HTTP1Protocol,
@@ -30,8 +30,16 @@ def test_alpn_factory_chooses_by_negotiated_protocol() -> None:
     assert isinstance(factory(), HTTP1Protocol)
     with pytest.raises(LocalProtocolError):
         factory(alpn_protocol="spdy/3")
-    with pytest.raises(ValueError):
-        ALPNHTTPFactory([HTTP2ClientFactory()])
+
+
+def test_alpn_factory_without_the_default_protocol() -> None:
+    """An HTTP/2-only ALPNHTTPFactory is accepted; only a connection that negotiated nothing fails, clearly."""
+    factory = ALPNHTTPFactory([HTTP2ClientFactory()])
+    assert list(factory.alpn_protocols) == ["h2"]
+    assert isinstance(factory(tls_version="TLSv1.3", alpn_protocol="h2"), HTTP2Protocol)
+    with pytest.raises(ALPNError, match=r"ALPN negotiated no protocol, and http/1\.1 is not offered") as info:
+        factory(tls_version="TLSv1.3", alpn_protocol=None)
+    assert isinstance(info.value, LocalProtocolError) and isinstance(info.value, ConnectError)
 
 
 def test_error_codes_per_version() -> None:

@@ -29,6 +29,7 @@ from trio_hface.events import (
 )
 from trio_hface.protocols import HTTP3Protocol
 from trio_hface.protocols.http3 import HTTP3ClientFactory, HTTP3ProtocolImpl, HTTP3ServerFactory
+from trio_hface.protocols.http3._protocol import PRE_HANDSHAKE_SEND_LIMIT, PRE_HANDSHAKE_STREAMS
 
 SERVER_ADDRESS = ("127.0.0.1", 4433)
 CLIENT_ADDRESS = ("127.0.0.1", 50000)
@@ -174,6 +175,7 @@ def body_of(events: list[Event], stream_id: int) -> bytes:
 
 def test_handshake(link: Link) -> None:
     """The handshake completes with in-memory certificates and the client may open a stream."""
+    assert link.client.handshake_completed and link.server.handshake_completed
     assert link.client.is_available()
     assert link.client.get_available_stream_id() == 0
     assert not link.client.has_expired() and not link.server.has_expired()
@@ -649,6 +651,67 @@ def test_hundred_concurrent_streams(certs: Certs) -> None:
     link.pump()
     drain(link.client)
     assert link.client._streams == {} and link.server._streams == {}
+
+
+def test_requests_before_the_handshake(certs: Certs) -> None:
+    """A fresh client takes a request at once; it goes out when the handshake completes, as in hface."""
+    link = make_link(certs, handshake=False)
+    client = link.client
+    assert not client.handshake_completed and client.is_available()
+    stream_id = client.get_available_stream_id()
+    assert stream_id == 0
+    client.submit_headers(stream_id, POST)
+    assert 0 < client.get_send_window(stream_id) <= PRE_HANDSHAKE_SEND_LIMIT
+    client.submit_data(stream_id, b"early body", end_stream=True)
+    second = request(link)
+    assert second == 4
+    # Initial; the server's Initial and Handshake; the client's Finished, then (paced) the requests in 1-RTT.
+    link.xfer(client, link.server)
+    link.xfer(link.server, client)
+    assert link.client.handshake_completed  # not `client.`: mypy would keep it narrowed to False
+    for _ in range(3):
+        link.xfer(client, link.server)
+        link.tick(link.now + ROUND)
+    assert link.server.handshake_completed
+    assert drain(link.server) == [
+        HeadersReceived(stream_id, POST),
+        DataReceived(stream_id, b"early body", end_stream=True),
+        HeadersReceived(second, GET, end_stream=True),
+    ]
+    link.server.submit_headers(stream_id, OK)
+    link.server.submit_data(stream_id, b"thanks", end_stream=True)
+    link.server.submit_headers(second, OK, end_stream=True)
+    link.pump()
+    assert drain(client) == [
+        HeadersReceived(stream_id, OK),
+        DataReceived(stream_id, b"thanks", end_stream=True),
+        HeadersReceived(second, OK, end_stream=True),
+    ]
+
+
+def test_what_is_queued_before_the_handshake_is_bounded(certs: Certs) -> None:
+    """Before the handshake, at most PRE_HANDSHAKE_STREAMS streams and PRE_HANDSHAKE_SEND_LIMIT bytes are queued."""
+    link = make_link(certs, handshake=False)
+    client = link.client
+    opened = [request(link, POST, end_stream=False)]
+    window = client.get_send_window(opened[0])
+    client.submit_data(opened[0], b"x" * window)
+    assert client.get_send_window(opened[0]) == 0
+    with pytest.raises(FlowControlError):
+        client.submit_data(opened[0], b"x")
+    while client.is_available():
+        opened.append(request(link))
+    assert len(opened) == PRE_HANDSHAKE_STREAMS
+    with pytest.raises(LocalProtocolError):
+        client.get_available_stream_id()
+    link.pump()
+    # The handshake tells the real limits: the server's window, and its 100 streams (aioquic's default).
+    assert client.get_send_window(opened[0]) > window
+    client.submit_data(opened[0], b"y", end_stream=True)
+    link.pump()
+    events = drain(link.server)
+    assert sorted(e.stream_id for e in events if isinstance(e, HeadersReceived)) == opened
+    assert body_of(events, opened[0]) == b"x" * window + b"y"
 
 
 def test_server_cannot_open_streams(link: Link) -> None:

@@ -401,7 +401,11 @@ class ClientSession:
             "remote_address": (origin.host, origin.port),
             "proxy": str(proxy),
         }
-        protocol = factory(tls_version=extra["tls_version"], alpn_protocol=extra["alpn_protocol"])
+        try:
+            protocol = factory(tls_version=extra["tls_version"], alpn_protocol=extra["alpn_protocol"])
+        except BaseException:  # ALPNError: the tunnel is of no use
+            await trio.aclose_forcefully(stream)
+            raise
         return HTTPOverTCPConnection(protocol, stream, extra)
 
     def _learn_alt_svc(self, origin: Origin, response: Response) -> None:

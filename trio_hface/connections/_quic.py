@@ -262,7 +262,7 @@ class HTTPOverQUICOpener(HTTPOpener):
 
 
 async def _handshake(protocol: HTTPOverQUICProtocol, stream: DatagramStream) -> None:
-    """Drive a client protocol until it may open streams (the QUIC handshake is done).
+    """Drive a client protocol until its QUIC handshake is done.
 
     :raises ConnectError: if the connection ended instead (for example a bad certificate)
     """
@@ -270,7 +270,7 @@ async def _handshake(protocol: HTTPOverQUICProtocol, stream: DatagramStream) -> 
         protocol.clock(trio.current_time())
         for datagram in protocol.datagrams_to_send():
             await stream.send(datagram)
-        if protocol.is_available():
+        if protocol.handshake_completed:
             return
         if protocol.has_expired():
             detail = "closed"

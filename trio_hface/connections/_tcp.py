@@ -13,7 +13,7 @@ import trio
 
 from .._models import ClientTLSConfig, ServerTLSConfig
 from .._typing import AddressType
-from ..errors import ConnectError
+from ..errors import ALPNError, ConnectError
 from ..networking import SystemNetworking, TCPClientNetworking, TCPServerNetworking
 from ..protocols import HTTPOverTCPFactory
 from ._connections import LINGERING_CLOSE, HTTPConnection, HTTPOverTCPConnection
@@ -377,5 +377,14 @@ class HTTPOverTCPOpener(HTTPOpener):
                 f"cannot connect to {remote_address[0]}:{remote_address[1]}: {detail}"
             ) from exc
         extra = _stream_attributes(stream)
-        protocol = self._http_factory(tls_version=extra["tls_version"], alpn_protocol=extra["alpn_protocol"])
+        try:
+            protocol = self._http_factory(
+                tls_version=extra["tls_version"], alpn_protocol=extra["alpn_protocol"]
+            )
+        except ALPNError as exc:
+            await trio.aclose_forcefully(stream)
+            raise ALPNError(f"cannot use {remote_address[0]}:{remote_address[1]}: {exc}") from exc
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
         return HTTPOverTCPConnection(protocol, stream, extra, idle_timeout=self._idle_timeout)

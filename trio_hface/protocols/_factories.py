@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from .._models import ClientTLSConfig, ServerTLSConfig
 from .._typing import AddressType
-from ..errors import LocalProtocolError
+from ..errors import ALPNError
 from ._protocols import HTTPOverQUICProtocol, HTTPOverTCPProtocol
 
 __all__ = [
@@ -57,6 +57,11 @@ class ALPNHTTPFactory(HTTPOverTCPFactory):
     negotiated no ALPN protocol (cleartext, or a peer without ALPN) gets the
     factory of *default_alpn_protocol*.
 
+    Any set of factories is accepted, HTTP/2 alone included (an HTTP/2-only
+    TLS client, as in hface). The default matters only when nothing was
+    negotiated: if no factory offers it then, creating the protocol raises
+    :class:`~trio_hface.errors.ALPNError` and that connection is not used.
+
     Implements :class:`.HTTPOverTCPFactory`.
 
     :param factories: the factories to choose from, most preferred first
@@ -72,8 +77,6 @@ class ALPNHTTPFactory(HTTPOverTCPFactory):
         for factory in factories:
             for alpn in factory.alpn_protocols:
                 self._factories.setdefault(alpn, factory)
-        if default_alpn_protocol not in self._factories:
-            raise ValueError(f"no factory offers the default ALPN protocol {default_alpn_protocol!r}")
         self._default_alpn_protocol = default_alpn_protocol
 
     @property
@@ -86,11 +89,23 @@ class ALPNHTTPFactory(HTTPOverTCPFactory):
         tls_version: str | None = None,
         alpn_protocol: str | None = None,
     ) -> HTTPOverTCPProtocol:
+        """Create the protocol of the factory that offers *alpn_protocol*.
+
+        :raises ALPNError: if ALPN negotiated nothing and no factory offers
+            the default protocol, or if no factory offers *alpn_protocol*
+        """
         if alpn_protocol is None:
+            factory = self._factories.get(self._default_alpn_protocol)
+            if factory is None:
+                raise ALPNError(
+                    f"ALPN negotiated no protocol, and {self._default_alpn_protocol} is not offered "
+                    f"(offered: {', '.join(self._factories) or 'nothing'})"
+                )
             alpn_protocol = self._default_alpn_protocol
-        factory = self._factories.get(alpn_protocol)
-        if factory is None:
-            raise LocalProtocolError(f"no factory for the ALPN protocol {alpn_protocol!r}")
+        else:
+            factory = self._factories.get(alpn_protocol)
+            if factory is None:
+                raise ALPNError(f"no factory for the ALPN protocol {alpn_protocol!r}")
         return factory(tls_version=tls_version, alpn_protocol=alpn_protocol)
 
 

@@ -250,6 +250,18 @@ class HTTPOverQUICProtocol(HTTPProtocol):
     def datagrams_to_send(self) -> Sequence[DatagramType]:
         """Take the datagrams to send, each with its destination address."""
 
+    @property
+    def handshake_completed(self) -> bool:
+        """Whether the QUIC handshake is complete.
+
+        A client may submit requests before (they go out once it completes);
+        :class:`.HTTPOverQUICOpener` waits for it to hand out a connection
+        that has shaken hands. The default says a protocol that accepts
+        streams has completed it (:meth:`is_available`), which is right for
+        implementations that refuse streams before the handshake.
+        """
+        return self.is_available()
+
     def address_validated(self, original_destination_cid: bytes, retry_source_cid: bytes) -> None:
         """Tell a server connection that its client's address was validated with a Retry.
 

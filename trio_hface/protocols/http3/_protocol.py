@@ -82,6 +82,20 @@ VARINT_LIMITS = ((1, 2**6 - 1), (2, 2**14 - 1), (4, 2**30 - 1), (8, 2**62 - 1))
 # most 8 bytes each (RFC 9000 section 16).
 MAX_FRAME_HEADER_SIZE = 16
 
+# Before the server's transport parameters arrive, a client knows none of its
+# limits (RFC 9000 section 7.4: they are 0 until then), yet it may submit
+# requests at once, as in hface and aioquic: aioquic holds their streams
+# blocked and their bytes queued until the handshake gives 1-RTT keys and the
+# real limits. These two bound what is queued meanwhile.
+#: Streams a client may open before the handshake. RFC 9113 section 6.5.2
+#: recommends that servers allow at least 100 concurrent streams; streams
+#: beyond the server's actual limit wait in aioquic for MAX_STREAMS.
+PRE_HANDSHAKE_STREAMS = 100
+#: Bytes of requests (headers and bodies, all streams together) queued before
+#: the handshake: RFC 9002 section 7.2's initial congestion window, ten
+#: datagrams of 1472 bytes, which is what the first flight can carry anyway.
+PRE_HANDSHAKE_SEND_LIMIT = 14720
+
 _END_STATES = frozenset(
     {QuicConnectionState.CLOSING, QuicConnectionState.DRAINING, QuicConnectionState.TERMINATED}
 )
@@ -328,18 +342,28 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
 
     # -- state ---------------------------------------------------------------
 
+    @property
+    def handshake_completed(self) -> bool:
+        """Whether the QUIC handshake is complete (1-RTT keys and the peer's limits are known)."""
+        quic = self._quic
+        return quic is not None and quic._handshake_complete
+
     def is_available(self) -> bool:
         """Whether a client may open a new stream now.
 
-        ``False`` on a server, before the handshake, while the server's limit
-        of concurrent streams is reached, and after GOAWAY or close.
+        A fresh client is available at once: requests submitted before the
+        handshake completes are queued and go out as soon as it does (at most
+        ``PRE_HANDSHAKE_STREAMS`` streams and ``PRE_HANDSHAKE_SEND_LIMIT``
+        bytes of them). ``False`` on a server, while the server's limit of
+        concurrent streams is reached, and after GOAWAY or close.
         """
         if not self._is_client or self.has_expired():
             return False
         quic = self._quic
         assert quic is not None
         stream_id = quic.get_next_available_stream_id()
-        return stream_id // 4 < quic._remote_max_streams_bidi
+        limit = quic._remote_max_streams_bidi if quic._handshake_complete else PRE_HANDSHAKE_STREAMS
+        return stream_id // 4 < limit
 
     def has_expired(self) -> bool:
         """Whether the connection is closing or closed, or GOAWAY was sent or received."""
@@ -457,7 +481,9 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
         """Return how many bytes of DATA may be submitted on a stream now.
 
         The smaller of the peer's stream and connection limits, after what is
-        already queued, less the DATA frame header.
+        already queued, less the DATA frame header. Before the handshake
+        completes, the peer's limits are unknown: what is left of
+        ``PRE_HANDSHAKE_SEND_LIMIT`` bytes over all request streams.
 
         :raises LocalProtocolError: if the stream cannot take data
         """
@@ -469,6 +495,10 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
     def _send_window(self, stream_id: int) -> int:
         quic = self._quic
         assert quic is not None
+        if not quic._handshake_complete:
+            # The peer's limits are not known yet: a bounded allowance, which
+            # aioquic sends under the real limits once they are.
+            return _data_payload_room(PRE_HANDSHAKE_SEND_LIMIT - quic.request_bytes_queued())
         credit = min(quic.stream_send_credit(stream_id), quic.connection_send_credit())
         return _data_payload_room(credit)
 

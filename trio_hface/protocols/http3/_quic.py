@@ -31,7 +31,8 @@ more bytes may be queued without aioquic holding them for flow-control reasons.
 Internals of aioquic used here (checked against aioquic 1.7.2):
 ``_local_max_data`` (a ``Limit`` with ``value``, ``used``, ``sent``),
 ``_local_max_streams_bidi``, ``_write_connection_limits``, ``_write_stream_limits``,
-``_streams``, ``_remote_max_data``, ``_remote_max_data_used``,
+``_streams``, ``_remote_max_data``, ``_remote_max_data_used``, ``_handshake_complete``,
+``_remote_max_streams_bidi``,
 ``QuicStream.max_stream_data_local`` / ``max_stream_data_remote``,
 ``QuicStreamReceiver.highest_offset`` / ``is_finished`` and
 ``QuicStreamSender.highest_offset`` / ``_buffer_stop`` / ``_reset_error_code``,
@@ -174,6 +175,12 @@ class FlowControlledQuicConnection(QuicConnection):
         if stream is None:
             return 0
         return max(0, stream.max_stream_data_remote - stream.sender._buffer_stop)
+
+    def request_bytes_queued(self) -> int:
+        """Return how many bytes were queued on bidirectional streams so far (sent or not)."""
+        return sum(
+            stream.sender._buffer_stop for stream_id, stream in self._streams.items() if not stream_id & 2
+        )
 
     def connection_send_credit(self) -> int:
         """Return how many more bytes may be queued on all streams for the
