@@ -1,0 +1,95 @@
+"""StreamDispatcher: the one receive loop of servers and clients, over real HTTP/2 and HTTP/1.1 connections."""
+
+from __future__ import annotations
+
+import math
+
+import trio
+import trio.testing
+
+from trio_hface.connections import DispatchEnd, HTTPOverTCPConnection, StreamDispatcher
+from trio_hface.events import DataReceived, GoawayReceived, HeadersReceived, PingAckReceived
+from trio_hface.protocols import HTTPOverTCPFactory
+from trio_hface.protocols.http1 import HTTP1ClientFactory, HTTP1ServerFactory
+from trio_hface.protocols.http2 import HTTP2ClientFactory, HTTP2ServerFactory
+
+EXTRA = {"local_address": None, "remote_address": None}
+REQUEST = [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"a"), (b":path", b"/")]
+
+
+def pair(client: HTTPOverTCPFactory, server: HTTPOverTCPFactory) -> tuple[HTTPOverTCPConnection, ...]:
+    left, right = trio.testing.memory_stream_pair()
+    return HTTPOverTCPConnection(client(), left, EXTRA), HTTPOverTCPConnection(server(), right, EXTRA)
+
+
+async def test_routes_new_streams_inboxes_goaway_and_ping_acks() -> None:
+    """A server-side hook opens an inbox per request; the client's inbox gets the response;
+    data of a stream whose inbox closed is credited; GOAWAY and PING acks reach their hooks."""
+    client, server = pair(HTTP2ClientFactory(), HTTP2ServerFactory())
+    requests: trio.MemorySendChannel[HeadersReceived]
+    requests, arrived = trio.open_memory_channel[HeadersReceived](1)
+    seen: list[object] = []
+    both = trio.Event()
+
+    def note(event: object) -> None:
+        seen.append(event)
+        if len(seen) == 2:
+            both.set()
+
+    async def new_stream(event: HeadersReceived) -> None:
+        await requests.send(event)
+
+    async with client, server, trio.open_nursery() as nursery:
+        served = StreamDispatcher(server, on_new_stream=new_stream)
+        asking = StreamDispatcher(client, on_goaway=note, on_ping_ack=note)
+        nursery.start_soon(served.run)
+        nursery.start_soon(asking.run)
+        stream_id = client.get_available_stream_id()
+        mine = asking.open_inbox(stream_id)
+        await client.send_headers(stream_id, REQUEST)
+        with trio.fail_after(10):
+            assert (await arrived.receive()).stream_id == stream_id
+            # Nobody serves the stream: its data is dropped and credited, so three
+            # stream windows (1 MiB each) go through only if that credit comes back.
+            await client.send_data(stream_id, b"x" * (3 * 1024 * 1024), end_stream=True)
+            await server.send_headers(stream_id, [(b":status", b"200")])
+            await server.send_data(stream_id, b"ok", end_stream=True)
+            assert isinstance(await mine.receive(), HeadersReceived)
+            assert await mine.receive() == DataReceived(stream_id, b"ok", end_stream=True)
+            await client.send_ping(b"12345678")
+            await server.send_goaway()
+            await both.wait()
+        assert {type(e) for e in seen} == {PingAckReceived, GoawayReceived}
+        nursery.cancel_scope.cancel()
+
+
+async def test_run_stops_at_the_receive_deadline() -> None:
+    """run() stops at its receive deadline, which may move while it runs (a server's keep-alive clock)."""
+    client, server = pair(HTTP1ClientFactory(), HTTP1ServerFactory())
+    async with client, server:
+        served = StreamDispatcher(server)
+        served.receive_deadline = math.inf
+        start = trio.current_time()
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trio.sleep, 0)
+                served.receive_deadline = start + 0.1
+                assert await served.run() is DispatchEnd.DEADLINE
+        assert trio.current_time() - start >= 0.1
+
+
+async def test_http1_connection_that_must_close_ends_after_its_exchange() -> None:
+    """Once an HTTP/1.1 exchange with Connection: close is done, the server's run() returns EXPIRED."""
+    client, server = pair(HTTP1ClientFactory(), HTTP1ServerFactory())
+    async with client, server:
+
+        async def answer(event: HeadersReceived) -> None:
+            await server.send_headers(event.stream_id, [(b":status", b"200")], end_stream=True)
+
+        served = StreamDispatcher(server, on_new_stream=answer)
+        stream_id = client.get_available_stream_id()
+        headers = [*REQUEST[:3], (b":path", b"/"), (b"connection", b"close")]
+        await client.send_headers(stream_id, headers, end_stream=True)
+        with trio.fail_after(5):
+            assert await served.run() is DispatchEnd.EXPIRED
+        assert served.terminated is None and not served.inboxes
