@@ -30,20 +30,17 @@ from .._groups import single_exception
 from .._models import ServerTLSConfig
 from ..connections import (
     ConnectionLimit,
+    DispatchEnd,
     HTTPConnection,
     HTTPListener,
     HTTPOverQUICListener,
     HTTPOverTCPListener,
+    StreamDispatcher,
     StreamInbox,
 )
 from ..errors import HFaceError
 from ..events import (
-    ConnectionTerminated,
-    DataReceived,
-    GoawayReceived,
     HeadersReceived,
-    StreamEvent,
-    StreamReset,
 )
 from ..protocols import ALPNHTTPFactory, HTTPOverQUICServerFactory, HTTPOverTCPFactory
 from ..protocols.http1 import HTTP1ServerFactory
@@ -279,7 +276,9 @@ class _ConnectionHandler:
         self._server = server
         self._connection = connection
         self._extra_headers = extra_headers
-        self._channels: dict[int, StreamInbox] = {}
+        self._requests: trio.Nursery | None = None
+        self._dispatcher = StreamDispatcher(connection, on_new_stream=self._on_new_stream)
+        self._channels = self._dispatcher.inboxes
         self._dispatch = trio.CancelScope()
         self._draining = False
         # The keep-alive clock: it runs while no request is in progress, from
@@ -287,7 +286,6 @@ class _ConnectionHandler:
         # does not make a request (a trickled HTTP/1.1 head, HTTP/2 PINGs)
         # does not reset it, so such a peer cannot hold the connection.
         self._idle_since = trio.current_time()
-        self._waiting = trio.CancelScope()
 
     async def drain(self) -> None:
         """Ask the peer to stop opening streams; end the connection once the open ones are done."""
@@ -302,53 +300,27 @@ class _ConnectionHandler:
             self._dispatch.cancel()
 
     async def run(self) -> None:
-        terminated = False
-        # Credit goes back as each request's task takes its data (see StreamInbox).
-        self._connection.manual_acknowledgement = True
-        async with trio.open_nursery() as requests:
+        end = None
+        async with trio.open_nursery() as self._requests:
             with self._dispatch:
-                while True:
-                    with trio.CancelScope(deadline=self._keepalive_deadline()) as self._waiting:
-                        event = await self._connection.receive_event()
-                    if self._waiting.cancelled_caught:
-                        log.debug("no request for %.1f s: closing the connection", self._server.idle_timeout)
-                        break
-                    if isinstance(event, ConnectionTerminated):
-                        terminated = True
-                        break
-                    if isinstance(event, GoawayReceived):
-                        continue
-                    if isinstance(event, StreamEvent):
-                        await self._route(event, requests)
-                    if (
-                        self._connection.has_expired()
-                        and not self._channels
-                        and not self._connection.multiplexed
-                    ):
-                        break  # HTTP/1.1 that must close after its last response
-            if terminated:
-                requests.cancel_scope.cancel()  # the peer is gone: nobody to answer
-            for channel in self._channels.values():
-                channel.end()
+                self._dispatcher.receive_deadline = self._keepalive_deadline()
+                end = await self._dispatcher.run()
+                if end is DispatchEnd.DEADLINE:
+                    log.debug("no request for %.1f s: closing the connection", self._server.idle_timeout)
+            if end is DispatchEnd.TERMINATED:
+                self._requests.cancel_scope.cancel()  # the peer is gone: nobody to answer
+            self._dispatcher.end_all()
 
-    async def _route(self, event: StreamEvent, requests: trio.Nursery) -> None:
-        stream_id = event.stream_id
-        channel = self._channels.get(stream_id)
-        if channel is None:
-            if isinstance(event, DataReceived):  # for a request we are done with: its credit is due
-                self._connection.acknowledge_data(stream_id, len(event.data))
-            if isinstance(event, HeadersReceived) and any(n == b":method" for n, _ in event.headers):
-                if self._draining and self._connection.multiplexed:
-                    await self._refuse(stream_id)
-                    return
-                self._start_request(event, requests)
+    async def _on_new_stream(self, event: HeadersReceived) -> None:
+        if not any(n == b":method" for n, _ in event.headers):
+            return  # trailers of a request we are done with
+        if self._draining and self._connection.multiplexed:
+            await self._refuse(event.stream_id)
             return
-        try:
-            await channel.put(event)  # dropped (and acknowledged) if the request is done with
-        except trio.ClosedResourceError:
-            pass
-        if isinstance(event, StreamReset):
-            channel.end()
+        assert self._requests is not None
+        inbox = self._dispatcher.open_inbox(event.stream_id)
+        self._dispatcher.receive_deadline = math.inf  # a request in progress: no keep-alive clock
+        self._requests.start_soon(self._run_request, event, inbox)
 
     async def _refuse(self, stream_id: int) -> None:
         try:
@@ -360,11 +332,6 @@ class _ConnectionHandler:
         if self._channels:
             return math.inf
         return self._idle_since + self._server.idle_timeout
-
-    def _start_request(self, event: HeadersReceived, requests: trio.Nursery) -> None:
-        inbox = StreamInbox(self._connection, event.stream_id)
-        self._channels[event.stream_id] = inbox
-        requests.start_soon(self._run_request, event, inbox)
 
     async def _run_request(
         self,
@@ -385,11 +352,10 @@ class _ConnectionHandler:
                     except (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError):
                         pass
         finally:
-            inbox.close()
-            self._channels.pop(event.stream_id, None)
+            self._dispatcher.close_inbox(event.stream_id)
             if not self._channels:
                 self._idle_since = trio.current_time()
-                self._waiting.deadline = self._keepalive_deadline()
+                self._dispatcher.receive_deadline = self._keepalive_deadline()
             expired = not self._connection.multiplexed and self._connection.has_expired()
             if (self._draining or expired) and not self._channels:
                 # Nothing more will be served here (an HTTP/1.1 "Connection:
