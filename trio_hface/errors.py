@@ -24,6 +24,8 @@ __all__ = [
     "ConnectionLost",
     "ProxyError",
     "ASGIError",
+    "StartupFailed",
+    "UsageError",
 ]
 
 
@@ -153,3 +155,17 @@ class ProxyError(HFaceError):
 
 class ASGIError(HFaceError):
     """An ASGI application broke the ASGI contract."""
+
+
+class StartupFailed(HFaceError, RuntimeError):
+    """The ASGI application answered ``lifespan.startup.failed``: the server serves nothing.
+
+    Also a :class:`RuntimeError`, which it used to be.
+    """
+
+
+class UsageError(HFaceError, RuntimeError):
+    """An object was used where it cannot be, such as a connection outside its ``async with``.
+
+    Also a :class:`RuntimeError`, which it used to be.
+    """

@@ -16,8 +16,8 @@ import trio
 from tests.conftest import Certs
 from tests.helpers import free_port, require_tool, wait_for_port
 from tests.server import apps
-from trio_hface.client import URL, Client, ClientProtocol, Origin, Request
-from trio_hface.errors import ConnectError
+from trio_hface.client import URL, Client, ClientProtocol, Origin, PoolTimeout, ReadTimeout, Request
+from trio_hface.errors import ConnectError, HFaceError
 from trio_hface.server import ASGIServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -228,8 +228,29 @@ async def test_our_server_streaming_trailers_reuse_and_limits(certs: Certs) -> N
                 for n in range(5):
                     many.start_soon(hello, n)
             assert session.connections() == {str(Origin("https", "localhost", endpoint.port)): ["1.1"]}
-            with pytest.raises(trio.TooSlowError):
+            with pytest.raises(ReadTimeout) as caught:
                 await session.dispatch(Request("GET", f"{base}/wait"))
+            assert isinstance(caught.value, trio.TooSlowError) and isinstance(caught.value, HFaceError)
+        server.shutdown()
+
+
+async def test_pool_timeout(certs: Certs) -> None:
+    """With the only connection of an origin busy, a request waits pool_timeout, then PoolTimeout."""
+    server = ASGIServer(apps.app, tls_config=certs.server)
+    async with trio.open_nursery() as nursery:
+        (endpoint, *_) = await nursery.start(server.run, ["https://127.0.0.1:0"])
+        base = f"https://localhost:{endpoint.port}"
+        client = client_for(certs, ClientProtocol.HTTP1, max_connections_per_origin=1, pool_timeout=0.3)
+        async with client.session() as session:
+            async with session.stream(Request("GET", f"{base}/slow")) as slow:
+                start = trio.current_time()
+                with pytest.raises(PoolTimeout) as caught:
+                    await session.dispatch(Request("GET", f"{base}/"))
+                assert 0.25 < trio.current_time() - start < 5
+                assert isinstance(caught.value, trio.TooSlowError)
+                assert session.statistics().exchanges == 1
+                assert (await slow.aread()).endswith(b"done\n")
+            assert (await session.dispatch(Request("GET", f"{base}/"))).content == b"hello "
         server.shutdown()
 
 

@@ -15,6 +15,7 @@ from trio_hface.connections import (
     HTTPOverTCPListener,
     HTTPOverTCPOpener,
 )
+from trio_hface.errors import UsageError
 from trio_hface.events import ConnectionTerminated, DataReceived, Event, GoawayReceived, HeadersReceived
 from trio_hface.protocols import HTTPOverTCPProtocol
 from trio_hface.protocols.http1 import HTTP1ClientFactory, HTTP1ServerFactory
@@ -255,8 +256,9 @@ async def test_tls_handshake_timeout_drops_silent_client(tmp_path: object) -> No
 async def test_connection_use_outside_async_with_is_an_error() -> None:
     """Sending on a connection that was not entered says how to use it."""
     client, _ = memory_pair("2")
-    with pytest.raises(RuntimeError, match="async with"):
+    with pytest.raises(UsageError, match="async with") as caught:
         await client.send_headers(1, POST)
+    assert isinstance(caught.value, RuntimeError)  # what it was before UsageError existed
 
 
 async def test_aclose_is_idempotent_and_final() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._client import Client, ClientSession, StreamingResponse
+from ._errors import PoolTimeout, ReadTimeout
 from ._models import URL, ClientProtocol, Origin, Request, Response
 from ._pool import PoolStatistics
 from ._proxy import ProxyClient, ProxyClientSession
@@ -13,6 +14,8 @@ __all__ = [
     "ClientSession",
     "StreamingResponse",
     "PoolStatistics",
+    "PoolTimeout",
+    "ReadTimeout",
     "ProxyClient",
     "ProxyClientSession",
     "TunnelStream",

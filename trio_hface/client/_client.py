@@ -21,6 +21,7 @@ from ..protocols.http2 import HTTP2ClientFactory
 from ..protocols.http3 import HTTP3ClientFactory
 from ._altsvc import AltSvcCache
 from ._connection import Exchange, PooledConnection
+from ._errors import PoolTimeout
 from ._models import ClientProtocol, Origin, Request, Response
 from ._pool import ConnectionPool, Open, PoolStatistics, Use
 from ._routes import Route, RoutePolicy
@@ -191,7 +192,10 @@ class ClientSession:
             when its body was an iterable that cannot be sent again
         :raises RemoteProtocolError: if the server's response was not valid HTTP
         :raises ProxyError: if the proxy refused to tunnel to the origin
-        :raises trio.TooSlowError: if a timeout of the client ran out
+        :raises ReadTimeout: if no piece of the response came in ``read_timeout``
+            (a :exc:`trio.TooSlowError`)
+        :raises PoolTimeout: if no connection was free in ``pool_timeout``
+            (a :exc:`trio.TooSlowError`)
         :raises trio.ClosedResourceError: if the session was closed
         """
         async with self.stream(request) as response:
@@ -319,20 +323,24 @@ class ClientSession:
     async def _acquire(self, origin: Origin) -> PooledConnection:
         """Carry out the pool's decisions until a connection takes the request."""
         timeout = self._client.pool_timeout
-        with trio.fail_after(timeout if timeout is not None else float("inf")):
-            while True:
-                if self._closed:
-                    raise trio.ClosedResourceError("the session is closed")
-                route = self._routes.route(origin, trio.current_time())
-                decision = self.pool.decide(origin, route.quic)
-                if isinstance(decision, Use):
-                    return decision.connection
-                if isinstance(decision, Open):
-                    pooled = await self._open(origin, route)
-                    if pooled.usable():
-                        return pooled
-                    continue
-                await self.pool.wait_for_change()
+        with trio.move_on_after(timeout if timeout is not None else float("inf")):
+            return await self._take(origin)
+        raise PoolTimeout(f"no connection to {origin} was free in {timeout} s")
+
+    async def _take(self, origin: Origin) -> PooledConnection:
+        while True:
+            if self._closed:
+                raise trio.ClosedResourceError("the session is closed")
+            route = self._routes.route(origin, trio.current_time())
+            decision = self.pool.decide(origin, route.quic)
+            if isinstance(decision, Use):
+                return decision.connection
+            if isinstance(decision, Open):
+                pooled = await self._open(origin, route)
+                if pooled.usable():
+                    return pooled
+                continue
+            await self.pool.wait_for_change()
 
     async def _open(self, origin: Origin, route: Route) -> PooledConnection:
         self.pool.opening_started(origin)

@@ -28,8 +28,8 @@ from typing import Protocol
 import trio
 
 from .._typing import HeadersType
-from ..connections import HTTPConnection, StreamDispatcher, StreamInbox
-from ..errors import ConnectionLost, HFaceError, RemoteProtocolError, RequestRefused, StreamResetError
+from ..connections import CONNECTION_ERRORS, HTTPConnection, StreamDispatcher, StreamInbox
+from ..errors import ConnectionLost, RemoteProtocolError, RequestRefused, StreamResetError
 from ..events import (
     DataReceived,
     Event,
@@ -38,14 +38,12 @@ from ..events import (
     StreamReset,
     StreamResetReceived,
 )
+from ._errors import ReadTimeout
 from ._models import Origin, Request, Response
 
-__all__ = ["Exchange", "PooledConnection", "PoolNotifier", "TRANSPORT_ERRORS"]
+__all__ = ["Exchange", "PooledConnection", "PoolNotifier"]
 
 log = logging.getLogger(__name__)
-
-#: What a send or receive on a connection that went away raises.
-TRANSPORT_ERRORS = (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError)
 
 #: Informational (1xx) responses accepted before the final one.
 MAX_INFORMATIONAL = 32
@@ -182,7 +180,7 @@ class PooledConnection:
             self._pong = trio.Event()
             try:
                 await self.connection.send_ping(b"keepaliv")
-            except TRANSPORT_ERRORS:
+            except CONNECTION_ERRORS:
                 return
             with trio.move_on_after(interval) as scope:
                 await self._pong.wait()
@@ -241,7 +239,7 @@ class Exchange:
                         await self.connection.send_data(self.stream_id, bytes(chunk))
                 await self.connection.send_data(self.stream_id, b"", end_stream=True)
             self.request_complete = True
-        except TRANSPORT_ERRORS as exc:
+        except CONNECTION_ERRORS as exc:
             # The response (or its absence) tells the caller what happened.
             log.debug("request body not sent completely: %r", exc)
 
@@ -260,7 +258,7 @@ class Exchange:
         :raises ConnectionLost: if the connection ended first
         :raises RequestRefused: if the server said it will not process the request
         :raises RemoteProtocolError: if the server broke the protocol
-        :raises trio.TooSlowError: if nothing came in *read_timeout* seconds
+        :raises ReadTimeout: if nothing came in *read_timeout* seconds
         """
         deadline = math.inf if read_timeout is None else trio.current_time() + read_timeout
         with trio.move_on_at(deadline) as scope:
@@ -279,7 +277,7 @@ class Exchange:
                     ) from None
                 raise ConnectionLost(f"the connection to {self.pooled.origin} ended") from None
         assert scope.cancelled_caught
-        raise trio.TooSlowError(f"no response data from {self.pooled.origin} in {read_timeout} s")
+        raise ReadTimeout(f"no response data from {self.pooled.origin} in {read_timeout} s")
 
     async def receive_head(self, read_timeout: float | None) -> Response:
         """Wait for the final response's headers (informational ones are collected)."""
@@ -331,6 +329,6 @@ class Exchange:
         if not self.response_complete and not self.pooled.dead:
             try:
                 await self.connection.send_stream_reset(self.stream_id, self.connection.error_codes.cancel)
-            except (*TRANSPORT_ERRORS, RuntimeError):
+            except CONNECTION_ERRORS:
                 pass
         self.pooled.finish_exchange(self)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._connections import HTTPConnection, HTTPOverQUICConnection, HTTPOverTCPConnection
+from ._connections import CONNECTION_ERRORS, HTTPConnection, HTTPOverQUICConnection, HTTPOverTCPConnection
 from ._dispatch import DispatchEnd, StreamDispatcher
 from ._inbox import StreamInbox
 from ._limit import ConnectionLimit
@@ -10,6 +10,7 @@ from ._quic import HTTPMultiListener, HTTPOverQUICListener, HTTPOverQUICOpener
 from ._tcp import Handler, HTTPListener, HTTPOpener, HTTPOverTCPListener, HTTPOverTCPOpener
 
 __all__ = [
+    "CONNECTION_ERRORS",
     "HTTPConnection",
     "HTTPOverTCPConnection",
     "HTTPOverQUICConnection",

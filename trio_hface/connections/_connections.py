@@ -41,7 +41,7 @@ import trio
 
 from .._models import HTTPErrorCodes
 from .._typing import AddressType, DatagramType, HeadersType
-from ..errors import LocalProtocolError
+from ..errors import HFaceError, LocalProtocolError, UsageError
 from ..events import ConnectionTerminated, Event
 from ..networking import DatagramStream, QUICStream
 from ..protocols import HTTP2Protocol, HTTPOverQUICProtocol, HTTPOverTCPProtocol, HTTPProtocol
@@ -49,6 +49,10 @@ from ..protocols import HTTP2Protocol, HTTPOverQUICProtocol, HTTPOverTCPProtocol
 __all__ = ["HTTPConnection", "HTTPOverTCPConnection", "HTTPOverQUICConnection"]
 
 log = logging.getLogger(__name__)
+
+#: What sending or receiving on a connection that ended or broke raises: catch
+#: these where a connection going away is an expected outcome.
+CONNECTION_ERRORS = (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError)
 
 #: Bytes asked of the transport per read (Trio's usual receive size).
 RECEIVE_SIZE = 65536
@@ -432,7 +436,7 @@ class HTTPConnection(metaclass=ABCMeta):
         if self._broken:
             raise trio.BrokenResourceError("the connection broke")
         if self._nursery_manager is None:
-            raise RuntimeError("use the connection inside 'async with connection:'")
+            raise UsageError("use the connection inside 'async with connection:'")
 
     async def _wait_input(self) -> None:
         """Wait until the reader processed more input."""

@@ -25,8 +25,8 @@ from urllib.parse import unquote_to_bytes
 import trio
 
 from .._typing import AddressType, HeadersType
-from ..connections import HTTPConnection, StreamInbox
-from ..errors import ASGIError, HFaceError
+from ..connections import CONNECTION_ERRORS, HTTPConnection, StreamInbox
+from ..errors import ASGIError
 from ..events import ConnectionTerminated, DataReceived, HeadersReceived, StreamReset
 
 __all__ = ["ASGIApp", "ClientDisconnected", "RequestCycle", "build_scope"]
@@ -191,7 +191,7 @@ class RequestCycle:
                 await self._respond_plain(408, b"Request Timeout\n", close=True)
             else:
                 await self.connection.send_stream_reset(self.stream_id, self.connection.error_codes.cancel)
-        except (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError):
+        except CONNECTION_ERRORS:
             pass
         self.disconnected = True
 
@@ -216,7 +216,7 @@ class RequestCycle:
             raise ClientDisconnected("the client disconnected")
         try:
             await self._send(message)
-        except (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        except CONNECTION_ERRORS as exc:
             if isinstance(exc, ASGIError):
                 raise
             self.disconnected = True
@@ -311,7 +311,7 @@ class RequestCycle:
                 await self.connection.send_stream_reset(
                     self.stream_id, self.connection.error_codes.internal_error
                 )
-        except (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        except CONNECTION_ERRORS as exc:
             log.debug("cannot report the failure to the client: %r", exc)
 
 

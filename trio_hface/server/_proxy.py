@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import trio
 
 from .._models import ServerTLSConfig
-from ..connections import HTTPConnection, StreamInbox
+from ..connections import CONNECTION_ERRORS, HTTPConnection, StreamInbox
 from ..errors import HFaceError
 from ..events import ConnectionTerminated, DataReceived, HeadersReceived, StreamReset
 from ..protocols import HTTPOverQUICServerFactory, HTTPOverTCPFactory
@@ -112,7 +112,7 @@ class ProxyServer(StreamServer):
         tunnel = _Tunnel(self, connection, event, events)
         try:
             await tunnel.run()
-        except (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        except CONNECTION_ERRORS as exc:
             log.debug("tunnel on stream %d ended: %r", event.stream_id, exc)
 
 
@@ -221,5 +221,5 @@ class _Tunnel:
                 await self.connection.send_stream_reset(
                     self.stream_id, self.connection.error_codes.connect_error
                 )
-            except (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError):
+            except CONNECTION_ERRORS:
                 pass

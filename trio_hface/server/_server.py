@@ -29,6 +29,7 @@ import trio
 from .._groups import single_exception
 from .._models import ServerTLSConfig
 from ..connections import (
+    CONNECTION_ERRORS,
     ConnectionLimit,
     DispatchEnd,
     HTTPConnection,
@@ -38,7 +39,7 @@ from ..connections import (
     StreamDispatcher,
     StreamInbox,
 )
-from ..errors import HFaceError
+from ..errors import StartupFailed
 from ..events import (
     HeadersReceived,
 )
@@ -294,7 +295,7 @@ class _ConnectionHandler:
         self._draining = True
         try:
             await self._connection.send_goaway()
-        except (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError, RuntimeError):
+        except CONNECTION_ERRORS:
             pass
         if not self._channels:
             self._dispatch.cancel()
@@ -325,7 +326,7 @@ class _ConnectionHandler:
     async def _refuse(self, stream_id: int) -> None:
         try:
             await self._connection.send_stream_reset(stream_id, self._connection.error_codes.refused_stream)
-        except (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError):
+        except CONNECTION_ERRORS:
             pass
 
     def _keepalive_deadline(self) -> float:
@@ -349,7 +350,7 @@ class _ConnectionHandler:
                         await self._connection.send_stream_reset(
                             event.stream_id, self._connection.error_codes.internal_error
                         )
-                    except (HFaceError, trio.BrokenResourceError, trio.ClosedResourceError):
+                    except CONNECTION_ERRORS:
                         pass
         finally:
             self._dispatcher.close_inbox(event.stream_id)
@@ -472,7 +473,7 @@ class _Lifespan:
         with trio.fail_after(LIFESPAN_TIMEOUT):
             message = await self._from_app.receive()
         if message["type"] == "lifespan.startup.failed":
-            raise RuntimeError(f"the application's startup failed: {message.get('message', '')}")
+            raise StartupFailed(f"the application's startup failed: {message.get('message', '')}")
         self._supported = message["type"] == "lifespan.startup.complete"
 
     async def shutdown(self) -> None:
