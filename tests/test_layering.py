@@ -134,3 +134,22 @@ def test_no_import_cycle() -> None:
 
     for module in sorted(graph):
         visit(module, [])
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared test code lives in helper modules (tests/helpers.py, tests/handlers.py, ...), not in test modules."""
+    tests = Path(__file__).resolve().parent
+    for path in sorted(tests.rglob("test_*.py")):
+        for name in imports_of_test(path):
+            last = name.rsplit(".", 1)[-1]
+            assert not (name.startswith("tests") and last.startswith("test_")), f"{path.name} imports {name}"
+
+
+def imports_of_test(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.append(node.module)
+        elif isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+    return found

@@ -11,7 +11,7 @@ from pathlib import Path
 import trio
 
 from tests.conftest import Certs
-from tests.connections.test_interop_tcp import hello_handler
+from tests.handlers import hello_handler
 from tests.helpers import free_port, require_tool
 from trio_hface.connections import HTTPConnection, HTTPOverQUICListener, HTTPOverQUICOpener
 from trio_hface.errors import ConnectError

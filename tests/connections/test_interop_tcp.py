@@ -11,35 +11,15 @@ import pytest
 import trio
 
 from tests.conftest import Certs
+from tests.handlers import hello_handler
 from tests.helpers import free_port, require_tool, wait_for_port
-from trio_hface.connections import HTTPConnection, HTTPOverTCPListener, HTTPOverTCPOpener
-from trio_hface.events import ConnectionTerminated, DataReceived, HeadersReceived, StreamReset
+from trio_hface.connections import HTTPOverTCPListener, HTTPOverTCPOpener
+from trio_hface.events import DataReceived, HeadersReceived
 from trio_hface.protocols import ALPNHTTPFactory
 from trio_hface.protocols.http1 import HTTP1ClientFactory, HTTP1ServerFactory
 from trio_hface.protocols.http2 import HTTP2ClientFactory, HTTP2ServerFactory
 
 ALL_TCP = ALPNHTTPFactory([HTTP2ServerFactory(), HTTP1ServerFactory()])
-
-
-async def hello_handler(connection: HTTPConnection) -> None:
-    """Answer every request with the sha256 of its body, once the body is complete."""
-    digests: dict[int, hashlib._Hash] = {}
-    while True:
-        event = await connection.receive_event()
-        if isinstance(event, ConnectionTerminated):
-            return
-        if isinstance(event, HeadersReceived) and event.stream_id not in digests:
-            digests[event.stream_id] = hashlib.sha256()
-        if isinstance(event, DataReceived):
-            digests[event.stream_id].update(event.data)
-        if isinstance(event, (HeadersReceived, DataReceived)) and event.end_stream:
-            digest = digests.pop(event.stream_id).hexdigest().encode()
-            await connection.send_headers(
-                event.stream_id, [(b":status", b"200"), (b"content-type", b"text/plain")]
-            )
-            await connection.send_data(event.stream_id, digest + b"\n", end_stream=True)
-        if isinstance(event, StreamReset):
-            digests.pop(event.stream_id, None)
 
 
 async def serve(nursery: trio.Nursery, certs: Certs) -> tuple[HTTPOverTCPListener, int]:

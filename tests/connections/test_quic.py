@@ -10,7 +10,7 @@ import trio
 import trio.testing
 
 from tests.conftest import Certs
-from tests.connections.test_tcp import Client, echo_handler
+from tests.handlers import Client, echo_handler
 from trio_hface import ClientTLSConfig
 from trio_hface.connections import (
     HTTPConnection,

@@ -21,7 +21,7 @@ import pytest
 import trio
 
 from tests.conftest import Certs
-from tests.connections.test_tcp import Client
+from tests.handlers import Client
 from tests.helpers import require_tool
 from tests.server import apps
 from trio_hface import client as hface_client
