@@ -6,7 +6,8 @@ import hashlib
 
 import trio
 
-from trio_hface.connections import HTTPConnection
+from tests.conftest import Certs
+from trio_hface.connections import HTTPConnection, HTTPOverQUICListener
 from trio_hface.events import (
     ConnectionTerminated,
     DataReceived,
@@ -14,6 +15,7 @@ from trio_hface.events import (
     StreamReset,
     StreamResetReceived,
 )
+from trio_hface.protocols.http3 import HTTP3ServerFactory
 
 
 async def echo_handler(connection: HTTPConnection) -> None:
@@ -133,3 +135,13 @@ async def hello_handler(connection: HTTPConnection) -> None:
             await connection.send_data(event.stream_id, digest + b"\n", end_stream=True)
         if isinstance(event, StreamReset):
             digests.pop(event.stream_id, None)
+
+
+async def start_quic(
+    nursery: trio.Nursery, certs: Certs, handler: object = echo_handler
+) -> tuple[HTTPOverQUICListener, tuple[str, int]]:
+    listener = await HTTPOverQUICListener.create(
+        HTTP3ServerFactory(), local_address=("127.0.0.1", 0), tls_config=certs.server
+    )
+    addresses = await nursery.start(listener.serve, handler)
+    return listener, addresses[0]

@@ -10,7 +10,7 @@ import trio
 import trio.testing
 
 from tests.conftest import Certs
-from tests.handlers import Client, echo_handler
+from tests.handlers import Client, echo_handler, start_quic
 from trio_hface import ClientTLSConfig
 from trio_hface.connections import (
     HTTPConnection,
@@ -27,16 +27,6 @@ from trio_hface.protocols import ALPNHTTPFactory, HTTPOverQUICProtocol
 from trio_hface.protocols.http1 import HTTP1ClientFactory, HTTP1ServerFactory
 from trio_hface.protocols.http2 import HTTP2ClientFactory, HTTP2ServerFactory
 from trio_hface.protocols.http3 import HTTP3ClientFactory, HTTP3ServerFactory
-
-
-async def start_quic(
-    nursery: trio.Nursery, certs: Certs, handler: object = echo_handler
-) -> tuple[HTTPOverQUICListener, tuple[str, int]]:
-    listener = await HTTPOverQUICListener.create(
-        HTTP3ServerFactory(), local_address=("127.0.0.1", 0), tls_config=certs.server
-    )
-    addresses = await nursery.start(listener.serve, handler)
-    return listener, addresses[0]
 
 
 async def test_http3_end_to_end(certs: Certs) -> None:

@@ -19,6 +19,8 @@ stops while it serves.
   validation on, an Initial without a token gets a Retry packet, and only an
   Initial with a valid token from the same address opens the connection. A long header of
   another version is answered with Version Negotiation (RFC 9000 section 6);
+  a Version Negotiation packet (version 0) is always dropped, even for a
+  known connection ID, and never answered;
   a short header packet of an unknown connection is answered with a
   stateless reset (RFC 9000 section 10.3) when the server derives its reset
   tokens from a key, so a peer of a forgotten connection learns it at once
@@ -41,6 +43,7 @@ import trio
 
 from .._typing import AddressType, DatagramType
 from ..protocols.http3 import (
+    QUICPacketType,
     QUICRetry,
     encode_stateless_reset,
     encode_version_negotiation,
@@ -272,7 +275,9 @@ class QUICListener(trio.abc.Listener[QUICStream]):
 
     async def _route(self, data: bytes, address: AddressType) -> _ServerQUICStream | None:
         header = parse_quic_header(data, self._cid_length)
-        if header is None:
+        if header is None or header.packet_type is QUICPacketType.VERSION_NEGOTIATION:
+            # A server never acts on Version Negotiation (RFC 9000 section 6.1),
+            # even when it names one of our connections: it is dropped here.
             self._dropped_unroutable += 1
             return None
         stream = self._routes.get(header.destination_cid)
@@ -280,7 +285,7 @@ class QUICListener(trio.abc.Listener[QUICStream]):
             stream._deliver((data, address))
             return None
         if header.is_long_header and header.version not in self._versions:
-            if header.version != 0 and len(data) >= MIN_INITIAL_SIZE:
+            if len(data) >= MIN_INITIAL_SIZE:
                 packet = encode_version_negotiation(
                     source_cid=header.destination_cid,
                     destination_cid=header.source_cid,

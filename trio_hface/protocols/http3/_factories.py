@@ -40,6 +40,9 @@ DEFAULT_SUPPORTED_VERSIONS: tuple[int, ...] = (QuicProtocolVersion.VERSION_1, Qu
 # at least 8 (RFC 9000 section 7.2 asks clients for at least 8 in Initial packets).
 MIN_CONNECTION_ID_LENGTH = 8
 MAX_CONNECTION_ID_LENGTH = 20
+# As HTTP/2's DEFAULT_MAX_HEADER_LIST_SIZE: 64 KiB of decoded fields, counted
+# as RFC 9114 section 4.2.2 does (name + value + 32 per field).
+DEFAULT_MAX_FIELD_SECTION_SIZE = 64 * 1024
 
 
 class _QUICSettings:
@@ -55,6 +58,7 @@ class _QUICSettings:
         quic_connection_id_length: int,
         quic_supported_versions: Sequence[int],
         max_concurrent_streams: int,
+        max_field_section_size: int,
     ) -> None:
         if not idle_timeout > 0:
             raise ValueError(f"idle_timeout must be positive, not {idle_timeout!r}")
@@ -77,6 +81,8 @@ class _QUICSettings:
             raise ValueError(f"quic_supported_versions must be among {sorted(known)!r}, not {versions!r}")
         if max_concurrent_streams < 1:
             raise ValueError(f"max_concurrent_streams must be positive, not {max_concurrent_streams!r}")
+        if max_field_section_size < 1:
+            raise ValueError(f"max_field_section_size must be positive, not {max_field_section_size!r}")
         self.idle_timeout = idle_timeout
         self.max_data = max_data
         self.max_stream_data = max_stream_data
@@ -84,6 +90,7 @@ class _QUICSettings:
         self.connection_id_length = quic_connection_id_length
         self.supported_versions = versions
         self.max_concurrent_streams = max_concurrent_streams
+        self.max_field_section_size = max_field_section_size
 
     def configuration(self, *, is_client: bool) -> QuicConfiguration:
         # No secrets log and no qlog: nothing is written anywhere.
@@ -115,6 +122,10 @@ class HTTP3ClientFactory(HTTPOverQUICClientFactory):
     :param quic_connection_id_length: length of the connection IDs we issue (8-20)
     :param quic_supported_versions: QUIC versions, most preferred first
     :param max_concurrent_streams: how many request streams the peer may open at once
+    :param max_field_section_size: the largest field section (headers or
+        trailers) accepted, in decoded bytes counted as RFC 9114 section 4.2.2
+        does, and advertised in SETTINGS_MAX_FIELD_SECTION_SIZE; a larger
+        response is reset with H3_EXCESSIVE_LOAD
     """
 
     def __init__(
@@ -127,6 +138,7 @@ class HTTP3ClientFactory(HTTPOverQUICClientFactory):
         quic_connection_id_length: int = DEFAULT_CONNECTION_ID_LENGTH,
         quic_supported_versions: Sequence[int] = DEFAULT_SUPPORTED_VERSIONS,
         max_concurrent_streams: int = DEFAULT_MAX_CONCURRENT_STREAMS,
+        max_field_section_size: int = DEFAULT_MAX_FIELD_SECTION_SIZE,
     ) -> None:
         self._settings = _QUICSettings(
             idle_timeout=idle_timeout,
@@ -136,6 +148,7 @@ class HTTP3ClientFactory(HTTPOverQUICClientFactory):
             quic_connection_id_length=quic_connection_id_length,
             quic_supported_versions=quic_supported_versions,
             max_concurrent_streams=max_concurrent_streams,
+            max_field_section_size=max_field_section_size,
         )
 
     @property
@@ -182,6 +195,7 @@ class HTTP3ClientFactory(HTTPOverQUICClientFactory):
         return HTTP3ProtocolImpl(
             configuration,
             max_concurrent_streams=self._settings.max_concurrent_streams,
+            max_field_section_size=self._settings.max_field_section_size,
             enable_connect_protocol=False,
             remote_address=remote_address,
         )
@@ -201,6 +215,10 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
     :param quic_connection_id_length: length of the connection IDs we issue (8-20)
     :param quic_supported_versions: QUIC versions, most preferred first
     :param max_concurrent_streams: how many request streams the peer may open at once
+    :param max_field_section_size: the largest field section (headers or
+        trailers) accepted, in decoded bytes counted as RFC 9114 section 4.2.2
+        does, and advertised in SETTINGS_MAX_FIELD_SECTION_SIZE; a larger
+        request is answered 431, larger trailers are reset with H3_EXCESSIVE_LOAD
     :param enable_connect_protocol: whether clients may send extended CONNECT
         requests with ``:protocol`` (RFC 9220)
     :param stateless_reset_key: the secret from which stateless reset tokens
@@ -218,6 +236,7 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
         quic_connection_id_length: int = DEFAULT_CONNECTION_ID_LENGTH,
         quic_supported_versions: Sequence[int] = DEFAULT_SUPPORTED_VERSIONS,
         max_concurrent_streams: int = DEFAULT_MAX_CONCURRENT_STREAMS,
+        max_field_section_size: int = DEFAULT_MAX_FIELD_SECTION_SIZE,
         enable_connect_protocol: bool = True,
         stateless_reset_key: bytes | None = None,
     ) -> None:
@@ -231,6 +250,7 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
             quic_connection_id_length=quic_connection_id_length,
             quic_supported_versions=quic_supported_versions,
             max_concurrent_streams=max_concurrent_streams,
+            max_field_section_size=max_field_section_size,
         )
         self._enable_connect_protocol = enable_connect_protocol
 
@@ -278,6 +298,7 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
         return HTTP3ProtocolImpl(
             configuration,
             max_concurrent_streams=self._settings.max_concurrent_streams,
+            max_field_section_size=self._settings.max_field_section_size,
             enable_connect_protocol=self._enable_connect_protocol,
             stateless_reset_key=self._stateless_reset_key,
         )

@@ -17,6 +17,16 @@ where its behaviour does not fit:
   which takes no flow-control credit.
 * Server push is never allowed (no MAX_PUSH_ID is sent), and the
   ENABLE_CONNECT_PROTOCOL setting is sent only when asked for.
+* Field sections are limited (RFC 9114 section 4.2.2) and the limit is
+  advertised in SETTINGS_MAX_FIELD_SECTION_SIZE. A HEADERS frame longer than
+  the limit is refused as soon as its frame header arrives: a field line
+  never encodes to more than it counts for when decoded (32 bytes per field
+  cover its representation's overhead), unless its encoder chose Huffman
+  codes longer than the plain string. A shorter frame is refused undecoded
+  when even its bound (:func:`~._qpack.field_section_bound`) is over
+  :data:`DECODE_BOUND_FACTOR` times the limit; otherwise it is decoded and
+  measured exactly. Refused streams are in :attr:`HFaceH3Connection.rejected`
+  and in :attr:`HFaceH3Connection.oversized`.
 
 Internals of aioquic used here (checked against aioquic 1.7.2):
 ``H3Connection._stream`` and ``H3Stream`` (``buffer``, ``stream_type``,
@@ -25,13 +35,14 @@ Internals of aioquic used here (checked against aioquic 1.7.2):
 ``_receive_request_or_push_data``, ``_receive_stream_data_uni``,
 ``_get_local_settings``, ``_init_connection``, ``_max_push_id``,
 ``_local_control_stream_id``, ``_decoder``, ``_local_decoder_stream_id``,
-``_get_or_create_stream``.
+``_get_or_create_stream``, ``_max_table_capacity``, ``H3Stream.blocked``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pylsqpack
 from aioquic._buffer import Buffer, BufferReadError
 from aioquic.buffer import encode_uint_var
 from aioquic.h3.connection import (
@@ -45,14 +56,23 @@ from aioquic.h3.connection import (
     StreamType,
     encode_frame,
 )
-from aioquic.h3.events import H3Event
+from aioquic.h3.events import H3Event, HeadersReceived
 from aioquic.quic.connection import QuicConnection, stream_is_unidirectional
+
+from ._qpack import EncoderScanner, field_section_bound, field_section_size
 
 __all__ = ["HFaceH3Connection", "GoawayFrameReceived"]
 
 # RFC 9114 section 7.2.6: the GOAWAY payload is one variable-length integer,
 # at most 8 bytes (RFC 9000 section 16).
 MAX_GOAWAY_PAYLOAD = 8
+
+#: A header block whose size bound (see :mod:`._qpack`) is over this many times
+#: the field section limit is refused without decoding it. The bound counts
+#: every dynamic-table reference as the largest entry inserted, so an honest
+#: block can exceed the limit by that; the factor keeps the work of decoding
+#: a block that is then refused within four limits (256 KiB by default).
+DECODE_BOUND_FACTOR = 4
 
 
 @dataclass
@@ -123,19 +143,33 @@ class HFaceH3Connection(H3Connection):
     :param max_headers_frame: the largest HEADERS frame accepted on a request
         stream; a larger one could never complete, since the bytes of a frame
         are credited only once it is parsed
+    :param max_field_section_size: the largest field section accepted, in
+        decoded bytes as RFC 9114 section 4.2.2 counts them
     """
 
     def __init__(
-        self, quic: QuicConnection, *, enable_connect_protocol: bool, max_headers_frame: int
+        self,
+        quic: QuicConnection,
+        *,
+        enable_connect_protocol: bool,
+        max_headers_frame: int,
+        max_field_section_size: int,
     ) -> None:
         self._enable_connect_protocol = enable_connect_protocol
         self._max_headers_frame = max_headers_frame
+        self._max_field_section_size = max_field_section_size
+        #: Streams refused because a field section is too large (also in :attr:`rejected`).
+        self.oversized: set[int] = set()
+        # Header blocks blocked on the QPACK encoder stream, kept to bound
+        # them again once they can be decoded (at most QPACK_BLOCKED_STREAMS).
+        self._blocked_blocks: dict[int, bytes] = {}
         self._control_scanner: _ControlScanner | None = None
         self._last_goaway: int | None = None
         #: Streams whose message was malformed, with the reason; the protocol
         #: takes them out after each :meth:`handle_event`.
         self.rejected: dict[int, str] = {}
         super().__init__(quic)
+        self._encoder_scanner = EncoderScanner(self._max_table_capacity)
 
     # -- settings and push ---------------------------------------------------
 
@@ -146,6 +180,7 @@ class HFaceH3Connection(H3Connection):
 
     def _get_local_settings(self) -> dict[int, int]:
         settings = super()._get_local_settings()
+        settings[Setting.MAX_FIELD_SECTION_SIZE] = self._max_field_section_size
         if self._enable_connect_protocol:
             settings[Setting.ENABLE_CONNECT_PROTOCOL] = 1
         else:
@@ -167,15 +202,41 @@ class HFaceH3Connection(H3Connection):
         stream: H3Stream,
         stream_ended: bool,
     ) -> list[H3Event]:
-        if stream.stream_id in self.rejected:
+        stream_id = stream.stream_id
+        if stream_id in self.rejected:
             return []
+        if frame_type == FrameType.HEADERS:
+            block = frame_data if frame_data is not None else self._blocked_blocks.pop(stream_id, None)
+            bound = (
+                None
+                if block is None
+                else field_section_bound(block, dynamic_entry_max=self._encoder_scanner.largest)
+            )
+            if bound is not None and bound > DECODE_BOUND_FACTOR * self._max_field_section_size:
+                self._refuse_oversized(stream_id, f"a field section of up to {bound} bytes is too large")
+                return []
         try:
-            return super()._handle_request_or_push_frame(
+            events = super()._handle_request_or_push_frame(
                 frame_type=frame_type, frame_data=frame_data, stream=stream, stream_ended=stream_ended
             )
         except MessageError as exc:
-            self.rejected[stream.stream_id] = exc.reason_phrase or "malformed message"
+            self.rejected[stream_id] = exc.reason_phrase or "malformed message"
             return []
+        except pylsqpack.StreamBlocked:
+            if frame_type == FrameType.HEADERS and frame_data is not None:
+                self._blocked_blocks[stream_id] = frame_data
+            raise
+        for event in events:
+            if isinstance(event, HeadersReceived):
+                size = field_section_size(event.headers)
+                if size > self._max_field_section_size:
+                    self._refuse_oversized(stream_id, f"a field section of {size} bytes is too large")
+                    return []
+        return events
+
+    def _refuse_oversized(self, stream_id: int, reason: str) -> None:
+        self.rejected[stream_id] = reason
+        self.oversized.add(stream_id)
 
     def _handle_request_or_push_end(self, stream: H3Stream) -> list[H3Event]:
         if stream.stream_id in self.rejected:
@@ -188,7 +249,12 @@ class HFaceH3Connection(H3Connection):
 
     def _check_request_or_push_frame_type(self, frame_type: int, stream: H3Stream) -> None:
         super()._check_request_or_push_frame_type(frame_type, stream)
-        if frame_type == FrameType.HEADERS and (stream.frame_size or 0) > self._max_headers_frame:
+        if frame_type == FrameType.HEADERS and (stream.frame_size or 0) > self._max_field_section_size:
+            self._refuse_oversized(
+                stream.stream_id,
+                f"HEADERS frame of {stream.frame_size} bytes is over the field section limit",
+            )
+        elif frame_type == FrameType.HEADERS and (stream.frame_size or 0) > self._max_headers_frame:
             self.rejected[stream.stream_id] = f"HEADERS frame of {stream.frame_size} bytes is too large"
 
     def _receive_request_or_push_data(
@@ -204,6 +270,11 @@ class HFaceH3Connection(H3Connection):
         stream = self._stream.get(stream_id)
         return 0 if stream is None else len(stream.buffer)
 
+    def is_blocked(self, stream_id: int) -> bool:
+        """Whether a stream's header block waits for the peer's QPACK encoder stream."""
+        stream = self._stream.get(stream_id)
+        return stream is not None and stream.blocked
+
     def blocked_buffers(self) -> dict[int, int]:
         """Return the unparsed bytes held by each stream blocked on QPACK."""
         return {stream_id: len(stream.buffer) for stream_id, stream in self._stream.items() if stream.blocked}
@@ -218,12 +289,15 @@ class HFaceH3Connection(H3Connection):
             if decoder and self._local_decoder_stream_id is not None:
                 self._quic.send_stream_data(self._local_decoder_stream_id, decoder)
         self.rejected.pop(stream_id, None)
+        self.oversized.discard(stream_id)
+        self._blocked_blocks.pop(stream_id, None)
 
     # -- GOAWAY ----------------------------------------------------------------
 
     def _receive_stream_data_uni(self, stream: H3Stream, data: bytes, stream_ended: bool) -> list[H3Event]:
         type_was_known = stream.stream_type is not None
         pending = stream.buffer + data
+        self._scan_encoder_stream(stream, pending, data)
         events = super()._receive_stream_data_uni(stream, data, stream_ended)
         if not _is_control(stream):
             return events
@@ -244,6 +318,19 @@ class HFaceH3Connection(H3Connection):
             self._last_goaway = identifier
             events.append(GoawayFrameReceived(identifier=identifier))
         return events
+
+    def _scan_encoder_stream(self, stream: H3Stream, pending: bytes, data: bytes) -> None:
+        """Follow the peer's encoder stream before aioquic feeds it to the decoder."""
+        if stream.stream_type is None:
+            buf = Buffer(data=pending)
+            try:
+                stream_type = buf.pull_uint_var()
+            except BufferReadError:
+                return
+            if stream_type == StreamType.QPACK_ENCODER and self._peer_encoder_stream_id is None:
+                self._encoder_scanner.feed(pending[buf.tell() :])
+        elif stream.stream_id == self._peer_encoder_stream_id:
+            self._encoder_scanner.feed(data)
 
     def send_goaway(self, identifier: int) -> None:
         """Send a GOAWAY frame on our control stream.

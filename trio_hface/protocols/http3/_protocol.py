@@ -96,6 +96,10 @@ PRE_HANDSHAKE_STREAMS = 100
 #: datagrams of 1472 bytes, which is what the first flight can carry anyway.
 PRE_HANDSHAKE_SEND_LIMIT = 14720
 
+# RFC 9114 section 4.2.2 (RFC 6585 section 5): a request whose field section
+# is too large is answered 431.
+TOO_LARGE_RESPONSE = [(b":status", b"431"), (b"content-length", b"0")]
+
 _END_STATES = frozenset(
     {QuicConnectionState.CLOSING, QuicConnectionState.DRAINING, QuicConnectionState.TERMINATED}
 )
@@ -168,6 +172,7 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
         *,
         max_concurrent_streams: int,
         enable_connect_protocol: bool,
+        max_field_section_size: int,
         remote_address: AddressType | None = None,
         stateless_reset_key: bytes | None = None,
     ) -> None:
@@ -175,6 +180,7 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
         self._is_client = configuration.is_client
         self._max_concurrent_streams = max_concurrent_streams
         self._enable_connect_protocol = enable_connect_protocol
+        self._max_field_section_size = max_field_section_size
         self._remote_address = remote_address
         self._stateless_reset_key = stateless_reset_key
         self._now: float | None = None
@@ -220,6 +226,7 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
             self._quic,
             enable_connect_protocol=self._enable_connect_protocol,
             max_headers_frame=self._configuration.max_stream_data - MAX_FRAME_HEADER_SIZE,
+            max_field_section_size=self._max_field_section_size,
         )
 
     # -- properties --------------------------------------------------------
@@ -754,8 +761,14 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
         count = len(event.data) + before - h3.buffered(stream_id)
         self._translate(h3_events)
         self._credit(stream_id, count, later=not stream.reset)
-        if stream.quic_receive_done and not stream.announced and not stream.reset:
-            # The peer ended a request before its headers: aioquic answers
+        if (
+            stream.quic_receive_done
+            and not stream.announced
+            and not stream.reset
+            and not h3.is_blocked(stream_id)
+        ):
+            # The peer ended a request before its headers (not headers that
+            # wait for the QPACK encoder stream): aioquic answers
             # H3_REQUEST_INCOMPLETE; nothing reaches the application.
             stream.reset = True
             h3.abandon_stream(stream_id)
@@ -801,6 +814,10 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
             stream = self._streams.get(stream_id)
             if stream is None or stream.reset:
                 h3.abandon_stream(stream_id)
+                continue
+            if stream_id in h3.oversized:
+                log.debug("stream %d is refused: %s", stream_id, reason)
+                self._refuse_oversized(stream)
                 continue
             log.debug("stream %d is malformed: %s", stream_id, reason)
             self._reject(stream, reason)
@@ -857,6 +874,33 @@ class HTTP3ProtocolImpl(HTTP3Protocol):
         code = ErrorCode.H3_MESSAGE_ERROR
         self._reset_stream(stream, code)
         self._queue(StreamResetSent(stream.stream_id, code))
+
+    def _refuse_oversized(self, stream: _Stream) -> None:
+        """Refuse a field section larger than ours (RFC 9114 section 4.2.2).
+
+        A server answers a request it has not announced with 431 and stops
+        reading it with H3_NO_ERROR (RFC 9114 section 4.1.1); the
+        application never sees it. Anything else (a response on a client,
+        trailers) is reset with H3_EXCESSIVE_LOAD.
+        """
+        quic = self._quic
+        h3 = self._h3
+        assert quic is not None and h3 is not None
+        if self._is_client or stream.announced or stream.sent_headers or stream.sent_end:
+            code = ErrorCode.H3_EXCESSIVE_LOAD
+            self._reset_stream(stream, code)
+            self._queue(StreamResetSent(stream.stream_id, code))
+            return
+        stream_id = stream.stream_id
+        h3.send_headers(stream_id, TOO_LARGE_RESPONSE, end_stream=True)
+        stream.sent_headers = 1
+        stream.sent_end = True
+        stream.reset = True
+        if not stream.quic_receive_done and stream_id in quic._streams:
+            quic.stop_stream(stream_id, ErrorCode.H3_NO_ERROR)
+        self._credit(stream_id, h3.buffered(stream_id), later=False)
+        h3.abandon_stream(stream_id)
+        self._maybe_forget(stream)
 
     def _reset_stream(self, stream: _Stream, code: int) -> None:
         """Abort both directions of a stream and credit what it holds."""

@@ -36,7 +36,22 @@ Internals of aioquic used here (checked against aioquic 1.7.2):
 ``QuicStream.max_stream_data_local`` / ``max_stream_data_remote``,
 ``QuicStreamReceiver.highest_offset`` / ``is_finished`` and
 ``QuicStreamSender.highest_offset`` / ``_buffer_stop`` / ``_reset_error_code``,
-``_host_cids`` and ``_replenish_connection_ids`` (stateless reset tokens).
+``_host_cids`` and ``_replenish_connection_ids`` (stateless reset tokens),
+``_handle_ack_frame`` and ``_packet_number`` (one counter for every packet
+number space: the next packet number we send).
+
+Hostile peers
+-------------
+
+aioquic bounds most of what a peer can make it hold or do (checked against
+aioquic 1.7.2): ACK ranges are parsed within the frame and matched against
+sent packets by bisection, CRYPTO data beyond 512 KiB past what the TLS layer
+consumed is CRYPTO_BUFFER_EXCEEDED, at most 32 PATH_CHALLENGEs wait for their
+PATH_RESPONSE per path, and STREAM data beyond a stream's or the connection's
+limit is FLOW_CONTROL_ERROR (so sparse data allocates at most the windows).
+One check is added here: an ACK frame acknowledging a packet number we never
+sent is a PROTOCOL_VIOLATION (RFC 9000 section 13.1), where aioquic ignored it;
+this also stops a peer from flooding us with ACKs of made-up packets.
 """
 
 from __future__ import annotations
@@ -44,8 +59,10 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
+from aioquic._buffer import Buffer
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection
+from aioquic.quic.connection import QuicConnection, QuicConnectionError, QuicReceiveContext
+from aioquic.quic.packet import QuicErrorCode
 from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.quic.stream import QuicStream
@@ -100,6 +117,21 @@ class FlowControlledQuicConnection(QuicConnection):
     def _replenish_connection_ids(self) -> None:
         super()._replenish_connection_ids()
         self._derive_reset_tokens()
+
+    # -- hostile peers -----------------------------------------------------
+
+    def _handle_ack_frame(self, context: QuicReceiveContext, frame_type: int, buf: Buffer) -> None:
+        start = buf.tell()
+        largest_acknowledged = buf.pull_uint_var()
+        buf.seek(start)
+        if largest_acknowledged >= self._packet_number:
+            # RFC 9000 section 13.1: acknowledging a packet we did not send.
+            raise QuicConnectionError(
+                error_code=QuicErrorCode.PROTOCOL_VIOLATION,
+                frame_type=frame_type,
+                reason_phrase=f"packet {largest_acknowledged} acknowledged but never sent",
+            )
+        super()._handle_ack_frame(context, frame_type, buf)
 
     # -- receive side ------------------------------------------------------
 

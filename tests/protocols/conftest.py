@@ -1,0 +1,7 @@
+"""Fixtures of the sans-IO HTTP/3 tests: the in-memory link and its certificates (``certs``, ``link``) (see tests/h3link.py)."""
+
+from __future__ import annotations
+
+from tests.h3link import certs, link
+
+__all__ = ["certs", "link"]

@@ -1,0 +1,203 @@
+"""Denial-of-service classes of QUIC against our HTTP/3 server protocol, sans-IO.
+
+The attacker is our client's own aioquic connection after a real handshake:
+frames are built with aioquic's packet builder, sealed with the client's
+1-RTT keys and handed to the server protocol as datagrams.
+"""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+
+from aioquic import tls
+from aioquic.buffer import encode_uint_var
+from aioquic.quic.packet import QuicErrorCode, QuicFrameType, QuicPacketType
+from aioquic.quic.packet_builder import QuicPacketBuilder
+
+# The link's fixtures (certs, link, memory_server_tls) are used by name only.
+from tests.h3link import (
+    CLIENT_ADDRESS,
+    GET,
+    Certs,
+    Link,
+    drain,
+    make_link,
+    request,
+)
+from trio_hface.events import ConnectionTerminated, HeadersReceived
+from trio_hface.protocols.http3 import HTTP3ProtocolImpl
+
+# RFC 9000 section 14: the datagram size every path carries.
+DATAGRAM_SIZE = 1200
+
+
+def sealed(link: Link, frames: list[tuple[int, bytes]]) -> list[bytes]:
+    """Build 1-RTT datagrams from the client to the server carrying *frames* (type, payload)."""
+    quic = link.client._quic
+    assert quic is not None and quic._peer_cid is not None
+    builder = QuicPacketBuilder(
+        host_cid=quic.host_cid,
+        peer_cid=quic._peer_cid.cid,
+        version=quic._version or 1,
+        is_client=True,
+        max_datagram_size=DATAGRAM_SIZE,
+        packet_number=quic._packet_number,
+    )
+    crypto = quic._cryptos[tls.Epoch.ONE_RTT]
+    for frame_type, payload in frames:
+        builder.start_packet(QuicPacketType.ONE_RTT, crypto)
+        if builder.remaining_flight_space < len(payload) + 8:
+            builder.start_packet(QuicPacketType.ONE_RTT, crypto)  # this one is full: a new packet
+        buf = builder.start_frame(frame_type)
+        buf.push_bytes(payload)
+    datagrams, _ = builder.flush()
+    quic._packet_number = builder.packet_number
+    return datagrams
+
+
+def feed(server: HTTP3ProtocolImpl, datagrams: list[bytes]) -> None:
+    for datagram in datagrams:
+        server.datagram_received((datagram, CLIENT_ADDRESS))
+
+
+def close_code(server: HTTP3ProtocolImpl) -> int | None:
+    events = [e for e in drain(server) if isinstance(e, ConnectionTerminated)]
+    return events[0].error_code if events else None
+
+
+def still_serves(link: Link) -> None:
+    stream_id = request(link)
+    link.pump()
+    assert HeadersReceived(stream_id, GET, end_stream=True) in drain(link.server)
+
+
+def ack_frame(largest: int, ranges: int) -> bytes:
+    """An ACK frame of *ranges* + 1 one-packet ranges below *largest*, gaps of one."""
+    payload = encode_uint_var(largest) + encode_uint_var(0) + encode_uint_var(ranges) + encode_uint_var(0)
+    payload += (encode_uint_var(0) + encode_uint_var(0)) * ranges
+    return payload
+
+
+def test_ack_flood_with_many_ranges_stays_cheap(certs: Certs) -> None:
+    """(a) 2000 datagrams of ACK frames with 290 ranges each, for packets the server sent, take
+    bounded CPU and memory and do not disturb the connection."""
+    link = make_link(certs)
+    stream_id = request(link)
+    link.pump()
+    drain(link.server)
+    link.server.submit_headers(stream_id, [(b":status", b"200")])
+    link.server.submit_data(stream_id, b"x" * 800_000, end_stream=True)  # over 600 packets
+    link.pump()
+    drain(link.client)
+    server_quic = link.server._quic
+    assert server_quic is not None
+    largest = server_quic._packet_number - 1  # the server did send this one
+    assert largest > 600
+    frame = ack_frame(largest, 290)
+    tracemalloc.start()
+    started = time.process_time()
+    for _ in range(200):
+        feed(link.server, sealed(link, [(QuicFrameType.ACK, frame)] * 10))
+    cpu = time.process_time() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(f"ACK flood: 2000 datagrams, {cpu:.2f} s CPU, {peak} bytes peak")
+    assert cpu < 60, f"{cpu:.1f} s of CPU"
+    assert peak < 5_000_000
+    link.pump()
+    assert close_code(link.server) is None
+    still_serves(link)
+
+
+def test_ack_of_a_packet_never_sent_is_a_protocol_violation(certs: Certs) -> None:
+    """(a) An ACK for packet numbers the server never sent (RFC 9000 section 13.1) closes with PROTOCOL_VIOLATION."""
+    link = make_link(certs)
+    feed(link.server, sealed(link, [(QuicFrameType.ACK, ack_frame(2**40, 100))]))
+    assert close_code(link.server) == QuicErrorCode.PROTOCOL_VIOLATION
+
+
+def test_crypto_data_far_beyond_the_handshake_is_crypto_buffer_exceeded(certs: Certs) -> None:
+    """(b) CRYPTO data at a 16 MiB offset closes with CRYPTO_BUFFER_EXCEEDED, allocating nothing big."""
+    link = make_link(certs)
+    payload = encode_uint_var(16 << 20) + encode_uint_var(100) + b"\x00" * 100
+    tracemalloc.start()
+    feed(link.server, sealed(link, [(QuicFrameType.CRYPTO, payload)]))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert close_code(link.server) == QuicErrorCode.CRYPTO_BUFFER_EXCEEDED
+    assert peak < 2_000_000
+
+
+def test_path_challenge_flood_queues_few_responses(certs: Certs) -> None:
+    """(c) 3000 PATH_CHALLENGE frames queue at most 32 PATH_RESPONSEs and a bounded answer."""
+    link = make_link(certs)
+    server_quic = link.server._quic
+    assert server_quic is not None
+    challenges = [(int(QuicFrameType.PATH_CHALLENGE), n.to_bytes(8, "big")) for n in range(3000)]
+    feed(link.server, sealed(link, challenges))
+    queued = sum(len(path.remote_challenges) for path in server_quic._network_paths)
+    assert queued <= 32
+    answer = link.server.datagrams_to_send()
+    assert sum(len(data) for data, _ in answer) < 64 * DATAGRAM_SIZE
+    link.pump()
+    assert close_code(link.server) is None
+    still_serves(link)
+
+
+def stream_frame(stream_id: int, offset: int, data: bytes) -> tuple[int, bytes]:
+    # STREAM with the OFF and LEN bits (RFC 9000 section 19.8).
+    return (
+        QuicFrameType.STREAM_BASE | 0x04 | 0x02,
+        encode_uint_var(stream_id) + encode_uint_var(offset) + encode_uint_var(len(data)) + data,
+    )
+
+
+def test_sparse_stream_data_within_the_windows_is_bounded(certs: Certs) -> None:
+    """(d) One byte at the end of each of 3 stream windows costs at most the connection window in memory."""
+    link = make_link(certs)
+    frames = [stream_frame(4 * n, (1 << 20) - 1, b"x") for n in range(3)]
+    tracemalloc.start()
+    feed(link.server, sealed(link, frames))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(f"sparse STREAM data: {peak} bytes peak")
+    assert peak < 5 * (1 << 20)  # the connection window is 4 MiB
+    assert close_code(link.server) is None
+
+
+def test_stream_data_beyond_max_stream_data_is_flow_control_error(certs: Certs) -> None:
+    """(d) A byte beyond a stream's window (1 MiB) closes with FLOW_CONTROL_ERROR."""
+    link = make_link(certs)
+    feed(link.server, sealed(link, [stream_frame(0, 1 << 20, b"x")]))
+    assert close_code(link.server) == QuicErrorCode.FLOW_CONTROL_ERROR
+
+
+def test_stream_data_beyond_max_data_is_flow_control_error(certs: Certs) -> None:
+    """(d) Bytes at the end of five stream windows exceed the connection window (4 MiB): FLOW_CONTROL_ERROR."""
+    link = make_link(certs)
+    frames = [stream_frame(4 * n, (1 << 20) - 1, b"x") for n in range(5)]
+    feed(link.server, sealed(link, frames))
+    assert close_code(link.server) == QuicErrorCode.FLOW_CONTROL_ERROR
+
+
+def test_version_negotiation_to_the_server_is_ignored(certs: Certs) -> None:
+    """(e) A Version Negotiation packet for a server connection gets no answer and changes nothing."""
+    link = make_link(certs)
+    server_quic = link.server._quic
+    client_quic = link.client._quic
+    assert server_quic is not None and client_quic is not None
+    packet = (
+        bytes([0xC0])
+        + b"\x00\x00\x00\x00"
+        + bytes([len(server_quic.host_cid)])
+        + server_quic.host_cid
+        + bytes([len(client_quic.host_cid)])
+        + client_quic.host_cid
+        + b"\x1a\x2a\x3a\x4a\x00\x00\x00\x01"
+    )
+    link.server.datagrams_to_send()
+    feed(link.server, [packet] * 10)
+    assert link.server.datagrams_to_send() == []
+    assert close_code(link.server) is None
+    still_serves(link)
