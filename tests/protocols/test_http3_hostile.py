@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-# The link's fixtures (certs, link, memory_server_tls) are used by name only.
+# The link's fixtures (certs, link) come from tests/protocols/conftest.py.
 from tests.h3link import (
     GET,
     OK,

@@ -15,7 +15,7 @@ from aioquic.buffer import encode_uint_var
 from aioquic.quic.packet import QuicErrorCode, QuicFrameType, QuicPacketType
 from aioquic.quic.packet_builder import QuicPacketBuilder
 
-# The link's fixtures (certs, link, memory_server_tls) are used by name only.
+# The link's fixtures (certs, link) come from tests/protocols/conftest.py.
 from tests.h3link import (
     CLIENT_ADDRESS,
     GET,
