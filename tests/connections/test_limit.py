@@ -21,15 +21,24 @@ from trio_hface.protocols.http3 import HTTP3ClientFactory, HTTP3ServerFactory
 
 
 class Handlers:
-    """Handlers that stay until released, so tests control how many connections live."""
+    """Handlers that stay until released, so tests control how many connections live.
 
-    def __init__(self) -> None:
+    With *busy*, they mark their connection busy (as a server does while a
+    request is in flight), so the limit never evicts it.
+    """
+
+    def __init__(self, *, busy: bool = True) -> None:
+        self.busy = busy
+        self.connections: list[HTTPConnection] = []
         self.running = 0
         self.started = 0
         self.changed = trio.Event()
         self.release = trio.Event()
 
     async def __call__(self, connection: HTTPConnection) -> None:
+        if self.busy and connection.connection_slot is not None:
+            connection.connection_slot.set_busy()
+        self.connections.append(connection)
         self.running += 1
         self.started += 1
         self._changed()
@@ -54,7 +63,7 @@ def test_limit_must_be_positive() -> None:
 
 
 async def test_tcp_connections_beyond_the_limit_wait() -> None:
-    """With room for 2, a third TCP connection is accepted only once one of the first ends."""
+    """With room for 2 busy connections, a third TCP connection is accepted only once one of the first ends."""
     limit = ConnectionLimit(2)
     handlers = Handlers()
     listener = await HTTPOverTCPListener.create(
@@ -83,7 +92,7 @@ async def test_tcp_connections_beyond_the_limit_wait() -> None:
 
 
 async def test_quic_refuses_new_connections_while_a_shared_limit_is_full(certs: Certs) -> None:
-    """One budget for a TCP and a QUIC listener: a TCP connection fills it, HTTP/3 is dropped, then admitted."""
+    """One budget for a TCP and a QUIC listener: a busy TCP connection fills it, HTTP/3 is dropped, then admitted."""
     limit = ConnectionLimit(1)
     handlers = Handlers()
     tcp = await HTTPOverTCPListener.create(

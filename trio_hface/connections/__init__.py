@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._connections import HTTPConnection, HTTPOverQUICConnection, HTTPOverTCPConnection
 from ._inbox import StreamInbox
-from ._limit import ConnectionLimit
+from ._limit import ConnectionLimit, ConnectionSlot
 from ._quic import HTTPMultiListener, HTTPOverQUICListener, HTTPOverQUICOpener
 from ._tcp import Handler, HTTPListener, HTTPOpener, HTTPOverTCPListener, HTTPOverTCPOpener
 
@@ -21,5 +21,6 @@ __all__ = [
     "HTTPOverQUICOpener",
     "Handler",
     "ConnectionLimit",
+    "ConnectionSlot",
     "StreamInbox",
 ]
