@@ -191,3 +191,23 @@ def test_client_connection_failure_exits_non_zero() -> None:
         result = cli("client", "--http1", f"http://127.0.0.1:{port}/")
     assert result.returncode == 1
     assert "cannot connect" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["server", "proxy"])
+def test_max_connections_per_address_flag_reaches_the_server(
+    command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--max-connections-per-address N configures the server and the proxy (default: no limit)."""
+    import trio
+
+    from trio_hface.cli import _main
+    from trio_hface.server import ASGIServer, ProxyServer
+
+    servers: list[ASGIServer | ProxyServer] = []
+    # Build the server as the command does, without serving it.
+    monkeypatch.setattr(trio, "run", lambda serve, server, endpoints: servers.append(server))
+    app = [HELLO] if command == "server" else []
+    for flag, expected in (([], None), (["--max-connections-per-address", "3"], 3)):
+        args = _main.build_parser().parse_args([command, *app, "http://127.0.0.1:0", *flag])
+        assert args.command(args) == 0
+        assert servers.pop().max_connections_per_address == expected

@@ -19,6 +19,7 @@ from trio_hface.connections import (
     HTTPOverTCPListener,
 )
 from trio_hface.errors import ConnectError
+from trio_hface.events import ConnectionTerminated
 from trio_hface.networking import QUICListener
 from trio_hface.protocols.http1 import HTTP1ServerFactory
 from trio_hface.protocols.http3 import HTTP3ClientFactory, HTTP3ServerFactory
@@ -262,3 +263,28 @@ async def tls_client(address: tuple[str, int], certs: Certs) -> trio.SSLStream[t
     stream = trio.SSLStream(await trio.open_tcp_stream(*address), context, server_hostname="localhost")
     await stream.do_handshake()
     return stream
+
+
+async def test_quic_listener_evicts_an_idle_connection_for_a_newcomer(certs: Certs) -> None:
+    """With room for 1 idle HTTP/3 connection, a second QUIC client gets in (its retransmitted
+    Initial finds the place) and the first is closed."""
+    limit = ConnectionLimit(1)
+    handlers = Handlers(busy=False)
+    quic = await HTTPOverQUICListener.create(
+        HTTP3ServerFactory(), local_address=("127.0.0.1", 0), tls_config=certs.server, connection_limit=limit
+    )
+    async with trio.open_nursery() as nursery:
+        (address, *_) = await nursery.start(quic.serve, handlers)
+        opener = HTTPOverQUICOpener(HTTP3ClientFactory(), tls_config=certs.client, handshake_timeout=10)
+        with trio.fail_after(30):
+            async with await opener(address, server_name="localhost") as first:
+                await handlers.wait_for(1)
+                async with await opener(address, server_name="localhost") as second:
+                    assert second.http_version == "3"
+                    while not isinstance(await first.receive_event(), ConnectionTerminated):
+                        pass
+                    await handlers.wait_for(2)
+                    assert limit.evictions == 1 and limit.count == 1 and handlers.running == 1
+            handlers.release.set()
+        await quic.aclose()
+        nursery.cancel_scope.cancel()

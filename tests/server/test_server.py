@@ -363,6 +363,36 @@ async def test_max_connections_holds_back_the_next_connection_while_the_first_is
         server.shutdown()
 
 
+async def test_max_connections_per_address_closes_a_hosts_extra_connections_at_once() -> None:
+    """With max_connections_per_address=2, a host's third connection is closed at once, another
+    host (127.0.0.2) is served, and the host gets a place again when one of its connections ends."""
+    server = ASGIServer(apps.app, max_connections_per_address=2)
+    request = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+    async def served(stream: trio.SocketStream) -> bool:
+        await stream.send_all(request)
+        try:
+            return (await stream.receive_some()).startswith(b"HTTP/1.1 200")
+        except trio.BrokenResourceError:  # reset: closed at once
+            return False
+
+    async with trio.open_nursery() as nursery:
+        (endpoint, *_) = await nursery.start(server.run, ["http://127.0.0.1:0"])
+        with trio.fail_after(20):
+            first, second, third = [await trio.open_tcp_stream("127.0.0.1", endpoint.port) for _ in range(3)]
+            assert await served(first) and await served(second)  # kept alive
+            assert not await served(third)
+            other = await trio.open_tcp_stream("127.0.0.1", endpoint.port, local_address="127.0.0.2")
+            assert await served(other)
+            await first.aclose()
+            await trio.sleep(0.2)  # the server notices the end of the first
+            again = await trio.open_tcp_stream("127.0.0.1", endpoint.port)
+            assert await served(again)
+            for stream in (second, third, other, again):
+                await stream.aclose()
+        server.shutdown()
+
+
 async def test_keepalive_timeout_is_not_reset_by_a_trickled_head(certs: Certs) -> None:
     """A slowloris peer (a request head a byte at a time) and an HTTP/2 peer that only PINGs are
     closed after idle_timeout; a real client may pause between requests as long as it likes below it."""
