@@ -62,6 +62,13 @@ class Handlers:
             await self.changed.wait()
 
 
+async def open_and_send(address: tuple[str, int]) -> trio.SocketStream:
+    """A TCP connection that has sent the start of a request."""
+    stream = await trio.open_tcp_stream(*address)
+    await stream.send_all(b"GET")
+    return stream
+
+
 def test_limit_must_be_positive() -> None:
     with pytest.raises(ValueError):
         ConnectionLimit(0)
@@ -77,9 +84,9 @@ async def test_tcp_connections_beyond_the_limit_wait() -> None:
     async with trio.open_nursery() as nursery:
         (address, *_) = await nursery.start(listener.serve, handlers)
         with trio.fail_after(10):
-            clients = [
-                await trio.open_tcp_stream(*address) for _ in range(3)
-            ]  # the kernel's backlog takes the third
+            # The kernel's backlog takes the third. Each sends a byte: the
+            # listener sets a cleartext connection up when its first bytes come.
+            clients = [await open_and_send(address) for _ in range(3)]
             await handlers.wait_for(2)
             await trio.sleep(0.2)
             assert handlers.running == 2 and limit.count == 2 and limit.full
@@ -110,7 +117,7 @@ async def test_quic_refuses_new_connections_while_a_shared_limit_is_full(certs: 
         (tcp_address, *_) = await nursery.start(tcp.serve, handlers)
         (quic_address, *_) = await nursery.start(quic.serve, handlers)
         with trio.fail_after(30):
-            client = await trio.open_tcp_stream(*tcp_address)
+            client = await open_and_send(tcp_address)
             await handlers.wait_for(1)
             opener = HTTPOverQUICOpener(HTTP3ClientFactory(), tls_config=certs.client, handshake_timeout=1)
             with pytest.raises(ConnectError):
@@ -287,4 +294,33 @@ async def test_quic_listener_evicts_an_idle_connection_for_a_newcomer(certs: Cer
                     assert limit.evictions == 1 and limit.count == 1 and handlers.running == 1
             handlers.release.set()
         await quic.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_cleartext_connection_is_set_up_when_its_first_bytes_come() -> None:
+    """A cleartext TCP connection that sends nothing holds a place but gets no HTTP connection (nor
+    handler) until its first bytes arrive, and is closed after idle_timeout if none come."""
+    limit = ConnectionLimit(10)
+    handlers = Handlers(busy=False)
+    listener = await HTTPOverTCPListener.create(
+        HTTP1ServerFactory(), local_address=("127.0.0.1", 0), idle_timeout=1.0, connection_limit=limit
+    )
+    async with trio.open_nursery() as nursery:
+        (address, *_) = await nursery.start(listener.serve, handlers)
+        with trio.fail_after(20):
+            opened = trio.current_time()
+            silent = await trio.open_tcp_stream(*address)
+            talker = await trio.open_tcp_stream(*address)
+            await trio.sleep(0.3)
+            assert limit.count == 2 and handlers.started == 0
+            await talker.send_all(b"GET")
+            await handlers.wait_for(1)
+            assert await closed_by_server(silent)
+            assert 0.9 < trio.current_time() - opened < 10 and handlers.started == 1
+            await trio.testing.wait_all_tasks_blocked()
+            assert limit.count == 1
+        handlers.release.set()
+        for stream in (silent, talker):
+            await stream.aclose()
+        await listener.aclose()
         nursery.cancel_scope.cancel()
