@@ -254,6 +254,10 @@ class HTTPOverTCPListener(_AcceptingListener[trio.abc.Stream]):
 
     Create instances with :meth:`create`. With TLS, the ALPN protocol the
     client chose picks the protocol from the factory (see :class:`.ALPNHTTPFactory`).
+    Without TLS, a connection is set up (and the handler called) once its
+    first bytes arrive, as with Linux's ``TCP_DEFER_ACCEPT``: until then it
+    holds its place in the connection limit, idle, and is closed after
+    *idle_timeout*, or at once if the peer closes it first.
 
     Implements :class:`HTTPListener`.
     """
