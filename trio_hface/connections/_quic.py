@@ -108,8 +108,10 @@ class HTTPOverQUICListener(_AcceptingListener[QUICStream]):
         :param retry: validate client addresses with a Retry round trip before
             accepting connections (RFC 9000 section 8.1.2)
         :param connection_limit: a budget of connections, which other
-            listeners may share; ``None`` for no limit. While it is spent, the
-            Initial packets of new connections are dropped.
+            listeners may share; ``None`` for no limit. When it is full, a new
+            connection's Initial packet is dropped and the connection idle
+            longest is asked to close, so that the retransmitted Initial finds
+            a place; while every connection is busy, Initial packets are dropped.
         """
         networking = networking or SystemNetworking()
         listeners = await networking.listen_quic(
