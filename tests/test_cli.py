@@ -257,3 +257,23 @@ async def test_client_several_urls_share_a_connection_and_print_in_order(certs: 
     assert first_words[1] == second_words[1], "both requests should have used one connection"
     errors = result.stderr.decode().strip().splitlines()
     assert len(errors) == 1 and errors[0].startswith(f"trio-hface client: {failing}: "), errors
+
+
+@pytest.mark.parametrize("command", ["server", "proxy"])
+def test_max_connections_per_address_flag_reaches_the_server(
+    command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--max-connections-per-address N configures the server and the proxy (default: no limit)."""
+    import trio
+
+    from trio_hface.cli import _main
+    from trio_hface.server import ASGIServer, ProxyServer
+
+    servers: list[ASGIServer | ProxyServer] = []
+    # Build the server as the command does, without serving it.
+    monkeypatch.setattr(trio, "run", lambda serve, server, endpoints: servers.append(server))
+    app = [HELLO] if command == "server" else []
+    for flag, expected in (([], None), (["--max-connections-per-address", "3"], 3)):
+        args = _main.build_parser().parse_args([command, *app, "http://127.0.0.1:0", *flag])
+        assert args.command(args) == 0
+        assert servers.pop().max_connections_per_address == expected

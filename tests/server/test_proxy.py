@@ -186,3 +186,29 @@ async def test_tunnel_has_no_read_timeout(certs: Certs) -> None:
             await tunnel.aclose()
             await target.aclose()
         await listeners[0].aclose()
+
+
+async def test_open_tunnel_is_never_evicted_by_the_connection_limit(certs: Certs) -> None:
+    """With max_connections=1, a connection with a quiet tunnel open is busy: a newcomer waits
+    instead of evicting it, and is served once the tunnel's connection ends."""
+    async with servers(certs, "http://127.0.0.1:0", max_connections=1) as (_target, proxy):
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        target_port = listeners[0].socket.getsockname()[1]
+        connect = b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (target_port, target_port)
+        with trio.fail_after(30):
+            first = await trio.open_tcp_stream("127.0.0.1", proxy.port)
+            await first.send_all(connect)
+            assert (await first.receive_some()).startswith(b"HTTP/1.1 200")
+            target = await listeners[0].accept()
+            second = await trio.open_tcp_stream("127.0.0.1", proxy.port)
+            await second.send_all(connect)
+            with trio.move_on_after(1) as held:
+                await second.receive_some()
+            assert held.cancelled_caught, "the newcomer waits: the tunnel is in use"
+            await target.send_all(b"still here")
+            assert await first.receive_some() == b"still here"
+            await first.aclose()
+            await target.aclose()
+            assert (await second.receive_some()).startswith(b"HTTP/1.1 200")
+            await second.aclose()
+        await listeners[0].aclose()

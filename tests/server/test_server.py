@@ -337,24 +337,59 @@ async def test_stalled_request_body_gets_408() -> None:
         assert result.stdout == b"hello "
 
 
-async def test_max_connections_holds_back_the_next_connection() -> None:
-    """With max_connections=1, a second client is served only once the first connection ends."""
+async def test_max_connections_holds_back_the_next_connection_while_the_first_is_busy() -> None:
+    """With max_connections=1, a second client waits while the first has a request in flight; once
+    the first is idle (kept alive), the second evicts it and is served."""
     server = ASGIServer(apps.app, max_connections=1)
-    request = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
     async with trio.open_nursery() as nursery:
         (endpoint, *_) = await nursery.start(server.run, ["http://127.0.0.1:0"])
-        with trio.fail_after(10):
+        with trio.fail_after(20):
             first = await trio.open_tcp_stream("127.0.0.1", endpoint.port)
-            await first.send_all(request)
-            assert (await first.receive_some()).startswith(b"HTTP/1.1 200")  # kept alive
+            await first.send_all(b"GET /stall HTTP/1.1\r\nHost: localhost\r\n\r\n")  # 3 s in flight
+            await trio.sleep(0.3)
             second = await trio.open_tcp_stream("127.0.0.1", endpoint.port)
-            await second.send_all(request)
-            with trio.move_on_after(0.5) as held:
+            await second.send_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            with trio.move_on_after(1) as held:
                 await second.receive_some()
-            assert held.cancelled_caught, "the second connection waits in the backlog"
-            await first.aclose()
+            assert held.cancelled_caught, "the second connection waits: the first is busy"
+            response = b""
+            while not response.endswith(b"\r\n0\r\n\r\n"):  # the end of the chunked body
+                response += await first.receive_some()
+            assert response.startswith(b"HTTP/1.1 200") and b"stalled" in response  # unharmed
             assert (await second.receive_some()).startswith(b"HTTP/1.1 200")
+            assert await first.receive_some() == b"", "the idle first connection was evicted"
+            await first.aclose()
             await second.aclose()
+        server.shutdown()
+
+
+async def test_max_connections_per_address_closes_a_hosts_extra_connections_at_once() -> None:
+    """With max_connections_per_address=2, a host's third connection is closed at once, another
+    host (127.0.0.2) is served, and the host gets a place again when one of its connections ends."""
+    server = ASGIServer(apps.app, max_connections_per_address=2)
+    request = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+    async def served(stream: trio.SocketStream) -> bool:
+        await stream.send_all(request)
+        try:
+            return (await stream.receive_some()).startswith(b"HTTP/1.1 200")
+        except trio.BrokenResourceError:  # reset: closed at once
+            return False
+
+    async with trio.open_nursery() as nursery:
+        (endpoint, *_) = await nursery.start(server.run, ["http://127.0.0.1:0"])
+        with trio.fail_after(20):
+            first, second, third = [await trio.open_tcp_stream("127.0.0.1", endpoint.port) for _ in range(3)]
+            assert await served(first) and await served(second)  # kept alive
+            assert not await served(third)
+            other = await trio.open_tcp_stream("127.0.0.1", endpoint.port, local_address="127.0.0.2")
+            assert await served(other)
+            await first.aclose()
+            await trio.sleep(0.2)  # the server notices the end of the first
+            again = await trio.open_tcp_stream("127.0.0.1", endpoint.port)
+            assert await served(again)
+            for stream in (second, third, other, again):
+                await stream.aclose()
         server.shutdown()
 
 

@@ -56,7 +56,11 @@ def run_proxy(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     tls = server_tls(args) if any(e.tls for e in endpoints) else None
     proxy = ProxyServer(
-        tls_config=tls, protocol=args.protocol, allow=args.allow, max_connections=args.max_connections
+        tls_config=tls,
+        protocol=args.protocol,
+        allow=args.allow,
+        max_connections=args.max_connections,
+        max_connections_per_address=args.max_connections_per_address,
     )
     try:
         trio.run(serve, proxy, endpoints)

@@ -78,7 +78,7 @@ def add_server_parser(subparsers: Any) -> None:
 
 
 def add_max_connections(parser: argparse.ArgumentParser) -> None:
-    """The ``--max-connections`` option of ``server`` and ``proxy``."""
+    """The ``--max-connections`` and ``--max-connections-per-address`` options of ``server`` and ``proxy``."""
 
     def positive(text: str) -> int:
         try:
@@ -94,7 +94,17 @@ def add_max_connections(parser: argparse.ArgumentParser) -> None:
         type=positive,
         default=DEFAULT_MAX_CONNECTIONS,
         metavar="N",
-        help=f"connections served at once; more wait until one ends (default {DEFAULT_MAX_CONNECTIONS})",
+        help=(
+            "connections served at once; when full, a new one evicts the connection idle longest, "
+            f"and waits only while all are busy (default {DEFAULT_MAX_CONNECTIONS})"
+        ),
+    )
+    parser.add_argument(
+        "--max-connections-per-address",
+        type=positive,
+        default=None,
+        metavar="N",
+        help="connections one client host may have at once; more are closed at once (default: no limit)",
     )
 
 
@@ -165,6 +175,7 @@ def run_server(args: argparse.Namespace) -> int:
         alt_svc=not args.no_alt_svc,
         graceful_timeout=args.graceful_timeout,
         max_connections=args.max_connections,
+        max_connections_per_address=args.max_connections_per_address,
     )
     try:
         trio.run(serve, server, endpoints)

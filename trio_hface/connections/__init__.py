@@ -5,7 +5,7 @@ from __future__ import annotations
 from ._connections import CONNECTION_ERRORS, HTTPConnection, HTTPOverQUICConnection, HTTPOverTCPConnection
 from ._dispatch import DispatchEnd, StreamDispatcher
 from ._inbox import StreamInbox
-from ._limit import ConnectionLimit
+from ._limit import ConnectionLimit, ConnectionSlot
 from ._quic import HTTPMultiListener, HTTPOverQUICListener, HTTPOverQUICOpener
 from ._tcp import Handler, HTTPListener, HTTPOpener, HTTPOverTCPListener, HTTPOverTCPOpener
 
@@ -23,6 +23,7 @@ __all__ = [
     "HTTPOverQUICOpener",
     "Handler",
     "ConnectionLimit",
+    "ConnectionSlot",
     "StreamInbox",
     "StreamDispatcher",
     "DispatchEnd",

@@ -45,6 +45,7 @@ from ..errors import HFaceError, LocalProtocolError, UsageError
 from ..events import ConnectionTerminated, Event
 from ..networking import DatagramStream, QUICStream
 from ..protocols import HTTP2Protocol, HTTPOverQUICProtocol, HTTPOverTCPProtocol, HTTPProtocol
+from ._limit import ConnectionSlot
 
 __all__ = ["HTTPConnection", "HTTPOverTCPConnection", "HTTPOverQUICConnection"]
 
@@ -87,6 +88,13 @@ class HTTPConnection(metaclass=ABCMeta):
     Several tasks may send at once, on the same or different streams.
     Events of all streams come from :meth:`receive_event`.
     """
+
+    #: The place the connection holds in its listener's :class:`.ConnectionLimit`
+    #: (``None`` without a limit, and for client connections). Whoever serves the
+    #: connection marks it busy while requests are in flight
+    #: (:meth:`.ConnectionSlot.set_busy`) and idle otherwise: an idle
+    #: connection may be evicted when the limit is full.
+    connection_slot: ConnectionSlot | None = None
 
     def __init__(
         self,

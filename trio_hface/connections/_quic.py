@@ -24,7 +24,7 @@ from ..networking import (
 )
 from ..protocols import HTTPOverQUICClientFactory, HTTPOverQUICProtocol, HTTPOverQUICServerFactory
 from ._connections import HTTPConnection, HTTPOverQUICConnection
-from ._limit import ConnectionLimit
+from ._limit import ConnectionLimit, ConnectionSlot
 from ._tcp import DEFAULT_HANDSHAKE_TIMEOUT, Handler, HTTPListener, HTTPOpener, _AcceptingListener
 
 __all__ = ["HTTPOverQUICListener", "HTTPOverQUICOpener", "HTTPMultiListener"]
@@ -61,21 +61,32 @@ class HTTPOverQUICListener(_AcceptingListener[QUICStream]):
                 if isinstance(listener, QUICListener):
                     listener.set_admission(self._admits)
 
-    def _admits(self) -> bool:
+    def _admits(self, address: AddressType) -> bool:
         limit = self._limit
-        if limit is not None and limit.full:
-            limit.note_full()
+        if limit is None:
+            return True
+        if not limit.admits_address(address[0]):
+            return False
+        if limit.full:
+            # Ask the connection idle longest to go; the client retransmits
+            # its Initial packet (after about 0.3 s) and finds its place.
+            limit.make_room()
             return False
         return True
 
-    async def _accept(self, listener: trio.abc.Listener[QUICStream]) -> QUICStream:
+    async def _accept(
+        self, listener: trio.abc.Listener[QUICStream]
+    ) -> tuple[QUICStream, trio.CancelScope, ConnectionSlot | None]:
         # The accept loop also routes the datagrams of the running connections,
         # so it never waits for room: the QUIC listener refuses new connections
         # while the limit is full (see _admits).
         stream = await self._accept_one(listener)
+        scope = trio.CancelScope()
+        slot = None
         if self._limit is not None:
-            self._limit.acquire_nowait()
-        return stream
+            address = getattr(stream, "remote_address", None)
+            slot = self._limit.acquire_nowait(scope.cancel, address[0] if address is not None else None)
+        return stream, scope, slot
 
     @classmethod
     async def create(
@@ -97,8 +108,10 @@ class HTTPOverQUICListener(_AcceptingListener[QUICStream]):
         :param retry: validate client addresses with a Retry round trip before
             accepting connections (RFC 9000 section 8.1.2)
         :param connection_limit: a budget of connections, which other
-            listeners may share; ``None`` for no limit. While it is spent, the
-            Initial packets of new connections are dropped.
+            listeners may share; ``None`` for no limit. When it is full, a new
+            connection's Initial packet is dropped and the connection idle
+            longest is asked to close, so that the retransmitted Initial finds
+            a place; while every connection is busy, Initial packets are dropped.
         """
         networking = networking or SystemNetworking()
         listeners = await networking.listen_quic(

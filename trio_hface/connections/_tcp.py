@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
+import socket
 import ssl
 from abc import ABCMeta, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,7 +19,7 @@ from ..errors import ALPNError, ConnectError
 from ..networking import SystemNetworking, TCPClientNetworking, TCPServerNetworking
 from ..protocols import HTTPOverTCPFactory
 from ._connections import LINGERING_CLOSE, HTTPConnection, HTTPOverTCPConnection
-from ._limit import ConnectionLimit
+from ._limit import ConnectionLimit, ConnectionSlot
 
 __all__ = ["HTTPListener", "HTTPOverTCPListener", "HTTPOpener", "HTTPOverTCPOpener", "Handler"]
 
@@ -156,22 +158,45 @@ class _AcceptingListener(HTTPListener, Generic[_S]):
         self, listener: trio.abc.Listener[_S], handler: Handler, nursery: trio.Nursery
     ) -> NoReturn:
         while True:
-            stream = await self._accept(listener)
-            nursery.start_soon(self._handle, stream, handler)
+            stream, scope, slot = await self._accept(listener)
+            nursery.start_soon(self._handle, stream, scope, slot, handler)
 
-    async def _accept(self, listener: trio.abc.Listener[_S]) -> _S:
-        """Accept a transport once the connection limit has room, and take its place."""
+    def _peer_host(self, stream: _S) -> str | None:
+        """The host of the peer of an accepted transport (for the per-address bound)."""
+        inner: Any = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+        if isinstance(inner, trio.SocketStream):
+            try:
+                return str(inner.socket.getpeername()[0])
+            except OSError:  # already gone
+                return None
+        return None
+
+    async def _accept(
+        self, listener: trio.abc.Listener[_S]
+    ) -> tuple[_S, trio.CancelScope, ConnectionSlot | None]:
+        """Accept a transport, and take its place in the limit (evicting an idle connection if full).
+
+        The returned cancel scope is the connection's: an eviction cancels it.
+        """
         limit = self._limit
+        scope = trio.CancelScope()
         if limit is None:
-            return await self._accept_one(listener)
-        await limit.wait_for_room()
-        stream = await self._accept_one(listener)
+            return await self._accept_one(listener), scope, None
+        while True:
+            await limit.wait_for_room()
+            stream = await self._accept_one(listener)
+            host = self._peer_host(stream)
+            if limit.admits_address(host):
+                break
+            await trio.aclose_forcefully(stream)  # over the per-address bound: closed at once
         try:
-            await limit.acquire()  # at once, unless another listener took the place meanwhile
+            # At once, unless every connection is busy or an evicted one has
+            # not let go of its place yet.
+            slot = await limit.acquire(scope.cancel, host)
         except BaseException:
             await trio.aclose_forcefully(stream)
             raise
-        return stream
+        return stream, scope, slot
 
     async def _accept_one(self, listener: trio.abc.Listener[_S]) -> _S:
         while True:
@@ -190,27 +215,31 @@ class _AcceptingListener(HTTPListener, Generic[_S]):
                     continue
                 raise
 
-    async def _handle(self, stream: _S, handler: Handler) -> None:
+    async def _handle(
+        self, stream: _S, scope: trio.CancelScope, slot: ConnectionSlot | None, handler: Handler
+    ) -> None:
         try:
-            try:
-                connection = await self._connect(stream)
-            except (trio.TooSlowError, trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
-                log.debug("connection dropped before HTTP: %r", exc)
-                return
-            except Exception:
-                log.exception("cannot set up a connection")
-                return
-            try:
-                async with connection:
-                    await handler(connection)
-            except Exception:
-                log.exception(
-                    "handler failed on connection from %s", connection.extra_attributes["remote_address"]
-                )
+            with scope:  # cancelled if the limit evicts the connection
+                try:
+                    connection = await self._connect(stream)
+                except (trio.TooSlowError, trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
+                    log.debug("connection dropped before HTTP: %r", exc)
+                    return
+                except Exception:
+                    log.exception("cannot set up a connection")
+                    return
+                connection.connection_slot = slot
+                try:
+                    async with connection:
+                        await handler(connection)
+                except Exception:
+                    log.exception(
+                        "handler failed on connection from %s", connection.extra_attributes["remote_address"]
+                    )
         finally:
             await trio.aclose_forcefully(stream)
-            if self._limit is not None:
-                self._limit.release()
+            if slot is not None:
+                slot.release()
 
     async def aclose(self) -> None:
         if self._closed:
@@ -225,6 +254,10 @@ class HTTPOverTCPListener(_AcceptingListener[trio.abc.Stream]):
 
     Create instances with :meth:`create`. With TLS, the ALPN protocol the
     client chose picks the protocol from the factory (see :class:`.ALPNHTTPFactory`).
+    Without TLS, a connection is set up (and the handler called) once its
+    first bytes arrive, as with Linux's ``TCP_DEFER_ACCEPT``: until then it
+    holds its place in the connection limit, idle, and is closed after
+    *idle_timeout*, or at once if the peer closes it first.
 
     Implements :class:`HTTPListener`.
     """
@@ -296,6 +329,15 @@ class HTTPOverTCPListener(_AcceptingListener[trio.abc.Stream]):
         if isinstance(stream, trio.SSLStream):
             with trio.fail_after(self._handshake_timeout):
                 await stream.do_handshake()
+        elif isinstance(stream, trio.SocketStream):
+            # Set the connection up once its first bytes arrive (what
+            # TCP_DEFER_ACCEPT does in the kernel): a peer that connects and
+            # sends nothing costs a waiting task, not a connection, so a
+            # full server evicts such squatters several times faster.
+            with trio.fail_after(math.inf if self._idle_timeout is None else self._idle_timeout):
+                first = await stream.socket.recv(1, socket.MSG_PEEK)
+            if not first:
+                raise trio.BrokenResourceError("the peer closed the connection before sending anything")
         extra = _stream_attributes(stream)
         protocol = self._http_factory(tls_version=extra["tls_version"], alpn_protocol=extra["alpn_protocol"])
         return HTTPOverTCPConnection(

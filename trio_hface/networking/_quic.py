@@ -87,7 +87,7 @@ def _address(raw: Any) -> AddressType:
     return (str(raw[0]), int(raw[1]))
 
 
-def _always() -> bool:
+def _always(address: AddressType) -> bool:
     return True
 
 
@@ -219,7 +219,7 @@ class QUICListener(trio.abc.Listener[QUICStream]):
         self._streams: set[_ServerQUICStream] = set()
         self._closed = False
         self._accepting = True
-        self._admit: Callable[[], bool] = _always
+        self._admit: Callable[[AddressType], bool] = _always
         self._refused_busy = 0
         self._dropped_queue_full = 0
         self._dropped_unroutable = 0
@@ -244,8 +244,8 @@ class QUICListener(trio.abc.Listener[QUICStream]):
             refused_busy=self._refused_busy,
         )
 
-    def set_admission(self, admit: Callable[[], bool]) -> None:
-        """Ask *admit* before accepting each new connection.
+    def set_admission(self, admit: Callable[[AddressType], bool]) -> None:
+        """Ask ``admit(address)`` before accepting each new connection from *address*.
 
         While it returns false, the Initial packets of new connections are
         dropped (and counted); clients retransmit them. Routing of the
@@ -301,7 +301,7 @@ class QUICListener(trio.abc.Listener[QUICStream]):
         ):
             return None
         if header.is_initial and len(data) >= MIN_INITIAL_SIZE and self._accepting:
-            if not self._admit():
+            if not self._admit(address):
                 self._refused_busy += 1
                 return None
             validation: tuple[bytes, bytes] | None = None

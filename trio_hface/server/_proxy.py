@@ -62,7 +62,12 @@ class ProxyServer(StreamServer):
         without traffic, on TCP) before it is closed
     :param handshake_timeout: seconds a TLS handshake may take
     :param max_connections: client connections served at once (each may
-        carry many tunnels over HTTP/2 and HTTP/3); ``None`` for no limit
+        carry many tunnels over HTTP/2 and HTTP/3); when they are all taken, a
+        new connection evicts the one idle longest (no tunnel open); ``None``
+        for no limit
+    :param max_connections_per_address: client connections one host may have
+        at once; more are closed at once (TCP) or dropped (QUIC). ``None``
+        (the default) for no such limit
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class ProxyServer(StreamServer):
         idle_timeout: float = 300.0,
         handshake_timeout: float = 10.0,
         max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
+        max_connections_per_address: int | None = None,
     ) -> None:
         super().__init__(
             tls_config=tls_config,
@@ -91,6 +97,7 @@ class ProxyServer(StreamServer):
             idle_timeout=idle_timeout,
             handshake_timeout=handshake_timeout,
             max_connections=max_connections,
+            max_connections_per_address=max_connections_per_address,
         )
         self.allow = list(allow) if allow is not None else None
         self.connect_timeout = connect_timeout

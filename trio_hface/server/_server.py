@@ -86,6 +86,7 @@ class StreamServer:
         idle_timeout: float = 60.0,
         handshake_timeout: float = 10.0,
         max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
+        max_connections_per_address: int | None = None,
     ) -> None:
         self.tls_config = tls_config
         self.protocol = protocol
@@ -97,6 +98,7 @@ class StreamServer:
         self.idle_timeout = idle_timeout
         self.handshake_timeout = handshake_timeout
         self.max_connections = max_connections
+        self.max_connections_per_address = max_connections_per_address
         self._shutdown = trio.Event()
         self._connections: set[_ConnectionHandler] = set()
         self._alt_svc_headers: dict[int, list[tuple[bytes, bytes]]] = {}
@@ -193,7 +195,11 @@ class StreamServer:
         listeners: list[HTTPListener] = []
         bound: list[Endpoint] = []
         # One budget for every endpoint and transport.
-        limit = ConnectionLimit(self.max_connections) if self.max_connections is not None else None
+        limit = None
+        if self.max_connections is not None or self.max_connections_per_address is not None:
+            limit = ConnectionLimit(
+                self.max_connections, max_connections_per_address=self.max_connections_per_address
+            )
         alt_svc: dict[int, list[tuple[bytes, bytes]]] = {}
         try:
             for endpoint in endpoints:
@@ -287,6 +293,8 @@ class _ConnectionHandler:
         # does not make a request (a trickled HTTP/1.1 head, HTTP/2 PINGs)
         # does not reset it, so such a peer cannot hold the connection.
         self._idle_since = trio.current_time()
+        # Our place in the connection limit: busy while a stream is in flight.
+        self._slot = connection.connection_slot
 
     async def drain(self) -> None:
         """Ask the peer to stop opening streams; end the connection once the open ones are done."""
@@ -321,6 +329,8 @@ class _ConnectionHandler:
         assert self._requests is not None
         inbox = self._dispatcher.open_inbox(event.stream_id)
         self._dispatcher.receive_deadline = math.inf  # a request in progress: no keep-alive clock
+        if self._slot is not None:
+            self._slot.set_busy()  # a request in flight: the connection limit must not evict it
         self._requests.start_soon(self._run_request, event, inbox)
 
     async def _refuse(self, stream_id: int) -> None:
@@ -357,6 +367,8 @@ class _ConnectionHandler:
             if not self._channels:
                 self._idle_since = trio.current_time()
                 self._dispatcher.receive_deadline = self._keepalive_deadline()
+                if self._slot is not None:
+                    self._slot.set_idle()  # evictable again, as the connection idle for the shortest time
             expired = not self._connection.multiplexed and self._connection.has_expired()
             if (self._draining or expired) and not self._channels:
                 # Nothing more will be served here (an HTTP/1.1 "Connection:
@@ -386,8 +398,13 @@ class ASGIServer(StreamServer):
     :param read_timeout: seconds the application may wait for the next piece
         of a request body before the request is answered with 408 (or reset)
     :param max_connections: connections served at once, over every endpoint
-        and HTTP version; more wait (TCP) or are dropped until one ends (QUIC).
-        ``None`` for no limit
+        and HTTP version. When they are all taken, a new connection evicts
+        the one idle longest (no request in flight); only while every
+        connection is busy do more wait (TCP) or get dropped (QUIC) until one
+        ends. ``None`` for no limit
+    :param max_connections_per_address: connections one client host may
+        have at once; more are closed at once (TCP) or dropped (QUIC).
+        ``None`` (the default) for no such limit
     """
 
     def __init__(
@@ -406,6 +423,7 @@ class ASGIServer(StreamServer):
         handshake_timeout: float = 10.0,
         read_timeout: float | None = 60.0,
         max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
+        max_connections_per_address: int | None = None,
     ) -> None:
         super().__init__(
             tls_config=tls_config,
@@ -418,6 +436,7 @@ class ASGIServer(StreamServer):
             idle_timeout=idle_timeout,
             handshake_timeout=handshake_timeout,
             max_connections=max_connections,
+            max_connections_per_address=max_connections_per_address,
         )
         self.app = app
         self.root_path = root_path
