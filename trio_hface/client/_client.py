@@ -12,7 +12,13 @@ import trio
 
 from .._groups import single_exception
 from .._models import ClientTLSConfig
-from ..connections import HTTPConnection, HTTPOverQUICOpener, HTTPOverTCPConnection, HTTPOverTCPOpener
+from ..connections import (
+    CLOSE_TIMEOUT,
+    HTTPConnection,
+    HTTPOverQUICOpener,
+    HTTPOverTCPConnection,
+    HTTPOverTCPOpener,
+)
 from ..errors import ConnectError, ConnectionLost, RequestRefused
 from ..networking import client_ssl_context
 from ..protocols import ALPNHTTPFactory, HTTPOverQUICClientFactory, HTTPOverTCPFactory
@@ -243,7 +249,7 @@ class ClientSession:
                         return
                     finally:
                         upload.cancel_scope.cancel()
-                        with trio.CancelScope(shield=True):
+                        with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
                             await exchange.aclose()
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -261,7 +267,7 @@ class ClientSession:
             await exchange.connection.send_headers(exchange.stream_id, headers)
             return await establish(exchange, self._client.read_timeout, authority)
         except BaseException:
-            with trio.CancelScope(shield=True):
+            with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
                 await exchange.aclose()
             raise
 
@@ -315,7 +321,7 @@ class ClientSession:
         try:
             await exchange.send_request(request, headers, upload)
         except BaseException:
-            with trio.CancelScope(shield=True):
+            with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
                 await exchange.aclose()
             raise
         return exchange

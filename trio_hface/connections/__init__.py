@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from ._connections import CONNECTION_ERRORS, HTTPConnection, HTTPOverQUICConnection, HTTPOverTCPConnection
+from ._connections import (
+    CLOSE_TIMEOUT,
+    CONNECTION_ERRORS,
+    HTTPConnection,
+    HTTPOverQUICConnection,
+    HTTPOverTCPConnection,
+)
 from ._dispatch import DispatchEnd, StreamDispatcher
 from ._inbox import StreamInbox
 from ._limit import ConnectionLimit, ConnectionSlot
@@ -11,6 +17,7 @@ from ._tcp import Handler, HTTPListener, HTTPOpener, HTTPOverTCPListener, HTTPOv
 
 __all__ = [
     "CONNECTION_ERRORS",
+    "CLOSE_TIMEOUT",
     "HTTPConnection",
     "HTTPOverTCPConnection",
     "HTTPOverQUICConnection",

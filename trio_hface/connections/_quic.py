@@ -23,7 +23,7 @@ from ..networking import (
     resolve_udp,
 )
 from ..protocols import HTTPOverQUICClientFactory, HTTPOverQUICProtocol, HTTPOverQUICServerFactory
-from ._connections import HTTPConnection, HTTPOverQUICConnection
+from ._connections import CLOSE_TIMEOUT, HTTPConnection, HTTPOverQUICConnection
 from ._limit import ConnectionLimit, ConnectionSlot
 from ._tcp import DEFAULT_HANDSHAKE_TIMEOUT, Handler, HTTPListener, HTTPOpener, _AcceptingListener
 
@@ -231,7 +231,7 @@ class HTTPOverQUICOpener(HTTPOpener):
                     f"no QUIC handshake with {address[0]}:{address[1]} in {self._handshake_timeout} s"
                 )
         except BaseException:
-            with trio.CancelScope(shield=True):
+            with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
                 await stream.aclose()
             raise
         extra: dict[str, Any] = {

@@ -60,6 +60,10 @@ log = logging.getLogger(__name__)
 #: Seconds the lifespan startup and shutdown may take.
 LIFESPAN_TIMEOUT = 30.0
 
+#: Seconds that closing may take after the graceful period (listeners, the
+#: goodbyes of connections): the deadline of the shields around shutdown.
+SHUTDOWN_MARGIN = 5.0
+
 #: How long clients may cache an Alt-Svc advertisement, in seconds (a day).
 ALT_SVC_MAX_AGE = 86400
 
@@ -153,7 +157,10 @@ class StreamServer:
                     finally:
                         self._shutdown.set()  # cancellation: tell the shielded part to shut down
                 finally:
-                    with trio.CancelScope(shield=True):
+                    # The serving part ends within its own deadline (see _serve).
+                    with trio.move_on_after(
+                        self.graceful_timeout + SHUTDOWN_MARGIN + LIFESPAN_TIMEOUT, shield=True
+                    ):
                         await self._serving_done.wait()
                         with trio.move_on_after(LIFESPAN_TIMEOUT):
                             await self._cleanup()
@@ -169,7 +176,7 @@ class StreamServer:
         self._alt_svc_headers = alt_svc
         try:
             # Shielded: only the server decides when connections stop (graceful shutdown).
-            with trio.CancelScope(shield=True):
+            with trio.CancelScope(shield=True) as serving:
                 async with trio.open_nursery() as accepting:
                     async with trio.open_nursery() as connections:
                         for listener in listeners:
@@ -178,6 +185,9 @@ class StreamServer:
                             )
                         task_status.started()
                         await self._shutdown.wait()
+                        # From now on the shield has a deadline of its own: the
+                        # graceful period, then a margin for saying goodbye.
+                        serving.deadline = trio.current_time() + self.graceful_timeout + SHUTDOWN_MARGIN
                         log.info("shutting down: %d connections to drain", len(self._connections))
                         for listener in listeners:
                             await listener.aclose()
@@ -235,7 +245,7 @@ class StreamServer:
                         # RFC 7838: the TCP origin offers HTTP/3 on the same port.
                         alt_svc[port] = [(b"alt-svc", b'h3=":%d"; ma=%d' % (port, ALT_SVC_MAX_AGE))]
         except BaseException:
-            with trio.CancelScope(shield=True):
+            with trio.move_on_after(SHUTDOWN_MARGIN, shield=True):
                 for listener in listeners:
                     await listener.aclose()
             raise
@@ -492,6 +502,7 @@ class _Lifespan:
         with trio.fail_after(LIFESPAN_TIMEOUT):
             message = await self._from_app.receive()
         if message["type"] == "lifespan.startup.failed":
+            self._scope.cancel()  # no shutdown follows: the app's task ends now
             raise StartupFailed(f"the application's startup failed: {message.get('message', '')}")
         self._supported = message["type"] == "lifespan.startup.complete"
 
