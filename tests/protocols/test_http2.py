@@ -319,6 +319,16 @@ def test_invalid_outgoing_headers_raise(headers: list[tuple[bytes, bytes]]) -> N
         ([(b":method", b"GET"), (b":path", b"/")], None),  # no :scheme
         ([*GET, (b"content-length", b"x")], None),  # not a number
         ([*GET, (b"content-length", b"5")], b"too long by far"),  # body longer than announced
+        # RFC 9113 section 8.2.1 (h2 >= 4.3): characters no field may carry.
+        ([*GET, (b"x-nul", b"a\x00b")], None),
+        ([*GET, (b"x-cr", b"a\rb")], None),
+        ([*GET, (b"x-lf", b"a\nb")], None),
+        ([*GET, (b"bad name", b"1")], None),  # a space in the name
+        ([*GET, (b"x-Mixed", b"1")], None),  # upper case after the first character
+        # RFC 9110 section 8.6 (h2 >= 4.4): conflicting values, and values off its grammar.
+        ([*POST, (b"content-length", b"5"), (b"content-length", b"6")], b"12345"),
+        ([*POST, (b"content-length", b"5, 6")], b"12345"),
+        ([*POST, (b"content-length", b"+5")], b"12345"),
     ],
 )
 def test_malformed_request_is_a_stream_error(headers: list[tuple[bytes, bytes]], data: bytes | None) -> None:

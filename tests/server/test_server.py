@@ -415,7 +415,18 @@ async def _closed(stream: trio.SocketStream) -> bool:
     return False
 
 
-async def test_malformed_http2_request_resets_only_its_stream() -> None:
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param([("connection", "keep-alive")], id="connection-specific"),  # forbidden in HTTP/2
+        pytest.param([("x-bad", "a\x00b")], id="nul-in-value"),
+        pytest.param([("x-bad", "a\r\nx-smuggled: 1")], id="crlf-in-value"),
+        pytest.param([("X-Upper", "1")], id="uppercase-name"),
+        pytest.param([("bad name", "1")], id="space-in-name"),
+        pytest.param([("content-length", "0"), ("content-length", "1")], id="conflicting-content-length"),
+    ],
+)
+async def test_malformed_http2_request_resets_only_its_stream(bad: list[tuple[str, str]]) -> None:
     """A malformed request gets RST_STREAM PROTOCOL_ERROR; a good one on the same connection is answered."""
     server = ASGIServer(apps.app, protocol=ServerProtocol.HTTP2)
     async with trio.open_nursery() as nursery:
@@ -427,7 +438,7 @@ async def test_malformed_http2_request_resets_only_its_stream() -> None:
         )
         peer.initiate_connection()
         get = [(":method", "GET"), (":scheme", "http"), (":authority", "localhost"), (":path", "/")]
-        peer.send_headers(1, [*get, ("connection", "keep-alive")], end_stream=True)  # forbidden in HTTP/2
+        peer.send_headers(1, [*get, *bad], end_stream=True)
         peer.send_headers(3, get, end_stream=True)
         resets: dict[int, int] = {}
         statuses: dict[int, bytes] = {}
@@ -663,3 +674,35 @@ async def test_broken_http2_connection_start_gets_goaway(data: bytes, error_code
             assert await _goaway_then_close(stream) == error_code
             await stream.aclose()
         server.shutdown()
+
+
+async def test_nghttp_conflicting_content_length_resets_the_stream(tmp_path: Path) -> None:
+    """nghttp sending two content-length values (its own and ours) gets RST_STREAM PROTOCOL_ERROR,
+    and no GOAWAY: only the stream fails (RFC 9110 section 8.6, h2 >= 4.4)."""
+    nghttp = require_tool("nghttp")
+    body = tmp_path / "body"
+    await trio.Path(body).write_bytes(b"12345")
+    server = ASGIServer(apps.app, protocol=ServerProtocol.HTTP2)
+    async with trio.open_nursery() as nursery:
+        (endpoint, *_) = await nursery.start(server.run, ["http://127.0.0.1:0"])
+        with trio.fail_after(30):
+            result = await trio.run_process(
+                [
+                    nghttp,
+                    "-v",
+                    "-d",
+                    str(body),
+                    "-H",
+                    "content-length: 6",
+                    f"http://127.0.0.1:{endpoint.port}/echo",
+                ],
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+        server.shutdown()
+    output = result.stdout.decode()
+    assert "content-length: 5" in output and "content-length: 6" in output  # both went out
+    reset = re.search(r"recv RST_STREAM frame .*\n\s*\(error_code=(\w+)", output)
+    assert reset is not None and reset.group(1) == "PROTOCOL_ERROR", output
+    assert "recv GOAWAY" not in output and ":status:" not in output  # no response, no connection error
