@@ -319,6 +319,16 @@ def test_invalid_outgoing_headers_raise(headers: list[tuple[bytes, bytes]]) -> N
         ([(b":method", b"GET"), (b":path", b"/")], None),  # no :scheme
         ([*GET, (b"content-length", b"x")], None),  # not a number
         ([*GET, (b"content-length", b"5")], b"too long by far"),  # body longer than announced
+        # RFC 9113 section 8.2.1 (h2 >= 4.3): characters no field may carry.
+        ([*GET, (b"x-nul", b"a\x00b")], None),
+        ([*GET, (b"x-cr", b"a\rb")], None),
+        ([*GET, (b"x-lf", b"a\nb")], None),
+        ([*GET, (b"bad name", b"1")], None),  # a space in the name
+        ([*GET, (b"x-Mixed", b"1")], None),  # upper case after the first character
+        # RFC 9110 section 8.6 (h2 >= 4.4): conflicting values, and values off its grammar.
+        ([*POST, (b"content-length", b"5"), (b"content-length", b"6")], b"12345"),
+        ([*POST, (b"content-length", b"5, 6")], b"12345"),
+        ([*POST, (b"content-length", b"+5")], b"12345"),
     ],
 )
 def test_malformed_request_is_a_stream_error(headers: list[tuple[bytes, bytes]], data: bytes | None) -> None:
@@ -355,15 +365,174 @@ def test_malformed_response_is_a_stream_error() -> None:
     assert isinstance(xfer(client, server)[0], HeadersReceived)
 
 
-def test_broken_header_block_stays_a_connection_error() -> None:
-    """HPACK garbage corrupts the decoder's state: that is GOAWAY COMPRESSION_ERROR, not a stream reset."""
-    _client, server = pair()
-    frame = hyperframe.frame.HeadersFrame(1)
-    frame.data = b"\xff\xff\xff\xff\xff"  # an index far beyond any table
+def _frames(data: bytes) -> list[hyperframe.frame.Frame]:
+    """Parse the frames in *data* (what a protocol sent, after any preface)."""
+    frames = []
+    while data:
+        frame, length = hyperframe.frame.Frame.parse_frame_header(memoryview(data[:9]))
+        frame.parse_body(memoryview(data[9 : 9 + length]))
+        frames.append(frame)
+        data = data[9 + length :]
+    return frames
+
+
+def _goaway_code(data: bytes) -> int | None:
+    """The error code of the GOAWAY frame in *data*, if there is one."""
+    codes = [f.error_code for f in _frames(data) if isinstance(f, hyperframe.frame.GoAwayFrame)]
+    assert len(codes) <= 1
+    return codes[0] if codes else None
+
+
+def _header_frame(block: bytes, stream_id: int = 1) -> bytes:
+    frame = hyperframe.frame.HeadersFrame(stream_id)
+    frame.data = block
     frame.flags.add("END_HEADERS")
-    server.bytes_received(frame.serialize())
+    frame.flags.add("END_STREAM")
+    return bytes(frame.serialize())
+
+
+#: GET encoded by hand (RFC 7541 appendix A): :method GET, :scheme https, :path /, then
+#: :authority as a literal with an indexed name.
+_REST_OF_GET = b"\x82\x87\x84\x41\x0bexample.com"
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        pytest.param(b"\xff\xff\xff\xff\xff", id="truncated-integer"),
+        pytest.param(b"\xbf\x7f", id="index-out-of-range"),  # index 63: 61 static entries, an empty table
+        pytest.param(b"\x3f\xe1\xff\x03" + _REST_OF_GET, id="table-size-above-limit"),  # 65536 > 4096
+        pytest.param(_REST_OF_GET + b"\x20", id="table-size-update-after-a-field"),
+        pytest.param(b"\x82\xff" + b"\xff" * 20 + b"\x01", id="integer-overflow"),
+        pytest.param(b"\x00\x81\xff\x81\xff", id="bad-huffman"),
+    ],
+)
+def test_hpack_errors_are_compression_errors(block: bytes) -> None:
+    """RFC 9113 section 4.3: a header block that cannot be decoded is GOAWAY COMPRESSION_ERROR (0x9)."""
+    _client, server = pair()
+    server.bytes_received(_header_frame(block))
     (event,) = drain(server)
-    assert isinstance(event, ConnectionTerminated) and event.error_code in (1, 9)
+    assert isinstance(event, ConnectionTerminated) and event.error_code == 9
+    assert _goaway_code(server.bytes_to_send()) == 9
+    assert server.has_expired()
+
+
+def test_oversized_header_list_stays_enhance_your_calm() -> None:
+    """A header list over our limit decodes, but is refused as abuse: ENHANCE_YOUR_CALM, not COMPRESSION_ERROR."""
+    _client, server = pair(server_factory=HTTP2ServerFactory(max_header_list_size=4096))
+    server.bytes_received(_header_frame(hpack.Encoder().encode([*GET, (b"x-big", b"a" * 8000)])))
+    (event,) = drain(server)
+    assert isinstance(event, ConnectionTerminated) and event.error_code == 0xB
+
+
+def _frame_header(length: int, frame_type: int, stream_id: int, flags: int = 0) -> bytes:
+    return length.to_bytes(3, "big") + bytes([frame_type, flags]) + stream_id.to_bytes(4, "big")
+
+
+@pytest.mark.parametrize(
+    ("frame_type", "stream_id"),
+    [(0x0, 1), (0x1, 3), (0x9, 1), (0x4, 0), (0x6, 0)],
+    ids=["DATA", "HEADERS", "CONTINUATION", "SETTINGS", "PING"],
+)
+@pytest.mark.parametrize("side", ["server", "client"])
+def test_oversized_frame_is_refused_on_its_header(side: str, frame_type: int, stream_id: int) -> None:
+    """RFC 9113 section 4.2: a frame header announcing more than our SETTINGS_MAX_FRAME_SIZE gets
+    GOAWAY FRAME_SIZE_ERROR as soon as its 9 bytes arrive (trickled one by one), before any payload."""
+    client, server = pair()
+    client.submit_headers(1, POST)
+    xfer(client, server)
+    receiver = server if side == "server" else client
+    header = _frame_header((1 << 24) - 1, frame_type, stream_id)
+    for byte in header[:-1]:
+        receiver.bytes_received(bytes([byte]))
+        assert drain(receiver) == [] and receiver.bytes_to_send() == b""
+    receiver.bytes_received(header[-1:])
+    (event,) = drain(receiver)
+    assert isinstance(event, ConnectionTerminated) and event.error_code == 6
+    assert _goaway_code(receiver.bytes_to_send()) == 6
+    receiver.bytes_received(b"x" * 65536)  # the payload that follows is ignored
+    assert drain(receiver) == []
+
+
+def test_frame_boundaries_are_followed_across_reads() -> None:
+    """Frames of exactly SETTINGS_MAX_FRAME_SIZE, fed in odd pieces, pass; an oversized header
+    after them is refused, and what came before it in the same read is reported."""
+    client, server = pair()
+    client.submit_headers(1, POST)
+    client.submit_data(1, b"a" * 16384)
+    client.submit_data(1, b"b" * 16384)
+    data = client.bytes_to_send()
+    *pieces, last = [data[start : start + 999] for start in range(0, len(data), 999)]
+    for piece in pieces:
+        server.bytes_received(piece)
+    server.bytes_received(last + _frame_header(16385, 0x0, 1) + b"x" * 10)
+    events = drain(server)
+    assert events[0] == HeadersReceived(1, POST)
+    assert b"".join(e.data for e in events if isinstance(e, DataReceived)) == b"a" * 16384 + b"b" * 16384
+    assert isinstance(events[-1], ConnectionTerminated) and events[-1].error_code == 6
+
+
+_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def _ping() -> bytes:
+    ping = hyperframe.frame.PingFrame(0)
+    ping.opaque_data = b"12345678"
+    return bytes(ping.serialize())
+
+
+def _settings_ack() -> bytes:
+    return bytes(hyperframe.frame.SettingsFrame(0, flags=["ACK"]).serialize())
+
+
+def _window_update() -> bytes:
+    frame = hyperframe.frame.WindowUpdateFrame(0)
+    frame.window_increment = 1000
+    return bytes(frame.serialize())
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        pytest.param(_ping(), id="PING"),
+        pytest.param(_header_frame(hpack.Encoder().encode(GET)), id="HEADERS"),
+        pytest.param(_window_update(), id="WINDOW_UPDATE"),
+        pytest.param(_settings_ack(), id="SETTINGS-ACK"),
+    ],
+)
+def test_client_preface_must_be_followed_by_settings(first: bytes) -> None:
+    """RFC 9113 section 3.4: a first frame after the client preface that is not SETTINGS gets GOAWAY
+    PROTOCOL_ERROR at once (h2 answered a PING and served a HEADERS)."""
+    server = HTTP2ServerFactory()()
+    server.bytes_to_send()  # our own SETTINGS
+    server.bytes_received(_PREFACE + first)
+    (event,) = drain(server)
+    assert isinstance(event, ConnectionTerminated) and event.error_code == 1
+    assert _goaway_code(server.bytes_to_send()) == 1
+
+
+@pytest.mark.parametrize(
+    "first",
+    [pytest.param(_ping(), id="PING"), pytest.param(_window_update(), id="WINDOW_UPDATE")],
+)
+def test_server_first_frame_must_be_settings(first: bytes) -> None:
+    """RFC 9113 section 3.4: a server whose first frame is not SETTINGS gets GOAWAY PROTOCOL_ERROR."""
+    client = HTTP2ClientFactory()()
+    client.bytes_to_send()  # preface and SETTINGS
+    client.bytes_received(first + bytes(hyperframe.frame.SettingsFrame(0).serialize()))
+    (event,) = drain(client)
+    assert isinstance(event, ConnectionTerminated) and event.error_code == 1
+    assert _goaway_code(client.bytes_to_send()) == 1
+
+
+def test_settings_first_then_anything() -> None:
+    """A preface and SETTINGS in one read, then PING, are served (the rule is only about the first frame)."""
+    server = HTTP2ServerFactory()()
+    server.bytes_to_send()
+    server.bytes_received(_PREFACE + bytes(hyperframe.frame.SettingsFrame(0).serialize()) + _ping())
+    assert drain(server) == []
+    frames = _frames(server.bytes_to_send())
+    assert [type(f).__name__ for f in frames] == ["SettingsFrame", "PingFrame"]
 
 
 def test_garbage_is_a_connection_error() -> None:

@@ -7,6 +7,7 @@ import json
 import re
 import ssl
 import subprocess
+import tracemalloc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ import h2.connection
 import h2.errors
 import h2.events
 import httpx
+import hyperframe.frame
 import pytest
 import trio
 
@@ -448,7 +450,18 @@ async def _closed(stream: trio.SocketStream) -> bool:
     return False
 
 
-async def test_malformed_http2_request_resets_only_its_stream() -> None:
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param([("connection", "keep-alive")], id="connection-specific"),  # forbidden in HTTP/2
+        pytest.param([("x-bad", "a\x00b")], id="nul-in-value"),
+        pytest.param([("x-bad", "a\r\nx-smuggled: 1")], id="crlf-in-value"),
+        pytest.param([("X-Upper", "1")], id="uppercase-name"),
+        pytest.param([("bad name", "1")], id="space-in-name"),
+        pytest.param([("content-length", "0"), ("content-length", "1")], id="conflicting-content-length"),
+    ],
+)
+async def test_malformed_http2_request_resets_only_its_stream(bad: list[tuple[str, str]]) -> None:
     """A malformed request gets RST_STREAM PROTOCOL_ERROR; a good one on the same connection is answered."""
     server = ASGIServer(apps.app, protocol=ServerProtocol.HTTP2)
     async with trio.open_nursery() as nursery:
@@ -460,7 +473,7 @@ async def test_malformed_http2_request_resets_only_its_stream() -> None:
         )
         peer.initiate_connection()
         get = [(":method", "GET"), (":scheme", "http"), (":authority", "localhost"), (":path", "/")]
-        peer.send_headers(1, [*get, ("connection", "keep-alive")], end_stream=True)  # forbidden in HTTP/2
+        peer.send_headers(1, [*get, *bad], end_stream=True)
         peer.send_headers(3, get, end_stream=True)
         resets: dict[int, int] = {}
         statuses: dict[int, bytes] = {}
@@ -575,3 +588,156 @@ async def test_http1_body_not_read_pushes_back_through_tcp() -> None:
         assert sent < 64 * 1024 * 1024, f"{sent} bytes went in while nobody read them"
         await stream.aclose()
         server.shutdown()
+
+
+def _frames_of(buffer: bytearray) -> list[hyperframe.frame.Frame]:
+    """Take the complete frames out of *buffer* (received bytes, no preface)."""
+    frames = []
+    while len(buffer) >= 9:
+        frame, length = hyperframe.frame.Frame.parse_frame_header(memoryview(buffer[:9]))
+        if len(buffer) < 9 + length:
+            break
+        frame.parse_body(memoryview(buffer[9 : 9 + length]))
+        frames.append(frame)
+        del buffer[: 9 + length]
+    return frames
+
+
+async def _goaway_then_close(stream: trio.SocketStream) -> int | None:
+    """Read until the server closes *stream*; return the error code of its GOAWAY."""
+    received = bytearray()
+    code = None
+    while data := await _receive_or_empty(stream):
+        received += data
+        for frame in _frames_of(received):
+            if isinstance(frame, hyperframe.frame.GoAwayFrame):
+                code = frame.error_code
+    return code
+
+
+def _client_start(*headers: tuple[str, str], end_stream: bool = False) -> bytes:
+    """A client preface and SETTINGS, then a request's HEADERS on stream 1."""
+    peer = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    peer.initiate_connection()
+    if headers:
+        peer.send_headers(1, list(headers), end_stream=end_stream)
+    return bytes(peer.data_to_send())
+
+
+POST_ECHO = ((":method", "POST"), (":scheme", "http"), (":authority", "localhost"), (":path", "/echo"))
+
+
+async def test_oversized_frames_trickled_on_many_connections_keep_memory_bounded() -> None:
+    """20 connections each announce a 2**24-1 byte DATA frame and trickle its payload: each gets
+    GOAWAY FRAME_SIZE_ERROR and is closed, and the server does not buffer the payloads."""
+    connections, trickle, piece = 20, 2 << 20, b"x" * 65536
+    server = ASGIServer(apps.app, protocol=ServerProtocol.HTTP2)
+    results: list[int | None] = []  # one per connection the server closed
+
+    async def attack(port: int) -> None:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        header = ((1 << 24) - 1).to_bytes(3, "big") + b"\x00\x00\x00\x00\x00\x01"  # DATA, stream 1
+        await stream.send_all(_client_start(*POST_ECHO) + header)
+        closed = trio.Event()
+
+        async def read() -> None:
+            results.append(await _goaway_then_close(stream))
+            closed.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            try:
+                for _ in range(trickle // len(piece)):
+                    await stream.send_all(piece)
+                    await trio.sleep(0.01)
+            except trio.BrokenResourceError:
+                pass  # the server closed the connection
+            with trio.move_on_after(10):
+                await closed.wait()
+            nursery.cancel_scope.cancel()
+        await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        (endpoint, *_) = await nursery.start(server.run, ["http://127.0.0.1:0"])
+        tracemalloc.start()
+        try:
+            before, _ = tracemalloc.get_traced_memory()
+            with trio.fail_after(30):
+                async with trio.open_nursery() as attackers:
+                    for _ in range(connections):
+                        attackers.start_soon(attack, endpoint.port)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        server.shutdown()
+    # Without the check, the server held what was trickled: 20 x 2 MiB here (20 x 16 MiB at worst).
+    assert peak - before < 8 << 20, f"the server grew by {(peak - before) >> 20} MiB"
+    assert results == [h2.errors.ErrorCodes.FRAME_SIZE_ERROR] * connections
+
+
+def _headers_frame(block: bytes) -> bytes:
+    frame = hyperframe.frame.HeadersFrame(1)
+    frame.data = block
+    frame.flags.add("END_HEADERS")
+    frame.flags.add("END_STREAM")
+    return bytes(frame.serialize())
+
+
+def _ping_frame() -> bytes:
+    frame = hyperframe.frame.PingFrame(0)
+    frame.opaque_data = b"12345678"
+    return bytes(frame.serialize())
+
+
+@pytest.mark.parametrize(
+    ("data", "error_code"),
+    [
+        pytest.param(_client_start() + _headers_frame(b"\xbf"), 9, id="hpack-index-out-of-range"),
+        pytest.param(_client_start() + _headers_frame(b"\x82\x20"), 9, id="hpack-table-size-update-late"),
+        pytest.param(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _ping_frame(), 1, id="preface-then-ping"),
+    ],
+)
+async def test_broken_http2_connection_start_gets_goaway(data: bytes, error_code: int) -> None:
+    """Over a real socket: an undecodable header block gets GOAWAY COMPRESSION_ERROR, a preface
+    followed by PING instead of SETTINGS gets GOAWAY PROTOCOL_ERROR; then the server closes."""
+    server = ASGIServer(apps.app, protocol=ServerProtocol.HTTP2)
+    async with trio.open_nursery() as nursery:
+        (endpoint, *_) = await nursery.start(server.run, ["http://127.0.0.1:0"])
+        with trio.fail_after(10):
+            stream = await trio.open_tcp_stream("127.0.0.1", endpoint.port)
+            await stream.send_all(data)
+            assert await _goaway_then_close(stream) == error_code
+            await stream.aclose()
+        server.shutdown()
+
+
+async def test_nghttp_conflicting_content_length_resets_the_stream(tmp_path: Path) -> None:
+    """nghttp sending two content-length values (its own and ours) gets RST_STREAM PROTOCOL_ERROR,
+    and no GOAWAY: only the stream fails (RFC 9110 section 8.6, h2 >= 4.4)."""
+    nghttp = require_tool("nghttp")
+    body = tmp_path / "body"
+    await trio.Path(body).write_bytes(b"12345")
+    server = ASGIServer(apps.app, protocol=ServerProtocol.HTTP2)
+    async with trio.open_nursery() as nursery:
+        (endpoint, *_) = await nursery.start(server.run, ["http://127.0.0.1:0"])
+        with trio.fail_after(30):
+            result = await trio.run_process(
+                [
+                    nghttp,
+                    "-v",
+                    "-d",
+                    str(body),
+                    "-H",
+                    "content-length: 6",
+                    f"http://127.0.0.1:{endpoint.port}/echo",
+                ],
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+        server.shutdown()
+    output = result.stdout.decode()
+    assert "content-length: 5" in output and "content-length: 6" in output  # both went out
+    reset = re.search(r"recv RST_STREAM frame .*\n\s*\(error_code=(\w+)", output)
+    assert reset is not None and reset.group(1) == "PROTOCOL_ERROR", output
+    assert "recv GOAWAY" not in output and ":status:" not in output  # no response, no connection error

@@ -27,6 +27,14 @@ it), which keeps rapid-reset floods from growing the queue; a client that
 goes on resetting more than half of the streams it opens is sent GOAWAY
 ENHANCE_YOUR_CALM after ``RAPID_RESET_ALLOWANCE`` resets (``protocols/_resets.py``).
 
+Before h2 sees received bytes, ``_FrameScanner`` follows the frame
+boundaries (after the client's preface) and checks each frame header as soon
+as its 9 bytes arrive: a frame longer than our SETTINGS_MAX_FRAME_SIZE gets
+GOAWAY FRAME_SIZE_ERROR before its payload is buffered (h2 would wait for all
+of it, up to 16 MiB), and a first frame that is not SETTINGS gets GOAWAY
+PROTOCOL_ERROR (RFC 9113 sections 4.2 and 3.4). A header block that cannot be
+decoded is GOAWAY COMPRESSION_ERROR (section 4.3; h2 reports PROTOCOL_ERROR).
+
 A malformed message (RFC 9113 section 8.1.1) resets its stream only; see
 ``_H2Connection``. With ``manual_acknowledgement``, ``next_event`` credits
 only padding, and the caller acknowledges data as it consumes it.
@@ -36,6 +44,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import h2.config
@@ -96,9 +105,28 @@ _PEER_ERRORS = (
     hpack.HPACKError,
 )
 
+#: What a failed header block decoding raises under h2's ProtocolError (the
+#: errors h2 itself catches around the HPACK decoder).
+_HPACK_ERRORS = (hpack.HPACKError, IndexError, TypeError, UnicodeDecodeError)
+
+#: The client connection preface (RFC 9113 section 3.4).
+CLIENT_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+#: Length of a frame header: 3 bytes of length, type, flags, 4 bytes of stream ID (RFC 9113 section 4.1).
+FRAME_HEADER_SIZE = 9
+
+#: The type of SETTINGS frames and their ACK flag (RFC 9113 section 6.5).
+SETTINGS_FRAME_TYPE = 0x4
+SETTINGS_ACK_FLAG = 0x1
+
 
 class _H2Connection(h2.connection.H2Connection):
-    """``H2Connection`` with graceful GOAWAY and partial events on errors."""
+    """``H2Connection`` with graceful GOAWAY, partial events on errors and
+    frame headers checked as they arrive."""
+
+    def __init__(self, config: h2.config.H2Configuration) -> None:
+        super().__init__(config=config)
+        self.scanner = _FrameScanner(server=not config.client_side)
 
     def _receive_goaway_frame(self, frame: hyperframe.frame.GoAwayFrame) -> tuple[list[Any], list[Any]]:
         if frame.error_code != 0:
@@ -151,21 +179,117 @@ class _H2Connection(h2.connection.H2Connection):
         )
         return [], [event]
 
-    def receive_frames(self, data: bytes) -> tuple[list[h2.events.Event], Exception | None]:
-        """Like ``receive_data``, but keep the events before a failure."""
+    def receive_frames(self, data: bytes) -> tuple[list[h2.events.Event], tuple[int, Exception] | None]:
+        """Like ``receive_data``, but keep the events before a failure.
+
+        Returns the events and, if the peer broke HTTP/2, the error code sent
+        in GOAWAY with the error. Frame headers are checked by the scanner as
+        soon as their 9 bytes arrive; only the bytes before a refused header
+        reach h2.
+        """
         events: list[h2.events.Event] = []
+        # h2 checks frame lengths against this limit too (set once per read, as here).
+        refused = self.scanner.scan(data, self.max_inbound_frame_size)
         try:
-            self.incoming_buffer.add_data(data)
+            self.incoming_buffer.add_data(data if refused is None else data[: refused.offset])
             self.incoming_buffer.max_frame_size = self.max_inbound_frame_size
             for frame in self.incoming_buffer:
                 events.extend(self._receive_frame(frame))
+            if refused is not None:
+                raise refused.error
         except h2.exceptions.ProtocolError as exc:
-            self._terminate_connection(exc.error_code)
-            return events, exc
+            code = exc.error_code
+            if not isinstance(exc, h2.exceptions.DenialOfServiceError) and isinstance(
+                exc.__cause__, _HPACK_ERRORS
+            ):
+                # RFC 9113 section 4.3: a header block that cannot be decoded is COMPRESSION_ERROR
+                # (h2 wraps the decoder's error in ProtocolError).
+                code = h2.errors.ErrorCodes.COMPRESSION_ERROR
+            self._terminate_connection(code)
+            return events, (int(code), exc)
         except (*_PEER_ERRORS, ValueError) as exc:
-            self._terminate_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR)
-            return events, exc
+            code = (
+                h2.errors.ErrorCodes.COMPRESSION_ERROR
+                if isinstance(exc, hpack.HPACKError)
+                else h2.errors.ErrorCodes.PROTOCOL_ERROR
+            )
+            self._terminate_connection(code)
+            return events, (int(code), exc)
         return events, None
+
+
+@dataclass(frozen=True)
+class _RefusedFrame:
+    """A frame header that breaks a rule: where it starts in the read, and the error to answer."""
+
+    offset: int
+    error: h2.exceptions.ProtocolError
+
+
+class _FrameScanner:
+    """Follows the frame boundaries of the received byte stream, so that each
+    frame header is checked as soon as its 9 bytes arrive, before h2 buffers
+    the payload it announces.
+
+    h2 checks a frame's length only once the whole announced payload has
+    arrived: a peer announcing 2**24 - 1 bytes and trickling them would make
+    it buffer 16 MiB per connection. RFC 9113 section 4.2: a frame longer than
+    our SETTINGS_MAX_FRAME_SIZE is FRAME_SIZE_ERROR. Section 3.4: the first
+    frame of each side, after the client's 24-byte preface, is SETTINGS.
+    """
+
+    def __init__(self, *, server: bool) -> None:
+        # Preface bytes still to skip (h2 checks their value).
+        self._preface = len(CLIENT_PREFACE) if server else 0
+        # The part of the current frame header received so far.
+        self._header = bytearray()
+        # Payload bytes of the current frame still to come.
+        self._payload = 0
+        self._first = True
+
+    def scan(self, data: bytes, max_frame_size: int) -> _RefusedFrame | None:
+        """Follow *data*; return the first frame header in it that breaks a rule, if any."""
+        position = 0
+        end = len(data)
+        while position < end:
+            if self._preface:
+                taken = min(self._preface, end - position)
+                self._preface -= taken
+                position += taken
+            elif self._payload:
+                taken = min(self._payload, end - position)
+                self._payload -= taken
+                position += taken
+            else:
+                start = max(0, position - len(self._header))  # 0 if it began in an earlier read
+                taken = min(FRAME_HEADER_SIZE - len(self._header), end - position)
+                self._header += data[position : position + taken]
+                position += taken
+                if len(self._header) < FRAME_HEADER_SIZE:
+                    break
+                error = self._check(max_frame_size)
+                if error is not None:
+                    return _RefusedFrame(start, error)
+        return None
+
+    def _check(self, max_frame_size: int) -> h2.exceptions.ProtocolError | None:
+        header = self._header
+        length = int.from_bytes(header[:3], "big")
+        frame_type, flags = header[3], header[4]
+        self._header = bytearray()
+        self._payload = length
+        if self._first:
+            self._first = False
+            if frame_type != SETTINGS_FRAME_TYPE or flags & SETTINGS_ACK_FLAG:
+                return h2.exceptions.ProtocolError(
+                    f"the first frame is of type {frame_type:#x} (flags {flags:#x}), not SETTINGS"
+                )
+        if length > max_frame_size:
+            return h2.exceptions.FrameTooLargeError(
+                f"a frame of type {frame_type:#x} announces {length} bytes, over our"
+                f" SETTINGS_MAX_FRAME_SIZE of {max_frame_size}"
+            )
+        return None
 
 
 class HTTP2ProtocolImpl(HTTP2Protocol):
@@ -365,11 +489,10 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
     def bytes_received(self, data: bytes) -> None:
         if self._terminated or not data:
             return
-        events, error = self._h2.receive_frames(data)
+        events, failure = self._h2.receive_frames(data)
         self._translate(events)
-        if error is not None:
-            code = getattr(error, "error_code", None)
-            error_code = int(code) if code is not None else self.error_codes.protocol_error
+        if failure is not None:
+            error_code, error = failure
             self._terminate(error_code, f"the peer broke HTTP/2: {error}")
 
     def eof_received(self) -> None:
