@@ -1,17 +1,28 @@
-"""StreamDispatcher: the one receive loop of servers and clients, over real HTTP/2 and HTTP/1.1 connections."""
+"""StreamDispatcher, the one receive loop of servers and clients, and the capabilities the connection layer asks of
+protocols and listeners (PING, admission, stop_accepting) instead of checking their types."""
 
 from __future__ import annotations
 
 import math
 
+import pytest
 import trio
 import trio.testing
 
-from trio_hface.connections import DispatchEnd, HTTPOverTCPConnection, StreamDispatcher
+from tests.conftest import Certs
+from trio_hface.connections import (
+    ConnectionLimit,
+    DispatchEnd,
+    HTTPOverQUICListener,
+    HTTPOverTCPConnection,
+    StreamDispatcher,
+)
 from trio_hface.events import DataReceived, GoawayReceived, HeadersReceived, PingAckReceived
+from trio_hface.networking import QUICStream, QUICStreamListener
 from trio_hface.protocols import HTTPOverTCPFactory
 from trio_hface.protocols.http1 import HTTP1ClientFactory, HTTP1ServerFactory
 from trio_hface.protocols.http2 import HTTP2ClientFactory, HTTP2ServerFactory
+from trio_hface.protocols.http3 import HTTP3ServerFactory
 
 EXTRA = {"local_address": None, "remote_address": None}
 REQUEST = [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"a"), (b":path", b"/")]
@@ -93,3 +104,63 @@ async def test_http1_connection_that_must_close_ends_after_its_exchange() -> Non
         with trio.fail_after(5):
             assert await served.run() is DispatchEnd.EXPIRED
         assert served.terminated is None and not served.inboxes
+
+
+async def test_ping_is_a_capability_of_the_protocol() -> None:
+    """send_ping asks the protocol (supports_ping / submit_ping), not its type: a custom protocol
+    may offer PING, and one without it says so with LocalProtocolError."""
+    from trio_hface.errors import LocalProtocolError
+    from trio_hface.protocols.http1 import HTTP1ProtocolImpl
+
+    class PingingHTTP1(HTTP1ProtocolImpl):
+        def __init__(self) -> None:
+            super().__init__(client=True)
+            self.pings: list[bytes] = []
+
+        @property
+        def supports_ping(self) -> bool:
+            return True
+
+        def submit_ping(self, data: bytes) -> None:
+            self.pings.append(data)
+
+    assert HTTP2ClientFactory()().supports_ping and not HTTP1ClientFactory()().supports_ping
+    left, _ = trio.testing.memory_stream_pair()
+    plain = HTTPOverTCPConnection(HTTP1ClientFactory()(), left, EXTRA)
+    async with plain:
+        with pytest.raises(LocalProtocolError, match="PING"):
+            await plain.send_ping(b"12345678")
+    left, _ = trio.testing.memory_stream_pair()
+    custom = PingingHTTP1()
+    async with HTTPOverTCPConnection(custom, left, EXTRA) as connection:
+        await connection.send_ping(b"abcdefgh")
+    assert custom.pings == [b"abcdefgh"]
+
+
+class BareQUICListener(QUICStreamListener):
+    """A QUIC listener of a custom networking object that offers neither admission nor a soft stop."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def accept(self) -> QUICStream:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        self.closed = True
+        await trio.lowlevel.checkpoint()
+
+
+async def test_quic_listener_capabilities_are_asked_not_assumed(
+    certs: Certs, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Admission control and stop_accepting are methods of the interface with defaults: a listener
+    without them is warned about (the limit cannot hold QUIC back) and closed instead of stopped."""
+    bare = BareQUICListener()
+    listener = HTTPOverQUICListener(
+        HTTP3ServerFactory(), [bare], tls_config=certs.server, connection_limit=ConnectionLimit(4)
+    )
+    assert "no admission control" in caplog.text
+    await listener.aclose()
+    assert bare.closed

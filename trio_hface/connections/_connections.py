@@ -41,10 +41,10 @@ import trio
 
 from .._models import HTTPErrorCodes
 from .._typing import AddressType, DatagramType, HeadersType
-from ..errors import HFaceError, LocalProtocolError, UsageError
+from ..errors import HFaceError, UsageError
 from ..events import ConnectionTerminated, Event
-from ..networking import DatagramStream, QUICStream
-from ..protocols import HTTP2Protocol, HTTPOverQUICProtocol, HTTPOverTCPProtocol, HTTPProtocol
+from ..networking import DatagramStream
+from ..protocols import HTTPOverQUICProtocol, HTTPOverTCPProtocol, HTTPProtocol
 from ._limit import ConnectionSlot
 
 __all__ = ["HTTPConnection", "HTTPOverTCPConnection", "HTTPOverQUICConnection"]
@@ -356,15 +356,11 @@ class HTTPConnection(metaclass=ABCMeta):
         """Send an HTTP/2 PING; its acknowledgement arrives as :class:`~trio_hface.events.PingAckReceived`.
 
         :param data: 8 bytes that the acknowledgement echoes
-        :raises LocalProtocolError: if the connection is not HTTP/2
+        :raises LocalProtocolError: if the protocol has no PING
+            (:attr:`.HTTPProtocol.supports_ping`)
         """
         self._check_usable()
-        protocol = self._protocol
-        if not isinstance(protocol, HTTP2Protocol):
-            raise LocalProtocolError(
-                f"PING is an HTTP/2 frame; this connection speaks HTTP/{self.http_version}"
-            )
-        protocol.submit_ping(data)
+        self._protocol.submit_ping(data)
         await self._flush()
 
     async def send_stream_reset(self, stream_id: int, error_code: int = 0) -> None:
@@ -682,8 +678,7 @@ class HTTPOverQUICConnection(HTTPConnection):
                 self._tick()
                 if datagram is not None:
                     self._quic.datagram_received(datagram)
-                    if isinstance(self._datagrams, QUICStream):
-                        self._datagrams.update_connection_ids(self._quic.connection_ids)
+                    self._datagrams.update_connection_ids(self._quic.connection_ids)
                 self._input()
         finally:
             self._input_done = True

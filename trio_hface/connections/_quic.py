@@ -15,9 +15,9 @@ from ..errors import ConnectError
 from ..events import ConnectionTerminated
 from ..networking import (
     DatagramStream,
-    QUICListener,
     QUICServerNetworking,
     QUICStream,
+    QUICStreamListener,
     SystemNetworking,
     UDPClientNetworking,
     resolve_udp,
@@ -47,7 +47,7 @@ class HTTPOverQUICListener(_AcceptingListener[QUICStream]):
     def __init__(
         self,
         http_factory: HTTPOverQUICServerFactory,
-        listeners: Sequence[trio.abc.Listener[QUICStream]],
+        listeners: Sequence[QUICStreamListener],
         *,
         tls_config: ServerTLSConfig,
         connection_limit: ConnectionLimit | None = None,
@@ -55,11 +55,14 @@ class HTTPOverQUICListener(_AcceptingListener[QUICStream]):
         super().__init__(listeners, connection_limit)
         self._http_factory = http_factory
         self._tls_config = tls_config
+        self._quic_listeners = listeners
         self._serving = False
         if connection_limit is not None:
-            for listener in self._listeners:
-                if isinstance(listener, QUICListener):
-                    listener.set_admission(self._admits)
+            for listener in self._quic_listeners:
+                if not listener.set_admission(self._admits):
+                    log.warning(
+                        "%r has no admission control: the connection limit cannot hold QUIC back", listener
+                    )
 
     def _admits(self, address: AddressType) -> bool:
         limit = self._limit
@@ -149,10 +152,8 @@ class HTTPOverQUICListener(_AcceptingListener[QUICStream]):
         if self._closed:
             return
         self._closed = True
-        for listener in self._listeners:
-            if self._serving and isinstance(listener, QUICListener):
-                listener.stop_accepting()
-            else:
+        for listener in self._quic_listeners:
+            if not (self._serving and listener.stop_accepting()):
                 await trio.aclose_forcefully(listener)
 
     async def _serve_ended(self) -> None:

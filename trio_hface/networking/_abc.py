@@ -8,7 +8,7 @@ datagram streams, Trio-style channels of ``(payload, address)`` pairs.
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import trio
 
@@ -39,6 +39,15 @@ class DatagramStream(trio.abc.Channel[DatagramType]):
     lost, as on the network.
     """
 
+    def update_connection_ids(self, connection_ids: Sequence[bytes]) -> None:
+        """Tell the stream which QUIC connection IDs are in use now.
+
+        A plain datagram stream (a client's socket) receives every datagram
+        and ignores this; a :class:`QUICStream` routes by these IDs.
+
+        :param connection_ids: the IDs the QUIC connection currently uses
+        """
+
 
 class QUICStream(DatagramStream):
     """The datagrams of one QUIC connection on a shared server socket.
@@ -61,6 +70,34 @@ class QUICStream(DatagramStream):
 
         :param connection_ids: the IDs the QUIC connection currently uses
         """
+
+
+class QUICStreamListener(trio.abc.Listener[QUICStream]):
+    """Accepts QUIC connections, each as a :class:`QUICStream`; what a QUIC
+    server networking object listens with.
+
+    Beyond :class:`trio.abc.Listener`, it may offer admission control and a
+    stop that keeps routing; the defaults say they are not offered, and the
+    connection layer then does without (see each method).
+    """
+
+    def set_admission(self, admit: Callable[[AddressType], bool]) -> bool:
+        """Ask ``admit(address)`` before accepting each new connection from *address*.
+
+        :returns: whether the listener will ask. The default returns
+            ``False``: every connection is accepted, so a connection limit
+            cannot hold new QUIC connections back on this listener.
+        """
+        return False
+
+    def stop_accepting(self) -> bool:
+        """Accept no new connection, but go on routing the datagrams of those accepted.
+
+        :returns: whether the listener does so. The default returns
+            ``False``, and the caller closes the listener instead (which
+            ends the connections it routes).
+        """
+        return False
 
 
 class TCPServerNetworking(metaclass=ABCMeta):
@@ -105,7 +142,7 @@ class QUICServerNetworking(metaclass=ABCMeta):
         quic_supported_versions: Sequence[int],
         quic_stateless_reset_key: bytes | None = None,
         quic_retry: bool = False,
-    ) -> Sequence[trio.abc.Listener[QUICStream]]:
+    ) -> Sequence[QUICStreamListener]:
         """Bind UDP sockets and accept QUIC connections on them.
 
         :param local_address: ``(host, port)``; port 0 picks a free port

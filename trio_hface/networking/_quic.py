@@ -50,7 +50,7 @@ from ..protocols.http3 import (
     parse_quic_header,
     stateless_reset_token,
 )
-from ._abc import DatagramStream, QUICStream
+from ._abc import DatagramStream, QUICStream, QUICStreamListener
 
 __all__ = [
     "QUICListener",
@@ -181,7 +181,7 @@ class _ServerQUICStream(QUICStream):
         self._send_channel.close()
 
 
-class QUICListener(trio.abc.Listener[QUICStream]):
+class QUICListener(QUICStreamListener):
     """A UDP socket that accepts QUIC connections and routes their datagrams.
 
     Obtain instances from :meth:`.SystemNetworking.listen_quic`. Its
@@ -244,14 +244,17 @@ class QUICListener(trio.abc.Listener[QUICStream]):
             refused_busy=self._refused_busy,
         )
 
-    def set_admission(self, admit: Callable[[AddressType], bool]) -> None:
+    def set_admission(self, admit: Callable[[AddressType], bool]) -> bool:
         """Ask ``admit(address)`` before accepting each new connection from *address*.
 
         While it returns false, the Initial packets of new connections are
         dropped (and counted); clients retransmit them. Routing of the
         connections already accepted goes on.
+
+        :returns: ``True``: this listener asks
         """
         self._admit = admit
+        return True
 
     async def accept(self) -> QUICStream:
         """Route datagrams until one opens a new connection; return its stream.
@@ -362,13 +365,16 @@ class QUICListener(trio.abc.Listener[QUICStream]):
         if not cids:
             self._streams.discard(stream)
 
-    def stop_accepting(self) -> None:
+    def stop_accepting(self) -> bool:
         """Accept no new connection, but go on routing the datagrams of those accepted.
 
         :meth:`accept` then never returns; close the listener with
         :meth:`aclose` once the connections are done.
+
+        :returns: ``True``: this listener goes on routing
         """
         self._accepting = False
+        return True
 
     async def aclose(self) -> None:
         """Close the socket; every connection's stream ends. Idempotent."""

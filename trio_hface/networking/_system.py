@@ -8,7 +8,7 @@ import trio
 
 from .._models import ClientTLSConfig, ServerTLSConfig
 from .._typing import AddressType
-from ._abc import ClientNetworking, DatagramStream, QUICStream, ServerNetworking
+from ._abc import ClientNetworking, DatagramStream, QUICStreamListener, ServerNetworking
 from ._quic import open_quic_listeners, open_udp_stream
 from ._tls import client_ssl_context, server_ssl_context
 
@@ -46,7 +46,7 @@ class SystemNetworking(ServerNetworking, ClientNetworking):
         quic_supported_versions: Sequence[int],
         quic_stateless_reset_key: bytes | None = None,
         quic_retry: bool = False,
-    ) -> Sequence[trio.abc.Listener[QUICStream]]:
+    ) -> Sequence[QUICStreamListener]:
         return await open_quic_listeners(
             local_address,
             connection_id_length=quic_connection_id_length,

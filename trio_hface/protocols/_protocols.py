@@ -184,6 +184,22 @@ class HTTPProtocol(metaclass=ABCMeta):
         returns the connection's credit. HTTP/1.1 ignores it.
         """
 
+    @property
+    def supports_ping(self) -> bool:
+        """Whether :meth:`submit_ping` works (HTTP/2's PING frame). False by default."""
+        return False
+
+    def submit_ping(self, data: bytes) -> None:
+        """Send a PING; a :class:`~trio_hface.events.PingAckReceived` follows its acknowledgement.
+
+        The default raises: only versions with a PING of their own (HTTP/2)
+        override it, and say so with :attr:`supports_ping`.
+
+        :param data: exactly 8 bytes of opaque data
+        :raises LocalProtocolError: if this protocol has no PING
+        """
+        raise LocalProtocolError(f"PING is an HTTP/2 frame; this connection speaks HTTP/{self.http_version}")
+
 
 class HTTPOverTCPProtocol(HTTPProtocol):
     """An :class:`HTTPProtocol` that runs over a byte stream (HTTP/1 and HTTP/2).
@@ -333,6 +349,10 @@ class HTTP2Protocol(HTTPOverTCPProtocol):
         refused_stream=0x7,
         no_error=0x0,
     )
+
+    @property
+    def supports_ping(self) -> bool:
+        return True
 
     @abstractmethod
     def submit_ping(self, data: bytes) -> None:
