@@ -151,14 +151,8 @@ class _Output:
         self.live = True
 
 
-def run_client(args: argparse.Namespace) -> int:
-    body = _body(args.data)
-    headers = _headers(args.header)
-    method = args.method or ("POST" if args.data is not None else "GET")
-    try:
-        requests = [Request(method, url, headers=headers, content=body) for url in args.urls]
-    except ValueError as exc:
-        raise CommandError(str(exc)) from None
+def _client(args: argparse.Namespace) -> Client:
+    """The client the command line asks for (its mistakes are one-line errors)."""
     tls = ClientTLSConfig(insecure=args.insecure, cafile=args.cacert)
     if args.cacert:
         try:
@@ -167,7 +161,7 @@ def run_client(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise CommandError(f"cannot read {args.cacert}: {exc.strerror}") from None
     try:
-        client = Client(
+        return Client(
             tls_config=tls,
             protocol=args.protocol,
             proxy_origin=args.proxy,
@@ -177,6 +171,17 @@ def run_client(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+
+
+def run_client(args: argparse.Namespace) -> int:
+    body = _body(args.data)
+    headers = _headers(args.header)
+    method = args.method or ("POST" if args.data is not None else "GET")
+    try:
+        requests = [Request(method, url, headers=headers, content=body) for url in args.urls]
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    client = _client(args)
     outputs = [_Output(url) for url in args.urls]
 
     async def fetch(session: ClientSession, request: Request, out: _Output, slots: trio.Semaphore) -> None:

@@ -23,8 +23,9 @@ from ..networking import (
     resolve_udp,
 )
 from ..protocols import HTTPOverQUICClientFactory, HTTPOverQUICProtocol, HTTPOverQUICServerFactory
-from ._connections import CLOSE_TIMEOUT, HTTPConnection, HTTPOverQUICConnection
+from ._connections import CLOSE_TIMEOUT, HTTPConnection
 from ._limit import ConnectionLimit, ConnectionSlot
+from ._quic_connection import HTTPOverQUICConnection
 from ._tcp import DEFAULT_HANDSHAKE_TIMEOUT, Handler, HTTPListener, HTTPOpener, _AcceptingListener
 
 __all__ = ["HTTPOverQUICListener", "HTTPOverQUICOpener", "HTTPMultiListener"]

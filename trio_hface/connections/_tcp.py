@@ -18,8 +18,9 @@ from .._typing import AddressType
 from ..errors import ALPNError, ConnectError
 from ..networking import SystemNetworking, TCPClientNetworking, TCPServerNetworking
 from ..protocols import HTTPOverTCPFactory
-from ._connections import LINGERING_CLOSE, HTTPConnection, HTTPOverTCPConnection
+from ._connections import HTTPConnection
 from ._limit import ConnectionLimit, ConnectionSlot
+from ._tcp_connection import LINGERING_CLOSE, HTTPOverTCPConnection
 
 __all__ = ["HTTPListener", "HTTPOverTCPListener", "HTTPOpener", "HTTPOverTCPOpener", "Handler"]
 

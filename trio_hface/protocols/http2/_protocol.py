@@ -13,7 +13,7 @@ unread data outstanding and the queue of events stays bounded by the windows
 and by ``MAX_CONCURRENT_STREAMS``.
 
 Two of h2's behaviours do not fit a real server and are changed in a
-subclass of ``H2Connection`` (h2 4.x internals, pinned in ``setup.cfg``):
+subclass of ``H2Connection`` in ``_h2.py`` (h2 4.x internals, pinned in ``setup.cfg``):
 
 * a graceful GOAWAY (error code 0) from the peer does not make h2 discard
   queued output and refuse the streams that the GOAWAY lets finish
@@ -27,7 +27,7 @@ it), which keeps rapid-reset floods from growing the queue; a client that
 goes on resetting more than half of the streams it opens is sent GOAWAY
 ENHANCE_YOUR_CALM after ``RAPID_RESET_ALLOWANCE`` resets (``protocols/_resets.py``).
 
-Before h2 sees received bytes, ``_FrameScanner`` follows the frame
+Before h2 sees received bytes, ``FrameScanner`` follows the frame
 boundaries (after the client's preface) and checks each frame header as soon
 as its 9 bytes arrive: a frame longer than our SETTINGS_MAX_FRAME_SIZE gets
 GOAWAY FRAME_SIZE_ERROR before its payload is buffered (h2 would wait for all
@@ -36,7 +36,7 @@ PROTOCOL_ERROR (RFC 9113 sections 4.2 and 3.4). A header block that cannot be
 decoded is GOAWAY COMPRESSION_ERROR (section 4.3; h2 reports PROTOCOL_ERROR).
 
 A malformed message (RFC 9113 section 8.1.1) resets its stream only; see
-``_H2Connection``. With ``manual_acknowledgement``, ``next_event`` credits
+``StrictH2Connection``. With ``manual_acknowledgement``, ``next_event`` credits
 only padding, and the caller acknowledges data as it consumes it.
 """
 
@@ -44,8 +44,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 import h2.config
 import h2.connection
@@ -54,7 +53,6 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import h2.stream
-import hpack
 import hyperframe.exceptions
 import hyperframe.frame
 
@@ -73,6 +71,7 @@ from ...events import (
 from .._headers import HeaderError, HeaderKind, validate_headers
 from .._protocols import HTTP2Protocol
 from .._resets import PeerResets
+from ._h2 import PEER_ERRORS, StrictH2Connection
 
 __all__ = ["HTTP2ProtocolImpl"]
 
@@ -97,199 +96,6 @@ DEFAULT_MAX_HEADER_LIST_SIZE = 64 * 1024
 #: streams it broke) while our output waits because it does not read: past
 #: this many, GOAWAY ENHANCE_YOUR_CALM (nghttp2 allows 1000 acknowledgements).
 MAX_UNSENT_ACKS = 1000
-
-#: Errors of h2 and the libraries under it that mean "the peer sent garbage".
-_PEER_ERRORS = (
-    h2.exceptions.H2Error,
-    hyperframe.exceptions.HyperframeError,
-    hpack.HPACKError,
-)
-
-#: What a failed header block decoding raises under h2's ProtocolError (the
-#: errors h2 itself catches around the HPACK decoder).
-_HPACK_ERRORS = (hpack.HPACKError, IndexError, TypeError, UnicodeDecodeError)
-
-#: The client connection preface (RFC 9113 section 3.4).
-CLIENT_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-#: Length of a frame header: 3 bytes of length, type, flags, 4 bytes of stream ID (RFC 9113 section 4.1).
-FRAME_HEADER_SIZE = 9
-
-#: The type of SETTINGS frames and their ACK flag (RFC 9113 section 6.5).
-SETTINGS_FRAME_TYPE = 0x4
-SETTINGS_ACK_FLAG = 0x1
-
-
-class _H2Connection(h2.connection.H2Connection):
-    """``H2Connection`` with graceful GOAWAY, partial events on errors and
-    frame headers checked as they arrive."""
-
-    def __init__(self, config: h2.config.H2Configuration) -> None:
-        super().__init__(config=config)
-        self.scanner = _FrameScanner(server=not config.client_side)
-
-    def _receive_goaway_frame(self, frame: hyperframe.frame.GoAwayFrame) -> tuple[list[Any], list[Any]]:
-        if frame.error_code != 0:
-            return cast(tuple[list[Any], list[Any]], super()._receive_goaway_frame(frame))
-        event = h2.events.ConnectionTerminated()
-        event.error_code = frame.error_code
-        event.last_stream_id = frame.last_stream_id
-        event.additional_data = frame.additional_data or None
-        return [], [event]
-
-    # RFC 9113 section 8.1.1: a malformed message (invalid fields, a wrong
-    # content-length, trailers without END_STREAM) is a stream error. h2
-    # raises ProtocolError for these as for connection errors; the ones
-    # below are turned into a reset of their stream when the stream survived
-    # them (h2 closes a stream whose state machine refused a frame, which
-    # stays a connection error, as do HPACK failures: the decoder state is lost).
-
-    def _receive_headers_frame(self, frame: hyperframe.frame.HeadersFrame) -> tuple[list[Any], list[Any]]:
-        try:
-            return cast(tuple[list[Any], list[Any]], super()._receive_headers_frame(frame))
-        except h2.exceptions.ProtocolError as exc:
-            return self._malformed(frame.stream_id, exc)
-
-    def _receive_data_frame(self, frame: hyperframe.frame.DataFrame) -> tuple[list[Any], list[Any]]:
-        try:
-            return cast(tuple[list[Any], list[Any]], super()._receive_data_frame(frame))
-        except h2.exceptions.InvalidBodyLengthError as exc:
-            result = self._malformed(frame.stream_id, exc)
-            # The frame was charged to the connection's window: give it back.
-            self.acknowledge_received_data(frame.flow_controlled_length, frame.stream_id)
-            return result
-
-    def _malformed(self, stream_id: int, exc: h2.exceptions.ProtocolError) -> tuple[list[Any], list[Any]]:
-        stream = self.streams.get(stream_id)
-        message_error = type(exc) in (h2.exceptions.ProtocolError, h2.exceptions.InvalidBodyLengthError)
-        if (
-            not message_error
-            or isinstance(exc.__cause__, (hpack.HPACKError, IndexError, TypeError, UnicodeDecodeError))
-            or stream is None
-        ):
-            raise exc
-        if stream.open:
-            self.reset_stream(stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
-        elif stream.closed_by is not h2.stream.StreamClosedBy.RECV_END_STREAM:
-            raise exc  # h2's state machine refused the frame
-        # else: the frame's own END_STREAM closed the stream (a malformed final
-        # response): nothing may be sent on it any more; the message is dropped.
-        event = h2.events.StreamReset(
-            stream_id=stream_id, error_code=h2.errors.ErrorCodes.PROTOCOL_ERROR, remote_reset=False
-        )
-        return [], [event]
-
-    def receive_frames(self, data: bytes) -> tuple[list[h2.events.Event], tuple[int, Exception] | None]:
-        """Like ``receive_data``, but keep the events before a failure.
-
-        Returns the events and, if the peer broke HTTP/2, the error code sent
-        in GOAWAY with the error. Frame headers are checked by the scanner as
-        soon as their 9 bytes arrive; only the bytes before a refused header
-        reach h2.
-        """
-        events: list[h2.events.Event] = []
-        # h2 checks frame lengths against this limit too (set once per read, as here).
-        refused = self.scanner.scan(data, self.max_inbound_frame_size)
-        try:
-            self.incoming_buffer.add_data(data if refused is None else data[: refused.offset])
-            self.incoming_buffer.max_frame_size = self.max_inbound_frame_size
-            for frame in self.incoming_buffer:
-                events.extend(self._receive_frame(frame))
-            if refused is not None:
-                raise refused.error
-        except h2.exceptions.ProtocolError as exc:
-            code = exc.error_code
-            if not isinstance(exc, h2.exceptions.DenialOfServiceError) and isinstance(
-                exc.__cause__, _HPACK_ERRORS
-            ):
-                # RFC 9113 section 4.3: a header block that cannot be decoded is COMPRESSION_ERROR
-                # (h2 wraps the decoder's error in ProtocolError).
-                code = h2.errors.ErrorCodes.COMPRESSION_ERROR
-            self._terminate_connection(code)
-            return events, (int(code), exc)
-        except (*_PEER_ERRORS, ValueError) as exc:
-            code = (
-                h2.errors.ErrorCodes.COMPRESSION_ERROR
-                if isinstance(exc, hpack.HPACKError)
-                else h2.errors.ErrorCodes.PROTOCOL_ERROR
-            )
-            self._terminate_connection(code)
-            return events, (int(code), exc)
-        return events, None
-
-
-@dataclass(frozen=True)
-class _RefusedFrame:
-    """A frame header that breaks a rule: where it starts in the read, and the error to answer."""
-
-    offset: int
-    error: h2.exceptions.ProtocolError
-
-
-class _FrameScanner:
-    """Follows the frame boundaries of the received byte stream, so that each
-    frame header is checked as soon as its 9 bytes arrive, before h2 buffers
-    the payload it announces.
-
-    h2 checks a frame's length only once the whole announced payload has
-    arrived: a peer announcing 2**24 - 1 bytes and trickling them would make
-    it buffer 16 MiB per connection. RFC 9113 section 4.2: a frame longer than
-    our SETTINGS_MAX_FRAME_SIZE is FRAME_SIZE_ERROR. Section 3.4: the first
-    frame of each side, after the client's 24-byte preface, is SETTINGS.
-    """
-
-    def __init__(self, *, server: bool) -> None:
-        # Preface bytes still to skip (h2 checks their value).
-        self._preface = len(CLIENT_PREFACE) if server else 0
-        # The part of the current frame header received so far.
-        self._header = bytearray()
-        # Payload bytes of the current frame still to come.
-        self._payload = 0
-        self._first = True
-
-    def scan(self, data: bytes, max_frame_size: int) -> _RefusedFrame | None:
-        """Follow *data*; return the first frame header in it that breaks a rule, if any."""
-        position = 0
-        end = len(data)
-        while position < end:
-            if self._preface:
-                taken = min(self._preface, end - position)
-                self._preface -= taken
-                position += taken
-            elif self._payload:
-                taken = min(self._payload, end - position)
-                self._payload -= taken
-                position += taken
-            else:
-                start = max(0, position - len(self._header))  # 0 if it began in an earlier read
-                taken = min(FRAME_HEADER_SIZE - len(self._header), end - position)
-                self._header += data[position : position + taken]
-                position += taken
-                if len(self._header) < FRAME_HEADER_SIZE:
-                    break
-                error = self._check(max_frame_size)
-                if error is not None:
-                    return _RefusedFrame(start, error)
-        return None
-
-    def _check(self, max_frame_size: int) -> h2.exceptions.ProtocolError | None:
-        header = self._header
-        length = int.from_bytes(header[:3], "big")
-        frame_type, flags = header[3], header[4]
-        self._header = bytearray()
-        self._payload = length
-        if self._first:
-            self._first = False
-            if frame_type != SETTINGS_FRAME_TYPE or flags & SETTINGS_ACK_FLAG:
-                return h2.exceptions.ProtocolError(
-                    f"the first frame is of type {frame_type:#x} (flags {flags:#x}), not SETTINGS"
-                )
-        if length > max_frame_size:
-            return h2.exceptions.FrameTooLargeError(
-                f"a frame of type {frame_type:#x} announces {length} bytes, over our"
-                f" SETTINGS_MAX_FRAME_SIZE of {max_frame_size}"
-            )
-        return None
 
 
 class HTTP2ProtocolImpl(HTTP2Protocol):
@@ -324,7 +130,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
             validate_inbound_headers=True,
             validate_outbound_headers=True,
         )
-        self._h2 = _H2Connection(config=config)
+        self._h2 = StrictH2Connection(config=config)
         settings: dict[h2.settings.SettingCodes, int] = {
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_concurrent_streams,
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: stream_window,
@@ -399,7 +205,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
             raise LocalProtocolError("an informational (1xx) response cannot end the stream")
         try:
             self._h2.send_headers(stream_id, list(headers), end_stream=end_stream)
-        except _PEER_ERRORS as exc:
+        except PEER_ERRORS as exc:
             raise self._stream_error(stream_id, f"cannot send headers on stream {stream_id}: {exc}") from None
         if not informational:
             self._final_sent.add(stream_id)
@@ -421,7 +227,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
                 chunk = view[start : start + frame_size]
                 last = start + frame_size >= len(view)
                 self._h2.send_data(stream_id, bytes(chunk), end_stream=end_stream and last)
-        except _PEER_ERRORS as exc:
+        except PEER_ERRORS as exc:
             raise self._stream_error(stream_id, f"cannot send data on stream {stream_id}: {exc}") from None
         self._forget_closed(stream_id)
 
@@ -431,7 +237,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
             raise self._stream_error(stream_id, "")
         try:
             return int(self._h2.local_flow_control_window(stream_id))
-        except _PEER_ERRORS as exc:
+        except PEER_ERRORS as exc:
             raise self._stream_error(stream_id, f"stream {stream_id} cannot take data: {exc}") from None
 
     def submit_stream_reset(self, stream_id: int, error_code: int = 0) -> None:
@@ -446,7 +252,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
             return  # already closed: nothing to reset
         try:
             self._h2.reset_stream(stream_id, error_code)
-        except _PEER_ERRORS:
+        except PEER_ERRORS:
             return
         self._final_sent.discard(stream_id)
         self._queue(StreamResetSent(stream_id, error_code))
@@ -456,7 +262,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
             return
         try:
             self._h2.close_connection(error_code)
-        except _PEER_ERRORS:
+        except PEER_ERRORS:
             pass
         self._goaway_sent = True
         self._terminate(error_code, "closed by the application")
@@ -543,7 +349,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
             return
         try:
             self._h2.acknowledge_received_data(length, stream_id)
-        except _PEER_ERRORS:
+        except PEER_ERRORS:
             pass
 
     def _forget_closed(self, stream_id: int) -> None:

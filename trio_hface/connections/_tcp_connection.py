@@ -1,0 +1,151 @@
+"""HTTP/1.1 and HTTP/2 connections over a Trio byte stream (TCP, TLS, or any stream)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import trio
+
+from ..protocols import HTTPOverTCPProtocol
+from ._connections import RECEIVE_SIZE, HTTPConnection
+
+log = logging.getLogger(__name__)
+
+__all__ = ["HTTPOverTCPConnection", "LINGERING_CLOSE", "LINGER_MAX_BYTES"]
+
+#: Seconds a server's connection, closing after a protocol error, waits for
+#: the peer to close first (nginx's ``lingering_timeout`` does the same).
+LINGERING_CLOSE = 2.0
+
+#: The most input a lingering close reads and drops before it closes anyway.
+LINGER_MAX_BYTES = 1024 * 1024
+
+
+class HTTPOverTCPConnection(HTTPConnection):
+    """An :class:`HTTPConnection` over a Trio byte stream (HTTP/1.1 and HTTP/2).
+
+    Listeners and openers create these; build one yourself only to drive a
+    protocol over a stream of your own (any :class:`trio.abc.Stream` works,
+    so memory streams can drive it in tests).
+
+    :param protocol: a fresh protocol from an :class:`.HTTPOverTCPFactory`
+    :param stream: the transport, already connected (and TLS already shaken)
+    :param extra_attributes: what :attr:`~HTTPConnection.extra_attributes` reports
+    :param idle_timeout: seconds without traffic after which the connection
+        closes itself, or ``None``
+    :param lingering_close: seconds that closing after a protocol error
+        waits for the peer to close first, reading and dropping what it
+        still sends (at most ``LINGER_MAX_BYTES``), or ``None`` to close at
+        once. Servers linger: a peer whose data is still unread when the
+        socket closes gets a TCP reset, which can destroy the error response
+        before the peer reads it (RFC 9112 section 9.6).
+    """
+
+    def __init__(
+        self,
+        protocol: HTTPOverTCPProtocol,
+        stream: trio.abc.Stream,
+        extra_attributes: Mapping[str, Any],
+        *,
+        idle_timeout: float | None = None,
+        lingering_close: float | None = None,
+    ) -> None:
+        super().__init__(protocol, extra_attributes, idle_timeout=idle_timeout)
+        self._tcp = protocol
+        self._stream = stream
+        self._lingering_close = lingering_close
+        self._draining = False
+
+    async def _reader(self) -> None:
+        drained = 0
+        try:
+            while True:
+                while not self._tcp.multiplexed and self._waiting == 0 and not self._draining:
+                    self._want_input = trio.Event()
+                    await self._want_input.wait()
+                data: bytes | bytearray | None = None
+                try:
+                    with trio.move_on_at(self._idle_deadline()):
+                        data = await self._stream.receive_some(RECEIVE_SIZE)
+                        self._last_activity = trio.current_time()
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self._tcp.connection_lost()
+                    return
+                except Exception as exc:
+                    # Any other failure of the transport (a tunnel, a custom stream)
+                    # ends this connection, not the code around it.
+                    log.debug("transport failed: %r", exc)
+                    self._tcp.connection_lost()
+                    return
+                if data is None:  # no input before the idle deadline
+                    if trio.current_time() >= self._idle_deadline():
+                        self._idle_expired()
+                        return
+                    continue  # we sent meanwhile: not idle
+                if not data:
+                    self._tcp.eof_received()
+                    return
+                if self._draining:  # the protocol has ended: what comes is dropped
+                    drained += len(data)
+                    if drained > LINGER_MAX_BYTES:
+                        return
+                    continue
+                self._tcp.bytes_received(bytes(data))
+                self._input()
+        finally:
+            self._input_done = True
+            self._input()
+
+    async def _writer(self) -> None:
+        try:
+            while True:
+                mark = self._submitted
+                data = self._tcp.bytes_to_send()
+                if data:
+                    await self._stream.send_all(data)
+                    self._last_activity = trio.current_time()
+                    continue
+                if self._tcp.eof_to_send():
+                    if isinstance(self._stream, trio.abc.HalfCloseableStream):
+                        await self._stream.send_eof()
+                    else:
+                        # TLS cannot half-close: close the whole connection, as
+                        # RFC 9110 section 9.3.6 has tunnels end.
+                        await self._stream.aclose()
+                self._flushed_up_to(mark)
+                if self._submitted == mark:
+                    self._kick = trio.Event()
+                    await self._kick.wait()
+        except Exception as exc:
+            if not isinstance(exc, (trio.BrokenResourceError, trio.ClosedResourceError)):
+                log.debug("transport failed while sending: %r", exc)
+            # Senders fail from now on; the reader still delivers what the peer
+            # sent before it went away, then reports the end.
+            self._broken = True
+            self._flushed_up_to(self._submitted)
+            self._input()
+
+    async def _linger(self) -> None:
+        if self._lingering_close is None or not self._peer_error or self._input_done:
+            return
+        with trio.move_on_after(self._lingering_close):
+            if isinstance(self._stream, trio.abc.HalfCloseableStream):
+                try:
+                    await self._stream.send_eof()  # our FIN follows the error response
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+            self._draining = True
+            self._want_input.set()
+            while not self._input_done:
+                await self._input_event.wait()
+
+    async def _close_transport(self) -> None:
+        try:
+            await self._stream.aclose()
+        except trio.BrokenResourceError:
+            pass
+
+    async def _abort_transport(self) -> None:
+        await trio.aclose_forcefully(self._stream)

@@ -1,0 +1,222 @@
+"""h2, adapted: what our HTTP/2 protocol changes in h2 4.x (internals pinned in ``setup.cfg``),
+and the frame-header check in front of it.
+
+* :class:`StrictH2Connection`: a graceful GOAWAY does not discard queued
+  output; events parsed before a broken frame are kept; a malformed message
+  resets only its stream (RFC 9113 section 8.1.1).
+* :class:`FrameScanner`: follows frame boundaries as bytes arrive and refuses
+  a frame header announcing more than our SETTINGS_MAX_FRAME_SIZE, or a first
+  frame that is not SETTINGS, before h2 buffers the payload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+import h2.stream
+import hpack
+import hyperframe.exceptions
+import hyperframe.frame
+
+__all__ = ["FrameScanner", "HPACK_ERRORS", "PEER_ERRORS", "RefusedFrame", "StrictH2Connection"]
+
+
+#: Errors of h2 and the libraries under it that mean "the peer sent garbage".
+PEER_ERRORS = (
+    h2.exceptions.H2Error,
+    hyperframe.exceptions.HyperframeError,
+    hpack.HPACKError,
+)
+
+#: What a failed header block decoding raises under h2's ProtocolError (the
+#: errors h2 itself catches around the HPACK decoder).
+HPACK_ERRORS = (hpack.HPACKError, IndexError, TypeError, UnicodeDecodeError)
+
+#: The client connection preface (RFC 9113 section 3.4).
+CLIENT_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+#: Length of a frame header: 3 bytes of length, type, flags, 4 bytes of stream ID (RFC 9113 section 4.1).
+FRAME_HEADER_SIZE = 9
+
+#: The type of SETTINGS frames and their ACK flag (RFC 9113 section 6.5).
+SETTINGS_FRAME_TYPE = 0x4
+SETTINGS_ACK_FLAG = 0x1
+
+
+class StrictH2Connection(h2.connection.H2Connection):
+    """``H2Connection`` with graceful GOAWAY, partial events on errors and
+    frame headers checked as they arrive."""
+
+    def __init__(self, config: h2.config.H2Configuration) -> None:
+        super().__init__(config=config)
+        self.scanner = FrameScanner(server=not config.client_side)
+
+    def _receive_goaway_frame(self, frame: hyperframe.frame.GoAwayFrame) -> tuple[list[Any], list[Any]]:
+        if frame.error_code != 0:
+            return cast(tuple[list[Any], list[Any]], super()._receive_goaway_frame(frame))
+        event = h2.events.ConnectionTerminated()
+        event.error_code = frame.error_code
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
+    # RFC 9113 section 8.1.1: a malformed message (invalid fields, a wrong
+    # content-length, trailers without END_STREAM) is a stream error. h2
+    # raises ProtocolError for these as for connection errors; the ones
+    # below are turned into a reset of their stream when the stream survived
+    # them (h2 closes a stream whose state machine refused a frame, which
+    # stays a connection error, as do HPACK failures: the decoder state is lost).
+
+    def _receive_headers_frame(self, frame: hyperframe.frame.HeadersFrame) -> tuple[list[Any], list[Any]]:
+        try:
+            return cast(tuple[list[Any], list[Any]], super()._receive_headers_frame(frame))
+        except h2.exceptions.ProtocolError as exc:
+            return self._malformed(frame.stream_id, exc)
+
+    def _receive_data_frame(self, frame: hyperframe.frame.DataFrame) -> tuple[list[Any], list[Any]]:
+        try:
+            return cast(tuple[list[Any], list[Any]], super()._receive_data_frame(frame))
+        except h2.exceptions.InvalidBodyLengthError as exc:
+            result = self._malformed(frame.stream_id, exc)
+            # The frame was charged to the connection's window: give it back.
+            self.acknowledge_received_data(frame.flow_controlled_length, frame.stream_id)
+            return result
+
+    def _malformed(self, stream_id: int, exc: h2.exceptions.ProtocolError) -> tuple[list[Any], list[Any]]:
+        stream = self.streams.get(stream_id)
+        message_error = type(exc) in (h2.exceptions.ProtocolError, h2.exceptions.InvalidBodyLengthError)
+        if (
+            not message_error
+            or isinstance(exc.__cause__, (hpack.HPACKError, IndexError, TypeError, UnicodeDecodeError))
+            or stream is None
+        ):
+            raise exc
+        if stream.open:
+            self.reset_stream(stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+        elif stream.closed_by is not h2.stream.StreamClosedBy.RECV_END_STREAM:
+            raise exc  # h2's state machine refused the frame
+        # else: the frame's own END_STREAM closed the stream (a malformed final
+        # response): nothing may be sent on it any more; the message is dropped.
+        event = h2.events.StreamReset(
+            stream_id=stream_id, error_code=h2.errors.ErrorCodes.PROTOCOL_ERROR, remote_reset=False
+        )
+        return [], [event]
+
+    def receive_frames(self, data: bytes) -> tuple[list[h2.events.Event], tuple[int, Exception] | None]:
+        """Like ``receive_data``, but keep the events before a failure.
+
+        Returns the events and, if the peer broke HTTP/2, the error code sent
+        in GOAWAY with the error. Frame headers are checked by the scanner as
+        soon as their 9 bytes arrive; only the bytes before a refused header
+        reach h2.
+        """
+        events: list[h2.events.Event] = []
+        # h2 checks frame lengths against this limit too (set once per read, as here).
+        refused = self.scanner.scan(data, self.max_inbound_frame_size)
+        try:
+            self.incoming_buffer.add_data(data if refused is None else data[: refused.offset])
+            self.incoming_buffer.max_frame_size = self.max_inbound_frame_size
+            for frame in self.incoming_buffer:
+                events.extend(self._receive_frame(frame))
+            if refused is not None:
+                raise refused.error
+        except h2.exceptions.ProtocolError as exc:
+            code = exc.error_code
+            if not isinstance(exc, h2.exceptions.DenialOfServiceError) and isinstance(
+                exc.__cause__, HPACK_ERRORS
+            ):
+                # RFC 9113 section 4.3: a header block that cannot be decoded is COMPRESSION_ERROR
+                # (h2 wraps the decoder's error in ProtocolError).
+                code = h2.errors.ErrorCodes.COMPRESSION_ERROR
+            self._terminate_connection(code)
+            return events, (int(code), exc)
+        except (*PEER_ERRORS, ValueError) as exc:
+            code = (
+                h2.errors.ErrorCodes.COMPRESSION_ERROR
+                if isinstance(exc, hpack.HPACKError)
+                else h2.errors.ErrorCodes.PROTOCOL_ERROR
+            )
+            self._terminate_connection(code)
+            return events, (int(code), exc)
+        return events, None
+
+
+@dataclass(frozen=True)
+class RefusedFrame:
+    """A frame header that breaks a rule: where it starts in the read, and the error to answer."""
+
+    offset: int
+    error: h2.exceptions.ProtocolError
+
+
+class FrameScanner:
+    """Follows the frame boundaries of the received byte stream, so that each
+    frame header is checked as soon as its 9 bytes arrive, before h2 buffers
+    the payload it announces.
+
+    h2 checks a frame's length only once the whole announced payload has
+    arrived: a peer announcing 2**24 - 1 bytes and trickling them would make
+    it buffer 16 MiB per connection. RFC 9113 section 4.2: a frame longer than
+    our SETTINGS_MAX_FRAME_SIZE is FRAME_SIZE_ERROR. Section 3.4: the first
+    frame of each side, after the client's 24-byte preface, is SETTINGS.
+    """
+
+    def __init__(self, *, server: bool) -> None:
+        # Preface bytes still to skip (h2 checks their value).
+        self._preface = len(CLIENT_PREFACE) if server else 0
+        # The part of the current frame header received so far.
+        self._header = bytearray()
+        # Payload bytes of the current frame still to come.
+        self._payload = 0
+        self._first = True
+
+    def scan(self, data: bytes, max_frame_size: int) -> RefusedFrame | None:
+        """Follow *data*; return the first frame header in it that breaks a rule, if any."""
+        position = 0
+        end = len(data)
+        while position < end:
+            if self._preface:
+                taken = min(self._preface, end - position)
+                self._preface -= taken
+                position += taken
+            elif self._payload:
+                taken = min(self._payload, end - position)
+                self._payload -= taken
+                position += taken
+            else:
+                start = max(0, position - len(self._header))  # 0 if it began in an earlier read
+                taken = min(FRAME_HEADER_SIZE - len(self._header), end - position)
+                self._header += data[position : position + taken]
+                position += taken
+                if len(self._header) < FRAME_HEADER_SIZE:
+                    break
+                error = self._check(max_frame_size)
+                if error is not None:
+                    return RefusedFrame(start, error)
+        return None
+
+    def _check(self, max_frame_size: int) -> h2.exceptions.ProtocolError | None:
+        header = self._header
+        length = int.from_bytes(header[:3], "big")
+        frame_type, flags = header[3], header[4]
+        self._header = bytearray()
+        self._payload = length
+        if self._first:
+            self._first = False
+            if frame_type != SETTINGS_FRAME_TYPE or flags & SETTINGS_ACK_FLAG:
+                return h2.exceptions.ProtocolError(
+                    f"the first frame is of type {frame_type:#x} (flags {flags:#x}), not SETTINGS"
+                )
+        if length > max_frame_size:
+            return h2.exceptions.FrameTooLargeError(
+                f"a frame of type {frame_type:#x} announces {length} bytes, over our"
+                f" SETTINGS_MAX_FRAME_SIZE of {max_frame_size}"
+            )
+        return None
