@@ -133,6 +133,36 @@ async def test_alpn_http2_only_client_against_server_without_alpn(tls_files: tup
         nursery.cancel_scope.cancel()
 
 
+async def test_listener_refuses_a_peer_without_alpn_in_one_line(
+    tls_files: tuple[str, str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """An HTTP/2-only TLS listener meeting a client that offers no ALPN closes that connection
+    and logs one warning, not a traceback; it goes on serving."""
+    certfile, keyfile, cafile = tls_files
+    async with trio.open_nursery() as nursery:
+        listener, port = await start_server(
+            nursery,
+            ALPNHTTPFactory([HTTP2ServerFactory()]),
+            ServerTLSConfig(certfile=certfile, keyfile=keyfile),
+        )
+        context = ssl.create_default_context(cafile=cafile)  # no ALPN offered
+        with trio.fail_after(10):
+            stream = trio.SSLStream(
+                await trio.open_tcp_stream("127.0.0.1", port), context, server_hostname="localhost"
+            )
+            try:
+                await stream.do_handshake()
+                assert await stream.receive_some() == b""  # closed by the server
+            except trio.BrokenResourceError:
+                pass  # closed without close_notify: as good
+            finally:
+                await trio.aclose_forcefully(stream)
+        refused = [r for r in caplog.records if "ALPN negotiated no protocol" in r.getMessage()]
+        assert len(refused) == 1 and refused[0].exc_info is None, caplog.text
+        await listener.aclose()
+        nursery.cancel_scope.cancel()
+
+
 async def test_hundred_concurrent_streams_and_big_bodies(tls_files: tuple[str, str, str]) -> None:
     """100 concurrent HTTP/2 streams on one connection, then 50 MiB each way on one stream."""
     async with trio.open_nursery() as nursery:

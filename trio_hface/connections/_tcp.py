@@ -226,6 +226,9 @@ class _AcceptingListener(HTTPListener, Generic[_S]):
                 except (trio.TooSlowError, trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
                     log.debug("connection dropped before HTTP: %r", exc)
                     return
+                except ALPNError as exc:  # the peer's choice, not our bug: one line
+                    log.warning("connection refused: %s", exc)
+                    return
                 except Exception:
                     log.exception("cannot set up a connection")
                     return
