@@ -58,36 +58,39 @@ def _refuse(message: str, status: int = 400) -> h11.LocalProtocolError:
     return h11.LocalProtocolError(message, error_status_hint=status)
 
 
-class _FieldBlock:
-    """Checks a block of lines (a head, or trailers) while it arrives in h11's buffer.
+def _clean(data: bytearray, stop: int) -> bool:
+    """Whether ``data[:stop]`` has no bare LF, no bare CR and no folded line (what _BAD_LINE finds)."""
+    crlf = data.count(b"\r\n", 0, stop)
+    return (
+        data.count(b"\n", 0, stop) == crlf
+        and data.count(b"\r", 0, stop) == crlf
+        and data.find(b"\n ", 0, stop) < 0
+        and data.find(b"\n\t", 0, stop) < 0
+    )
 
-    Every line must end in CRLF, hold no other CR and not be folded. The
-    block ends with an empty line; the trailers may be only that. Each byte
-    is looked at once however the block is trickled in.
+
+def _block_complete(data: bytearray, what: str, *, may_be_empty: bool) -> bool:
+    """Whether the block of lines (a head, or trailers) at the start of *data* is complete.
+
+    Every line must end in CRLF, hold no other CR and not be folded; a bad
+    line raises at once, complete or not. The block ends with an empty line;
+    trailers may be only that. The check runs in C over what is buffered,
+    which h11 bounds (16 KiB for a head), so a trickled block costs little.
     """
-
-    def __init__(self, what: str, *, may_be_empty: bool) -> None:
-        self._what = what
-        self._may_be_empty = may_be_empty
-        self._checked = 0  # the bytes before this offset passed the check
-
-    def complete(self, data: bytearray) -> bool:
-        """Whether the block at the start of *data* is complete; raises on a bad line."""
-        if self._may_be_empty and data[:2] == b"\r\n":
-            return True
-        end = data.find(b"\r\n\r\n", max(0, self._checked - 3))
-        # A CR at the very end may yet be followed by its LF.
-        stop = end + 4 if end >= 0 else len(data) - data.endswith(b"\r")
-        bad = _BAD_LINE.search(data, max(0, self._checked - 1), stop)
-        if bad is not None:
-            found = bad[0]
-            if found == b"\n":
-                raise _refuse(f"a line of the {self._what} ends in a bare LF (RFC 9112 section 2.2)")
-            if found.startswith(b"\r"):
-                raise _refuse(f"the {self._what} holds a bare CR (RFC 9112 section 2.2)")
-            raise _refuse(f"a field line of the {self._what} is folded (obs-fold, RFC 9112 section 5.2)")
-        self._checked = stop
-        return end >= 0
+    if may_be_empty and data[:2] == b"\r\n":
+        return True
+    end = data.find(b"\r\n\r\n")
+    # A CR at the very end may yet be followed by its LF.
+    stop = end + 4 if end >= 0 else len(data) - data.endswith(b"\r")
+    if not _clean(data, stop):
+        bad = _BAD_LINE.search(data, 0, stop)
+        found = bad[0] if bad is not None else b""
+        if found == b"\n":
+            raise _refuse(f"a line of the {what} ends in a bare LF (RFC 9112 section 2.2)")
+        if found.startswith(b"\r"):
+            raise _refuse(f"the {what} holds a bare CR (RFC 9112 section 2.2)")
+        raise _refuse(f"a field line of the {what} is folded (obs-fold, RFC 9112 section 5.2)")
+    return end >= 0
 
 
 def _check_framing(event: h11.Request | h11.Response | h11.InformationalResponse) -> None:
@@ -100,20 +103,18 @@ def _check_framing(event: h11.Request | h11.Response | h11.InformationalResponse
         raise _refuse("an HTTP/1.0 message has Transfer-Encoding (RFC 9112 section 6.1)")
 
 
-class _StrictHeadReader:
-    """Wraps h11's reader of a request or response head."""
+def _strict_head(reader: Reader) -> Reader:
+    """Wrap h11's reader of a request or response head with the checks above."""
 
-    def __init__(self, reader: Reader) -> None:
-        self._reader = reader
-        self._block = _FieldBlock("head", may_be_empty=False)
-
-    def __call__(self, buf: ReceiveBuffer) -> Any:
-        if not self._block.complete(buf._data):
-            return self._reader(buf)  # h11 bounds and sniffs an incomplete head
-        event = self._reader(buf)
+    def read(buf: ReceiveBuffer) -> Any:
+        if not _block_complete(buf._data, "head", may_be_empty=False):
+            return reader(buf)  # h11 bounds and sniffs an incomplete head
+        event = reader(buf)
         if isinstance(event, (h11.Request, h11.Response, h11.InformationalResponse)):
             _check_framing(event)
         return event
+
+    return read
 
 
 class _StrictChunkedReader:
@@ -122,11 +123,11 @@ class _StrictChunkedReader:
     def __init__(self) -> None:
         self._bytes_in_chunk = 0
         self._crlf_due = 0  # bytes of the CRLF after a chunk's data still to come
-        self._trailers: _FieldBlock | None = None
+        self._in_trailers = False
 
     def __call__(self, buf: ReceiveBuffer) -> h11.Data | h11.EndOfMessage | None:
-        if self._trailers is not None:
-            return self._read_trailers(buf, self._trailers)
+        if self._in_trailers:
+            return self._read_trailers(buf)
         if self._crlf_due:
             data = buf.maybe_extract_at_most(self._crlf_due)
             if data is None:
@@ -154,8 +155,8 @@ class _StrictChunkedReader:
                 raise _refuse(f"illegal chunk line {bytes(line[:100])!r} (RFC 9112 section 7.1)")
             self._bytes_in_chunk = int(match[1], 16)
             if self._bytes_in_chunk == 0:
-                self._trailers = _FieldBlock("trailers", may_be_empty=True)
-                return self._read_trailers(buf, self._trailers)
+                self._in_trailers = True
+                return self._read_trailers(buf)
             chunk_start = True
         data = buf.maybe_extract_at_most(self._bytes_in_chunk)
         if data is None:
@@ -167,8 +168,8 @@ class _StrictChunkedReader:
         # h11's own readers hand out the bytearray too (bytes-like; copied by our protocol).
         return h11.Data(data=cast(bytes, data), chunk_start=chunk_start, chunk_end=chunk_end)
 
-    def _read_trailers(self, buf: ReceiveBuffer, block: _FieldBlock) -> h11.EndOfMessage | None:
-        if not block.complete(buf._data):
+    def _read_trailers(self, buf: ReceiveBuffer) -> h11.EndOfMessage | None:
+        if not _block_complete(buf._data, "trailers", may_be_empty=True):
             return None
         lines = buf.maybe_extract_lines()
         assert lines is not None  # the block is complete
@@ -180,15 +181,20 @@ class _StrictChunkedReader:
         )
 
 
+#: h11's readers, with the strict ones in place (h11 picks from this per state).
+_STRICT_READERS: dict[Any, Any] = {
+    **_readers.READERS,
+    (h11.CLIENT, h11.IDLE): _strict_head(_readers.maybe_read_from_IDLE_client),
+    (h11.SERVER, h11.IDLE): _strict_head(_readers.maybe_read_from_SEND_RESPONSE_server),
+    (h11.SERVER, h11.SEND_RESPONSE): _strict_head(_readers.maybe_read_from_SEND_RESPONSE_server),
+    h11.SEND_BODY: {**_readers.READERS[h11.SEND_BODY], "chunked": _StrictChunkedReader},  # type: ignore[dict-item]
+}
+
+
 class StrictConnection(h11.Connection):
     """``h11.Connection`` with the strict readers of this module."""
 
     def _get_io_object(self, role: Any, event: Any, io_dict: Any) -> Any:
-        io = super()._get_io_object(role, event, io_dict)
-        if io_dict is not _readers.READERS:
-            return io
-        if io in (_readers.maybe_read_from_IDLE_client, _readers.maybe_read_from_SEND_RESPONSE_server):
-            return _StrictHeadReader(io)
-        if isinstance(io, _readers.ChunkedReader):
-            return _StrictChunkedReader()
-        return io
+        return super()._get_io_object(
+            role, event, _STRICT_READERS if io_dict is _readers.READERS else io_dict
+        )
