@@ -159,7 +159,6 @@ def imports_of_test(path: Path) -> list[str]:
 OVERSIZED = {
     "module protocols/http3/_protocol.py",
     "class HTTP3ProtocolImpl",
-    "class HTTP1ProtocolImpl",
 }
 
 

@@ -366,3 +366,20 @@ def test_content_length_overrun_raises() -> None:
     client.submit_headers(sid, [*POST, (b"content-length", b"2")])
     with pytest.raises(LocalProtocolError):
         client.submit_data(sid, b"toolong")
+
+
+def test_server_upgrade_tunnel_carries_bytes_both_ways() -> None:
+    """After its 101 Switching Protocols, a server sends the tunnel's bytes as data of the stream."""
+    server = HTTP1ServerFactory()()
+    server.bytes_received(b"GET /chat HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\nhi")
+    (request,) = drain(server)
+    assert isinstance(request, HeadersReceived) and request.end_stream
+    server.submit_headers(1, [(b":status", b"101"), (b"connection", b"upgrade"), (b"upgrade", b"echo")])
+    assert server.bytes_to_send().startswith(b"HTTP/1.1 101 ")
+    assert drain(server) == [DataReceived(1, b"hi")]
+    server.submit_data(1, b"hello")
+    assert server.bytes_to_send() == b"hello"
+    server.bytes_received(b" there")
+    assert drain(server) == [DataReceived(1, b" there")]
+    server.submit_data(1, b"", end_stream=True)
+    assert server.eof_to_send()

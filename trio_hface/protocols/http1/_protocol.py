@@ -48,13 +48,13 @@ import h11
 from ..._typing import HeadersType
 from ...errors import FlowControlError, LocalProtocolError
 from ...events import (
-    ConnectionTerminated,
     DataReceived,
     Event,
     HeadersReceived,
     StreamResetSent,
 )
 from .._headers import HeaderError, HeaderKind, validate_headers
+from .._message import StreamState, Termination, server_cannot_open
 from .._protocols import HTTP1Protocol
 from ._framing import StrictConnection
 
@@ -73,6 +73,17 @@ DEFAULT_MAX_BUFFER_SIZE = 1024 * 1024
 UNLIMITED_WINDOW = 2**62
 
 _FIRST_STREAM_ID = 1
+
+
+class _Exchange(StreamState):
+    """The request/response exchange in progress: HTTP/1.1's one stream at a time."""
+
+    __slots__ = ("method",)
+
+    def __init__(self, stream_id: int, method: bytes) -> None:
+        super().__init__(stream_id)
+        #: The request method, which decides how the response is framed.
+        self.method = method
 
 
 class HTTP1ProtocolImpl(HTTP1Protocol):
@@ -107,18 +118,14 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
         self._events: deque[Event] = deque()
         self._out = bytearray()
         self._next_stream_id = _FIRST_STREAM_ID
-        # The stream of the exchange in progress, if any.
-        self._stream_id: int | None = None
-        self._request_method = b""
+        # The exchange in progress, if any; it goes when both messages are done.
+        self._exchange: _Exchange | None = None
         # Whether the last queued event may take a following end of message.
         self._mergeable = False
-        self._received_end = False
-        self._sent_end = False
-        self._sent_headers = False
         self._tunnel = False
         self._eof_to_send = False
         self._eof_received = False
-        self._terminated = False
+        self._end = Termination()
         self._closing = False
 
     # -- state ------------------------------------------------------------
@@ -127,13 +134,13 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
         return (
             self._client
             and not self.has_expired()
-            and self._stream_id is None
+            and self._exchange is None
             and self._h11.our_state is h11.IDLE
         )
 
     def has_expired(self) -> bool:
         return (
-            self._terminated
+            self._end.terminated
             or self._closing
             or self._h11.our_state in (h11.MUST_CLOSE, h11.CLOSED, h11.ERROR)
             or self._h11.their_state in (h11.MUST_CLOSE, h11.CLOSED, h11.ERROR)
@@ -141,7 +148,7 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
 
     def get_available_stream_id(self) -> int:
         if not self._client:
-            raise LocalProtocolError("an HTTP/1 server cannot open streams")
+            raise server_cannot_open("1")
         if not self.is_available():
             raise LocalProtocolError("this HTTP/1 connection cannot start a request now")
         return self._next_stream_id
@@ -159,76 +166,42 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
 
     # -- application -> protocol -----------------------------------------
 
-    def _check_stream(self, stream_id: int) -> None:
-        if self._terminated:
-            raise LocalProtocolError("the connection is closed")
-        if self._stream_id is None or stream_id != self._stream_id:
+    def _check_stream(self, stream_id: int) -> _Exchange:
+        self._end.check_open()
+        exchange = self._exchange
+        if exchange is None or stream_id != exchange.stream_id:
             raise LocalProtocolError(f"stream {stream_id} is not open on this HTTP/1 connection")
+        return exchange
 
     def submit_headers(self, stream_id: int, headers: HeadersType, end_stream: bool = False) -> None:
-        if self._client and not self._sent_headers and self._stream_id is None:
-            if self._terminated:
-                raise LocalProtocolError("the connection is closed")
+        if self._client and self._exchange is None:
+            self._end.check_open()
             if stream_id != self._next_stream_id or not self.is_available():
                 raise LocalProtocolError(
                     f"cannot open stream {stream_id}; get an ID from get_available_stream_id()"
                 )
             self._send_request(stream_id, headers, end_stream)
             return
-        self._check_stream(stream_id)
-        if self._sent_end:
-            raise LocalProtocolError(f"stream {stream_id} was already ended")
-        if not self._sent_headers:
-            if self._client:
-                raise LocalProtocolError(f"stream {stream_id} was already started")
-            self._send_response(headers, end_stream)
+        exchange = self._check_stream(stream_id)
+        if exchange.send.next_block(HeaderKind.RESPONSE) is HeaderKind.TRAILERS:
+            self._send_trailers(exchange, headers, end_stream)
         else:
-            self._send_trailers(headers, end_stream)
+            # A client's exchange starts with its request: it is past that.
+            assert not self._client
+            self._send_response(exchange, headers, end_stream)
 
     def _send_request(self, stream_id: int, headers: HeadersType, end_stream: bool) -> None:
-        try:
-            pseudo, regular = validate_headers(headers, HeaderKind.REQUEST, multiplexed=False)
-        except HeaderError as exc:
-            raise LocalProtocolError(str(exc)) from None
-        method = pseudo[b":method"]
-        authority = pseudo.get(b":authority")
-        if method == b"CONNECT" and b":protocol" not in pseudo:
-            assert authority is not None  # validate_headers requires it
-            target = authority
-        else:
-            if b":protocol" in pseudo:
-                raise LocalProtocolError("extended CONNECT (:protocol) is not available in HTTP/1.1")
-            target = pseudo[b":path"]
-        fields: list[tuple[bytes, bytes]] = []
-        if authority is not None:
-            fields.append((b"host", authority))
-            regular = [(n, v) for n, v in regular if n.lower() != b"host"]
-        fields.extend(regular)
-        names = {n.lower() for n, _ in regular}
-        if (
-            not end_stream
-            and method != b"CONNECT"
-            and b"content-length" not in names
-            and b"transfer-encoding" not in names
-        ):
-            # A body of unknown length needs chunked framing (RFC 9112 section 6).
-            fields.append((b"transfer-encoding", b"chunked"))
-        self._h11_send(h11.Request(method=method, target=target, headers=fields))
-        self._stream_id = stream_id
+        request = _request_to_h11(headers, end_stream)
+        method = bytes(request.method)
+        self._h11_send(request)
+        self._exchange = exchange = _Exchange(stream_id, method)
         self._next_stream_id += 2
-        self._request_method = method
-        self._sent_headers = True
-        self._received_end = False
-        if method == b"CONNECT":
-            # The request itself has no body; the tunnel opens with a 2xx.
+        if method == b"CONNECT" or end_stream:
+            # A CONNECT request itself has no body; the tunnel opens with a 2xx.
             self._h11_send(h11.EndOfMessage())
-            if end_stream:
-                self._sent_end = True
-        elif end_stream:
-            self._h11_send(h11.EndOfMessage())
-            self._sent_end = True
+        exchange.send.headers(HeaderKind.REQUEST, end_stream=end_stream)
 
-    def _send_response(self, headers: HeadersType, end_stream: bool) -> None:
+    def _send_response(self, exchange: _Exchange, headers: HeadersType, end_stream: bool) -> None:
         try:
             pseudo, regular = validate_headers(headers, HeaderKind.RESPONSE, multiplexed=False)
         except HeaderError as exc:
@@ -236,20 +209,21 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
         status = int(pseudo[b":status"])
         reason = _reason(status)
         if status < 200:
-            if end_stream:
-                raise LocalProtocolError("an informational (1xx) response cannot end the stream")
+            exchange.send.check_headers(HeaderKind.RESPONSE, end_stream=end_stream, informational=True)
             if status == 101 and self._h11.their_state is not h11._state.MIGHT_SWITCH_PROTOCOL:
                 raise LocalProtocolError("101 Switching Protocols needs a request with Upgrade")
             self._h11_send(h11.InformationalResponse(status_code=status, headers=regular, reason=reason))
             if status == 101:
+                # The exchange ends in its switch: our bytes from now on are the tunnel's.
+                exchange.send.headers(HeaderKind.RESPONSE, end_stream=False)
                 self._enter_tunnel()
             return
         names = {n.lower() for n, _ in regular}
-        connect_ok = self._request_method == b"CONNECT" and 200 <= status < 300
+        connect_ok = exchange.method == b"CONNECT" and 200 <= status < 300
         if (
             end_stream
             and not connect_ok
-            and self._request_method != b"HEAD"
+            and exchange.method != b"HEAD"
             and status not in (204, 304)
             and b"content-length" not in names
             and b"transfer-encoding" not in names
@@ -258,20 +232,20 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
         if self._closing:
             regular = [*regular, (b"connection", b"close")]
         self._h11_send(h11.Response(status_code=status, headers=regular, reason=reason))
-        self._sent_headers = True
         if self._h11.our_state is h11.SWITCHED_PROTOCOL:
+            exchange.send.headers(HeaderKind.RESPONSE, end_stream=False)
             self._enter_tunnel()
             if end_stream:
-                self._end_tunnel_send()
+                self._end_tunnel_send(exchange)
             return
         if end_stream:
             self._h11_send(h11.EndOfMessage())
-            self._sent_end = True
+        exchange.send.headers(HeaderKind.RESPONSE, end_stream=end_stream)
+        if end_stream:
             self._maybe_next_cycle()
 
-    def _send_trailers(self, headers: HeadersType, end_stream: bool) -> None:
-        if not end_stream:
-            raise LocalProtocolError("trailers must end the stream (end_stream=True)")
+    def _send_trailers(self, exchange: _Exchange, headers: HeadersType, end_stream: bool) -> None:
+        exchange.send.check_headers(HeaderKind.TRAILERS, end_stream=end_stream)
         if self._tunnel:
             raise LocalProtocolError("a tunnel has no trailers")
         try:
@@ -279,34 +253,32 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
         except HeaderError as exc:
             raise LocalProtocolError(str(exc)) from None
         self._h11_send(h11.EndOfMessage(headers=regular))
-        self._sent_end = True
+        exchange.send.headers(HeaderKind.TRAILERS, end_stream=True)
         self._maybe_next_cycle()
 
     def submit_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
-        self._check_stream(stream_id)
-        if self._sent_end:
-            raise LocalProtocolError(f"stream {stream_id} was already ended")
-        if not self._sent_headers:
-            raise LocalProtocolError(f"stream {stream_id} has no headers yet")
+        exchange = self._check_stream(stream_id)
+        exchange.send.check_data()
         if self._tunnel:
             self._out += data
             if end_stream:
-                self._end_tunnel_send()
+                self._end_tunnel_send(exchange)
             return
-        if self._client and self._request_method == b"CONNECT":
+        if self._client and exchange.method == b"CONNECT":
             raise FlowControlError("a CONNECT tunnel takes data once the proxy accepted it")
         if data:
             self._h11_send(h11.Data(data=data))
         if end_stream:
             self._h11_send(h11.EndOfMessage())
-            self._sent_end = True
+        exchange.send.data(end_stream=end_stream)
+        if end_stream:
             self._maybe_next_cycle()
 
     def get_send_window(self, stream_id: int) -> int:
-        self._check_stream(stream_id)
-        if self._sent_end or not self._sent_headers:
+        exchange = self._check_stream(stream_id)
+        if not exchange.send.in_body:
             raise LocalProtocolError(f"stream {stream_id} cannot take data now")
-        if self._client and self._request_method == b"CONNECT" and not self._tunnel:
+        if self._client and exchange.method == b"CONNECT" and not self._tunnel:
             return 0  # until the proxy's 2xx opens the tunnel
         return UNLIMITED_WINDOW
 
@@ -316,9 +288,10 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
         self._terminate(error_code, "an HTTP/1 stream reset closes the connection")
 
     def submit_close(self, error_code: int = 0) -> None:
-        if self._terminated:
+        if self._end.terminated:
             return
-        if self._stream_id is not None and not self._client and not self._sent_headers and error_code:
+        exchange = self._exchange
+        if exchange is not None and not self._client and not exchange.send.started and error_code:
             # A server closing on error answers the request it has (RFC 9110 section 15.6).
             self._try_error_response(error_code if 400 <= error_code < 600 else 500)
         self._terminate(error_code, "closed by the application")
@@ -338,11 +311,12 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
     # -- network -> protocol --------------------------------------------
 
     def bytes_received(self, data: bytes) -> None:
-        if self._terminated or not data:
+        if self._end.terminated or not data:
             return
         if self._tunnel:
-            if not self._received_end and self._stream_id is not None:
-                self._events.append(DataReceived(self._stream_id, bytes(data)))
+            exchange = self._exchange
+            if exchange is not None and not exchange.receive.ended:
+                self._events.append(DataReceived(exchange.stream_id, bytes(data)))
             return
         buffered = len(self._h11.trailing_data[0])
         if buffered + len(data) > self._max_buffer_size:
@@ -357,14 +331,15 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
             self._remote_error(exc)
 
     def eof_received(self) -> None:
-        if self._terminated or self._eof_received:
+        if self._end.terminated or self._eof_received:
             return
         self._eof_received = True
         if self._tunnel:
-            if self._stream_id is not None and not self._received_end:
-                self._received_end = True
-                self._events.append(DataReceived(self._stream_id, b"", end_stream=True))
-            if self._sent_end:
+            exchange = self._exchange
+            if exchange is not None and not exchange.receive.ended:
+                exchange.receive.end()
+                self._events.append(DataReceived(exchange.stream_id, b"", end_stream=True))
+            if exchange is not None and exchange.send.ended:
                 self._terminate(0, "tunnel closed")
             return
         try:
@@ -373,8 +348,8 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
             self._remote_error(exc)
 
     def connection_lost(self) -> None:
-        if not self._terminated:
-            complete = self._stream_id is None
+        if not self._end.terminated:
+            complete = self._exchange is None
             self._terminate(0, "connection lost" if complete else "connection lost during an exchange")
 
     def bytes_to_send(self) -> bytes:
@@ -383,7 +358,7 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
         return out
 
     def next_event(self) -> Event | None:
-        if not self._events and not self._terminated and not self._tunnel:
+        if not self._events and not self._end.terminated and not self._tunnel:
             self._pull()
         if self._events:
             return self._events.popleft()
@@ -406,7 +381,7 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
         headers or data folds into that event's ``end_stream``. What is
         pulled is bounded by h11's buffer, which ``bytes_received`` bounds.
         """
-        while not self._terminated and not self._tunnel:
+        while not self._end.terminated and not self._tunnel:
             try:
                 event = self._h11.next_event()
             except h11.RemoteProtocolError as exc:
@@ -436,83 +411,60 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
                 return
         if isinstance(event, h11.Request):
             self._on_request(event)
-        elif isinstance(event, h11.InformationalResponse):
-            assert self._stream_id is not None
+            return
+        if isinstance(event, h11.ConnectionClosed):
+            self._terminate(0, "connection closed by the peer")
+            return
+        exchange = self._exchange
+        assert exchange is not None
+        if isinstance(event, h11.InformationalResponse):
             headers = [(b":status", str(event.status_code).encode()), *_fields(event.headers)]
-            self._events.append(HeadersReceived(self._stream_id, headers))
+            self._events.append(HeadersReceived(exchange.stream_id, headers))
             self._mergeable = False
             if event.status_code == 101 and self._h11.our_state is h11.SWITCHED_PROTOCOL:
                 self._enter_tunnel()
         elif isinstance(event, h11.Response):
-            assert self._stream_id is not None
             headers = [(b":status", str(event.status_code).encode()), *_fields(event.headers)]
-            self._events.append(HeadersReceived(self._stream_id, headers))
+            self._events.append(HeadersReceived(exchange.stream_id, headers))
+            exchange.receive.headers(HeaderKind.RESPONSE, end_stream=False)
             self._mergeable = True
             if self._h11.our_state is h11.SWITCHED_PROTOCOL:
                 self._mergeable = False
                 self._enter_tunnel()
         elif isinstance(event, h11.Data):
-            assert self._stream_id is not None
-            self._events.append(DataReceived(self._stream_id, bytes(event.data)))
+            self._events.append(DataReceived(exchange.stream_id, bytes(event.data)))
+            exchange.receive.data(end_stream=False)
             self._mergeable = True
         elif isinstance(event, h11.EndOfMessage):
-            self._on_end_of_message(event)
-        elif isinstance(event, h11.ConnectionClosed):
-            self._terminate(0, "connection closed by the peer")
+            self._on_end_of_message(exchange, event)
 
     def _on_request(self, event: h11.Request) -> None:
         stream_id = self._next_stream_id
         self._next_stream_id += 2
-        self._stream_id = stream_id
-        self._request_method = bytes(event.method)
-        self._sent_headers = False
-        self._sent_end = False
-        self._received_end = False
-        fields = _fields(event.headers)
-        host = next((v for n, v in fields if n == b"host"), None)
-        fields = [(n, v) for n, v in fields if n != b"host"]
-        target = bytes(event.target)
-        headers: list[tuple[bytes, bytes]] = [(b":method", self._request_method)]
-        if self._request_method == b"CONNECT":
-            headers.append((b":authority", target))
-        else:
-            scheme, authority, path = self._scheme, host, target
-            if not target.startswith(b"/") and target != b"*" and b"://" in target:
-                # absolute-form (RFC 9112 section 3.2.2): the target wins over Host
-                parts = urlsplit(target)
-                scheme, authority = parts.scheme, parts.netloc
-                path = (parts.path or b"/") + (b"?" + parts.query if parts.query else b"")
-            headers.append((b":scheme", scheme))
-            if authority is not None:
-                headers.append((b":authority", authority))
-            headers.append((b":path", path))
-        headers.extend(fields)
-        self._events.append(HeadersReceived(stream_id, headers))
+        method = bytes(event.method)
+        self._exchange = exchange = _Exchange(stream_id, method)
+        exchange.receive.headers(HeaderKind.REQUEST, end_stream=False)
+        self._events.append(HeadersReceived(stream_id, _request_from_h11(event, self._scheme)))
         # A CONNECT stream stays open for the tunnel after its empty body.
-        self._mergeable = self._request_method != b"CONNECT"
+        self._mergeable = method != b"CONNECT"
 
-    def _on_end_of_message(self, event: h11.EndOfMessage) -> None:
-        assert self._stream_id is not None
-        self._received_end = True
+    def _on_end_of_message(self, exchange: _Exchange, event: h11.EndOfMessage) -> None:
+        exchange.receive.end()
         if event.headers:
-            self._events.append(HeadersReceived(self._stream_id, _fields(event.headers), end_stream=True))
+            self._events.append(HeadersReceived(exchange.stream_id, _fields(event.headers), end_stream=True))
         elif (
             self._mergeable and self._events and isinstance(self._events[-1], (HeadersReceived, DataReceived))
         ):
             last = cast("HeadersReceived | DataReceived", self._events.pop())
             self._events.append(replace(last, end_stream=True))
-        elif self._request_method != b"CONNECT" or self._client:
-            self._events.append(DataReceived(self._stream_id, b"", end_stream=True))
+        elif exchange.method != b"CONNECT" or self._client:
+            self._events.append(DataReceived(exchange.stream_id, b"", end_stream=True))
         self._mergeable = False
         self._maybe_next_cycle()
 
     def _maybe_next_cycle(self) -> None:
         if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
-            self._stream_id = None
-            self._sent_headers = False
-            self._sent_end = False
-            self._received_end = False
-            self._request_method = b""
+            self._exchange = None
             if not self._closing:
                 try:
                     self._h11.start_next_cycle()
@@ -523,17 +475,19 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
         if self._tunnel:
             return
         self._tunnel = True
-        self._received_end = False
+        exchange = self._exchange
+        if exchange is not None:
+            exchange.receive.reopen()
         data, closed = self._h11.trailing_data
-        if data and self._stream_id is not None:
-            self._events.append(DataReceived(self._stream_id, bytes(data)))
+        if data and exchange is not None:
+            self._events.append(DataReceived(exchange.stream_id, bytes(data)))
         if closed:
             self.eof_received()
 
-    def _end_tunnel_send(self) -> None:
-        self._sent_end = True
+    def _end_tunnel_send(self, exchange: _Exchange) -> None:
+        exchange.send.end()
         self._eof_to_send = True
-        if self._received_end:
+        if exchange.receive.ended:
             self._terminate(0, "tunnel closed")
 
     def _try_error_response(self, status: int) -> None:
@@ -562,10 +516,66 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
         self._terminate(status, f"the peer broke HTTP/1.1: {exc}")
 
     def _terminate(self, error_code: int, message: str) -> None:
-        if self._terminated:
-            return
-        self._terminated = True
-        self._events.append(ConnectionTerminated(error_code, message))
+        event = self._end.terminate(error_code, message)
+        if event is not None:
+            self._events.append(event)
+
+
+def _request_to_h11(headers: HeadersType, end_stream: bool) -> h11.Request:
+    """Translate a request's HTTP/2-style headers into h11's request line and fields."""
+    try:
+        pseudo, regular = validate_headers(headers, HeaderKind.REQUEST, multiplexed=False)
+    except HeaderError as exc:
+        raise LocalProtocolError(str(exc)) from None
+    method = pseudo[b":method"]
+    authority = pseudo.get(b":authority")
+    if method == b"CONNECT" and b":protocol" not in pseudo:
+        assert authority is not None  # validate_headers requires it
+        target = authority
+    else:
+        if b":protocol" in pseudo:
+            raise LocalProtocolError("extended CONNECT (:protocol) is not available in HTTP/1.1")
+        target = pseudo[b":path"]
+    fields: list[tuple[bytes, bytes]] = []
+    if authority is not None:
+        fields.append((b"host", authority))
+        regular = [(n, v) for n, v in regular if n.lower() != b"host"]
+    fields.extend(regular)
+    names = {n.lower() for n, _ in regular}
+    if (
+        not end_stream
+        and method != b"CONNECT"
+        and b"content-length" not in names
+        and b"transfer-encoding" not in names
+    ):
+        # A body of unknown length needs chunked framing (RFC 9112 section 6).
+        fields.append((b"transfer-encoding", b"chunked"))
+    return h11.Request(method=method, target=target, headers=fields)
+
+
+def _request_from_h11(event: h11.Request, scheme: bytes) -> list[tuple[bytes, bytes]]:
+    """Translate h11's request line and fields into HTTP/2-style headers."""
+    method = bytes(event.method)
+    fields = _fields(event.headers)
+    host = next((v for n, v in fields if n == b"host"), None)
+    fields = [(n, v) for n, v in fields if n != b"host"]
+    target = bytes(event.target)
+    headers: list[tuple[bytes, bytes]] = [(b":method", method)]
+    if method == b"CONNECT":
+        headers.append((b":authority", target))
+    else:
+        authority, path = host, target
+        if not target.startswith(b"/") and target != b"*" and b"://" in target:
+            # absolute-form (RFC 9112 section 3.2.2): the target wins over Host
+            parts = urlsplit(target)
+            scheme, authority = parts.scheme, parts.netloc
+            path = (parts.path or b"/") + (b"?" + parts.query if parts.query else b"")
+        headers.append((b":scheme", scheme))
+        if authority is not None:
+            headers.append((b":authority", authority))
+        headers.append((b":path", path))
+    headers.extend(fields)
+    return headers
 
 
 def _fields(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
