@@ -278,8 +278,8 @@ def test_ping_ack() -> None:
 
 
 def test_connect_and_extended_connect() -> None:
-    """CONNECT passes h2's validation; :protocol needs the server's SETTINGS_ENABLE_CONNECT_PROTOCOL."""
-    client, server = pair(server_factory=HTTP2ServerFactory(enable_connect_protocol=True))
+    """CONNECT passes h2's validation; a server advertises extended CONNECT by default, as on HTTP/3."""
+    client, server = pair()
     sid = client.get_available_stream_id()
     connect = [(b":method", b"CONNECT"), (b":authority", b"example.com:443")]
     client.submit_headers(sid, connect)
@@ -693,3 +693,21 @@ def test_malformed_requests_flood_without_reading_gets_enhance_your_calm() -> No
             break
     assert isinstance(events[-1], ConnectionTerminated) and events[-1].error_code == 0xB
     assert sum(isinstance(e, StreamResetSent) for e in events) == 1001
+
+
+def test_extended_connect_only_where_the_server_enabled_it() -> None:
+    """Without SETTINGS_ENABLE_CONNECT_PROTOCOL, our client refuses :protocol and our server resets it."""
+    client, server = pair(server_factory=HTTP2ServerFactory(enable_connect_protocol=False))
+    websocket = [(b":method", b"CONNECT"), (b":protocol", b"websocket"), *GET[1:]]
+    with pytest.raises(LocalProtocolError, match="extended CONNECT"):
+        client.submit_headers(client.get_available_stream_id(), websocket)
+    # A client that sends it anyway (its encoder driven by hand) gets RST_STREAM PROTOCOL_ERROR.
+    sid = client.get_available_stream_id()
+    block = client._h2.encoder.encode(websocket)
+    frame = hyperframe.frame.HeadersFrame(sid, block, flags=["END_HEADERS"])
+    server.bytes_received(frame.serialize())
+    assert drain(server) == [StreamResetSent(sid, 1)]
+    out = server.bytes_to_send()
+    assert out[3] == 0x3 and int.from_bytes(out[5:9], "big") == sid  # RST_STREAM on that stream
+    assert int.from_bytes(out[9:13], "big") == 1  # PROTOCOL_ERROR
+    assert not server.has_expired()  # a stream error: the connection goes on

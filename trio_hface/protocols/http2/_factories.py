@@ -85,7 +85,8 @@ class HTTP2ServerFactory(_HTTP2Factory):
     :param connection_window: our receive window for the connection, in bytes
     :param max_header_list_size: the largest header list accepted, in bytes
     :param enable_connect_protocol: advertise extended CONNECT (RFC 8441),
-        so clients may send ``:protocol`` (WebSockets over HTTP/2)
+        so clients may send ``:protocol`` (WebSockets over HTTP/2); on by
+        default, as for HTTP/3 (RFC 9220)
     """
 
     _client = False
@@ -97,7 +98,7 @@ class HTTP2ServerFactory(_HTTP2Factory):
         stream_window: int = DEFAULT_STREAM_WINDOW,
         connection_window: int = DEFAULT_CONNECTION_WINDOW,
         max_header_list_size: int = DEFAULT_MAX_HEADER_LIST_SIZE,
-        enable_connect_protocol: bool = False,
+        enable_connect_protocol: bool = True,
     ) -> None:
         super().__init__(
             max_concurrent_streams=max_concurrent_streams,

@@ -76,9 +76,20 @@ class StrictH2Connection(h2.connection.H2Connection):
 
     def _receive_headers_frame(self, frame: hyperframe.frame.HeadersFrame) -> tuple[list[Any], list[Any]]:
         try:
-            return cast(tuple[list[Any], list[Any]], super()._receive_headers_frame(frame))
+            frames, events = cast(tuple[list[Any], list[Any]], super()._receive_headers_frame(frame))
         except h2.exceptions.ProtocolError as exc:
             return self._malformed(frame.stream_id, exc)
+        for event in events:
+            if (
+                isinstance(event, h2.events.RequestReceived)
+                and not self.local_settings.enable_connect_protocol
+                and any(name == b":protocol" for name, _ in event.headers or ())
+            ):
+                # RFC 8441 section 3: :protocol only where the server advertised
+                # SETTINGS_ENABLE_CONNECT_PROTOCOL; otherwise the request is malformed.
+                error = h2.exceptions.ProtocolError("extended CONNECT (:protocol) is not enabled")
+                return self._malformed(frame.stream_id, error)
+        return frames, events
 
     def _receive_data_frame(self, frame: hyperframe.frame.DataFrame) -> tuple[list[Any], list[Any]]:
         try:

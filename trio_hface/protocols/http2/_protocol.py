@@ -59,7 +59,6 @@ import hyperframe.frame
 from ..._typing import HeadersType
 from ...errors import FlowControlError, LocalProtocolError, StreamResetByPeerError
 from ...events import (
-    ConnectionTerminated,
     DataReceived,
     Event,
     GoawayReceived,
@@ -69,6 +68,7 @@ from ...events import (
     StreamResetSent,
 )
 from .._headers import HeaderError, HeaderKind, validate_headers
+from .._message import MessageState, Termination, server_cannot_open
 from .._protocols import HTTP2Protocol
 from .._resets import PeerResets
 from ._h2 import PEER_ERRORS, StrictH2Connection
@@ -110,7 +110,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
     :param stream_window: our receive window per stream, in bytes
     :param connection_window: our receive window for the connection, in bytes
     :param max_header_list_size: the largest header list accepted, in bytes
-    :param enable_connect_protocol: advertise extended CONNECT (RFC 8441), server only
+    :param enable_connect_protocol: advertise and accept extended CONNECT (RFC 8441), server only
     """
 
     def __init__(
@@ -121,7 +121,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
         stream_window: int = DEFAULT_STREAM_WINDOW,
         connection_window: int = DEFAULT_CONNECTION_WINDOW,
         max_header_list_size: int = DEFAULT_MAX_HEADER_LIST_SIZE,
-        enable_connect_protocol: bool = False,
+        enable_connect_protocol: bool = True,
     ) -> None:
         self._client = client
         config = h2.config.H2Configuration(
@@ -150,11 +150,12 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
         # Queued events, each with the flow-controlled length to acknowledge
         # when it is handed out (non-zero only for DataReceived).
         self._events: deque[tuple[Event, int]] = deque()
-        # Streams on which we sent a final (non-1xx) response or request headers.
-        self._final_sent: set[int] = set()
+        # Our message on each stream we submitted headers on, until h2 closes
+        # the stream (h2 itself checks what the peer sends).
+        self._sent: dict[int, MessageState] = {}
         # Streams whose request headers are queued but not yet handed out.
         self._unseen: set[int] = set()
-        self._terminated = False
+        self._end = Termination()
         self._goaway_received = False
         # PING and SETTINGS acknowledgements queued since output was last taken.
         self._unsent_acks = 0
@@ -170,11 +171,11 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
         return bool(self._h2.open_outbound_streams < limit)
 
     def has_expired(self) -> bool:
-        return self._terminated or self._goaway_received or self._goaway_sent
+        return self._end.terminated or self._goaway_received or self._goaway_sent
 
     def get_available_stream_id(self) -> int:
         if not self._client:
-            raise LocalProtocolError("an HTTP/2 server cannot open streams (server push is not supported)")
+            raise server_cannot_open("2")
         if not self.is_available():
             raise LocalProtocolError("this HTTP/2 connection cannot open a stream now")
         return int(self._h2.get_next_available_stream_id())
@@ -182,37 +183,42 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
     # -- application -> protocol -----------------------------------------
 
     def submit_headers(self, stream_id: int, headers: HeadersType, end_stream: bool = False) -> None:
-        self._check_open()
-        new = self._client and stream_id not in self._h2.streams and stream_id not in self._final_sent
-        if new:
-            if not self.is_available() or stream_id != self._h2.get_next_available_stream_id():
-                raise LocalProtocolError(
-                    f"cannot open stream {stream_id}; get an ID from get_available_stream_id()"
-                )
-            kind = HeaderKind.REQUEST
-        elif stream_id in self._final_sent:
-            kind = HeaderKind.TRAILERS
-            if not end_stream:
-                raise LocalProtocolError("trailers must end the stream (end_stream=True)")
+        self._end.check_open()
+        state = self._sent.get(stream_id)
+        if state is None:
+            state = MessageState(stream_id)
+            if self._client and stream_id not in self._h2.streams:
+                if not self.is_available() or stream_id != self._h2.get_next_available_stream_id():
+                    raise LocalProtocolError(
+                        f"cannot open stream {stream_id}; get an ID from get_available_stream_id()"
+                    )
+                kind = HeaderKind.REQUEST
+            else:
+                kind = HeaderKind.RESPONSE
         else:
-            kind = HeaderKind.RESPONSE
+            kind = state.next_block(HeaderKind.RESPONSE)
+        state.check_headers(kind, end_stream=end_stream)
         try:
-            pseudo, _ = validate_headers(headers, kind, multiplexed=True)
+            pseudo, _ = validate_headers(
+                headers,
+                kind,
+                multiplexed=True,
+                allow_extended_connect=bool(self._h2.remote_settings.enable_connect_protocol),
+            )
         except HeaderError as exc:
             raise LocalProtocolError(str(exc)) from None
         informational = kind is HeaderKind.RESPONSE and pseudo[b":status"].startswith(b"1")
-        if informational and end_stream:
-            raise LocalProtocolError("an informational (1xx) response cannot end the stream")
+        state.check_headers(kind, end_stream=end_stream, informational=informational)
         try:
             self._h2.send_headers(stream_id, list(headers), end_stream=end_stream)
         except PEER_ERRORS as exc:
             raise self._stream_error(stream_id, f"cannot send headers on stream {stream_id}: {exc}") from None
-        if not informational:
-            self._final_sent.add(stream_id)
+        state.headers(kind, end_stream=end_stream, informational=informational)
+        self._sent[stream_id] = state
         self._forget_closed(stream_id)
 
     def submit_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
-        self._check_open()
+        self._end.check_open()
         window = self.get_send_window(stream_id)
         if len(data) > window:
             raise FlowControlError(
@@ -232,7 +238,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
         self._forget_closed(stream_id)
 
     def get_send_window(self, stream_id: int) -> int:
-        self._check_open()
+        self._end.check_open()
         if self._resets.code(stream_id) is not None:
             raise self._stream_error(stream_id, "")
         try:
@@ -241,7 +247,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
             raise self._stream_error(stream_id, f"stream {stream_id} cannot take data: {exc}") from None
 
     def submit_stream_reset(self, stream_id: int, error_code: int = 0) -> None:
-        if self._terminated:
+        if self._end.terminated:
             return
         if stream_id <= 0 or stream_id > max(
             self._h2.highest_inbound_stream_id, self._h2.highest_outbound_stream_id
@@ -254,11 +260,11 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
             self._h2.reset_stream(stream_id, error_code)
         except PEER_ERRORS:
             return
-        self._final_sent.discard(stream_id)
+        self._sent.pop(stream_id, None)
         self._queue(StreamResetSent(stream_id, error_code))
 
     def submit_close(self, error_code: int = 0) -> None:
-        if self._terminated:
+        if self._end.terminated:
             return
         try:
             self._h2.close_connection(error_code)
@@ -275,7 +281,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
 
         :param error_code: why; 0 for a graceful shutdown
         """
-        self._check_open()
+        self._end.check_open()
         if self._goaway_sent:
             return
         frame = hyperframe.frame.GoAwayFrame(0)
@@ -285,7 +291,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
         self._goaway_sent = True
 
     def submit_ping(self, data: bytes) -> None:
-        self._check_open()
+        self._end.check_open()
         if not isinstance(data, bytes) or len(data) != 8:
             raise LocalProtocolError(f"PING data must be 8 bytes, not {data!r}")
         self._h2.ping(data)
@@ -293,7 +299,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
     # -- network -> protocol --------------------------------------------
 
     def bytes_received(self, data: bytes) -> None:
-        if self._terminated or not data:
+        if self._end.terminated or not data:
             return
         events, failure = self._h2.receive_frames(data)
         self._translate(events)
@@ -340,12 +346,8 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
             return StreamResetByPeerError(stream_id, code)
         return LocalProtocolError(message)
 
-    def _check_open(self) -> None:
-        if self._terminated:
-            raise LocalProtocolError("the connection is closed")
-
     def _acknowledge(self, stream_id: int, length: int) -> None:
-        if self._terminated or length <= 0:
+        if self._end.terminated or length <= 0:
             return
         try:
             self._h2.acknowledge_received_data(length, stream_id)
@@ -355,7 +357,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
     def _forget_closed(self, stream_id: int) -> None:
         stream = self._h2.streams.get(stream_id)
         if stream is None or stream.closed:
-            self._final_sent.discard(stream_id)
+            self._sent.pop(stream_id, None)
 
     def _translate(self, events: Iterable[h2.events.Event]) -> None:
         for ev in events:
@@ -401,7 +403,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
             # unknown frames) are handled inside h2.
 
     def _on_reset(self, stream_id: int, error_code: int, remote: bool) -> None:
-        self._final_sent.discard(stream_id)
+        self._sent.pop(stream_id, None)
         if remote:
             self._resets.remember(stream_id, error_code)
         if remote and stream_id in self._unseen:
@@ -444,7 +446,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
 
     def _calm_down(self, reason: str) -> None:
         """End the connection with GOAWAY ENHANCE_YOUR_CALM: the peer abuses it."""
-        if self._terminated:
+        if self._end.terminated:
             return
         self._h2.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, additional_data=reason.encode())
         self._goaway_sent = True
@@ -459,10 +461,9 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
             self._terminate(error_code, f"the peer closed the connection: {detail}")
 
     def _terminate(self, error_code: int, message: str) -> None:
-        if self._terminated:
-            return
-        self._terminated = True
-        self._queue(ConnectionTerminated(error_code, message))
+        event = self._end.terminate(error_code, message)
+        if event is not None:
+            self._queue(event)
 
 
 def _headers(headers: Iterable[tuple[bytes | str, bytes | str]]) -> list[tuple[bytes, bytes]]:
