@@ -842,9 +842,9 @@ def test_rapid_reset_flood_gets_excessive_load(link: Link) -> None:
         stream_id = request(link, end_stream=False)
         link.xfer(link.client, link.server)  # the request goes out, then its reset
         link.client.submit_stream_reset(stream_id, 0x10C)
-    assert server_quic._close_event is not None, f"only {link.server._resets.reset} resets"
+    assert server_quic._close_event is not None, f"only {link.server._requests.resets.reset} resets"
     assert server_quic._close_event.error_code == 0x107  # H3_EXCESSIVE_LOAD
-    assert link.server._resets.reset == 1001
+    assert link.server._requests.resets.reset == 1001
 
     def client_told() -> bool:
         client_events.extend(drain(link.client))

@@ -21,7 +21,7 @@ from tests.h3link import (
 )
 from trio_hface.events import DataReceived, HeadersReceived, StreamResetSent
 from trio_hface.protocols.http3 import HTTP3ServerFactory
-from trio_hface.protocols.http3._protocol import _Stream
+from trio_hface.protocols.http3._streams import _Stream
 from trio_hface.protocols.http3._qpack import (
     STATIC_ENTRY_MAX,
     STATIC_NAME_MAX,
