@@ -126,6 +126,9 @@ class MessageState:
 
         :raises LocalProtocolError: as :meth:`check_headers`
         """
+        if self.phase is Phase.IDLE and not informational and kind is not HeaderKind.TRAILERS:
+            self.phase = Phase.DONE if end_stream else Phase.HEADERS  # the common case, checked
+            return
         self.check_headers(kind, end_stream=end_stream, informational=informational)
         if not informational:
             self.phase = Phase.DONE if end_stream or kind is HeaderKind.TRAILERS else Phase.HEADERS
@@ -145,7 +148,8 @@ class MessageState:
 
         :raises LocalProtocolError: before the final header block, or after the end
         """
-        self.check_data()
+        if self.phase not in _IN_BODY:
+            self.check_data()
         self.phase = Phase.DONE if end_stream else Phase.DATA
 
     def reopen(self) -> None:
