@@ -31,7 +31,7 @@ import trio
 
 from .._typing import AddressType
 from ..errors import ALPNError
-from ._connections import HTTPConnection
+from ._connections import CLOSE_TIMEOUT, HTTPConnection
 from ._limit import ConnectionLimit, ConnectionSlot
 
 __all__ = ["AcceptingListener", "HTTPListener", "Handler"]
@@ -128,7 +128,7 @@ class AcceptingListener(HTTPListener, Generic[_S]):
                     nursery.start_soon(self._accept_loop, listener, handler, target)
                 task_status.started(self.addresses)
         finally:
-            with trio.CancelScope(shield=True):  # closing sockets does not wait
+            with trio.move_on_after(CLOSE_TIMEOUT, shield=True):  # closing sockets does not wait
                 await self._serve_ended()
         raise AssertionError("accept loops do not return")  # pragma: no cover
 

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import trio
 
 from .._models import ServerTLSConfig
-from ..connections import CONNECTION_ERRORS, HTTPConnection, StreamInbox
+from ..connections import CLOSE_TIMEOUT, CONNECTION_ERRORS, HTTPConnection, StreamInbox
 from ..errors import HFaceError
 from ..events import ConnectionTerminated, DataReceived, HeadersReceived, StreamReset
 from ..protocols import HTTPOverQUICServerFactory, HTTPOverTCPFactory
@@ -223,7 +223,7 @@ class _Tunnel:
     async def _abort(self, scope: trio.CancelScope) -> None:
         """The target connection broke: reset the stream (CONNECT_ERROR) and stop both directions."""
         scope.cancel()
-        with trio.CancelScope(shield=True), trio.move_on_after(5):  # our own deadline, not the cancelled one
+        with trio.move_on_after(CLOSE_TIMEOUT, shield=True):  # our own deadline, not the cancelled one
             try:
                 await self.connection.send_stream_reset(
                     self.stream_id, self.connection.error_codes.connect_error

@@ -29,6 +29,7 @@ import trio
 from .._groups import single_exception
 from .._models import ServerTLSConfig
 from ..connections import (
+    CLOSE_TIMEOUT,
     CONNECTION_ERRORS,
     ConnectionLimit,
     DispatchEnd,
@@ -123,6 +124,9 @@ class StreamServer:
     async def _cleanup(self) -> None:
         """After the last connection ended (the ASGI lifespan shutdown)."""
 
+    def _shutdown_by(self, deadline: float) -> None:
+        """Shutdown started: whatever :meth:`_startup` left running must end by *deadline*."""
+
     def shutdown(self) -> None:
         """Start a graceful shutdown; :meth:`run` returns when it is done."""
         self._shutdown.set()
@@ -158,9 +162,11 @@ class StreamServer:
                         self._shutdown.set()  # cancellation: tell the shielded part to shut down
                 finally:
                     # The serving part ends within its own deadline (see _serve).
-                    with trio.move_on_after(
-                        self.graceful_timeout + SHUTDOWN_MARGIN + LIFESPAN_TIMEOUT, shield=True
-                    ):
+                    deadline = (
+                        trio.current_time() + self.graceful_timeout + SHUTDOWN_MARGIN + LIFESPAN_TIMEOUT
+                    )
+                    self._shutdown_by(deadline)
+                    with trio.move_on_at(deadline, shield=True):
                         await self._serving_done.wait()
                         with trio.move_on_after(LIFESPAN_TIMEOUT):
                             await self._cleanup()
@@ -365,7 +371,7 @@ class _ConnectionHandler:
             except Exception:
                 # One stream's failure must not end the connection's other streams.
                 log.exception("stream %d failed", event.stream_id)
-                with trio.CancelScope(shield=True), trio.move_on_after(5):
+                with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
                     try:
                         await self._connection.send_stream_reset(
                             event.stream_id, self._connection.error_codes.internal_error
@@ -460,6 +466,9 @@ class ASGIServer(StreamServer):
     async def _cleanup(self) -> None:
         await self._lifespan.shutdown()
 
+    def _shutdown_by(self, deadline: float) -> None:
+        self._lifespan.end_by(deadline)
+
     async def run_stream(
         self,
         connection: HTTPConnection,
@@ -492,7 +501,8 @@ class _Lifespan:
         self._supported = False
         self._done = trio.Event()
         # The app's lifespan task outlives a cancellation of the server, so
-        # that it can still run its shutdown; shutdown() then stops it.
+        # that it can still run its shutdown; shutdown() then stops it, and
+        # end_by() gives the shield its deadline once the server shuts down.
         self._scope = trio.CancelScope(shield=True)
         self.state: dict[str, Any] = {}
 
@@ -505,6 +515,10 @@ class _Lifespan:
             self._scope.cancel()  # no shutdown follows: the app's task ends now
             raise StartupFailed(f"the application's startup failed: {message.get('message', '')}")
         self._supported = message["type"] == "lifespan.startup.complete"
+
+    def end_by(self, deadline: float) -> None:
+        """The app's lifespan task ends by *deadline* at the latest."""
+        self._scope.deadline = min(self._scope.deadline, deadline)
 
     async def shutdown(self) -> None:
         try:
