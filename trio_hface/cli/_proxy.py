@@ -9,7 +9,7 @@ from typing import Any
 import trio
 
 from ..server import Endpoint, ProxyServer, ServerProtocol
-from ._server import CommandError, add_max_connections, find_exception, serve, server_tls
+from ._server import CommandError, add_max_connections, find_exception, serve, server_config
 
 __all__ = ["add_proxy_parser", "run_proxy"]
 
@@ -54,14 +54,7 @@ def run_proxy(args: argparse.Namespace) -> int:
         endpoints = [Endpoint.parse(value) for value in args.endpoints]
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    tls = server_tls(args) if any(e.tls for e in endpoints) else None
-    proxy = ProxyServer(
-        tls_config=tls,
-        protocol=args.protocol,
-        allow=args.allow,
-        max_connections=args.max_connections,
-        max_connections_per_address=args.max_connections_per_address,
-    )
+    proxy = ProxyServer(config=server_config(args, endpoints), allow=args.allow)
     try:
         trio.run(serve, proxy, endpoints)
     except BaseException as exc:

@@ -12,11 +12,11 @@ from typing import Any
 import trio
 
 from .._models import ServerTLSConfig
-from ..server import ASGIApp, ASGIServer, Endpoint, ProxyServer, ServerProtocol
-from ..server._server import DEFAULT_MAX_CONNECTIONS
+from ..server import ASGIApp, ASGIServer, Endpoint, ProxyServer, ServerConfig, ServerProtocol
+from ..server._config import DEFAULT_MAX_CONNECTIONS
 from ._certs import create_development_certificates
 
-__all__ = ["add_server_parser", "load_app", "run_server"]
+__all__ = ["add_server_parser", "load_app", "run_server", "server_config"]
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,24 @@ def server_tls(args: argparse.Namespace) -> ServerTLSConfig:
     return certs.tls_config
 
 
+def server_config(args: argparse.Namespace, endpoints: list[Endpoint], **settings: Any) -> ServerConfig:
+    """The :class:`ServerConfig` of what ``server`` and ``proxy`` share, from the command line.
+
+    :raises CommandError: for a value out of range
+    """
+    tls = server_tls(args) if any(e.tls for e in endpoints) else None
+    try:
+        return ServerConfig(
+            tls_config=tls,
+            protocol=args.protocol,
+            max_connections=args.max_connections,
+            max_connections_per_address=args.max_connections_per_address,
+            **settings,
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+
+
 async def serve(server: ASGIServer | ProxyServer, endpoints: list[Endpoint]) -> None:
     async with trio.open_nursery() as nursery:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -167,16 +185,10 @@ def run_server(args: argparse.Namespace) -> int:
         endpoints = [Endpoint.parse(value) for value in args.endpoints]
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    tls = server_tls(args) if any(e.tls for e in endpoints) else None
-    server = ASGIServer(
-        app,
-        tls_config=tls,
-        protocol=args.protocol,
-        alt_svc=not args.no_alt_svc,
-        graceful_timeout=args.graceful_timeout,
-        max_connections=args.max_connections,
-        max_connections_per_address=args.max_connections_per_address,
+    config = server_config(
+        args, endpoints, alt_svc=not args.no_alt_svc, graceful_timeout=args.graceful_timeout
     )
+    server = ASGIServer(app, config=config)
     try:
         trio.run(serve, server, endpoints)
     except BaseException as exc:

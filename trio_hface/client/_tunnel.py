@@ -6,6 +6,7 @@ import operator
 
 import trio
 
+from ..connections import CLOSE_TIMEOUT
 from ..errors import ConnectionLost, HFaceError, ProxyError, StreamResetError
 from ..events import DataReceived, HeadersReceived, StreamReset
 from ._connection import Exchange
@@ -119,7 +120,7 @@ class TunnelStream(trio.abc.HalfCloseableStream):
         self._exchange.response_complete = self._exchange.response_complete or (
             self._eof_received and self._eof_sent
         )
-        with trio.CancelScope(shield=True), trio.move_on_after(5):
+        with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
             await self._exchange.aclose()
         await trio.lowlevel.checkpoint()  # trio streams' aclose is always a checkpoint
 

@@ -6,9 +6,10 @@ from ._connections import CLOSE_TIMEOUT, CONNECTION_ERRORS, HTTPConnection
 from ._dispatch import DispatchEnd, StreamDispatcher
 from ._inbox import StreamInbox
 from ._limit import ConnectionLimit, ConnectionSlot
+from ._listener import Handler, HTTPListener
 from ._quic import HTTPMultiListener, HTTPOverQUICListener, HTTPOverQUICOpener
 from ._quic_connection import HTTPOverQUICConnection
-from ._tcp import Handler, HTTPListener, HTTPOpener, HTTPOverTCPListener, HTTPOverTCPOpener
+from ._tcp import HTTPOpener, HTTPOverTCPListener, HTTPOverTCPOpener
 from ._tcp_connection import HTTPOverTCPConnection
 
 __all__ = [

@@ -32,8 +32,8 @@ from __future__ import annotations
 import logging
 import math
 from abc import ABCMeta, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from types import TracebackType
 from typing import Any
 
@@ -99,7 +99,7 @@ class HTTPConnection(metaclass=ABCMeta):
         self._idle_timeout = idle_timeout
         self._last_activity = trio.current_time()
         self._extra = dict(extra_attributes)
-        self._nursery_manager: AbstractAsyncContextManager[trio.Nursery] | None = None
+        self._exit_stack: AsyncExitStack | None = None
         self._nursery: trio.Nursery | None = None
         self._task_scopes: list[trio.CancelScope] = []
         self._stopped = False
@@ -163,17 +163,9 @@ class HTTPConnection(metaclass=ABCMeta):
 
     async def __aenter__(self) -> HTTPConnection:
         """Start the connection's tasks and :meth:`open` it."""
-        manager = trio.open_nursery()
-        nursery = await manager.__aenter__()
-        self._nursery_manager, self._nursery = manager, nursery
-        try:
-            nursery.start_soon(self._own_task, self._reader)
-            nursery.start_soon(self._own_task, self._writer)
-            await self.open()
-        except BaseException as exc:
-            nursery.cancel_scope.cancel()
-            await self._exit_nursery(exc)
-            raise
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(self._running())
+            self._exit_stack = stack.pop_all()  # entered: __aexit__ leaves it
         return self
 
     async def __aexit__(
@@ -183,26 +175,43 @@ class HTTPConnection(metaclass=ABCMeta):
         tb: TracebackType | None,
     ) -> bool:
         """Close the connection (see :meth:`aclose`) and wait for its tasks."""
-        try:
-            await self.aclose()
-        finally:
-            await self._exit_nursery(exc)
-        return False
+        stack, self._exit_stack = self._exit_stack, None
+        if stack is None:
+            return False
+        return bool(await stack.__aexit__(exc_type, exc, tb))
+
+    @asynccontextmanager
+    async def _running(self) -> AsyncIterator[None]:
+        """The connection's nursery with its reader and writer, from :meth:`open` to :meth:`aclose`."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._own_task, self._reader)
+            nursery.start_soon(self._own_task, self._writer)
+            try:
+                await self.open()
+            except BaseException:
+                # Never opened: no goodbye to say, but the shielded tasks must stop.
+                self._closed = True
+                await self._stop()
+                raise
+            try:
+                yield
+            finally:
+                await self.aclose()
 
     async def _own_task(self, fn: Callable[[], Awaitable[None]]) -> None:
         """Run the reader or the writer shielded from the code around the
         connection: a cancellation there must not stop them before aclose()
-        (which __aexit__ always calls) has said goodbye; aclose() stops them."""
+        (which __aexit__ always calls) has said goodbye; aclose() stops them.
+
+        The shield gets its deadline when closing starts (``CLOSE_TIMEOUT``,
+        as aclose() itself); a failed __aenter__ cancels it at once.
+        """
         with trio.CancelScope(shield=True) as scope:
             self._task_scopes.append(scope)
             if self._stopped:  # started after aclose() stopped the others
                 return
             await fn()
-
-    async def _exit_nursery(self, exc: BaseException | None) -> None:
-        manager, self._nursery_manager = self._nursery_manager, None
-        if manager is not None:
-            await manager.__aexit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
 
     async def open(self) -> None:
         """Start sending the protocol's opening bytes (HTTP/2 preface and SETTINGS).
@@ -223,8 +232,11 @@ class HTTPConnection(metaclass=ABCMeta):
         if self._closed:
             return
         self._closed = True
+        deadline = trio.current_time() + CLOSE_TIMEOUT
+        for scope in self._task_scopes:
+            scope.deadline = deadline  # the reader and writer's shields end with the goodbye
         try:
-            with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
+            with trio.move_on_at(deadline, shield=True):
                 if not self._broken:
                     if not self._terminated:
                         self._protocol.submit_close(self._protocol.error_codes.no_error)
@@ -239,13 +251,17 @@ class HTTPConnection(metaclass=ABCMeta):
                             await self._linger()
                 await self._close_transport()
         finally:
-            self._stopped = True
-            for scope in self._task_scopes:
-                scope.cancel()
-            if self._nursery is not None:
-                self._nursery.cancel_scope.cancel()
-            with trio.CancelScope(shield=True):  # aborting does not wait: no deadline needed
-                await self._abort_transport()
+            await self._stop()
+
+    async def _stop(self) -> None:
+        """Stop the connection's tasks and close the transport at once."""
+        self._stopped = True
+        for scope in self._task_scopes:
+            scope.cancel()
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+        with trio.move_on_after(CLOSE_TIMEOUT, shield=True):  # aborting does not wait
+            await self._abort_transport()
 
     async def _linger(self) -> None:  # noqa: B027 - a hook: most transports need not linger
         """Before closing, give the peer time to read our last words (see HTTPOverTCPConnection)."""
@@ -431,7 +447,7 @@ class HTTPConnection(metaclass=ABCMeta):
             raise trio.ClosedResourceError("the connection is closed")
         if self._broken:
             raise trio.BrokenResourceError("the connection broke")
-        if self._nursery_manager is None:
+        if self._nursery is None:
             raise UsageError("use the connection inside 'async with connection:'")
 
     async def _wait_input(self) -> None:

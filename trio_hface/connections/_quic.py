@@ -25,8 +25,9 @@ from ..networking import (
 from ..protocols import HTTPOverQUICClientFactory, HTTPOverQUICProtocol, HTTPOverQUICServerFactory
 from ._connections import CLOSE_TIMEOUT, HTTPConnection
 from ._limit import ConnectionLimit, ConnectionSlot
+from ._listener import AcceptingListener, Handler, HTTPListener
 from ._quic_connection import HTTPOverQUICConnection
-from ._tcp import DEFAULT_HANDSHAKE_TIMEOUT, Handler, HTTPListener, HTTPOpener, _AcceptingListener
+from ._tcp import DEFAULT_HANDSHAKE_TIMEOUT, HTTPOpener
 
 __all__ = ["HTTPOverQUICListener", "HTTPOverQUICOpener", "HTTPMultiListener"]
 
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 HAPPY_EYEBALLS_DELAY = 0.25
 
 
-class HTTPOverQUICListener(_AcceptingListener[QUICStream]):
+class HTTPOverQUICListener(AcceptingListener[QUICStream]):
     """Accepts HTTP/3 connections over QUIC.
 
     Create instances with :meth:`create`.

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from ._asgi import ASGIApp, ClientDisconnected
+from ._config import ServerConfig, ServerSettings
 from ._models import Endpoint, ServerProtocol
 from ._proxy import ProxyServer
 from ._server import ASGIServer
 
-__all__ = ["ASGIServer", "ProxyServer", "ASGIApp", "ClientDisconnected", "Endpoint", "ServerProtocol"]
+__all__ = [
+    "ASGIServer",
+    "ProxyServer",
+    "ServerConfig",
+    "ServerSettings",
+    "ASGIApp",
+    "ClientDisconnected",
+    "Endpoint",
+    "ServerProtocol",
+]

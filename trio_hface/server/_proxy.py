@@ -21,19 +21,26 @@ broken tunnel resets its stream with the version's CONNECT_ERROR.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import logging
+import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import trio
 
-from .._models import ServerTLSConfig
-from ..connections import CONNECTION_ERRORS, HTTPConnection, StreamInbox
+from ..connections import CLOSE_TIMEOUT, CONNECTION_ERRORS, HTTPConnection, StreamInbox
 from ..errors import HFaceError
 from ..events import ConnectionTerminated, DataReceived, HeadersReceived, StreamReset
-from ..protocols import HTTPOverQUICServerFactory, HTTPOverTCPFactory
-from ._models import ServerProtocol
-from ._server import DEFAULT_MAX_CONNECTIONS, StreamServer
+from ._config import ServerConfig, ServerSettings
+from ._server import StreamServer
+
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from typing import Unpack
+    else:  # pragma: no cover
+        from typing_extensions import Unpack
 
 __all__ = ["ProxyServer"]
 
@@ -48,59 +55,38 @@ class ProxyServer(StreamServer):
 
     Serve it with :meth:`run`, as :class:`ASGIServer`.
 
-    :param tls_config: certificate and key for ``https`` endpoints
-    :param protocol: which HTTP versions to offer (default: all)
-    :param http1_factory: the HTTP/1.1 implementation
-    :param http2_factory: the HTTP/2 implementation
-    :param http3_factory: the HTTP/3 implementation
+    :param config: the settings shared with :class:`ASGIServer` (see
+        :class:`ServerConfig`; default ``ServerConfig()``). Here the
+        connections are those of clients, each may carry many tunnels over
+        HTTP/2 and HTTP/3, and one with a tunnel open is busy (never
+        evicted); ``idle_timeout`` is 300 seconds unless set, and
+        ``alt_svc`` is ignored: a proxy never sends ``alt-svc``
     :param allow: destinations that may be reached, as ``host:port`` patterns
         with shell wildcards (``"*.example.com:443"``, ``"127.0.0.1:*"``);
         ``None`` allows every destination
     :param connect_timeout: seconds to reach a destination
-    :param graceful_timeout: seconds tunnels in use may go on once shutdown starts
-    :param idle_timeout: seconds a connection may go without a tunnel (and
-        without traffic, on TCP) before it is closed
-    :param handshake_timeout: seconds a TLS handshake may take
-    :param max_connections: client connections served at once (each may
-        carry many tunnels over HTTP/2 and HTTP/3); when they are all taken, a
-        new connection evicts the one idle longest (no tunnel open); ``None``
-        for no limit
-    :param max_connections_per_address: client connections one host may have
-        at once; more are closed at once (TCP) or dropped (QUIC). ``None``
-        (the default) for no such limit
+    :param settings: any field of :class:`ServerConfig` as a keyword argument,
+        which overrides the field of *config* (as for :class:`ASGIServer`)
+    :raises ValueError: for a setting out of range (see :class:`ServerConfig`)
     """
+
+    #: The idle timeout when the configuration leaves it ``None``.
+    DEFAULT_IDLE_TIMEOUT = 300.0
 
     def __init__(
         self,
         *,
-        tls_config: ServerTLSConfig | None = None,
-        protocol: ServerProtocol = ServerProtocol.ALL,
-        http1_factory: HTTPOverTCPFactory | None = None,
-        http2_factory: HTTPOverTCPFactory | None = None,
-        http3_factory: HTTPOverQUICServerFactory | None = None,
+        config: ServerConfig | None = None,
         allow: Sequence[str] | None = None,
         connect_timeout: float = 10.0,
-        graceful_timeout: float = 10.0,
-        idle_timeout: float = 300.0,
-        handshake_timeout: float = 10.0,
-        max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
-        max_connections_per_address: int | None = None,
+        **settings: Unpack[ServerSettings],
     ) -> None:
-        super().__init__(
-            tls_config=tls_config,
-            protocol=protocol,
-            http1_factory=http1_factory,
-            http2_factory=http2_factory,
-            http3_factory=http3_factory,
-            alt_svc=False,
-            graceful_timeout=graceful_timeout,
-            idle_timeout=idle_timeout,
-            handshake_timeout=handshake_timeout,
-            max_connections=max_connections,
-            max_connections_per_address=max_connections_per_address,
-        )
+        super().__init__(config, **settings)
         self.allow = list(allow) if allow is not None else None
         self.connect_timeout = connect_timeout
+
+    def _configure(self, config: ServerConfig) -> ServerConfig:
+        return dataclasses.replace(super()._configure(config), alt_svc=False)
 
     def allowed(self, host: str, port: int) -> bool:
         """Whether the allow-list lets a tunnel reach ``host:port``."""
@@ -223,7 +209,7 @@ class _Tunnel:
     async def _abort(self, scope: trio.CancelScope) -> None:
         """The target connection broke: reset the stream (CONNECT_ERROR) and stop both directions."""
         scope.cancel()
-        with trio.CancelScope(shield=True), trio.move_on_after(5):  # our own deadline, not the cancelled one
+        with trio.move_on_after(CLOSE_TIMEOUT, shield=True):  # our own deadline, not the cancelled one
             try:
                 await self.connection.send_stream_reset(
                     self.stream_id, self.connection.error_codes.connect_error

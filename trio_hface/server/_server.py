@@ -18,17 +18,20 @@ timeout) and runs the lifespan shutdown.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
+import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from .._groups import single_exception
 from .._models import ServerTLSConfig
 from ..connections import (
+    CLOSE_TIMEOUT,
     CONNECTION_ERRORS,
     ConnectionLimit,
     DispatchEnd,
@@ -48,14 +51,18 @@ from ..protocols.http1 import HTTP1ServerFactory
 from ..protocols.http2 import HTTP2ServerFactory
 from ..protocols.http3 import HTTP3ServerFactory
 from ._asgi import ASGIApp, RequestCycle
+from ._config import ConfigAttribute, ServerConfig, ServerSettings
 from ._models import Endpoint, ServerProtocol
+
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from typing import Unpack
+    else:  # pragma: no cover
+        from typing_extensions import Unpack
 
 __all__ = ["ASGIServer", "StreamServer"]
 
 log = logging.getLogger(__name__)
-
-#: Events queued per request before the connection stops handing out more
-#: (the backpressure of a slow application; see ``_asgi.py``).
 
 #: Seconds the lifespan startup and shutdown may take.
 LIFESPAN_TIMEOUT = 30.0
@@ -67,45 +74,46 @@ SHUTDOWN_MARGIN = 5.0
 #: How long clients may cache an Alt-Svc advertisement, in seconds (a day).
 ALT_SVC_MAX_AGE = 86400
 
-#: Connections a server serves at once by default (under the usual limit of
-#: 1024 open files per process, which leaves room for the application's own).
-DEFAULT_MAX_CONNECTIONS = 768
-
 
 class StreamServer:
     """What the ASGI server and the proxy server share: endpoints, listeners,
     a task per connection and per stream, graceful shutdown. Not public API.
     """
 
-    def __init__(
-        self,
-        *,
-        tls_config: ServerTLSConfig | None = None,
-        protocol: ServerProtocol = ServerProtocol.ALL,
-        http1_factory: HTTPOverTCPFactory | None = None,
-        http2_factory: HTTPOverTCPFactory | None = None,
-        http3_factory: HTTPOverQUICServerFactory | None = None,
-        alt_svc: bool = False,
-        graceful_timeout: float = 10.0,
-        idle_timeout: float = 60.0,
-        handshake_timeout: float = 10.0,
-        max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
-        max_connections_per_address: int | None = None,
-    ) -> None:
-        self.tls_config = tls_config
-        self.protocol = protocol
-        self.http1_factory = http1_factory or HTTP1ServerFactory()
-        self.http2_factory = http2_factory or HTTP2ServerFactory()
-        self.http3_factory = http3_factory or HTTP3ServerFactory()
-        self.alt_svc = alt_svc
-        self.graceful_timeout = graceful_timeout
-        self.idle_timeout = idle_timeout
-        self.handshake_timeout = handshake_timeout
-        self.max_connections = max_connections
-        self.max_connections_per_address = max_connections_per_address
+    #: The keep-alive timeout when the configuration leaves it ``None``.
+    DEFAULT_IDLE_TIMEOUT = 60.0
+
+    # The fields of the configuration in effect, as attributes of the server.
+    tls_config = ConfigAttribute[ServerTLSConfig | None]()
+    protocol = ConfigAttribute[ServerProtocol]()
+    http1_factory = ConfigAttribute[HTTPOverTCPFactory]()
+    http2_factory = ConfigAttribute[HTTPOverTCPFactory]()
+    http3_factory = ConfigAttribute[HTTPOverQUICServerFactory]()
+    alt_svc = ConfigAttribute[bool]()
+    graceful_timeout = ConfigAttribute[float]()
+    idle_timeout = ConfigAttribute[float]()
+    handshake_timeout = ConfigAttribute[float]()
+    max_connections = ConfigAttribute[int | None]()
+    max_connections_per_address = ConfigAttribute[int | None]()
+
+    def __init__(self, config: ServerConfig | None = None, **settings: Unpack[ServerSettings]) -> None:
+        #: The configuration in effect: *config* with the keyword arguments
+        #: applied and the server's defaults filled in (its factories and
+        #: ``idle_timeout`` are never ``None``).
+        self.config = self._configure(dataclasses.replace(config or ServerConfig(), **settings))
         self._shutdown = trio.Event()
         self._connections: set[_ConnectionHandler] = set()
         self._alt_svc_headers: dict[int, list[tuple[bytes, bytes]]] = {}
+
+    def _configure(self, config: ServerConfig) -> ServerConfig:
+        """Fill in the server's defaults where *config* leaves them to it."""
+        return dataclasses.replace(
+            config,
+            http1_factory=HTTP1ServerFactory() if config.http1_factory is None else config.http1_factory,
+            http2_factory=HTTP2ServerFactory() if config.http2_factory is None else config.http2_factory,
+            http3_factory=HTTP3ServerFactory() if config.http3_factory is None else config.http3_factory,
+            idle_timeout=self.DEFAULT_IDLE_TIMEOUT if config.idle_timeout is None else config.idle_timeout,
+        )
 
     async def run_stream(
         self,
@@ -122,6 +130,9 @@ class StreamServer:
 
     async def _cleanup(self) -> None:
         """After the last connection ended (the ASGI lifespan shutdown)."""
+
+    def _shutdown_by(self, deadline: float) -> None:
+        """Shutdown started: whatever :meth:`_startup` left running must end by *deadline*."""
 
     def shutdown(self) -> None:
         """Start a graceful shutdown; :meth:`run` returns when it is done."""
@@ -158,9 +169,11 @@ class StreamServer:
                         self._shutdown.set()  # cancellation: tell the shielded part to shut down
                 finally:
                     # The serving part ends within its own deadline (see _serve).
-                    with trio.move_on_after(
-                        self.graceful_timeout + SHUTDOWN_MARGIN + LIFESPAN_TIMEOUT, shield=True
-                    ):
+                    deadline = (
+                        trio.current_time() + self.graceful_timeout + SHUTDOWN_MARGIN + LIFESPAN_TIMEOUT
+                    )
+                    self._shutdown_by(deadline)
+                    with trio.move_on_at(deadline, shield=True):
                         await self._serving_done.wait()
                         with trio.move_on_after(LIFESPAN_TIMEOUT):
                             await self._cleanup()
@@ -365,7 +378,7 @@ class _ConnectionHandler:
             except Exception:
                 # One stream's failure must not end the connection's other streams.
                 log.exception("stream %d failed", event.stream_id)
-                with trio.CancelScope(shield=True), trio.move_on_after(5):
+                with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
                     try:
                         await self._connection.send_stream_reset(
                             event.stream_id, self._connection.error_codes.internal_error
@@ -390,64 +403,32 @@ class ASGIServer(StreamServer):
     """Serves an ASGI 3 application over HTTP/1.1, HTTP/2 and HTTP/3.
 
     :param app: the ASGI application
-    :param tls_config: certificate and key for ``https`` endpoints
-    :param protocol: which HTTP versions to offer (default: all)
-    :param http1_factory: the HTTP/1.1 implementation
-    :param http2_factory: the HTTP/2 implementation
-    :param http3_factory: the HTTP/3 implementation
-    :param alt_svc: advertise HTTP/3 with ``Alt-Svc`` on TCP responses when
-        HTTP/3 is served
+    :param config: the settings shared with :class:`ProxyServer` (see
+        :class:`ServerConfig`; default ``ServerConfig()``)
     :param root_path: the ASGI ``root_path`` of every request
-    :param graceful_timeout: seconds requests in flight may take to finish
-        once shutdown starts
-    :param idle_timeout: the keep-alive timeout: seconds a connection of any
-        HTTP version may go without a request in progress, counted from its
-        start or the end of its last request (input that is not a complete
-        request head does not reset it); also the longest silence on TCP
-    :param handshake_timeout: seconds a TLS handshake may take
     :param read_timeout: seconds the application may wait for the next piece
         of a request body before the request is answered with 408 (or reset)
-    :param max_connections: connections served at once, over every endpoint
-        and HTTP version. When they are all taken, a new connection evicts
-        the one idle longest (no request in flight); only while every
-        connection is busy do more wait (TCP) or get dropped (QUIC) until one
-        ends. ``None`` for no limit
-    :param max_connections_per_address: connections one client host may
-        have at once; more are closed at once (TCP) or dropped (QUIC).
-        ``None`` (the default) for no such limit
+    :param settings: any field of :class:`ServerConfig` as a keyword argument
+        (``tls_config``, ``protocol``, ``http1_factory``, ``http2_factory``,
+        ``http3_factory``, ``alt_svc``, ``graceful_timeout``,
+        ``idle_timeout``, ``handshake_timeout``, ``max_connections``,
+        ``max_connections_per_address``), which overrides the field of *config*
+    :raises ValueError: for a setting out of range (see :class:`ServerConfig`)
+
+    The fields of :attr:`config` are attributes of the server too
+    (``server.idle_timeout``).
     """
 
     def __init__(
         self,
         app: ASGIApp,
         *,
-        tls_config: ServerTLSConfig | None = None,
-        protocol: ServerProtocol = ServerProtocol.ALL,
-        http1_factory: HTTPOverTCPFactory | None = None,
-        http2_factory: HTTPOverTCPFactory | None = None,
-        http3_factory: HTTPOverQUICServerFactory | None = None,
-        alt_svc: bool = True,
+        config: ServerConfig | None = None,
         root_path: str = "",
-        graceful_timeout: float = 10.0,
-        idle_timeout: float = 60.0,
-        handshake_timeout: float = 10.0,
         read_timeout: float | None = 60.0,
-        max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
-        max_connections_per_address: int | None = None,
+        **settings: Unpack[ServerSettings],
     ) -> None:
-        super().__init__(
-            tls_config=tls_config,
-            protocol=protocol,
-            http1_factory=http1_factory,
-            http2_factory=http2_factory,
-            http3_factory=http3_factory,
-            alt_svc=alt_svc,
-            graceful_timeout=graceful_timeout,
-            idle_timeout=idle_timeout,
-            handshake_timeout=handshake_timeout,
-            max_connections=max_connections,
-            max_connections_per_address=max_connections_per_address,
-        )
+        super().__init__(config, **settings)
         self.app = app
         self.root_path = root_path
         self.read_timeout = read_timeout
@@ -459,6 +440,9 @@ class ASGIServer(StreamServer):
 
     async def _cleanup(self) -> None:
         await self._lifespan.shutdown()
+
+    def _shutdown_by(self, deadline: float) -> None:
+        self._lifespan.end_by(deadline)
 
     async def run_stream(
         self,
@@ -492,7 +476,8 @@ class _Lifespan:
         self._supported = False
         self._done = trio.Event()
         # The app's lifespan task outlives a cancellation of the server, so
-        # that it can still run its shutdown; shutdown() then stops it.
+        # that it can still run its shutdown; shutdown() then stops it, and
+        # end_by() gives the shield its deadline once the server shuts down.
         self._scope = trio.CancelScope(shield=True)
         self.state: dict[str, Any] = {}
 
@@ -505,6 +490,10 @@ class _Lifespan:
             self._scope.cancel()  # no shutdown follows: the app's task ends now
             raise StartupFailed(f"the application's startup failed: {message.get('message', '')}")
         self._supported = message["type"] == "lifespan.startup.complete"
+
+    def end_by(self, deadline: float) -> None:
+        """The app's lifespan task ends by *deadline* at the latest."""
+        self._scope.deadline = min(self._scope.deadline, deadline)
 
     async def shutdown(self) -> None:
         try:
