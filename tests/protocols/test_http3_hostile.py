@@ -21,7 +21,6 @@ from tests.h3link import (
 )
 from trio_hface.events import DataReceived, HeadersReceived, StreamResetSent
 from trio_hface.protocols.http3 import HTTP3ServerFactory
-from trio_hface.protocols.http3._streams import _Stream
 from trio_hface.protocols.http3._qpack import (
     STATIC_ENTRY_MAX,
     STATIC_NAME_MAX,
@@ -29,6 +28,7 @@ from trio_hface.protocols.http3._qpack import (
     field_section_bound,
     field_section_size,
 )
+from trio_hface.protocols.http3._streams import _Stream
 
 H3_EXCESSIVE_LOAD = 0x107
 SETTINGS_MAX_FIELD_SECTION_SIZE = 0x6
