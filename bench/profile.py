@@ -105,7 +105,7 @@ def top(raw: Path, count: int) -> str:
     lines = [f"  {samples} busy samples; own time:"]
     lines += [f"  {n / samples:6.1%}  {frame}" for frame, n in own.most_common(count)]
     lines.append("  in the function and below (trio's run loop and the task bodies left out):")
-    skip = ("trio/_core/_run.py", "<module>", "run (trio_hface/cli", "main (trio_hface/cli")
+    skip = ("trio/_core/_run.py", "<module>", "<frozen runpy>", "(trio_hface/cli/")
     inclusive = [(frame, n) for frame, n in total.most_common() if not any(s in frame for s in skip)]
     lines += [f"  {n / samples:6.1%}  {frame}" for frame, n in inclusive[:count]]
     return "\n".join(lines)
