@@ -1,22 +1,19 @@
-"""Benchmark of the connection layer on loopback, side by side with raw Trio streams.
+"""The connection layer against raw Trio streams: one large upload through each, in this process.
 
-Prints throughput of one large body per transport and request rates of small
-requests, with ratios against the raw Trio TLS stream (the floor of what any
-HTTP layer on top of it can reach). Bounded in size and time; loopback only.
-
-    .venv/bin/python bench/connections.py [--mib 64]
+Each connection type (HTTP/1.1 and HTTP/2 over TCP and over TLS, HTTP/3) moves the same
+request body as a raw Trio ``SocketStream`` or ``SSLStream`` does (the floor of what any HTTP
+layer on top can reach); both ends run in this process, so on one core. Loopback only.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Awaitable, Callable
-from functools import partial
 
 import trio
 import trustme
 
+from bench.report import Figure, Section
 from trio_hface import ClientTLSConfig, ServerTLSConfig
 from trio_hface.connections import (
     HTTPConnection,
@@ -33,6 +30,9 @@ from trio_hface.protocols.http2 import HTTP2ClientFactory, HTTP2ServerFactory
 from trio_hface.protocols.http3 import HTTP3ClientFactory, HTTP3ServerFactory
 
 CHUNK = 256 * 1024
+MIB = 1024 * 1024
+#: How long one transfer may take before it counts as failed.
+TIMEOUT = 300.0
 REQUEST = [(b":method", b"POST"), (b":scheme", b"https"), (b":authority", b"localhost"), (b":path", b"/")]
 
 
@@ -111,54 +111,34 @@ async def upload(connection: HTTPConnection, total: int) -> None:
             return
 
 
-async def small_requests(connection: HTTPConnection, count: int, concurrency: int) -> None:
-    waiters: dict[int, trio.Event] = {}
-
-    async def reader() -> None:
-        while True:
-            event = await connection.receive_event()
-            if isinstance(event, HeadersReceived) and event.stream_id in waiters:
-                waiters.pop(event.stream_id).set()
-
-    async def worker(n: int) -> None:
-        for _ in range(n):
-            sid = connection.get_available_stream_id()
-            waiter = waiters[sid] = trio.Event()
-            await connection.send_headers(sid, REQUEST, end_stream=True)
-            await waiter.wait()
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(reader)
-        async with trio.open_nursery() as workers:
-            for _ in range(concurrency):
-                workers.start_soon(worker, count // concurrency)
-        nursery.cancel_scope.cancel()
-
-
 async def with_server(
     version: str,
-    tls: tuple[ServerTLSConfig, ClientTLSConfig],
+    tls: tuple[ServerTLSConfig, ClientTLSConfig] | None,
     work: Callable[[HTTPConnection], Awaitable[None]],
 ) -> float:
+    """Seconds *work* takes on a connection of *version* (cleartext when *tls* is ``None``)."""
     async with trio.open_nursery() as nursery:
         opener: HTTPOpener
+        listener: HTTPOverQUICListener | HTTPOverTCPListener
         if version == "3":
-            listener: HTTPOverQUICListener | HTTPOverTCPListener = await HTTPOverQUICListener.create(
+            assert tls is not None  # QUIC is always encrypted
+            listener = await HTTPOverQUICListener.create(
                 HTTP3ServerFactory(), local_address=("127.0.0.1", 0), tls_config=tls[0]
             )
             opener = HTTPOverQUICOpener(HTTP3ClientFactory(), tls_config=tls[1])
         else:
             server_factory = HTTP2ServerFactory() if version == "2" else HTTP1ServerFactory()
             listener = await HTTPOverTCPListener.create(
-                server_factory, local_address=("127.0.0.1", 0), tls_config=tls[0]
+                server_factory, local_address=("127.0.0.1", 0), tls_config=tls[0] if tls else None
             )
             opener = HTTPOverTCPOpener(
-                HTTP2ClientFactory() if version == "2" else HTTP1ClientFactory(), tls_config=tls[1]
+                HTTP2ClientFactory() if version == "2" else HTTP1ClientFactory(),
+                tls_config=tls[1] if tls else None,
             )
         (address, *_) = await nursery.start(listener.serve, sink_handler)
-        async with await opener(address, tls=True, server_name="localhost") as connection:
+        async with await opener(address, tls=tls is not None, server_name="localhost") as connection:
             start = time.perf_counter()
-            with trio.fail_after(300):
+            with trio.fail_after(TIMEOUT):
                 await work(connection)
             elapsed = time.perf_counter() - start
         await listener.aclose()
@@ -166,36 +146,25 @@ async def with_server(
     return elapsed
 
 
-async def main(mib: int, requests: int) -> None:
+async def measure(section: Section, mib: int) -> None:
+    """Add a row per connection type: its MB/s beside the raw stream's."""
     tls = certificates()
-    total = mib * 1024 * 1024
-    print(f"one {mib} MiB body, loopback, TLS unless said otherwise")
-    base = await raw_stream(total, tls)
-    rows = [("raw trio TCP stream (no TLS)", await raw_stream(total, None))]
-    rows.append(("raw trio TLS stream", base))
-    for version in ("1", "2"):
-        rows.append(
-            (
-                f"trio_hface HTTP/{version} connection",
-                await with_server(version, tls, lambda c: upload(c, total)),
-            )
-        )
-    quic_total = total // 4
-    quic = await with_server("3", tls, lambda c: upload(c, quic_total))
-    rows.append((f"trio_hface HTTP/3 connection ({mib // 4} MiB)", quic * 4))
-    for name, seconds in rows:
-        print(f"  {name:42s} {total / seconds / 1e6:8.1f} MB/s   x{base / seconds:5.2f} of raw TLS")
-    print(f"{requests} small requests (HEADERS only, 204 answers)")
-    for version, concurrency in (("1", 1), ("2", 1), ("2", 10), ("3", 10)):
-        seconds = await with_server(
-            version, tls, partial(small_requests, count=requests, concurrency=concurrency)
-        )
-        print(f"  HTTP/{version}, {concurrency:2d} at a time: {requests / seconds:8.0f} requests/s")
+    total = mib * MIB
+    raw = {"TCP": await raw_stream(total, None), "TLS": await raw_stream(total, tls)}
+
+    def add(test: str, transport: str, seconds: float, moved: int = total) -> None:
+        reference = Figure(total / raw[transport] / 1e6, f"raw {transport}")
+        section.add(test, "MB/s", reference, Figure(moved / seconds / 1e6))
+
+    for version in ("1.1", "2"):
+        for transport, config in (("TCP", None), ("TLS", tls)):
+            seconds = await with_server(version[0], config, lambda c: upload(c, total))
+            add(f"HTTP/{version} over {transport}, {mib} MiB", transport, seconds)
+    quic_total = max(total // 4, MIB)  # HTTP/3 is slower by far: a quarter of the bytes
+    seconds = await with_server("3", tls, lambda c: upload(c, quic_total))
+    add(f"HTTP/3, {quic_total // MIB} MiB (raw TLS moved {mib} MiB)", "TLS", seconds, quic_total)
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--mib", type=int, default=64)
-    parser.add_argument("--requests", type=int, default=2000)
-    args = parser.parse_args()
-    trio.run(main, args.mib, args.requests)
+def run(section: Section, mib: int) -> None:
+    """Run the measurements in a Trio run of their own."""
+    trio.run(measure, section, mib)

@@ -1,0 +1,194 @@
+"""Our client against httpx on trio: the same requests to the same peers, in this process.
+
+httpx runs on trio through anyio (fine for a benchmark; trio_hface itself never uses anyio).
+Peers, on the server core: ``trio-hface server`` for HTTP/1.1 (no nginx here, and nghttpd
+speaks HTTP/2 only), nghttpd for HTTP/2, ngtcp2's gtlsserver for HTTP/3 (httpx has none).
+Both clients keep at most 10 connections per origin (our default; httpx is told so).
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import httpx
+import trio
+
+from bench.peers import Certs, Ports, free_port, ours_argv, server, tool
+from bench.report import Figure, Section
+from trio_hface import ClientTLSConfig
+from trio_hface.client import Client, ClientProtocol, ClientSession, Request
+
+MIB = 1024 * 1024
+SMALL = b"Hello, World!\n"
+BATCH = 100  # requests in flight at once in the concurrent test
+#: How long one client test may take before it counts as failed.
+TEST_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How many requests, and how large the download."""
+
+    sequential: int
+    concurrent: int  # a multiple of BATCH
+    download_mib: int
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A server to measure against: how to start it, and the URLs of a small and a large body."""
+
+    version: str
+    protocol: ClientProtocol
+    start: Callable[[], AbstractContextManager[object]]
+    small: str
+    large: str
+
+
+class Fetcher:
+    """Sequential, concurrent and download measurements for one client library."""
+
+    async def get(self, url: str) -> int:
+        """GET *url*; return the body length."""
+        raise NotImplementedError
+
+    async def download(self, url: str) -> int:
+        """GET *url* reading the body as it arrives (never holding all of it); return its length."""
+        raise NotImplementedError
+
+
+class OurFetcher(Fetcher):
+    def __init__(self, session: ClientSession) -> None:
+        self.session = session
+
+    async def get(self, url: str) -> int:
+        return len((await self.session.dispatch(Request("GET", url))).content)
+
+    async def download(self, url: str) -> int:
+        received = 0
+        async with self.session.stream(Request("GET", url)) as response:
+            async for chunk in response.aiter_bytes():
+                received += len(chunk)
+        return received
+
+
+class HTTPXFetcher(Fetcher):
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def get(self, url: str) -> int:
+        return len((await self.client.get(url)).content)
+
+    async def download(self, url: str) -> int:
+        received = 0
+        async with self.client.stream("GET", url) as response:
+            async for chunk in response.aiter_raw():
+                received += len(chunk)
+        return received
+
+
+async def measure(fetcher: Fetcher, peer: Peer, plan: Plan) -> dict[str, float]:
+    """The three figures for one client: sequential req/s, concurrent req/s, download MB/s."""
+    figures: dict[str, float] = {}
+    with trio.fail_after(TEST_TIMEOUT):
+        if await fetcher.get(peer.small) != len(SMALL):  # also opens the connection
+            raise AssertionError(f"wrong body length from {peer.small}")
+        start = time.perf_counter()
+        for _ in range(plan.sequential):
+            await fetcher.get(peer.small)
+        figures["sequential"] = plan.sequential / (time.perf_counter() - start)
+        start = time.perf_counter()
+        for _ in range(plan.concurrent // BATCH):
+            async with trio.open_nursery() as nursery:
+                for _ in range(BATCH):
+                    nursery.start_soon(fetcher.get, peer.small)
+        figures["concurrent"] = plan.concurrent // BATCH * BATCH / (time.perf_counter() - start)
+        start = time.perf_counter()
+        size = await fetcher.download(peer.large)
+        figures["download"] = size / (time.perf_counter() - start) / 1e6
+        if size != plan.download_mib * MIB:
+            raise AssertionError(f"downloaded {size} bytes of {plan.download_mib * MIB}")
+    return figures
+
+
+async def ours(peer: Peer, plan: Plan, certs: Certs) -> dict[str, float]:
+    client = Client(tls_config=ClientTLSConfig(cafile=str(certs.ca)), protocol=peer.protocol)
+    async with client.session() as session:
+        return await measure(OurFetcher(session), peer, plan)
+
+
+async def theirs(peer: Peer, plan: Plan, certs: Certs) -> dict[str, float]:
+    context = ssl.create_default_context(cafile=str(certs.ca))
+    http2 = peer.protocol is ClientProtocol.HTTP2
+    limits = httpx.Limits(max_connections=10)
+    async with httpx.AsyncClient(http1=not http2, http2=http2, verify=context, limits=limits) as client:
+        return await measure(HTTPXFetcher(client), peer, plan)
+
+
+def peers(plan: Plan, certs: Certs, folder: Path) -> list[Peer]:
+    """The three peers; their files are made here (the large one once, in *folder*)."""
+    docs = folder / "htdocs"
+    docs.mkdir(exist_ok=True)
+    (docs / "small").write_bytes(SMALL)
+    with (docs / "large").open("wb") as large:
+        block = b"x" * MIB
+        for _ in range(plan.download_mib):
+            large.write(block)
+    h1, h2, h3 = Ports(free_port(), free_port()), free_port(), free_port()
+    key, cert = str(certs.key), str(certs.cert)
+    nghttpd = [tool("nghttpd"), "-a", "127.0.0.1", "-d", str(docs), str(h2), key, cert]
+    gtlsserver = [tool("gtlsserver"), "-q", "-d", str(docs), "127.0.0.1", str(h3), key, cert]
+    app = "trio_hface.server.examples.payload:app"
+    return [
+        Peer(
+            "HTTP/1.1 TLS (peer: trio-hface server)",
+            ClientProtocol.HTTP1,
+            partial(server, ours_argv(app, certs, h1), folder / "client-h1.log", tcp_ports=[h1.tls]),
+            f"https://127.0.0.1:{h1.tls}/{len(SMALL)}",
+            f"https://127.0.0.1:{h1.tls}/{plan.download_mib * MIB}",
+        ),
+        Peer(
+            "HTTP/2 TLS (peer: nghttpd)",
+            ClientProtocol.HTTP2,
+            partial(server, nghttpd, folder / "client-h2.log", tcp_ports=[h2]),
+            f"https://127.0.0.1:{h2}/small",
+            f"https://127.0.0.1:{h2}/large",
+        ),
+        Peer(
+            "HTTP/3 (peer: gtlsserver)",
+            ClientProtocol.HTTP3,
+            partial(server, gtlsserver, folder / "client-h3.log", udp_port=h3),
+            f"https://127.0.0.1:{h3}/small",
+            f"https://127.0.0.1:{h3}/large",
+        ),
+    ]
+
+
+def run(section: Section, plan: Plan, certs: Certs, folder: Path) -> None:
+    """Measure both clients against each peer; add the rows to *section*."""
+    found: list[Peer] = []
+    section.part("client peers", lambda: found.extend(peers(plan, certs, folder)))
+    for peer in found:
+
+        def compare(peer: Peer = peer) -> None:
+            with peer.start():
+                mine = trio.run(ours, peer, plan, certs)
+                other: dict[str, float] | None = None
+                if peer.protocol is not ClientProtocol.HTTP3:
+                    other = trio.run(theirs, peer, plan, certs)
+            tests = (
+                ("sequential", f"{plan.sequential} sequential GETs", "req/s"),
+                ("concurrent", f"batches of {BATCH} concurrent GETs", "req/s"),
+                ("download", f"{plan.download_mib} MiB download", "MB/s"),
+            )
+            for key, name, unit in tests:
+                reference = Figure(other[key]) if other else Figure(None, "no HTTP/3")
+                section.add(f"{peer.version}, {name}", unit, reference, Figure(mine[key]))
+
+        section.part(f"client {peer.version}", compare)
