@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from tests.conftest import Certs
 from tests.helpers import free_port, require_tool, wait_for_port
@@ -234,19 +235,19 @@ async def test_our_server_streaming_trailers_reuse_and_limits(certs: Certs) -> N
         server.shutdown()
 
 
-async def test_pool_timeout(certs: Certs) -> None:
+async def test_pool_timeout(certs: Certs, autojump_clock: trio.testing.MockClock) -> None:
     """With the only connection of an origin busy, a request waits pool_timeout, then PoolTimeout."""
     server = ASGIServer(apps.app, tls_config=certs.server)
     async with trio.open_nursery() as nursery:
         (endpoint, *_) = await nursery.start(server.run, ["https://127.0.0.1:0"])
-        base = f"https://localhost:{endpoint.port}"
+        base = f"https://127.0.0.1:{endpoint.port}"
         client = client_for(certs, ClientProtocol.HTTP1, max_connections_per_origin=1, pool_timeout=0.3)
         async with client.session() as session:
             async with session.stream(Request("GET", f"{base}/slow")) as slow:
                 start = trio.current_time()
                 with pytest.raises(PoolTimeout) as caught:
                     await session.dispatch(Request("GET", f"{base}/"))
-                assert 0.25 < trio.current_time() - start < 5
+                assert trio.current_time() - start == pytest.approx(0.3, abs=0.01)
                 assert isinstance(caught.value, trio.TooSlowError)
                 assert session.statistics().exchanges == 1
                 assert (await slow.aread()).endswith(b"done\n")
@@ -272,7 +273,9 @@ def test_url_and_origin_parsing() -> None:
             URL.parse(bad)
 
 
-async def test_keepalive_ping_replaces_a_silent_connection(certs: Certs) -> None:
+async def test_keepalive_ping_replaces_a_silent_connection(
+    certs: Certs, autojump_clock: trio.testing.MockClock
+) -> None:
     """Idle HTTP/2 connections are PINGed; one whose peer stops answering is closed and replaced."""
     server = ASGIServer(apps.app, tls_config=certs.server, graceful_timeout=1)
     frozen = trio.Event()
@@ -301,7 +304,7 @@ async def test_keepalive_ping_replaces_a_silent_connection(certs: Certs) -> None
         await nursery.start(partial(trio.serve_listeners, relay, listeners))
         client = client_for(certs, ClientProtocol.HTTP2, keepalive_interval=0.2)
         async with client.session() as session:
-            url = f"https://localhost:{port}/"
+            url = f"https://127.0.0.1:{port}/"
             assert (await session.dispatch(Request("GET", url))).content == b"hello "
             (first,) = next(iter(session.pool.connections().values()), [])
             await trio.sleep(0.7)  # idle: PINGed and acknowledged meanwhile
@@ -344,12 +347,14 @@ async def test_a_response_not_read_does_not_block_the_others(certs: Certs, proto
 
 
 @pytest.mark.parametrize("protocol", [ClientProtocol.HTTP1, ClientProtocol.HTTP2, ClientProtocol.HTTP3])
-async def test_idle_pooled_connections_expire(certs: Certs, protocol: ClientProtocol) -> None:
+async def test_idle_pooled_connections_expire(
+    certs: Certs, protocol: ClientProtocol, autojump_clock: trio.testing.MockClock
+) -> None:
     """A pooled connection no request used for idle_timeout is closed; one in use is not."""
     server = ASGIServer(apps.app, tls_config=certs.server)
     async with trio.open_nursery() as nursery:
         (endpoint, *_) = await nursery.start(server.run, ["https://127.0.0.1:0"])
-        base = f"https://localhost:{endpoint.port}"
+        base = f"https://127.0.0.1:{endpoint.port}"
         async with client_for(certs, protocol, idle_timeout=0.2).session() as session:
             with trio.fail_after(30):
                 slow = await session.dispatch(Request("GET", f"{base}/slow"))  # in use for 0.25 s

@@ -168,12 +168,12 @@ async def test_proxy_refuses_what_is_not_a_tunnel(certs: Certs) -> None:
         await tls.aclose()
 
 
-async def test_tunnel_has_no_read_timeout(certs: Certs) -> None:
+async def test_tunnel_has_no_read_timeout(certs: Certs, autojump_clock: trio.testing.MockClock) -> None:
     """A tunnel is a transport: a quiet peer does not make it fail, whatever the read timeout."""
     async with servers(certs) as (_target, proxy):
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
         target_port = listeners[0].socket.getsockname()[1]
-        client = ProxyClient(f"https://localhost:{proxy.port}", tls_config=certs.client, read_timeout=0.5)
+        client = ProxyClient(f"https://127.0.0.1:{proxy.port}", tls_config=certs.client, read_timeout=0.5)
         async with client.session() as session:
             with trio.fail_after(30):
                 tunnel = await session.connect_tcp(("127.0.0.1", target_port))
@@ -188,7 +188,9 @@ async def test_tunnel_has_no_read_timeout(certs: Certs) -> None:
         await listeners[0].aclose()
 
 
-async def test_open_tunnel_is_never_evicted_by_the_connection_limit(certs: Certs) -> None:
+async def test_open_tunnel_is_never_evicted_by_the_connection_limit(
+    certs: Certs, autojump_clock: trio.testing.MockClock
+) -> None:
     """With max_connections=1, a connection with a quiet tunnel open is busy: a newcomer waits
     instead of evicting it, and is served once the tunnel's connection ends."""
     async with servers(certs, "http://127.0.0.1:0", max_connections=1) as (_target, proxy):
