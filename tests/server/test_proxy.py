@@ -11,7 +11,8 @@ import trio
 import trio.testing
 
 from tests.conftest import Certs
-from tests.helpers import free_port, require_tool
+from tests.helpers import require_tool
+from tests.peers import refusing_port
 from tests.server import apps
 from trio_hface.client import Client, ClientProtocol, ProxyClient, Request, TunnelStream
 from trio_hface.errors import ProxyError
@@ -89,8 +90,8 @@ async def test_proxy_allow_list_and_unreachable_target(certs: Certs) -> None:
             with pytest.raises(ProxyError) as refused:
                 await session.connect_tcp(("127.0.0.1", target.port))
             assert refused.value.status == 403
-            with pytest.raises(ProxyError) as unreachable:
-                await session.connect_tcp(("localhost", free_port()))
+            with refusing_port() as port, pytest.raises(ProxyError) as unreachable:
+                await session.connect_tcp(("localhost", port))
             assert unreachable.value.status == 502 and "cannot reach" in str(unreachable.value)
             stream = await session.connect_tcp_tls(("localhost", target.port), alpn_protocols=["http/1.1"])
             await stream.send_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
