@@ -49,30 +49,3 @@ def require_tool(name: str) -> str:
             pytest.fail(f"{name} is missing; .ci/run installs it")
         pytest.skip(f"{name} is not installed")
     return path
-
-
-async def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
-    """Wait until a TCP server that cannot tell us it is ready accepts connections."""
-    import trio
-
-    with trio.fail_after(timeout):
-        delay = 0.01
-        while True:
-            try:
-                stream = await trio.open_tcp_stream(host, port)
-            except OSError:
-                await trio.sleep(delay)
-                delay = min(delay * 2, 0.2)
-            else:
-                await stream.aclose()
-                return
-
-
-def free_port(kind: int | None = None) -> int:
-    """A port that was free a moment ago, for programs that cannot bind port 0 and report it."""
-    import socket
-
-    with socket.socket(socket.AF_INET, kind or socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port

@@ -15,7 +15,8 @@ import pytest
 import trio
 
 from tests.conftest import Certs
-from tests.helpers import free_port, require_tool
+from tests.helpers import require_tool
+from tests.peers import refusing_port, run_peer, running_peer
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -28,49 +29,24 @@ def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_server_with_development_certificate() -> None:
+#: What `trio-hface server|proxy` prints once it serves on a development certificate.
+SERVING = r"trust its CA: (?P<ca>\S+)\n.*serving on https://127\.0\.0\.1:(?P<port>\d+)\n"
+
+
+async def test_server_with_development_certificate() -> None:
     """`trio-hface server` without --cert makes a CA, prints its path; curl trusts it; SIGINT stops it cleanly."""
     curl = require_tool("curl")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "trio_hface", "server", HELLO, "https://127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENV,
-    )
-    try:
-        assert process.stdout is not None
-        first = process.stdout.readline()
-        assert "trust its CA:" in first, first
-        cafile = first.rsplit(": ", 1)[1].strip()
-        serving = process.stdout.readline()
-        assert serving.startswith("serving on https://127.0.0.1:"), serving
-        port = serving.strip().rsplit(":", 1)[1]
+    command = [sys.executable, "-m", "trio_hface", "server", HELLO, "https://127.0.0.1:0"]
+    async with running_peer(command, ready=SERVING, env=ENV) as server:
+        assert b"trust its CA:" in server.output.split(b"\n", 1)[0], server.text()
         for version, expected in (("--http1.1", "HTTP/1.1"), ("--http2", "HTTP/2")):
-            result = subprocess.run(
-                [
-                    curl,
-                    "-sS",
-                    version,
-                    "--cacert",
-                    cafile,
-                    "--resolve",
-                    f"localhost:{port}:127.0.0.1",
-                    f"https://localhost:{port}/",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=30,
+            resolve = f"localhost:{server.port}:127.0.0.1"
+            url = f"https://localhost:{server.port}/"
+            result = await run_peer(
+                [curl, "-sS", version, "--cacert", server.group("ca"), "--resolve", resolve, url]
             )
-            assert result.stdout == f"Hello, World! ({expected})\n", result.stderr
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 0
-    finally:
-        process.kill()
-        process.wait()
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
+            assert result.stdout.decode() == f"Hello, World! ({expected})\n", result.stderr
+        assert await server.stop(signal.SIGINT) == 0
 
 
 @pytest.mark.parametrize(
@@ -120,55 +96,31 @@ def test_help_explains_commands() -> None:
     assert "development CA" in cli("server", "--help").stdout
 
 
-class Running:
-    """A `trio-hface server|proxy` process with its development CA and port."""
-
-    def __init__(self, *args: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "trio_hface", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=ENV,
-        )
-        assert self.process.stdout is not None
-        self.cafile = self.process.stdout.readline().rsplit(": ", 1)[1].strip()
-        self.port = self.process.stdout.readline().strip().rsplit(":", 1)[1]
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout=30)
-        finally:
-            self.process.kill()
-            self.process.wait()
-            for stream in (self.process.stdout, self.process.stderr):
-                if stream is not None:
-                    stream.close()
-
-
-def test_client_every_version_and_through_the_proxy(tmp_path: Path) -> None:
+async def test_client_every_version_and_through_the_proxy(tmp_path: Path) -> None:
     """`trio-hface client` reaches `trio-hface server` over HTTP/1.1, 2 and 3, directly and through `trio-hface proxy`."""
-    server = Running("server", HELLO, "https://127.0.0.1:0")
-    proxy = Running("proxy", "https://127.0.0.1:0")
-    try:
+    our = [sys.executable, "-m", "trio_hface"]
+    async with (
+        running_peer([*our, "server", HELLO, "https://127.0.0.1:0"], ready=SERVING, env=ENV) as server,
+        running_peer([*our, "proxy", "https://127.0.0.1:0"], ready=SERVING, env=ENV) as proxy,
+    ):
         both = tmp_path / "both.pem"
-        both.write_text(Path(server.cafile).read_text() + Path(proxy.cafile).read_text())
+        cas = [await trio.Path(peer.group("ca")).read_text() for peer in (server, proxy)]
+        await trio.Path(both).write_text("".join(cas))
         url = f"https://localhost:{server.port}/"
         for flag, version in (("--http1", "1.1"), ("--http2", "2"), ("--http3", "3")):
-            result = cli("client", "-i", "--cacert", server.cafile, flag, url)
-            assert result.returncode == 0, result.stderr
-            assert result.stdout.startswith(f"HTTP/{version} 200")
-            assert result.stdout.endswith(f"Hello, World! (HTTP/{version})\n")
-        for flag in ("--proxy-http1", "--proxy-http2", "--proxy-http3"):
-            result = cli(
-                "client", "--cacert", str(both), "--proxy", f"https://localhost:{proxy.port}", flag, url
+            result = await run_peer(
+                [*our, "client", "-i", "--cacert", server.group("ca"), flag, url], env=ENV
             )
             assert result.returncode == 0, result.stderr
-            assert result.stdout == "Hello, World! (HTTP/2)\n"
-    finally:
-        server.stop()
-        proxy.stop()
+            assert result.stdout.decode().startswith(f"HTTP/{version} 200")
+            assert result.stdout.decode().endswith(f"Hello, World! (HTTP/{version})\n")
+        for flag in ("--proxy-http1", "--proxy-http2", "--proxy-http3"):
+            proxied = ["--cacert", str(both), "--proxy", f"https://localhost:{proxy.port}", flag, url]
+            result = await run_peer([*our, "client", *proxied], env=ENV)
+            assert result.returncode == 0, result.stderr
+            assert result.stdout == b"Hello, World! (HTTP/2)\n"
+        for peer in (server, proxy):
+            assert await peer.stop(signal.SIGINT) == 0
 
 
 @pytest.mark.parametrize(
@@ -224,31 +176,26 @@ async def test_client_several_urls_share_a_connection_and_print_in_order(certs: 
         await send({"type": "http.response.body", "body": body})
 
     server = ASGIServer(app, tls_config=certs.server)
-    closed = free_port(socket.SOCK_DGRAM if flag == "--http3" else socket.SOCK_STREAM)
-    async with trio.open_nursery() as nursery:
-        (endpoint, *_) = await nursery.start(server.run, ["https://127.0.0.1:0"])
-        base = f"https://localhost:{endpoint.port}"
-        failing = f"https://localhost:{closed}/nobody"
-        command = [
-            sys.executable,
-            "-m",
-            "trio_hface",
-            "client",
-            "--cacert",
-            certs.cafile,
-            flag,
-            "--timeout",
-            "10",
-        ]
-        with trio.fail_after(90):
-            result = await trio.run_process(
-                [*command, f"{base}/first", failing, f"{base}/second"],
-                capture_stdout=True,
-                capture_stderr=True,
-                check=False,
-                env=ENV,
+    with refusing_port(socket.SOCK_DGRAM if flag == "--http3" else socket.SOCK_STREAM) as closed:
+        async with trio.open_nursery() as nursery:
+            (endpoint, *_) = await nursery.start(server.run, ["https://127.0.0.1:0"])
+            base = f"https://localhost:{endpoint.port}"
+            failing = f"https://localhost:{closed}/nobody"
+            command = [
+                sys.executable,
+                "-m",
+                "trio_hface",
+                "client",
+                "--cacert",
+                certs.cafile,
+                flag,
+                "--timeout",
+                "10",
+            ]
+            result = await run_peer(
+                [*command, f"{base}/first", failing, f"{base}/second"], within=90, env=ENV
             )
-        server.shutdown()
+            server.shutdown()
     assert result.returncode == 1, result.stderr
     first, second, rest = result.stdout.split(b"\n", 2)
     first_words, second_words = first.split(), second.split()

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.peers import OUR_ENV, run_peer, running_peer
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -60,32 +62,17 @@ def cert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ],
     ids=["http1", "http2", "http3", "all-alpn", "all-http1", "all-http3"],
 )
-def test_custom_server_and_client(
+async def test_custom_server_and_client(
     server_args: list[str], client_args: list[str], expected: str, cert_dir: Path
 ) -> None:
     """The custom server and client examples talk to each other in every documented variant."""
-    server = subprocess.Popen(
-        [sys.executable, str(ROOT / "examples" / "custom_server.py"), "--port", "0", *server_args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=cert_dir,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        assert line.startswith("listening on"), server.stderr.read() if server.stderr else line
-        port = line.split()[2].rsplit(":", 1)[1]
-        result = run_example("custom_client.py", "--port", port, *client_args, cwd=cert_dir)
+    command = [sys.executable, str(ROOT / "examples" / "custom_server.py"), "--port", "0", *server_args]
+    ready = r"(?:^|\n)listening on \S+:(?P<port>\d+)[ \n]"
+    async with running_peer(command, ready=ready, cwd=cert_dir, env=OUR_ENV) as server:
+        client = [sys.executable, str(ROOT / "examples" / "custom_client.py"), "--port", str(server.port)]
+        result = await run_peer([*client, *client_args], cwd=cert_dir, env=OUR_ENV)
         assert result.returncode == 0, result.stderr
-        assert result.stdout == expected
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        for stream in (server.stdout, server.stderr):
-            if stream is not None:
-                stream.close()
+        assert result.stdout.decode() == expected
 
 
 def test_command_line_version() -> None:
@@ -104,51 +91,42 @@ def test_command_line_version() -> None:
     assert result.stdout.strip() == f"trio-hface {trio_hface.__version__}"
 
 
-class Background:
-    """An example that prints its bound endpoint on its first line, running until stopped."""
-
-    def __init__(self, name: str, *args: str, cwd: Path) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "examples" / name), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=cwd,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        assert " on https://" in line, self.process.stderr.read() if self.process.stderr else line
-        self.port = line.split()[2].rsplit(":", 1)[1]
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGINT)
-        assert self.process.wait(timeout=30) == 0, "a graceful shutdown exits 0"
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
+#: What examples/server.py and proxy_server.py print once they serve.
+SERVING = r"(?:^|\n)\S+ on https://\S+:(?P<port>\d+)[ \n]"
 
 
-def test_server_client_and_proxy_examples(cert_dir: Path) -> None:
+async def test_server_client_and_proxy_examples(cert_dir: Path) -> None:
     """examples/server.py, client.py (Alt-Svc to HTTP/3), proxy_server.py and proxy_client.py run as-is."""
-    server = Background("server.py", "--port", "0", cwd=cert_dir)
-    proxy = Background("proxy_server.py", "--port", "0", cwd=cert_dir)
-    try:
-        result = run_example("client.py", f"https://localhost:{server.port}/", cwd=cert_dir)
+    examples = ROOT / "examples"
+    async with (
+        running_peer(
+            [sys.executable, str(examples / "server.py"), "--port", "0"],
+            ready=SERVING,
+            cwd=cert_dir,
+            env=OUR_ENV,
+        ) as server,
+        running_peer(
+            [sys.executable, str(examples / "proxy_server.py"), "--port", "0"],
+            ready=SERVING,
+            cwd=cert_dir,
+            env=OUR_ENV,
+        ) as proxy,
+    ):
+        client = [sys.executable, str(examples / "client.py"), f"https://localhost:{server.port}/"]
+        result = await run_peer(client, cwd=cert_dir, env=OUR_ENV)
         assert result.returncode == 0, result.stderr
-        assert result.stdout == "HTTP/2 200: Hello from HTTP/2!\nHTTP/3 200: Hello from HTTP/3!\n"
+        assert result.stdout == b"HTTP/2 200: Hello from HTTP/2!\nHTTP/3 200: Hello from HTTP/3!\n"
         for extra in ([], ["--http3"]):
-            result = run_example(
-                "proxy_client.py",
+            proxy_client = [
+                sys.executable,
+                str(examples / "proxy_client.py"),
                 "--proxy",
                 f"https://localhost:{proxy.port}",
-                "--port",
-                server.port,
-                *extra,
-                cwd=cert_dir,
+            ]
+            result = await run_peer(
+                [*proxy_client, "--port", str(server.port), *extra], cwd=cert_dir, env=OUR_ENV
             )
             assert result.returncode == 0, result.stderr
-            assert result.stdout == "HTTP/1.1 200 OK\n"
-    finally:
-        server.stop()
-        proxy.stop()
+            assert result.stdout == b"HTTP/1.1 200 OK\n"
+        for peer in (server, proxy):
+            assert await peer.stop(signal.SIGINT) == 0, "a graceful shutdown exits 0"

@@ -137,22 +137,49 @@ def test_no_import_cycle() -> None:
 
 
 def test_no_test_module_imports_another() -> None:
-    """Shared test code lives in helper modules (tests/helpers.py, tests/handlers.py, ...), not in test modules."""
+    """Shared test code lives in helper modules (tests/helpers.py, tests/pairs.py, tests/peers.py, ...), not in
+    test modules: no module under tests/ imports a test module, in any spelling."""
     tests = Path(__file__).resolve().parent
-    for path in sorted(tests.rglob("test_*.py")):
-        for name in imports_of_test(path):
-            last = name.rsplit(".", 1)[-1]
-            assert not (name.startswith("tests") and last.startswith("test_")), f"{path.name} imports {name}"
+    for path in sorted(tests.rglob("*.py")):
+        for name in imports_of_test(path, tests.parent):
+            parts = name.split(".")
+            assert not (parts[0] == "tests" and any(p.startswith("test_") for p in parts[1:])), (
+                f"{path.relative_to(tests)} imports {name}"
+            )
 
 
-def imports_of_test(path: Path) -> list[str]:
+def imports_of_test(path: Path, root: Path) -> list[str]:
+    """Every module (or module attribute) that *path* imports, relative imports resolved from *root*."""
+    package = list(path.relative_to(root).with_suffix("").parts[:-1])
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            found.append(node.module)
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            found.append(module)
+            found += [f"{module}.{alias.name}" for alias in node.names]  # `from pkg import test_x`
         elif isinstance(node, ast.Import):
             found += [alias.name for alias in node.names]
     return found
+
+
+def test_the_test_import_check_sees_every_spelling(tmp_path: Path) -> None:
+    """The check above catches absolute, from-package and relative imports of a test module."""
+    folder = tmp_path / "tests" / "server"
+    folder.mkdir(parents=True)
+    spellings = {
+        "import tests.server.test_a": "tests.server.test_a",
+        "from tests.server import test_a": "tests.server.test_a",
+        "from .test_a import helper": "tests.server.test_a",
+        "from . import test_a": "tests.server.test_a",
+        "from ..client.test_b import x": "tests.client.test_b",
+    }
+    for line, imported in spellings.items():
+        (folder / "mod.py").write_text(line + "\n")
+        assert any(
+            name == imported or name.startswith(imported + ".")
+            for name in imports_of_test(folder / "mod.py", tmp_path)
+        ), line
 
 
 #: Known exceptions to the sizes (none since the message state moved to protocols/_message.py).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import subprocess
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from tests.conftest import Certs
-from tests.helpers import free_port, require_tool, wait_for_port
+from tests.helpers import require_tool
+from tests.peers import NGHTTPD_LISTENING, Peer, refusing_port, running_peer
 from tests.server import apps
 from trio_hface.client import URL, Client, ClientProtocol, Origin, PoolTimeout, ReadTimeout, Request
 from trio_hface.errors import ConnectError, HFaceError
@@ -25,39 +27,23 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @asynccontextmanager
 async def hypercorn(certs: Certs, worker: str = "trio") -> AsyncIterator[int]:
-    """Run hypercorn (its trio worker by default) with tests.server.apps on TCP and QUIC; yield its port."""
-    port = free_port()
-    args = [
-        sys.executable,
-        "-m",
-        "hypercorn",
-        "--worker-class",
-        worker,
-        "--certfile",
-        certs.certfile,
-        "--keyfile",
-        certs.keyfile,
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--quic-bind",
-        f"127.0.0.1:{port}",
-        "tests.server.apps:app",
-    ]
-    async with trio.open_nursery() as nursery:
-        process = await nursery.start(
-            partial(trio.run_process, args, check=False, cwd=str(ROOT), stderr=subprocess.PIPE)
-        )
-        assert process.stderr is not None
-        output = b""
-        with trio.fail_after(20):
-            while output.count(b"Running on") < 2:  # TCP, then QUIC
-                chunk = await process.stderr.receive_some()
-                assert chunk, output.decode()
-                output += chunk
-        try:
-            yield port
-        finally:
-            process.terminate()
+    """Run hypercorn (its trio worker by default) with tests.server.apps on TCP and QUIC; yield its port.
+
+    TCP and QUIC share one port number (HTTP/3 is dialled there directly), so
+    it is picked, and picked again if hypercorn finds it taken.
+    """
+
+    def command(port: int) -> list[str]:
+        return [
+            *(sys.executable, "-m", "hypercorn", "--worker-class", worker),
+            *("--certfile", certs.certfile, "--keyfile", certs.keyfile),
+            *("--bind", f"127.0.0.1:{port}", "--quic-bind", f"127.0.0.1:{port}"),
+            "tests.server.apps:app",
+        ]
+
+    ready = rb"Running on https://127\.0\.0\.1:\d+ \(QUIC\)"  # after the TCP line
+    async with running_peer(command, ready=ready, cwd=ROOT) as peer:
+        yield peer.port
 
 
 def client_for(certs: Certs, protocol: ClientProtocol, **kwargs: object) -> Client:
@@ -125,23 +111,23 @@ async def test_alt_svc_falls_back_to_tcp(certs: Certs) -> None:
     async def lying_app(scope: dict[str, object], receive: object, send: object) -> None:
         if scope["type"] != "http":
             return
-        port = free_port()  # nobody listens there over UDP
         await send(
             {"type": "http.response.start", "status": 200, "headers": [(b"alt-svc", b'h3=":%d"' % port)]}
         )  # type: ignore[operator]
         await send({"type": "http.response.body", "body": b"ok"})  # type: ignore[operator]
 
     server = ASGIServer(lying_app, tls_config=certs.server, alt_svc=False)  # type: ignore[arg-type]
-    async with trio.open_nursery() as nursery:
-        (endpoint, *_) = await nursery.start(server.run, ["https://127.0.0.1:0"])
-        client = Client(tls_config=certs.client, protocol=ClientProtocol.ALL)
-        async with client.session() as session:
-            url = f"https://localhost:{endpoint.port}/"
-            assert (await session.dispatch(Request("GET", url))).http_version == "2"
-            with trio.fail_after(30):
-                again = await session.dispatch(Request("GET", url))
-            assert again.http_version == "2" and again.content == b"ok"
-        server.shutdown()
+    with refusing_port(socket.SOCK_DGRAM) as port:  # nobody answers there over UDP
+        async with trio.open_nursery() as nursery:
+            (endpoint, *_) = await nursery.start(server.run, ["https://127.0.0.1:0"])
+            client = Client(tls_config=certs.client, protocol=ClientProtocol.ALL)
+            async with client.session() as session:
+                url = f"https://localhost:{endpoint.port}/"
+                assert (await session.dispatch(Request("GET", url))).http_version == "2"
+                with trio.fail_after(30):
+                    again = await session.dispatch(Request("GET", url))
+                assert again.http_version == "2" and again.content == b"ok"
+            server.shutdown()
 
 
 async def test_gtlsserver_hundred_concurrent_requests(certs: Certs, tmp_path: Path) -> None:
@@ -149,36 +135,34 @@ async def test_gtlsserver_hundred_concurrent_requests(certs: Certs, tmp_path: Pa
     gtlsserver = require_tool("gtlsserver")
     content = bytes(range(256)) * 400
     await trio.Path(tmp_path / "f.bin").write_bytes(content)
-    port = free_port(__import__("socket").SOCK_DGRAM)
-    args = [gtlsserver, "-q", "-d", str(tmp_path), "127.0.0.1", str(port), certs.keyfile, certs.certfile]
-    async with trio.open_nursery() as nursery:
-        process = await nursery.start(partial(trio.run_process, args, check=False, stdout=subprocess.DEVNULL))
-        try:
-            client = client_for(certs, ClientProtocol.HTTP3, connect_timeout=0.5)
-            async with client.session() as probe:
-                with trio.fail_after(20):
-                    while True:  # gtlsserver cannot say when it is ready
-                        try:
-                            await probe.dispatch(Request("GET", f"https://localhost:{port}/f.bin"))
-                            break
-                        except ConnectError:
-                            await trio.sleep(0.1)
-            async with client.session() as session:
-                bodies: list[bytes] = []
+    client = client_for(certs, ClientProtocol.HTTP3, connect_timeout=0.5)
 
-                async def one() -> None:
-                    bodies.append(
-                        (await session.dispatch(Request("GET", f"https://localhost:{port}/f.bin"))).content
-                    )
+    def command(port: int) -> list[str]:
+        return [gtlsserver, "-q", "-d", str(tmp_path), "127.0.0.1", str(port), certs.keyfile, certs.certfile]
 
-                with trio.fail_after(60):
-                    async with trio.open_nursery() as many:
-                        for _ in range(100):
-                            many.start_soon(one)
-                assert len(bodies) == 100 and all(body == content for body in bodies)
-                assert sum(len(v) for v in session.connections().values()) == 1
-        finally:
-            process.terminate()
+    async def answers(peer: Peer) -> bool:  # gtlsserver cannot say when it is ready
+        async with client.session() as probe:
+            try:
+                await probe.dispatch(Request("GET", f"https://localhost:{peer.port}/f.bin"))
+            except ConnectError:
+                return False
+            return True
+
+    async with running_peer(command, ready=answers, udp=True) as gtls:
+        async with client.session() as session:
+            bodies: list[bytes] = []
+
+            async def one() -> None:
+                bodies.append(
+                    (await session.dispatch(Request("GET", f"https://localhost:{gtls.port}/f.bin"))).content
+                )
+
+            with trio.fail_after(60):
+                async with trio.open_nursery() as many:
+                    for _ in range(100):
+                        many.start_soon(one)
+            assert len(bodies) == 100 and all(body == content for body in bodies)
+            assert sum(len(v) for v in session.connections().values()) == 1
 
 
 async def test_nghttpd(certs: Certs, tmp_path: Path) -> None:
@@ -186,23 +170,26 @@ async def test_nghttpd(certs: Certs, tmp_path: Path) -> None:
     nghttpd = require_tool("nghttpd")
     content = bytes(range(256)) * 1024
     await trio.Path(tmp_path / "f.bin").write_bytes(content)
-    port = free_port()
-    args = [nghttpd, "-d", str(tmp_path), "--address", "127.0.0.1", str(port), certs.keyfile, certs.certfile]
-    async with trio.open_nursery() as nursery:
-        process = await nursery.start(partial(trio.run_process, args, check=False))
-        try:
-            await wait_for_port("127.0.0.1", port)
-            async with client_for(certs, ClientProtocol.TCP).session() as session:
-                for _ in range(2):
-                    response = await session.dispatch(Request("GET", f"https://localhost:{port}/f.bin"))
-                    assert (
-                        response.status == 200
-                        and response.content == content
-                        and response.http_version == "2"
-                    )
-                assert sum(len(v) for v in session.connections().values()) == 1
-        finally:
-            process.terminate()
+
+    def command(port: int) -> list[str]:
+        return [
+            nghttpd,
+            "-v",
+            "-d",
+            str(tmp_path),
+            "--address",
+            "127.0.0.1",
+            str(port),
+            certs.keyfile,
+            certs.certfile,
+        ]
+
+    async with running_peer(command, ready=NGHTTPD_LISTENING) as peer:
+        async with client_for(certs, ClientProtocol.TCP).session() as session:
+            for _ in range(2):
+                response = await session.dispatch(Request("GET", f"https://localhost:{peer.port}/f.bin"))
+                assert response.status == 200 and response.content == content and response.http_version == "2"
+            assert sum(len(v) for v in session.connections().values()) == 1
 
 
 async def test_our_server_streaming_trailers_reuse_and_limits(certs: Certs) -> None:
@@ -234,19 +221,19 @@ async def test_our_server_streaming_trailers_reuse_and_limits(certs: Certs) -> N
         server.shutdown()
 
 
-async def test_pool_timeout(certs: Certs) -> None:
+async def test_pool_timeout(certs: Certs, autojump_clock: trio.testing.MockClock) -> None:
     """With the only connection of an origin busy, a request waits pool_timeout, then PoolTimeout."""
     server = ASGIServer(apps.app, tls_config=certs.server)
     async with trio.open_nursery() as nursery:
         (endpoint, *_) = await nursery.start(server.run, ["https://127.0.0.1:0"])
-        base = f"https://localhost:{endpoint.port}"
+        base = f"https://127.0.0.1:{endpoint.port}"
         client = client_for(certs, ClientProtocol.HTTP1, max_connections_per_origin=1, pool_timeout=0.3)
         async with client.session() as session:
             async with session.stream(Request("GET", f"{base}/slow")) as slow:
                 start = trio.current_time()
                 with pytest.raises(PoolTimeout) as caught:
                     await session.dispatch(Request("GET", f"{base}/"))
-                assert 0.25 < trio.current_time() - start < 5
+                assert trio.current_time() - start == pytest.approx(0.3, abs=0.01)
                 assert isinstance(caught.value, trio.TooSlowError)
                 assert session.statistics().exchanges == 1
                 assert (await slow.aread()).endswith(b"done\n")
@@ -258,7 +245,8 @@ async def test_connect_error() -> None:
     """A port where nobody listens is a ConnectError."""
     async with Client(protocol=ClientProtocol.TCP).session() as session:
         with pytest.raises(ConnectError):
-            await session.dispatch(Request("GET", f"http://127.0.0.1:{free_port()}/"))
+            with refusing_port() as port:
+                await session.dispatch(Request("GET", f"http://127.0.0.1:{port}/"))
 
 
 def test_url_and_origin_parsing() -> None:
@@ -272,7 +260,9 @@ def test_url_and_origin_parsing() -> None:
             URL.parse(bad)
 
 
-async def test_keepalive_ping_replaces_a_silent_connection(certs: Certs) -> None:
+async def test_keepalive_ping_replaces_a_silent_connection(
+    certs: Certs, autojump_clock: trio.testing.MockClock
+) -> None:
     """Idle HTTP/2 connections are PINGed; one whose peer stops answering is closed and replaced."""
     server = ASGIServer(apps.app, tls_config=certs.server, graceful_timeout=1)
     frozen = trio.Event()
@@ -301,7 +291,7 @@ async def test_keepalive_ping_replaces_a_silent_connection(certs: Certs) -> None
         await nursery.start(partial(trio.serve_listeners, relay, listeners))
         client = client_for(certs, ClientProtocol.HTTP2, keepalive_interval=0.2)
         async with client.session() as session:
-            url = f"https://localhost:{port}/"
+            url = f"https://127.0.0.1:{port}/"
             assert (await session.dispatch(Request("GET", url))).content == b"hello "
             (first,) = next(iter(session.pool.connections().values()), [])
             await trio.sleep(0.7)  # idle: PINGed and acknowledged meanwhile
@@ -344,12 +334,14 @@ async def test_a_response_not_read_does_not_block_the_others(certs: Certs, proto
 
 
 @pytest.mark.parametrize("protocol", [ClientProtocol.HTTP1, ClientProtocol.HTTP2, ClientProtocol.HTTP3])
-async def test_idle_pooled_connections_expire(certs: Certs, protocol: ClientProtocol) -> None:
+async def test_idle_pooled_connections_expire(
+    certs: Certs, protocol: ClientProtocol, autojump_clock: trio.testing.MockClock
+) -> None:
     """A pooled connection no request used for idle_timeout is closed; one in use is not."""
     server = ASGIServer(apps.app, tls_config=certs.server)
     async with trio.open_nursery() as nursery:
         (endpoint, *_) = await nursery.start(server.run, ["https://127.0.0.1:0"])
-        base = f"https://localhost:{endpoint.port}"
+        base = f"https://127.0.0.1:{endpoint.port}"
         async with client_for(certs, protocol, idle_timeout=0.2).session() as session:
             with trio.fail_after(30):
                 slow = await session.dispatch(Request("GET", f"{base}/slow"))  # in use for 0.25 s

@@ -17,6 +17,7 @@ import h2.events
 import hyperframe.frame
 import pytest
 import trio
+import trio.testing
 
 from trio_hface.client import Client, ClientProtocol, Request
 from trio_hface.errors import ConnectionLost, RequestRefused, StreamResetError
@@ -90,7 +91,9 @@ async def serving(nursery: trio.Nursery, server: ScriptedServer) -> str:
     return f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}/"
 
 
-async def test_streams_left_out_by_goaway_are_sent_again_on_a_new_connection() -> None:
+async def test_streams_left_out_by_goaway_are_sent_again_on_a_new_connection(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """Two POSTs in flight; GOAWAY names the first: the second goes again on a new connection."""
     server = ScriptedServer(goaway_after=2)
     async with trio.open_nursery() as nursery:
@@ -111,7 +114,7 @@ async def test_streams_left_out_by_goaway_are_sent_again_on_a_new_connection() -
     assert sorted(body for number, _, body in server.seen if number == 2) in ([b"one"], [b"two"])
 
 
-async def test_refused_stream_is_sent_again_up_to_a_limit() -> None:
+async def test_refused_stream_is_sent_again_up_to_a_limit(autojump_clock: trio.testing.MockClock) -> None:
     """REFUSED_STREAM twice, then an answer; refused three times, RequestRefused."""
     server = ScriptedServer(refuse=2)
     async with trio.open_nursery() as nursery:
@@ -130,7 +133,7 @@ async def test_refused_stream_is_sent_again_up_to_a_limit() -> None:
     assert server.refuse == 0 and len(server.seen) == 6
 
 
-async def test_body_that_cannot_be_replayed_is_not_sent_again() -> None:
+async def test_body_that_cannot_be_replayed_is_not_sent_again(autojump_clock: trio.testing.MockClock) -> None:
     """A streamed request body is gone once sent: a refusal reaches the caller at once."""
     server = ScriptedServer(refuse=1)
 
@@ -146,7 +149,9 @@ async def test_body_that_cannot_be_replayed_is_not_sent_again() -> None:
     assert len(server.seen) == 1
 
 
-async def test_requests_below_goaway_that_the_server_drops_fail_at_once() -> None:
+async def test_requests_below_goaway_that_the_server_drops_fail_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """GOAWAY names stream 3, the server closes without answering stream 1: its POST is not
     retried (it may have been processed), and the caller learns it when the connection ends,
     not when some keep-alive timer runs out."""

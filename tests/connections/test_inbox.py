@@ -84,7 +84,7 @@ async def test_without_manual_acknowledgement_put_waits_for_room() -> None:
     assert connection.acked == 0  # no manual acknowledgement: the protocol credited already
 
 
-async def test_other_events_are_bounded_too() -> None:
+async def test_other_events_are_bounded_too(autojump_clock: trio.testing.MockClock) -> None:
     inbox = inbox_for(FakeAcks(manual=True), max_events=2)
     await inbox.put(HeadersReceived(1, [(b":status", b"100")]))
     await inbox.put(HeadersReceived(1, [(b":status", b"103")]))

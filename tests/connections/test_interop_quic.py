@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import socket
-import subprocess
-from functools import partial
 from pathlib import Path
 
 import trio
 
 from tests.conftest import Certs
 from tests.handlers import hello_handler
-from tests.helpers import free_port, require_tool
+from tests.helpers import require_tool
+from tests.peers import Peer, running_peer
 from trio_hface.connections import HTTPConnection, HTTPOverQUICListener, HTTPOverQUICOpener
 from trio_hface.errors import ConnectError
 from trio_hface.events import DataReceived, HeadersReceived
@@ -65,47 +63,47 @@ async def test_quic_opener_against_gtlsserver(certs: Certs, tmp_path: Path) -> N
     gtlsserver = require_tool("gtlsserver")
     content = bytes(range(256)) * 8192
     (tmp_path / "file.bin").write_bytes(content)
-    port = free_port(socket.SOCK_DGRAM)
-    args = [gtlsserver, "-q", "-d", str(tmp_path), "127.0.0.1", str(port), certs.keyfile, certs.certfile]
     opener = HTTPOverQUICOpener(HTTP3ClientFactory(), tls_config=certs.client, handshake_timeout=0.5)
-    async with trio.open_nursery() as nursery:
-        process = await nursery.start(partial(trio.run_process, args, check=False, stdout=subprocess.DEVNULL))
+    connections: list[HTTPConnection] = []
+
+    def command(port: int) -> list[str]:
+        return [gtlsserver, "-q", "-d", str(tmp_path), "127.0.0.1", str(port), certs.keyfile, certs.certfile]
+
+    async def handshake(peer: Peer) -> bool:  # gtlsserver cannot say when it is ready
         try:
-            connection: HTTPConnection | None = None
-            with trio.fail_after(20):
-                while connection is None:  # gtlsserver cannot say when it is ready: retry the handshake
-                    try:
-                        connection = await opener(("127.0.0.1", port), server_name="localhost")
-                    except ConnectError:
-                        await trio.sleep(0.1)
-            async with connection:
-                bodies: dict[int, bytearray] = {}
-                for _ in range(10):
-                    sid = connection.get_available_stream_id()
-                    headers = [
-                        (b":method", b"GET"),
-                        (b":scheme", b"https"),
-                        (b":authority", b"localhost"),
-                        (b":path", b"/file.bin"),
-                    ]
-                    await connection.send_headers(sid, headers, end_stream=True)
-                    bodies[sid] = bytearray()
-                ended = 0
-                with trio.fail_after(60):
-                    while ended < 10:
-                        event = await connection.receive_event()
-                        if isinstance(event, HeadersReceived):
-                            assert dict(event.headers)[b":status"] == b"200"
-                        elif isinstance(event, DataReceived):
-                            bodies[event.stream_id] += event.data
-                        else:
-                            raise AssertionError(f"unexpected {event!r}")
-                        ended += bool(getattr(event, "end_stream", False))
-                assert all(
-                    hashlib.sha256(b).digest() == hashlib.sha256(content).digest() for b in bodies.values()
-                )
-        finally:
-            process.terminate()
+            connections.append(await opener(("127.0.0.1", peer.port), server_name="localhost"))
+        except ConnectError:
+            return False
+        return True
+
+    async with running_peer(command, ready=handshake, udp=True):
+        (connection,) = connections
+        async with connection:
+            bodies: dict[int, bytearray] = {}
+            for _ in range(10):
+                sid = connection.get_available_stream_id()
+                headers = [
+                    (b":method", b"GET"),
+                    (b":scheme", b"https"),
+                    (b":authority", b"localhost"),
+                    (b":path", b"/file.bin"),
+                ]
+                await connection.send_headers(sid, headers, end_stream=True)
+                bodies[sid] = bytearray()
+            ended = 0
+            with trio.fail_after(60):
+                while ended < 10:
+                    event = await connection.receive_event()
+                    if isinstance(event, HeadersReceived):
+                        assert dict(event.headers)[b":status"] == b"200"
+                    elif isinstance(event, DataReceived):
+                        bodies[event.stream_id] += event.data
+                    else:
+                        raise AssertionError(f"unexpected {event!r}")
+                    ended += bool(getattr(event, "end_stream", False))
+            assert all(
+                hashlib.sha256(b).digest() == hashlib.sha256(content).digest() for b in bodies.values()
+            )
 
 
 async def test_restarted_server_resets_gtlsclient_statelessly(certs: Certs) -> None:
@@ -113,119 +111,38 @@ async def test_restarted_server_resets_gtlsclient_statelessly(certs: Certs) -> N
     and gtlsclient gives up at once instead of at its idle timeout (RFC 9000 section 10.3)."""
     gtlsclient = require_tool("gtlsclient")
     factory = HTTP3ServerFactory(stateless_reset_key=b"test key " * 4)
-    output = bytearray()
+    first = await HTTPOverQUICListener.create(
+        factory, local_address=("127.0.0.1", 0), tls_config=certs.server
+    )
+    crash = trio.CancelScope()
+
+    async def serve_first(*, task_status: trio.TaskStatus[list[tuple[str, int]]]) -> None:
+        with crash:
+            await first.serve(hello_handler, task_status=task_status)
+
     async with trio.open_nursery() as nursery:
-        async with trio.open_nursery() as first_nursery:
-            first = await HTTPOverQUICListener.create(
-                factory, local_address=("127.0.0.1", 0), tls_config=certs.server
-            )
-            ((host, port),) = await first_nursery.start(first.serve, hello_handler)
-            args = [
-                gtlsclient,
-                "--delay-stream=2s",
-                "--timeout=30s",
-                "--exit-on-all-streams-close",
-                host,
-                str(port),
-                f"https://localhost:{port}/",
-            ]
-            process = await nursery.start(
-                partial(trio.run_process, args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
-            )
-            assert process.stdout is not None
-            start = trio.current_time()
-            with trio.fail_after(10):
-                while b"andshake" not in output:
-                    output += await process.stdout.receive_some(65536)
+        ((host, port),) = await nursery.start(serve_first)
+        args = [
+            *(gtlsclient, "--delay-stream=2s", "--timeout=30s", "--exit-on-all-streams-close"),
+            *(host, str(port), f"https://localhost:{port}/"),
+        ]
+        start = trio.current_time()
+        async with running_peer(args, ready=rb"andshake", ready_within=10) as client:
             await trio.sleep(0.5)  # let HANDSHAKE_DONE reach the client, so it sends short headers only
             # "Crash": the socket goes away first, so no goodbye reaches the client.
             await trio.aclose_forcefully(first._listeners[0])
-            first_nursery.cancel_scope.cancel()
-        second = await HTTPOverQUICListener.create(
-            factory, local_address=(host, port), tls_config=certs.server
-        )
-        await nursery.start(second.serve, hello_handler)
-        with trio.fail_after(15):
-            while chunk := await process.stdout.receive_some(65536):
-                output.extend(chunk)
-            await process.wait()
-        elapsed = trio.current_time() - start
-        quic = second._listeners[0]
-        assert isinstance(quic, QUICListener)
-        assert quic.statistics().stateless_resets >= 1
-        assert b"ERR_DRAINING" in output  # ngtcp2 recognised the stateless reset
-        assert elapsed < 10, f"gtlsclient took {elapsed:.1f} s: it waited for its idle timeout"
-        await second.aclose()
-        nursery.cancel_scope.cancel()
-
-
-async def test_gtlsclient_survives_address_change(certs: Certs, tmp_path: Path) -> None:
-    """gtlsclient moves to a new local port mid-connection; routing by connection ID keeps it served."""
-    gtlsclient = require_tool("gtlsclient")
-    download = tmp_path / "download"
-    download.mkdir()
-    async with trio.open_nursery() as nursery:
-        listener = await HTTPOverQUICListener.create(
-            HTTP3ServerFactory(), local_address=("127.0.0.1", 0), tls_config=certs.server
-        )
-        ((host, port), *_) = await nursery.start(listener.serve, hello_handler)
-        args = [
-            gtlsclient,
-            "--change-local-addr=300ms",
-            "--delay-stream=1s",
-            "--timeout=20s",
-            "--exit-on-all-streams-close",
-            "--download",
-            str(download),
-            host,
-            str(port),
-            f"https://localhost:{port}/after-migration",
-        ]
-        with trio.fail_after(30):
-            result = await trio.run_process(args, capture_stdout=True, stderr=subprocess.STDOUT, check=False)
-        output = result.stdout.decode(errors="replace")
-        assert result.returncode == 0, output[-2000:]
-        assert "Local address" in output or "local=" in output
-        ports = {
-            line.split("local=")[1].split()[0]
-            for line in output.splitlines()
-            if "Sent packet: local=" in line
-        }
-        assert len(ports) >= 2, f"the client did not change its address: {ports}"
-        (saved,) = download.iterdir()
-        assert saved.read_text().strip() == hashlib.sha256(b"").hexdigest()
-        await listener.aclose()
-        nursery.cancel_scope.cancel()
-
-
-async def test_gtlsclient_with_retry(certs: Certs, tmp_path: Path) -> None:
-    """gtlsclient follows our Retry and validates the IDs it carries (RFC 9000 section 7.3)."""
-    gtlsclient = require_tool("gtlsclient")
-    download = tmp_path / "download"
-    download.mkdir()
-    async with trio.open_nursery() as nursery:
-        listener = await HTTPOverQUICListener.create(
-            HTTP3ServerFactory(), local_address=("127.0.0.1", 0), tls_config=certs.server, retry=True
-        )
-        ((host, port), *_) = await nursery.start(listener.serve, hello_handler)
-        args = [
-            gtlsclient,
-            "-q",
-            "--timeout=20s",
-            "--exit-on-all-streams-close",
-            "--download",
-            str(download),
-            host,
-            str(port),
-            f"https://localhost:{port}/retried",
-        ]
-        with trio.fail_after(30):
-            result = await trio.run_process(args, capture_stdout=True, stderr=subprocess.STDOUT, check=False)
-        assert result.returncode == 0, result.stdout.decode(errors="replace")[-2000:]
-        (saved,) = download.iterdir()
-        assert saved.read_text().strip() == hashlib.sha256(b"").hexdigest()
-        quic = listener._listeners[0]
-        assert isinstance(quic, QUICListener)
-        assert quic.statistics().retries == 1
-        await listener.aclose()
-        nursery.cancel_scope.cancel()
+            crash.cancel()
+            second = await HTTPOverQUICListener.create(
+                factory, local_address=(host, port), tls_config=certs.server
+            )
+            await nursery.start(second.serve, hello_handler)
+            with trio.fail_after(15):
+                await client.wait_exit()
+            elapsed = trio.current_time() - start
+            quic = second._listeners[0]
+            assert isinstance(quic, QUICListener)
+            assert quic.statistics().stateless_resets >= 1
+            assert b"ERR_DRAINING" in client.output  # ngtcp2 recognised the stateless reset
+            assert elapsed < 10, f"gtlsclient took {elapsed:.1f} s: it waited for its idle timeout"
+            await second.aclose()
+            nursery.cancel_scope.cancel()

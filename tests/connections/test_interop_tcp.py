@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,8 @@ import trio
 
 from tests.conftest import Certs
 from tests.handlers import hello_handler
-from tests.helpers import free_port, require_tool, wait_for_port
+from tests.helpers import require_tool
+from tests.peers import NGHTTPD_LISTENING, running_peer
 from trio_hface.connections import HTTPOverTCPListener, HTTPOverTCPOpener
 from trio_hface.events import DataReceived, HeadersReceived
 from trio_hface.protocols import ALPNHTTPFactory
@@ -89,46 +89,44 @@ async def test_opener_against_nghttpd(certs: Certs, tmp_path: Path, tls: bool, h
     nghttpd = require_tool("nghttpd")
     content = bytes(range(256)) * 4096
     (tmp_path / "file.bin").write_bytes(content)
-    port = free_port()
-    args = [nghttpd, "-d", str(tmp_path), "--address", "127.0.0.1", str(port)]
-    args += [certs.keyfile, certs.certfile] if tls else ["--no-tls"]
-    async with trio.open_nursery() as nursery:
-        process = await nursery.start(partial(trio.run_process, args, check=False))
-        try:
-            await wait_for_port("127.0.0.1", port)
-            factory = (
-                ALPNHTTPFactory(
-                    [HTTP2ClientFactory()] if h2_only else [HTTP2ClientFactory(), HTTP1ClientFactory()]
-                )
-                if tls
-                else HTTP2ClientFactory()
+
+    def command(port: int) -> list[str]:
+        args = [nghttpd, "-v", "-d", str(tmp_path), "--address", "127.0.0.1", str(port)]
+        return args + ([certs.keyfile, certs.certfile] if tls else ["--no-tls"])
+
+    async with running_peer(command, ready=NGHTTPD_LISTENING) as peer:
+        port = peer.port
+        factory = (
+            ALPNHTTPFactory(
+                [HTTP2ClientFactory()] if h2_only else [HTTP2ClientFactory(), HTTP1ClientFactory()]
             )
-            opener = HTTPOverTCPOpener(factory, tls_config=certs.client)
-            async with await opener(("127.0.0.1", port), tls=tls, server_name="localhost") as connection:
-                assert connection.http_version == "2"
-                sid = connection.get_available_stream_id()
-                scheme = b"https" if tls else b"http"
-                headers = [
-                    (b":method", b"GET"),
-                    (b":scheme", scheme),
-                    (b":authority", b"localhost"),
-                    (b":path", b"/file.bin"),
-                ]
-                await connection.send_headers(sid, headers, end_stream=True)
-                data = bytearray()
-                status = None
-                with trio.fail_after(30):
-                    while True:
-                        event = await connection.receive_event()
-                        if isinstance(event, HeadersReceived):
-                            status = dict(event.headers).get(b":status", status)
-                        elif isinstance(event, DataReceived):
-                            data += event.data
-                        else:
-                            raise AssertionError(f"unexpected {event!r}")
-                        if getattr(event, "end_stream", False):
-                            break
-                assert status == b"200"
-                assert hashlib.sha256(data).digest() == hashlib.sha256(content).digest()
-        finally:
-            process.terminate()
+            if tls
+            else HTTP2ClientFactory()
+        )
+        opener = HTTPOverTCPOpener(factory, tls_config=certs.client)
+        async with await opener(("127.0.0.1", port), tls=tls, server_name="localhost") as connection:
+            assert connection.http_version == "2"
+            sid = connection.get_available_stream_id()
+            scheme = b"https" if tls else b"http"
+            headers = [
+                (b":method", b"GET"),
+                (b":scheme", scheme),
+                (b":authority", b"localhost"),
+                (b":path", b"/file.bin"),
+            ]
+            await connection.send_headers(sid, headers, end_stream=True)
+            data = bytearray()
+            status = None
+            with trio.fail_after(30):
+                while True:
+                    event = await connection.receive_event()
+                    if isinstance(event, HeadersReceived):
+                        status = dict(event.headers).get(b":status", status)
+                    elif isinstance(event, DataReceived):
+                        data += event.data
+                    else:
+                        raise AssertionError(f"unexpected {event!r}")
+                    if getattr(event, "end_stream", False):
+                        break
+            assert status == b"200"
+            assert hashlib.sha256(data).digest() == hashlib.sha256(content).digest()

@@ -10,6 +10,7 @@ from functools import partial
 
 import pytest
 import trio
+import trio.testing
 import trustme
 
 from tests.handlers import Client, echo_handler
@@ -189,7 +190,7 @@ async def test_hundred_concurrent_streams_and_big_bodies(tls_files: tuple[str, s
         nursery.cancel_scope.cancel()
 
 
-async def test_sender_blocks_while_peer_does_not_read() -> None:
+async def test_sender_blocks_while_peer_does_not_read(autojump_clock: trio.testing.MockClock) -> None:
     """A sender stalls at the flow-control window while its peer reads nothing, then resumes."""
     got: list[int] = []
     release = trio.Event()

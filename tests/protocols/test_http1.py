@@ -10,7 +10,6 @@ from trio_hface.events import (
     ConnectionTerminated,
     DataReceived,
     HeadersReceived,
-    StreamResetSent,
 )
 from trio_hface.protocols.http1 import HTTP1ClientFactory, HTTP1ProtocolImpl, HTTP1ServerFactory
 
@@ -97,46 +96,6 @@ def test_large_body_streams_through() -> None:
     assert bytes(received) == payload
 
 
-def test_trailers_both_ways() -> None:
-    """Trailers travel in chunked encoding and arrive as headers ending the stream."""
-    client, server = pair()
-    sid = client.get_available_stream_id()
-    client.submit_headers(sid, [*POST, (b"te", b"trailers")])
-    client.submit_data(sid, b"data")
-    client.submit_headers(sid, [(b"x-checksum", b"abc")], end_stream=True)
-    events = xfer(client, server)
-    assert events[-1] == HeadersReceived(1, [(b"x-checksum", b"abc")], end_stream=True)
-    server.submit_headers(1, [(b":status", b"200")])
-    server.submit_data(1, b"ok")
-    server.submit_headers(1, [(b"grpc-status", b"0")], end_stream=True)
-    events = xfer(server, client)
-    assert events[-1] == HeadersReceived(sid, [(b"grpc-status", b"0")], end_stream=True)
-    assert client.is_available()
-
-
-def test_trailers_must_end_stream() -> None:
-    """Trailers without end_stream are refused."""
-    client, _ = pair()
-    sid = client.get_available_stream_id()
-    client.submit_headers(sid, POST)
-    with pytest.raises(LocalProtocolError, match="trailers"):
-        client.submit_headers(sid, [(b"x", b"y")])
-
-
-def test_informational_then_final() -> None:
-    """100 Continue arrives as its own headers before the final response."""
-    client, server = pair()
-    sid = client.get_available_stream_id()
-    client.submit_headers(sid, [*POST, (b"expect", b"100-continue"), (b"content-length", b"2")])
-    xfer(client, server)
-    server.submit_headers(1, [(b":status", b"100")])
-    assert xfer(server, client) == [HeadersReceived(sid, [(b":status", b"100")])]
-    client.submit_data(sid, b"hi", end_stream=True)
-    assert xfer(client, server)[-1] == DataReceived(1, b"hi", end_stream=True)
-    server.submit_headers(1, [(b":status", b"204")], end_stream=True)
-    assert xfer(server, client) == [HeadersReceived(sid, [(b":status", b"204")], end_stream=True)]
-
-
 def test_keep_alive_several_requests() -> None:
     """Requests follow each other on one connection, with new stream IDs."""
     client, server = pair()
@@ -202,19 +161,6 @@ def test_draining_server_adds_connection_close() -> None:
     server.submit_headers(1, [(b":status", b"200")], end_stream=True)
     assert b"connection: close" in server.bytes_to_send().lower()
     assert server.has_expired()
-
-
-def test_reset_closes_connection() -> None:
-    """HTTP/1.1 cannot reset one stream: a reset ends the connection."""
-    client, server = pair()
-    sid = client.get_available_stream_id()
-    client.submit_headers(sid, GET, end_stream=True)
-    xfer(client, server)
-    server.submit_stream_reset(1, 500)
-    assert drain(server) == [StreamResetSent(1, 500), ConnectionTerminated(500)]
-    assert server.has_expired()
-    client.submit_stream_reset(sid, 0)
-    assert drain(client) == [StreamResetSent(sid, 0), ConnectionTerminated(0)]
 
 
 def test_peer_eof_mid_response() -> None:
@@ -343,16 +289,15 @@ def test_invalid_request_headers_raise(headers: list[tuple[bytes, bytes]]) -> No
 
 
 def test_misuse_raises_typed_errors() -> None:
-    """Wrong stream IDs and data after end_stream raise LocalProtocolError."""
-    client, server = pair()
-    with pytest.raises(LocalProtocolError):
-        server.get_available_stream_id()
+    """Wrong stream IDs and a second request before the first is answered raise LocalProtocolError.
+
+    (Server-opened streams and data after end_stream: tests/protocols/test_versions.py.)
+    """
+    client, _ = pair()
     sid = client.get_available_stream_id()
     with pytest.raises(LocalProtocolError):
         client.submit_headers(sid + 2, GET)
     client.submit_headers(sid, GET, end_stream=True)
-    with pytest.raises(LocalProtocolError):
-        client.submit_data(sid, b"late")
     with pytest.raises(LocalProtocolError):
         client.submit_data(99, b"x")
     with pytest.raises(LocalProtocolError):

@@ -11,7 +11,8 @@ import trio
 import trio.testing
 
 from tests.conftest import Certs
-from tests.helpers import free_port, require_tool
+from tests.helpers import require_tool
+from tests.peers import refusing_port
 from tests.server import apps
 from trio_hface.client import Client, ClientProtocol, ProxyClient, Request, TunnelStream
 from trio_hface.errors import ProxyError
@@ -89,8 +90,8 @@ async def test_proxy_allow_list_and_unreachable_target(certs: Certs) -> None:
             with pytest.raises(ProxyError) as refused:
                 await session.connect_tcp(("127.0.0.1", target.port))
             assert refused.value.status == 403
-            with pytest.raises(ProxyError) as unreachable:
-                await session.connect_tcp(("localhost", free_port()))
+            with refusing_port() as port, pytest.raises(ProxyError) as unreachable:
+                await session.connect_tcp(("localhost", port))
             assert unreachable.value.status == 502 and "cannot reach" in str(unreachable.value)
             stream = await session.connect_tcp_tls(("localhost", target.port), alpn_protocols=["http/1.1"])
             await stream.send_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
@@ -168,12 +169,12 @@ async def test_proxy_refuses_what_is_not_a_tunnel(certs: Certs) -> None:
         await tls.aclose()
 
 
-async def test_tunnel_has_no_read_timeout(certs: Certs) -> None:
+async def test_tunnel_has_no_read_timeout(certs: Certs, autojump_clock: trio.testing.MockClock) -> None:
     """A tunnel is a transport: a quiet peer does not make it fail, whatever the read timeout."""
     async with servers(certs) as (_target, proxy):
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
         target_port = listeners[0].socket.getsockname()[1]
-        client = ProxyClient(f"https://localhost:{proxy.port}", tls_config=certs.client, read_timeout=0.5)
+        client = ProxyClient(f"https://127.0.0.1:{proxy.port}", tls_config=certs.client, read_timeout=0.5)
         async with client.session() as session:
             with trio.fail_after(30):
                 tunnel = await session.connect_tcp(("127.0.0.1", target_port))
@@ -188,7 +189,9 @@ async def test_tunnel_has_no_read_timeout(certs: Certs) -> None:
         await listeners[0].aclose()
 
 
-async def test_open_tunnel_is_never_evicted_by_the_connection_limit(certs: Certs) -> None:
+async def test_open_tunnel_is_never_evicted_by_the_connection_limit(
+    certs: Certs, autojump_clock: trio.testing.MockClock
+) -> None:
     """With max_connections=1, a connection with a quiet tunnel open is busy: a newcomer waits
     instead of evicting it, and is served once the tunnel's connection ends."""
     async with servers(certs, "http://127.0.0.1:0", max_connections=1) as (_target, proxy):

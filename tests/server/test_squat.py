@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import resource
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from tests.peers import running_peer
 from tests.server import squat_app
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -106,20 +106,11 @@ async def get(port: int, path: str) -> bytes:
         return response
 
 
-def start_server(log_path: Path) -> subprocess.Popen[str]:
-    """``trio-hface -v server`` with the default max_connections, logging to *log_path*."""
-    with open(log_path, "w") as log_file:
-        return subprocess.Popen(
-            [
-                *(sys.executable, "-m", "trio_hface", "-v", "server", "tests.server.squat_app:app"),
-                *("http://127.0.0.1:0", "--max-connections", str(MAX_CONNECTIONS)),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=log_file,
-            text=True,
-            env=ENV,
-            cwd=ROOT,
-        )
+#: The squat server's command line: ``trio-hface -v server`` with the default max_connections.
+SERVER = [
+    *(sys.executable, "-m", "trio_hface", "-v", "server", "tests.server.squat_app:app"),
+    *("http://127.0.0.1:0", "--max-connections", str(MAX_CONNECTIONS)),
+]
 
 
 @pytest.mark.usefixtures("enough_files")
@@ -128,12 +119,9 @@ async def test_squatters_cannot_keep_normal_requests_out(tmp_path: Path) -> None
     requests from fresh connections are answered within 5 s throughout, a request in flight completes,
     the server's memory stays bounded and evictions are logged a few times, not once each."""
     log_path = tmp_path / "server.log"
-    process = start_server(log_path)
-    try:
-        assert process.stdout is not None
-        line = await trio.to_thread.run_sync(process.stdout.readline)
-        assert line.startswith("serving on"), line
-        port = int(line.strip().rsplit(":", 1)[1])
+    ready = r"serving on http://127\.0\.0\.1:(?P<port>\d+)\n"
+    async with running_peer(SERVER, ready=ready, cwd=ROOT, env=ENV, stderr_to=log_path) as server:
+        process, port = server.process, server.port
         assert (await get(port, "/")).endswith(b"\r\n\r\nhello")
         baseline = rss(process.pid)
         cpu_before = cpu_seconds(process.pid)
@@ -204,8 +192,3 @@ async def test_squatters_cannot_keep_normal_requests_out(tmp_path: Path) -> None
         assert counts["closed_by_server"] >= SQUATTERS - MAX_CONNECTIONS  # the squatters were evicted
         assert max(samples) - baseline < MAX_RSS_GROWTH
         assert 1 <= len(log_lines) <= FLOOD_SECONDS / 10 + 2  # a summary every 10 s, not a line each
-    finally:
-        process.kill()
-        process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
