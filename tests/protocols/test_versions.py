@@ -107,13 +107,7 @@ def test_informational_responses_come_before_the_final_one(pair: Pair) -> None:
     "version",
     [
         "1",
-        pytest.param(
-            "2",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: HTTP/2 sends DATA before the final response; the client calls it a protocol error",
-            ),
-        ),
+        "2",
         "3",
     ],
 )
@@ -336,13 +330,7 @@ def test_submit_after_end_raises(pair: Pair, side: str) -> None:
     "version",
     [
         "1",
-        pytest.param(
-            "2",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: HTTP/2 get_send_window of an ended stream returns a window instead of raising",
-            ),
-        ),
+        "2",
         "3",
     ],
 )
@@ -361,14 +349,7 @@ def test_an_ended_stream_has_no_send_window(pair: Pair, side: str) -> None:
     "version",
     [
         "1",
-        pytest.param(
-            "2",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: after a refused submit on an ended HTTP/2 stream, h2 has closed the stream,"
-                " so its response ends the whole connection with STREAM_CLOSED",
-            ),
-        ),
+        "2",
         "3",
     ],
 )

@@ -219,7 +219,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
 
     def submit_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         self._end.check_open()
-        window = self.get_send_window(stream_id)
+        window = self.get_send_window(stream_id)  # checks that our message takes data now
         if len(data) > window:
             raise FlowControlError(
                 f"{len(data)} bytes exceed the send window of stream {stream_id} ({window} bytes)"
@@ -235,12 +235,17 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
                 self._h2.send_data(stream_id, bytes(chunk), end_stream=end_stream and last)
         except PEER_ERRORS as exc:
             raise self._stream_error(stream_id, f"cannot send data on stream {stream_id}: {exc}") from None
+        self._sent[stream_id].data(end_stream=end_stream)
         self._forget_closed(stream_id)
 
     def get_send_window(self, stream_id: int) -> int:
         self._end.check_open()
         if self._resets.code(stream_id) is not None:
             raise self._stream_error(stream_id, "")
+        state = self._sent.get(stream_id)
+        if state is None:
+            raise LocalProtocolError(f"stream {stream_id} has no final headers yet, or is closed")
+        state.check_data()  # before h2, which would close the stream on a refused frame
         try:
             return int(self._h2.local_flow_control_window(stream_id))
         except PEER_ERRORS as exc:
