@@ -341,7 +341,11 @@ class HTTPConnection(metaclass=ABCMeta):
                 continue
             size = int(min(window, remaining, SEND_CHUNK))
             last = offset + size == len(view)
-            self._protocol.submit_data(stream_id, bytes(view[offset : offset + size]), end_stream and last)
+            if size == len(view) and type(data) is bytes:
+                piece = data  # the whole of it: no copy
+            else:
+                piece = bytes(view[offset : offset + size])
+            self._protocol.submit_data(stream_id, piece, end_stream and last)
             if last:
                 self._poke_receivers()
             offset += size

@@ -57,46 +57,59 @@ class HTTPOverTCPConnection(HTTPConnection):
         self._stream = stream
         self._lingering_close = lingering_close
         self._draining = False
+        self._drained = 0
 
     async def _reader(self) -> None:
-        drained = 0
         try:
             while True:
-                while not self._tcp.multiplexed and self._waiting == 0 and not self._draining:
+                while not self._reading_wanted():
                     self._want_input = trio.Event()
                     await self._want_input.wait()
-                data: bytes | bytearray | None = None
-                try:
-                    with trio.move_on_at(self._idle_deadline()):
-                        data = await self._stream.receive_some(RECEIVE_SIZE)
-                        self._last_activity = trio.current_time()
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    self._tcp.connection_lost()
-                    return
-                except Exception as exc:
-                    # Any other failure of the transport (a tunnel, a custom stream)
-                    # ends this connection, not the code around it.
-                    log.debug("transport failed: %r", exc)
-                    self._tcp.connection_lost()
-                    return
-                if data is None:  # no input before the idle deadline
-                    if trio.current_time() >= self._idle_deadline():
-                        self._idle_expired()
+                # One cancel scope per run of reads, not per read: its deadline is
+                # the idle deadline as of now; when it passes, the connection is
+                # idle unless there was traffic meanwhile, and then a new run starts.
+                with trio.CancelScope(deadline=self._idle_deadline()) as idle:
+                    if await self._read_while_wanted():
                         return
-                    continue  # we sent meanwhile: not idle
-                if not data:
-                    self._tcp.eof_received()
+                if idle.cancelled_caught and trio.current_time() >= self._idle_deadline():
+                    self._idle_expired()
                     return
-                if self._draining:  # the protocol has ended: what comes is dropped
-                    drained += len(data)
-                    if drained > LINGER_MAX_BYTES:
-                        return
-                    continue
-                self._tcp.bytes_received(bytes(data))
-                self._input()
         finally:
             self._input_done = True
             self._input()
+
+    def _reading_wanted(self) -> bool:
+        # HTTP/1.1 reads only while someone waits for input (a request in
+        # progress reads its body; between requests the next one is read).
+        return self._tcp.multiplexed or self._waiting > 0 or self._draining
+
+    async def _read_while_wanted(self) -> bool:
+        """Feed the protocol while input is wanted; return whether the input has ended."""
+        tcp, stream = self._tcp, self._stream
+        while self._reading_wanted():
+            try:
+                data = await stream.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                tcp.connection_lost()
+                return True
+            except Exception as exc:
+                # Any other failure of the transport (a tunnel, a custom stream)
+                # ends this connection, not the code around it.
+                log.debug("transport failed: %r", exc)
+                tcp.connection_lost()
+                return True
+            self._last_activity = trio.current_time()
+            if not data:
+                tcp.eof_received()
+                return True
+            if self._draining:  # the protocol has ended: what comes is dropped
+                self._drained += len(data)
+                if self._drained > LINGER_MAX_BYTES:
+                    return True
+                continue
+            tcp.bytes_received(bytes(data))
+            self._input()
+        return False
 
     async def _writer(self) -> None:
         try:

@@ -116,7 +116,9 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
         self._max_buffer_size = max_buffer_size
         self._max_header_size = max_header_size
         self._events: deque[Event] = deque()
-        self._out = bytearray()
+        # Output waiting to be taken, as the pieces h11 made: a body piece of
+        # known length goes out as the same bytes object, never copied here.
+        self._out: list[bytes] = []
         self._next_stream_id = _FIRST_STREAM_ID
         # The exchange in progress, if any; it goes when both messages are done.
         self._exchange: _Exchange | None = None
@@ -260,7 +262,8 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
         exchange = self._check_stream(stream_id)
         exchange.send.check_data()
         if self._tunnel:
-            self._out += data
+            if data:
+                self._out.append(bytes(data))
             if end_stream:
                 self._end_tunnel_send(exchange)
             return
@@ -353,9 +356,11 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
             self._terminate(0, "connection lost" if complete else "connection lost during an exchange")
 
     def bytes_to_send(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
+        out = self._out
+        if not out:
+            return b""
+        self._out = []
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def next_event(self) -> Event | None:
         if not self._events and not self._end.terminated and not self._tunnel:
@@ -372,7 +377,7 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
         except h11.LocalProtocolError as exc:
             raise LocalProtocolError(str(exc)) from None
         if data:
-            self._out += data
+            self._out.append(data)
 
     def _pull(self) -> None:
         """Translate what h11 has buffered into our events.
@@ -502,7 +507,7 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
             data2 = self._h11.send(h11.EndOfMessage())
         except h11.LocalProtocolError:
             return
-        self._out += (data or b"") + (data2 or b"")
+        self._out.append((data or b"") + (data2 or b""))
 
     def _remote_error(self, exc: h11.RemoteProtocolError) -> None:
         if self._eof_received and not self._h11.trailing_data[0]:
