@@ -342,3 +342,48 @@ async def test_http1_pipelined_requests_are_all_answered() -> None:
         with trio.fail_after(5):
             while received.count(b"HTTP/1.1 200") < 3 or not received.endswith(b"2"):
                 received += await left.receive_some()
+
+
+def frame_types(data: bytes) -> list[int]:
+    """The types of the HTTP/2 frames in *data* (whole frames only)."""
+    types = []
+    while len(data) >= 9:
+        length = int.from_bytes(data[:3], "big")
+        types.append(data[3])
+        data = data[9 + length :]
+    return types
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+async def test_submitted_headers_go_out_with_the_data_in_one_write(version: str) -> None:
+    """submit_headers does not flush: a response head and its body reach the transport in one send."""
+    client, server = memory_pair(version)
+    writes: list[bytes] = []
+    stream = server._stream
+    send_all = stream.send_all
+
+    async def recording_send_all(data: bytes | bytearray | memoryview) -> None:
+        writes.append(bytes(data))
+        await send_all(data)
+
+    async with client, server:
+        with trio.fail_after(5):
+            sid = client.get_available_stream_id()
+            await client.send_headers(sid, POST, end_stream=True)
+            event = await server.receive_event()
+            while not isinstance(event, HeadersReceived):
+                event = await server.receive_event()
+            stream.send_all = recording_send_all  # type: ignore[method-assign]
+            server.submit_headers(sid, [(b":status", b"200"), (b"content-length", b"5")])
+            await server.send_data(sid, b"hello", end_stream=True)
+            body = b""
+            while not body:
+                got = await client.receive_event()
+                if isinstance(got, DataReceived):
+                    body = got.data
+    assert body == b"hello"
+    (write,) = [w for w in writes if b"hello" in w]
+    if version == "1":
+        assert write.startswith(b"HTTP/1.1 200 ") and write.endswith(b"\r\n\r\nhello")
+    else:
+        assert frame_types(write)[-2:] == [0x1, 0x0]  # HEADERS, then DATA

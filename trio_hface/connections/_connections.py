@@ -310,10 +310,23 @@ class HTTPConnection(metaclass=ABCMeta):
         :raises LocalProtocolError: if the headers or the stream are invalid
         :raises trio.ClosedResourceError: if the connection was closed
         """
+        self.submit_headers(stream_id, headers, end_stream)
+        await self._flush()
+
+    def submit_headers(self, stream_id: int, headers: HeadersType, end_stream: bool = False) -> None:
+        """Queue a header block without waiting: it goes out with what follows.
+
+        For headers that data follows at once (a response and its body): the
+        next :meth:`send_data` sends both in one write. Without one, the
+        writer sends them on its next round. Never yields to other tasks.
+
+        :raises LocalProtocolError: if the headers or the stream are invalid
+        :raises trio.ClosedResourceError: if the connection was closed
+        """
         self._check_usable()
         self._protocol.submit_headers(stream_id, headers, end_stream)
         self._poke_receivers()
-        await self._flush()
+        self._wake_writer()
 
     async def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         """Send body data of any size, waiting for flow-control credit as needed.

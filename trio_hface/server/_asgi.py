@@ -247,10 +247,13 @@ class RequestCycle:
             more = bool(message.get("more_body", False))
             end = not more and not self._trailers_expected
             if not self._headers_sent:
-                await self._send_headers(end_stream=end and not body)
                 if end and not body:
+                    await self._send_headers(end_stream=True)
                     self._finish()
                     return
+                # The head goes out with the first piece of the body, in one write.
+                self.connection.submit_headers(self.stream_id, self._response_head(), end_stream=False)
+                self._headers_sent = True
             if body or end:
                 await self.connection.send_data(self.stream_id, body, end_stream=end)
                 self.bytes_sent += len(body)
@@ -269,9 +272,12 @@ class RequestCycle:
         else:
             raise ASGIError(f"unexpected ASGI message {kind!r} on an http scope")
 
-    async def _send_headers(self, *, end_stream: bool) -> None:
+    def _response_head(self) -> list[tuple[bytes, bytes]]:
         assert self._status is not None
-        headers = [(b":status", b"%d" % self._status), *self._headers, *self._extra_headers]
+        return [(b":status", b"%d" % self._status), *self._headers, *self._extra_headers]
+
+    async def _send_headers(self, *, end_stream: bool) -> None:
+        headers = self._response_head()
         self._headers_sent = True
         await self.connection.send_headers(self.stream_id, headers, end_stream=end_stream)
 
