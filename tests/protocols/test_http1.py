@@ -328,3 +328,21 @@ def test_server_upgrade_tunnel_carries_bytes_both_ways() -> None:
     assert drain(server) == [DataReceived(1, b" there")]
     server.submit_data(1, b"", end_stream=True)
     assert server.eof_to_send()
+
+
+def test_has_output_tells_when_there_is_something_to_send() -> None:
+    """Receiving a request body makes nothing to send; a response does (the writer's wake-up hint)."""
+    client, server = pair()
+    sid = client.get_available_stream_id()
+    client.submit_headers(sid, [*POST, (b"content-length", b"3")])
+    assert client.has_output()
+    server.bytes_received(client.bytes_to_send())
+    assert not client.has_output()
+    client.submit_data(sid, b"abc", end_stream=True)
+    server.bytes_received(client.bytes_to_send())
+    drain(server)
+    assert not server.has_output()
+    server.submit_headers(sid, [(b":status", b"204")], end_stream=True)
+    assert server.has_output()
+    server.bytes_to_send()
+    assert not server.has_output()

@@ -65,7 +65,51 @@ SEND_CHUNK = 256 * 1024
 CLOSE_TIMEOUT = 5.0
 
 
-class HTTPConnection(metaclass=ABCMeta):
+class _ConnectionFacts:
+    """What a connection is: its version and its transport's facts (the base of :class:`HTTPConnection`)."""
+
+    _protocol: HTTPProtocol
+    _extra: dict[str, Any]
+
+    @property
+    def http_version(self) -> str:
+        """The HTTP version: ``"1"``, ``"2"`` or ``"3"``."""
+        return self._protocol.http_version
+
+    @property
+    def multiplexed(self) -> bool:
+        """Whether streams run in parallel (HTTP/2 and HTTP/3)."""
+        return self._protocol.multiplexed
+
+    @property
+    def error_codes(self) -> HTTPErrorCodes:
+        """Error codes of this connection's HTTP version."""
+        return self._protocol.error_codes
+
+    @property
+    def local_address(self) -> AddressType:
+        """Our ``(host, port)``."""
+        return self._extra["local_address"]  # type: ignore[no-any-return]
+
+    @property
+    def remote_address(self) -> AddressType:
+        """The peer's ``(host, port)``."""
+        return self._extra["remote_address"]  # type: ignore[no-any-return]
+
+    @property
+    def extra_attributes(self) -> Mapping[str, Any]:
+        """Facts about the transport: ``local_address``, ``remote_address``,
+        ``tls_version``, ``alpn_protocol`` and ``peer_certificate`` (``None``
+        without TLS)."""
+        return dict(self._extra)
+
+    @property
+    def protocol(self) -> HTTPProtocol:
+        """The sans-IO protocol underneath (for inspection; do not drive it directly)."""
+        return self._protocol
+
+
+class HTTPConnection(_ConnectionFacts, metaclass=ABCMeta):
     """One HTTP connection of any version.
 
     Obtain connections from a listener (:class:`.HTTPListener`) or an opener
@@ -119,45 +163,6 @@ class HTTPConnection(metaclass=ABCMeta):
         self._flush_event = trio.Event()
         self._kick = trio.Event()
         self._broken = False
-
-    # -- properties -------------------------------------------------------
-
-    @property
-    def http_version(self) -> str:
-        """The HTTP version: ``"1"``, ``"2"`` or ``"3"``."""
-        return self._protocol.http_version
-
-    @property
-    def multiplexed(self) -> bool:
-        """Whether streams run in parallel (HTTP/2 and HTTP/3)."""
-        return self._protocol.multiplexed
-
-    @property
-    def error_codes(self) -> HTTPErrorCodes:
-        """Error codes of this connection's HTTP version."""
-        return self._protocol.error_codes
-
-    @property
-    def local_address(self) -> AddressType:
-        """Our ``(host, port)``."""
-        return self._extra["local_address"]  # type: ignore[no-any-return]
-
-    @property
-    def remote_address(self) -> AddressType:
-        """The peer's ``(host, port)``."""
-        return self._extra["remote_address"]  # type: ignore[no-any-return]
-
-    @property
-    def extra_attributes(self) -> Mapping[str, Any]:
-        """Facts about the transport: ``local_address``, ``remote_address``,
-        ``tls_version``, ``alpn_protocol`` and ``peer_certificate`` (``None``
-        without TLS)."""
-        return dict(self._extra)
-
-    @property
-    def protocol(self) -> HTTPProtocol:
-        """The sans-IO protocol underneath (for inspection; do not drive it directly)."""
-        return self._protocol
 
     # -- lifetime -----------------------------------------------------------
 
@@ -425,7 +430,7 @@ class HTTPConnection(metaclass=ABCMeta):
         if self._closed or self._terminated:
             return
         self._protocol.acknowledge_data(stream_id, length)
-        self._wake_writer()
+        self._wake_writer_for_output()
 
     async def receive_event(self) -> Event:
         """Wait for the next event of any stream.
@@ -439,7 +444,7 @@ class HTTPConnection(metaclass=ABCMeta):
         while True:
             event = self._protocol.next_event()
             if event is not None:
-                self._wake_writer()  # handing out data may produce WINDOW_UPDATE
+                self._wake_writer_for_output()  # handing out data may produce WINDOW_UPDATE
                 if isinstance(event, ConnectionTerminated):
                     self._terminated = True
                     self._peer_error = event.error_code != 0
@@ -483,9 +488,9 @@ class HTTPConnection(metaclass=ABCMeta):
             self._waiting -= 1
 
     def _input(self) -> None:
-        """Called by the reader after feeding input: wake waiters and the writer."""
+        """Called by the reader after feeding input: wake waiters, and the writer if there is output."""
         self._poke_receivers()
-        self._wake_writer()
+        self._wake_writer_for_output()
 
     def _poke_receivers(self) -> None:
         """Make waiting receivers look at the protocol again.
@@ -509,6 +514,10 @@ class HTTPConnection(metaclass=ABCMeta):
         self._input()
 
     def _wake_writer(self) -> None:
+        self._kick.set()
+
+    def _wake_writer_for_output(self) -> None:
+        """Wake the writer after input or consumption, unless the protocol says nothing is to send."""
         self._kick.set()
 
     async def _flush(self) -> None:

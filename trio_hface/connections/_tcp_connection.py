@@ -78,6 +78,10 @@ class HTTPOverTCPConnection(HTTPConnection):
             self._input_done = True
             self._input()
 
+    def _wake_writer_for_output(self) -> None:
+        if self._tcp.has_output():
+            self._kick.set()
+
     def _reading_wanted(self) -> bool:
         # HTTP/1.1 reads only while someone waits for input (a request in
         # progress reads its body; between requests the next one is read).

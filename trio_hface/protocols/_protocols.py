@@ -223,6 +223,16 @@ class HTTPOverTCPProtocol(HTTPProtocol):
     def bytes_to_send(self) -> bytes:
         """Take the bytes to send to the network (``b""`` when there are none)."""
 
+    def has_output(self) -> bool:
+        """Whether :meth:`bytes_to_send` or :meth:`eof_to_send` has something now.
+
+        A hint that lets the transport skip waking its writer after input
+        that made nothing to send (HTTP/1.1 answers nothing to a body's
+        bytes). The default says ``True``: implementations that cannot tell
+        cheaply lose nothing but that saving.
+        """
+        return True
+
     def eof_to_send(self) -> bool:
         """Whether the transport should send EOF (half-close) after the bytes to send.
 

@@ -355,6 +355,9 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
             complete = self._exchange is None
             self._terminate(0, "connection lost" if complete else "connection lost during an exchange")
 
+    def has_output(self) -> bool:
+        return bool(self._out) or self._eof_to_send
+
     def bytes_to_send(self) -> bytes:
         out = self._out
         if not out:

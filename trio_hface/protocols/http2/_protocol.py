@@ -326,6 +326,9 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
     def connection_lost(self) -> None:
         self._terminate(0, "connection lost")
 
+    def has_output(self) -> bool:
+        return bool(self._h2._data_to_send)
+
     def bytes_to_send(self) -> bytes:
         self._unsent_acks = 0
         return bytes(self._h2.data_to_send())
