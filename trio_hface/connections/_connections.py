@@ -268,7 +268,7 @@ class HTTPConnection(_ConnectionFacts, metaclass=ABCMeta):
         with trio.move_on_after(CLOSE_TIMEOUT, shield=True):  # aborting does not wait
             await self._abort_transport()
 
-    async def _linger(self) -> None:  # noqa: B027 - a hook: most transports need not linger
+    async def _linger(self) -> None:
         """Before closing, give the peer time to read our last words (see HTTPOverTCPConnection)."""
 
     @abstractmethod
