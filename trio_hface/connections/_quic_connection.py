@@ -86,6 +86,7 @@ class HTTPOverQUICConnection(HTTPConnection):
                     for datagram in datagrams:
                         await self._datagrams.send(datagram)
                     self._retime()
+                    self._flushed_up_to(mark)  # those senders go on while others keep sending
                     continue
                 self._flushed_up_to(mark)
                 if self._submitted == mark:

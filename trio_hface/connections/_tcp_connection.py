@@ -123,6 +123,12 @@ class HTTPOverTCPConnection(HTTPConnection):
                 if data:
                     await self._stream.send_all(data)
                     self._last_activity = trio.current_time()
+                    if self._tcp.multiplexed:
+                        # What was submitted up to the mark is out: its senders
+                        # go on now, not once no stream has anything left to
+                        # send, which never comes while streams keep sending.
+                        # (HTTP/1.1 has one sender, and its EOF may follow.)
+                        self._flushed_up_to(mark)
                     continue
                 if self._tcp.eof_to_send():
                     if isinstance(self._stream, trio.abc.HalfCloseableStream):
