@@ -88,10 +88,14 @@ class TunnelStream(trio.abc.HalfCloseableStream):
             while not self._buffer and not self._eof_received:
                 try:
                     event = await self._exchange.next_event(self._read_timeout)
-                except ConnectionLost as exc:
-                    if self._closed:  # aclose() while we waited
+                except HFaceError as exc:
+                    if self._closed:
+                        # aclose() while we waited; its reset may have ended the
+                        # connection (HTTP/1.1) before we woke: closed all the same.
                         raise trio.ClosedResourceError("the tunnel was closed") from None
-                    raise trio.BrokenResourceError(str(exc)) from exc
+                    if isinstance(exc, ConnectionLost):
+                        raise trio.BrokenResourceError(str(exc)) from exc
+                    raise
                 if isinstance(event, DataReceived):
                     self._buffer += event.data
                     self._eof_received = event.end_stream

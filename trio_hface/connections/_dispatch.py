@@ -150,7 +150,13 @@ class StreamDispatcher:
                 await self._on_new_stream(event)
             return
         try:
-            await inbox.put(event)  # dropped (and acknowledged) once the consumer is done with it
+            # Dropped (and acknowledged) once the consumer is done with it. A
+            # whole read's events go out in one scheduling round: put() only
+            # when the inbox is full and its consumer must catch up.
+            try:
+                inbox.put_nowait(event)
+            except trio.WouldBlock:
+                await inbox.put(event)
         except trio.ClosedResourceError:
             self.inboxes.pop(event.stream_id, None)
             return

@@ -102,9 +102,27 @@ class StreamInbox:
             raise trio.ClosedResourceError("the inbox was ended")
         while not self._closed and self._full(event):
             await self._changed.wait()
+        self._add(event)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def put_nowait(self, event: Event) -> None:
+        """Add an event of the stream now, as :meth:`put` does, without a checkpoint.
+
+        The connection's reader routes many events per scheduling round this
+        way, instead of one per round.
+
+        :raises trio.WouldBlock: if the inbox is full (then :meth:`put` waits)
+        :raises trio.ClosedResourceError: after :meth:`end`
+        """
+        if self._ended:
+            raise trio.ClosedResourceError("the inbox was ended")
+        if not self._closed and self._full(event):
+            raise trio.WouldBlock
+        self._add(event)
+
+    def _add(self, event: Event) -> None:
         if self._closed:
             self._drop(event)
-            await trio.lowlevel.cancel_shielded_checkpoint()
             return
         if isinstance(event, DataReceived):
             last = self._entries[-1] if self._entries else None
@@ -118,7 +136,6 @@ class StreamInbox:
             self._entries.append(event)
             self._others += 1
         self._notify()
-        await trio.lowlevel.cancel_shielded_checkpoint()
 
     def end(self) -> None:
         """No more events will come (the reader calls it); :meth:`receive` then ends. Idempotent."""
