@@ -16,6 +16,19 @@ the connection's cancel scope, so that a full limit can evict the connection
 idle longest, and is released when the task ends. Subclasses say only how a
 transport becomes a connection (:meth:`AcceptingListener._connect`) and which
 addresses they are bound to.
+
+Trio reschedules a task after every accept, so a loop takes one connection
+from the kernel's backlog per scheduling round, and a round lasts as long as
+every runnable task's step: with thousands of busy streams, half a second.
+Connections arriving together then waited for their turns one round each
+(three with a limit) and timed out in their handshake. So a TCP listener
+runs ``ACCEPT_TASKS`` loops on each socket listener: a loop that finds
+another one waiting for the next connection (``trio.BusyResourceError``)
+waits until that one has accepted, then tries again, so a burst is taken up
+to ``ACCEPT_TASKS`` per round. While the limit has more free places than
+loops, a loop takes its place without a checkpoint; once places are scarce,
+the loops take turns (one lock), so at most one accepted socket waits for a
+place, as with a single loop.
 """
 
 from __future__ import annotations
@@ -34,7 +47,7 @@ from ..errors import ALPNError
 from ._connections import CLOSE_TIMEOUT, HTTPConnection
 from ._limit import ConnectionLimit, ConnectionSlot
 
-__all__ = ["AcceptingListener", "HTTPListener", "Handler"]
+__all__ = ["ACCEPT_TASKS", "AcceptingListener", "HTTPListener", "Handler"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +58,11 @@ Handler = Callable[[HTTPConnection], Awaitable[object]]
 # (the same set trio.serve_listeners sleeps on).
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _ACCEPT_SLEEP = 0.1
+
+#: Accept loops per TCP listener (see the theory of operation): connections
+#: taken from the kernel's backlog per scheduling round. A loop with nothing
+#: to accept waits at no cost.
+ACCEPT_TASKS = 32
 
 # The transport a listener accepts.
 _S = TypeVar("_S", bound=trio.abc.AsyncResource)
@@ -95,9 +113,28 @@ class HTTPListener(metaclass=ABCMeta):
         await self.aclose()
 
 
+class _AcceptGate:
+    """What the accept loops of one listener share."""
+
+    def __init__(self) -> None:
+        # Replaced and set after each accept: loops that found another one
+        # waiting for the next connection wait here for it to have come.
+        self.accepted = trio.Event()
+        # Held by the one loop that may wait for a place while the connection
+        # limit is (nearly) full, so that one accepted socket at most waits.
+        self.scarce = trio.Lock()
+
+    def note_accept(self) -> None:
+        accepted, self.accepted = self.accepted, trio.Event()
+        accepted.set()
+
+
 class AcceptingListener(HTTPListener, Generic[_S]):
     """What TCP and QUIC listeners share: accept loops, a task per
     connection, error isolation, closing."""
+
+    #: Accept loops per transport listener (``ACCEPT_TASKS`` for TCP).
+    _accept_tasks = 1
 
     def __init__(
         self, listeners: Sequence[trio.abc.Listener[_S]], connection_limit: ConnectionLimit | None = None
@@ -125,7 +162,9 @@ class AcceptingListener(HTTPListener, Generic[_S]):
             async with trio.open_nursery() as nursery:
                 target = handler_nursery or nursery
                 for listener in self._listeners:
-                    nursery.start_soon(self._accept_loop, listener, handler, target)
+                    gate = _AcceptGate()
+                    for _ in range(self._accept_tasks):
+                        nursery.start_soon(self._accept_loop, listener, gate, handler, target)
                 task_status.started(self.addresses)
         finally:
             with trio.move_on_after(CLOSE_TIMEOUT, shield=True):  # closing sockets does not wait
@@ -136,10 +175,10 @@ class AcceptingListener(HTTPListener, Generic[_S]):
         """Called when :meth:`serve` ends (it is cancelled); nothing to do by default."""
 
     async def _accept_loop(
-        self, listener: trio.abc.Listener[_S], handler: Handler, nursery: trio.Nursery
+        self, listener: trio.abc.Listener[_S], gate: _AcceptGate, handler: Handler, nursery: trio.Nursery
     ) -> NoReturn:
         while True:
-            stream, scope, slot = await self._accept(listener)
+            stream, scope, slot = await self._accept(listener, gate)
             nursery.start_soon(self._handle, stream, scope, slot, handler)
 
     def _peer_host(self, stream: _S) -> str | None:
@@ -153,7 +192,7 @@ class AcceptingListener(HTTPListener, Generic[_S]):
         return None
 
     async def _accept(
-        self, listener: trio.abc.Listener[_S]
+        self, listener: trio.abc.Listener[_S], gate: _AcceptGate
     ) -> tuple[_S, trio.CancelScope, ConnectionSlot | None]:
         """Accept a transport, and take its place in the limit (evicting an idle connection if full).
 
@@ -162,27 +201,73 @@ class AcceptingListener(HTTPListener, Generic[_S]):
         limit = self._limit
         scope = trio.CancelScope()
         if limit is None:
-            return await self._accept_one(listener), scope, None
+            return await self._accept_one(listener, gate), scope, None
+        while True:
+            if (
+                limit.max_connections is not None
+                and limit.max_connections - limit.count <= self._accept_tasks
+            ):
+                # Places are scarce: one loop at a time waits for room (or evicts).
+                async with gate.scarce:
+                    return await self._accept_scarce(listener, gate, limit, scope)
+            # Room for every loop's connection: take the place without a checkpoint.
+            stream = await self._accept_or_wait(listener, gate)
+            if stream is None:
+                continue  # the limit may have changed meanwhile: look again
+            host = self._peer_host(stream)
+            if not limit.admits_address(host):
+                await trio.aclose_forcefully(stream)  # over the per-address bound: closed at once
+                continue
+            if not limit.full:
+                return stream, scope, limit.acquire_nowait(scope.cancel, host)
+            # Filled meanwhile through another listener sharing the limit.
+            return stream, scope, await self._acquire(limit, stream, scope, host)
+
+    async def _accept_scarce(
+        self,
+        listener: trio.abc.Listener[_S],
+        gate: _AcceptGate,
+        limit: ConnectionLimit,
+        scope: trio.CancelScope,
+    ) -> tuple[_S, trio.CancelScope, ConnectionSlot]:
         while True:
             await limit.wait_for_room()
-            stream = await self._accept_one(listener)
+            stream = await self._accept_or_wait(listener, gate)
+            if stream is None:
+                continue  # another loop accepted meanwhile: is there still room?
             host = self._peer_host(stream)
             if limit.admits_address(host):
                 break
             await trio.aclose_forcefully(stream)  # over the per-address bound: closed at once
+        return stream, scope, await self._acquire(limit, stream, scope, host)
+
+    async def _acquire(
+        self, limit: ConnectionLimit, stream: _S, scope: trio.CancelScope, host: str | None
+    ) -> ConnectionSlot:
         try:
             # At once, unless every connection is busy or an evicted one has
             # not let go of its place yet.
-            slot = await limit.acquire(scope.cancel, host)
+            return await limit.acquire(scope.cancel, host)
         except BaseException:
             await trio.aclose_forcefully(stream)
             raise
-        return stream, scope, slot
 
-    async def _accept_one(self, listener: trio.abc.Listener[_S]) -> _S:
+    async def _accept_one(self, listener: trio.abc.Listener[_S], gate: _AcceptGate) -> _S:
+        while True:
+            stream = await self._accept_or_wait(listener, gate)
+            if stream is not None:
+                return stream
+
+    async def _accept_or_wait(self, listener: trio.abc.Listener[_S], gate: _AcceptGate) -> _S | None:
+        """Accept a transport, or return ``None`` once another loop of the listener accepted one."""
         while True:
             try:
-                return await listener.accept()
+                stream = await listener.accept()
+            except trio.BusyResourceError:
+                # Another loop of this listener waits for the next connection:
+                # wait until it has come (more may be queued behind it).
+                await gate.accepted.wait()
+                return None
             except trio.ClosedResourceError:
                 # Closed (by aclose(), or under our feet): accept no more on
                 # this one; running connections and other listeners go on.
@@ -195,6 +280,8 @@ class AcceptingListener(HTTPListener, Generic[_S]):
                     await trio.sleep(_ACCEPT_SLEEP)
                     continue
                 raise
+            gate.note_accept()
+            return stream
 
     async def _handle(
         self, stream: _S, scope: trio.CancelScope, slot: ConnectionSlot | None, handler: Handler

@@ -25,7 +25,7 @@ from ..networking import (
 from ..protocols import HTTPOverQUICClientFactory, HTTPOverQUICProtocol, HTTPOverQUICServerFactory
 from ._connections import CLOSE_TIMEOUT, HTTPConnection
 from ._limit import ConnectionLimit, ConnectionSlot
-from ._listener import AcceptingListener, Handler, HTTPListener
+from ._listener import AcceptingListener, Handler, HTTPListener, _AcceptGate
 from ._quic_connection import HTTPOverQUICConnection
 from ._tcp import DEFAULT_HANDSHAKE_TIMEOUT, HTTPOpener
 
@@ -80,12 +80,12 @@ class HTTPOverQUICListener(AcceptingListener[QUICStream]):
         return True
 
     async def _accept(
-        self, listener: trio.abc.Listener[QUICStream]
+        self, listener: trio.abc.Listener[QUICStream], gate: _AcceptGate
     ) -> tuple[QUICStream, trio.CancelScope, ConnectionSlot | None]:
         # The accept loop also routes the datagrams of the running connections,
         # so it never waits for room: the QUIC listener refuses new connections
         # while the limit is full (see _admits).
-        stream = await self._accept_one(listener)
+        stream = await self._accept_one(listener, gate)
         scope = trio.CancelScope()
         slot = None
         if self._limit is not None:

@@ -19,7 +19,7 @@ from ..networking import SystemNetworking, TCPClientNetworking, TCPServerNetwork
 from ..protocols import HTTPOverTCPFactory
 from ._connections import HTTPConnection
 from ._limit import ConnectionLimit
-from ._listener import AcceptingListener, Handler, HTTPListener
+from ._listener import ACCEPT_TASKS, AcceptingListener, Handler, HTTPListener
 from ._tcp_connection import LINGERING_CLOSE, HTTPOverTCPConnection
 
 __all__ = ["HTTPListener", "HTTPOverTCPListener", "HTTPOpener", "HTTPOverTCPOpener", "Handler"]
@@ -71,6 +71,8 @@ class HTTPOverTCPListener(AcceptingListener[trio.abc.Stream]):
 
     Implements :class:`HTTPListener`.
     """
+
+    _accept_tasks = ACCEPT_TASKS
 
     def __init__(
         self,
