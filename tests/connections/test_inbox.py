@@ -91,3 +91,27 @@ async def test_other_events_are_bounded_too(autojump_clock: trio.testing.MockClo
     with trio.move_on_after(0.1) as waited:
         await inbox.put(HeadersReceived(1, [(b":status", b"200")]))
     assert waited.cancelled_caught
+
+
+async def test_put_nowait_adds_at_once_or_says_the_inbox_is_full() -> None:
+    """put_nowait() adds as put() does, without a checkpoint; a full inbox raises WouldBlock,
+    a closed one drops (and credits) the event, an ended one refuses it."""
+    connection = FakeAcks(manual=False)
+    inbox = inbox_for(connection, max_buffered=4, max_events=1)
+    inbox.put_nowait(DataReceived(1, b"ab"))
+    inbox.put_nowait(DataReceived(1, b"cd"))  # joined: 4 bytes wait now
+    with pytest.raises(trio.WouldBlock):
+        inbox.put_nowait(DataReceived(1, b"e"))
+    inbox.put_nowait(HeadersReceived(1, [(b"x-trailer", b"1")], end_stream=True))
+    with pytest.raises(trio.WouldBlock):
+        inbox.put_nowait(StreamResetReceived(1, 8))
+    assert await inbox.receive() == DataReceived(1, b"abcd")
+    inbox.put_nowait(DataReceived(1, b"e"))  # room again
+    credited = FakeAcks(manual=True)
+    closed = inbox_for(credited)
+    closed.close()
+    closed.put_nowait(DataReceived(1, b"fgh"))
+    assert credited.acked == 3
+    inbox.end()
+    with pytest.raises(trio.ClosedResourceError):
+        inbox.put_nowait(DataReceived(1, b"i"))
