@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import math
 from abc import ABCMeta, abstractmethod
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import TracebackType
@@ -160,7 +161,9 @@ class HTTPConnection(_ConnectionFacts, metaclass=ABCMeta):
         # Output: senders bump _submitted, the writer records what it flushed.
         self._submitted = 0
         self._flushed = 0
-        self._flush_event = trio.Event()
+        # Senders waiting for their bytes to leave, in the order of their marks:
+        # the writer wakes those it flushed, not everyone (see _flushed_up_to).
+        self._flush_waiters: deque[tuple[int, trio.Event]] = deque()
         self._kick = trio.Event()
         self._broken = False
 
@@ -525,12 +528,16 @@ class HTTPConnection(_ConnectionFacts, metaclass=ABCMeta):
         self._submitted += 1
         target = self._submitted
         self._wake_writer()
+        flushed = trio.Event()
+        self._flush_waiters.append((target, flushed))  # marks only grow: the deque stays in order
         while self._flushed < target:
             if self._broken:
                 raise trio.BrokenResourceError("the connection broke while sending")
-            await self._flush_event.wait()
+            await flushed.wait()
 
     def _flushed_up_to(self, mark: int) -> None:
+        """Everything submitted up to *mark* is out: wake its senders (and only them)."""
         self._flushed = max(self._flushed, mark)
-        event, self._flush_event = self._flush_event, trio.Event()
-        event.set()
+        waiters = self._flush_waiters
+        while waiters and waiters[0][0] <= self._flushed:
+            waiters.popleft()[1].set()
