@@ -1,10 +1,13 @@
-"""HTTP/1.1 sans-IO protocol (h11): client and server wired together in memory."""
+"""HTTP/1.1 sans-IO protocols (h11, and httptools where installed): client and server wired together in memory."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import cast
+
 import pytest
 
-from tests.helpers import drain, xfer
+from tests.helpers import HTTP1_IMPLEMENTATIONS, drain, http1_factories, xfer
 from trio_hface.errors import LocalProtocolError
 from trio_hface.events import (
     ConnectionTerminated,
@@ -12,14 +15,33 @@ from trio_hface.events import (
     HeadersReceived,
     StreamResetSent,
 )
-from trio_hface.protocols.http1 import HTTP1ClientFactory, HTTP1ProtocolImpl, HTTP1ServerFactory
+from trio_hface.protocols.http1 import HTTP1ClientFactory, HTTP1ServerFactory
+from trio_hface.protocols.http1._common import HTTP1Base
+from trio_hface.protocols.http1._factories import HTTP1FactoryBase
 
 GET = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"example.com"), (b":path", b"/x?y=1")]
 POST = [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"example.com"), (b":path", b"/up")]
 
 
-def pair() -> tuple[HTTP1ProtocolImpl, HTTP1ProtocolImpl]:
-    return HTTP1ClientFactory()(), HTTP1ServerFactory()()
+# The implementation under test: every test runs on each (see the fixture).
+ClientFactory: type[HTTP1FactoryBase] = HTTP1ClientFactory
+ServerFactory: type[HTTP1FactoryBase] = HTTP1ServerFactory
+
+
+@pytest.fixture(autouse=True, params=HTTP1_IMPLEMENTATIONS)
+def implementation(request: pytest.FixtureRequest) -> Iterator[None]:
+    global ClientFactory, ServerFactory
+    ClientFactory, ServerFactory = http1_factories(request.param)
+    yield
+    ClientFactory, ServerFactory = HTTP1ClientFactory, HTTP1ServerFactory
+
+
+def server_of(factory: HTTP1FactoryBase, tls_version: str | None = None) -> HTTP1Base:
+    return cast(HTTP1Base, factory(tls_version=tls_version))
+
+
+def pair() -> tuple[HTTP1Base, HTTP1Base]:
+    return server_of(ClientFactory()), server_of(ServerFactory())
 
 
 def test_get_round_trip() -> None:
@@ -43,7 +65,7 @@ def test_get_round_trip() -> None:
 
 def test_https_scheme_from_tls() -> None:
     """A server on TLS reports :scheme https."""
-    server = HTTP1ServerFactory()(tls_version="TLSv1.3", alpn_protocol="http/1.1")
+    server = server_of(ServerFactory(), "TLSv1.3")
     server.bytes_received(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     (event,) = drain(server)
     assert isinstance(event, HeadersReceived)
@@ -155,7 +177,7 @@ def test_keep_alive_several_requests() -> None:
 
 def test_pipelined_requests_are_served_in_order() -> None:
     """Two requests sent at once are handed out one after the other."""
-    server = HTTP1ServerFactory()()
+    server = server_of(ServerFactory())
     server.bytes_received(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n")
     (first,) = drain(server)
     assert isinstance(first, HeadersReceived) and (b":path", b"/a") in first.headers
@@ -232,9 +254,20 @@ def test_peer_eof_mid_response() -> None:
     assert events[-1].error_code == 0 and "closed by the peer" in str(events[-1].message)
 
 
+def test_response_without_request_ends_the_connection() -> None:
+    """A second response after the exchange is done ends the connection with 400, not an exception."""
+    client, _ = pair()
+    sid = client.get_available_stream_id()
+    client.submit_headers(sid, GET, end_stream=True)
+    client.bytes_received(b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    events = drain(client)
+    assert events[0] == HeadersReceived(sid, [(b":status", b"204")], end_stream=True)
+    assert len(events) == 2 and isinstance(events[1], ConnectionTerminated) and events[1].error_code == 400
+
+
 def test_garbage_request_gets_400() -> None:
     """A malformed request line is answered with 400 and ends the connection."""
-    server = HTTP1ServerFactory()()
+    server = server_of(ServerFactory())
     server.bytes_received(b"\x00\x01 garbage\r\n\r\n")
     (event,) = drain(server)
     assert isinstance(event, ConnectionTerminated) and event.error_code == 400
@@ -246,7 +279,7 @@ def test_garbage_request_gets_400() -> None:
 
 def test_oversized_headers_get_431() -> None:
     """A header block over the limit is refused with 431."""
-    server = HTTP1ServerFactory(max_header_size=1024)()
+    server = server_of(ServerFactory(max_header_size=1024))
     server.bytes_received(b"GET / HTTP/1.1\r\nHost: a\r\nx-big: " + b"a" * 2000 + b"\r\n\r\n")
     (event,) = drain(server)
     assert isinstance(event, ConnectionTerminated) and event.error_code == 431
@@ -255,7 +288,7 @@ def test_oversized_headers_get_431() -> None:
 
 def test_input_beyond_buffer_limit_is_refused() -> None:
     """A peer that sends far ahead of the application is cut off, not buffered."""
-    server = HTTP1ServerFactory(max_header_size=1024, max_buffer_size=4096)()
+    server = server_of(ServerFactory(max_header_size=1024, max_buffer_size=4096))
     server.bytes_received(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n")
     server.bytes_received(b"x" * 3000)
     server.bytes_received(b"x" * 3000)
@@ -265,7 +298,7 @@ def test_input_beyond_buffer_limit_is_refused() -> None:
 
 def test_missing_host_is_400() -> None:
     """An HTTP/1.1 request without Host is rejected (RFC 9112 section 3.2)."""
-    server = HTTP1ServerFactory()()
+    server = server_of(ServerFactory())
     server.bytes_received(b"GET / HTTP/1.1\r\n\r\n")
     (event,) = drain(server)
     assert isinstance(event, ConnectionTerminated) and event.error_code == 400
@@ -273,7 +306,7 @@ def test_missing_host_is_400() -> None:
 
 def test_absolute_form_target() -> None:
     """An absolute-form target is split into :scheme, :authority and :path."""
-    server = HTTP1ServerFactory()()
+    server = server_of(ServerFactory())
     server.bytes_received(b"GET http://other:8080/p?q HTTP/1.1\r\nHost: other:8080\r\n\r\n")
     (event,) = drain(server)
     assert isinstance(event, HeadersReceived)
@@ -370,7 +403,7 @@ def test_content_length_overrun_raises() -> None:
 
 def test_server_upgrade_tunnel_carries_bytes_both_ways() -> None:
     """After its 101 Switching Protocols, a server sends the tunnel's bytes as data of the stream."""
-    server = HTTP1ServerFactory()()
+    server = server_of(ServerFactory())
     server.bytes_received(b"GET /chat HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\nhi")
     (request,) = drain(server)
     assert isinstance(request, HeadersReceived) and request.end_stream

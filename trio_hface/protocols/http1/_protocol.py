@@ -300,7 +300,10 @@ class HTTP1ProtocolImpl(HTTP1Base):
             self._terminate(0, "connection closed by the peer")
             return
         exchange = self._exchange
-        assert exchange is not None
+        if exchange is None:
+            # h11 lets a server answer before any request (with an error); our client asked nothing.
+            self._terminate(400, "the peer broke HTTP/1.1: a response without a request")
+            return
         if isinstance(event, h11.InformationalResponse):
             headers = [(b":status", str(event.status_code).encode()), *_fields(event.headers)]
             self._events.append(HeadersReceived(exchange.stream_id, headers))
