@@ -341,7 +341,8 @@ class HTTPToolsProtocol(HTTP1Base):
         end = data.find(b"\r\n\r\n") + 4
         head = parse_head(bytes(data[:end]), client=self._client)
         buf._extract(end)
-        size = sum(len(n) + len(v) + 4 for n, v in head.fields)
+        # Each field took at least its name, value and four bytes of the head.
+        size = sum(len(n) + len(v) + 4 for n, v in head.fields) if end > self._max_header_size else 0
         if size > self._max_header_size:
             raise Refused(
                 f"the peer sent {size} bytes of headers, over {self._max_header_size}",
@@ -360,11 +361,20 @@ class HTTPToolsProtocol(HTTP1Base):
         self._keep_alive = self._keep_alive and head.keep_alive
         self._upgrade = head.upgrade
         self._exchange = exchange = Exchange(stream_id, head.method)
-        exchange.receive.headers(HeaderKind.REQUEST, end_stream=False)
         headers = request_headers(head.method, head.target, head.fields, self._scheme)
-        self._events.append(HeadersReceived(stream_id, headers))
         # A CONNECT stream stays open for the tunnel after its empty body.
-        self._mergeable = head.method != b"CONNECT"
+        connect = head.method == b"CONNECT"
+        if head.length == 0 and not connect:
+            # Most requests: the end folds into the headers at once.
+            exchange.receive.headers(HeaderKind.REQUEST, end_stream=True)
+            self._events.append(HeadersReceived(stream_id, headers, end_stream=True))
+            self._reading = _DONE
+            self._received_end = True
+            self._maybe_next_cycle()
+            return
+        exchange.receive.headers(HeaderKind.REQUEST, end_stream=False)
+        self._events.append(HeadersReceived(stream_id, headers))
+        self._mergeable = not connect
         assert head.length is not None  # a request has a length
         self._start_body(head.length)
 
