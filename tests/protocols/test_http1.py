@@ -416,3 +416,50 @@ def test_server_upgrade_tunnel_carries_bytes_both_ways() -> None:
     assert drain(server) == [DataReceived(1, b" there")]
     server.submit_data(1, b"", end_stream=True)
     assert server.eof_to_send()
+
+
+WRITES = {
+    "http/1.0 peer, unknown length": (b"GET / HTTP/1.0\r\n\r\n", [(b":status", b"200")], [b"abc", b""]),
+    "http/1.0 peer, HEAD": (b"HEAD / HTTP/1.0\r\n\r\n", [(b":status", b"200")], [b""]),
+    "chunked with trailers": (
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        [(b":status", b"200"), (b"Transfer-Encoding", b"chunked")],
+        [b"ab", b"", b"cd"],
+    ),
+    "client asks to close": (
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        [(b":status", b"200"), (b"connection", b"keep-alive, x-opt"), (b"content-length", b"2")],
+        [b"ok"],
+    ),
+    "HEAD, unknown length": (b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n", [(b":status", b"200")], [b""]),
+    "204 without framing": (b"DELETE /x HTTP/1.1\r\nHost: a\r\n\r\n", [(b":status", b"204")], [b""]),
+    "informational first": (
+        b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n",
+        [(b":status", b"100")],
+        [b"1xx"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WRITES))
+def test_responses_are_written_as_h11_writes_them(case: str) -> None:
+    """Every implementation puts the same response bytes on the wire as h11 (framing, Connection, chunks)."""
+    raw, headers, pieces = WRITES[case]
+
+    def written(factory: type[HTTP1FactoryBase]) -> bytes:
+        server = server_of(factory())
+        server.bytes_received(raw)
+        (request,) = drain(server)
+        assert isinstance(request, HeadersReceived) and request.end_stream
+        server.submit_headers(1, headers, end_stream=not pieces)
+        for n, piece in enumerate(pieces):
+            last = n == len(pieces) - 1
+            if piece == b"1xx":
+                server.submit_headers(1, [(b":status", b"200"), (b"x-after", b"100")], end_stream=True)
+            elif last and case == "chunked with trailers":
+                server.submit_headers(1, [(b"x-sum", b"1")], end_stream=True)
+            else:
+                server.submit_data(1, piece, end_stream=last)
+        return server.bytes_to_send()
+
+    assert written(ServerFactory) == written(HTTP1ServerFactory)

@@ -51,13 +51,21 @@ from ._common import (
 )
 from ._factories import HTTP1FactoryBase
 from ._framing import StrictChunkedReader, block_complete
-from ._httptools_wire import Head, Refused, check_fields, check_target, parse_head, write_head
+from ._httptools_wire import (
+    CHUNKED,
+    Head,
+    Refused,
+    check_fields,
+    check_target,
+    frame_response,
+    parse_head,
+    write_head,
+)
 
 __all__ = ["HTTPToolsClientFactory", "HTTPToolsProtocol", "HTTPToolsServerFactory"]
 
 # What the receiving side reads now.
 _HEAD, _LENGTH, _CHUNKED, _UNTIL_CLOSE, _DONE = range(5)
-_CHUNKED_LENGTH = -1
 
 
 class HTTPToolsProtocol(HTTP1Base):
@@ -185,7 +193,9 @@ class HTTPToolsProtocol(HTTP1Base):
             exchange.method, status, regular, end_stream=end_stream, closing=self._closing
         )
         length, keep_alive, _ = check_fields(regular)
-        regular, length = self._frame_response(exchange.method, status, regular, length, keep_alive)
+        regular, length, self._keep_alive = frame_response(
+            exchange.method, status, regular, length, self._keep_alive and keep_alive, self._their_version
+        )
         self._out += write_head(status_line, regular)
         if exchange.method == b"CONNECT" and 200 <= status < 300:
             exchange.send.headers(HeaderKind.RESPONSE, end_stream=False)
@@ -201,39 +211,6 @@ class HTTPToolsProtocol(HTTP1Base):
         if end_stream:
             self._maybe_next_cycle()
 
-    def _frame_response(
-        self,
-        method: bytes,
-        status: int,
-        fields: list[tuple[bytes, bytes]],
-        length: int | None,
-        keep_alive: bool,
-    ) -> tuple[list[tuple[bytes, bytes]], int | None]:
-        """The fields and body length of a response, with the framing h11 gives it."""
-        self._keep_alive = self._keep_alive and keep_alive
-        no_body = status in (204, 304) or method == b"HEAD" or (method == b"CONNECT" and 200 <= status < 300)
-        need_close = False
-        framed = status in (204, 304) or (method == b"CONNECT" and 200 <= status < 300)
-        if not framed and (length is None or length == _CHUNKED_LENGTH):
-            # A body of unknown length: chunked to HTTP/1.1, until close to HTTP/1.0.
-            fields = [(n, v) for n, v in fields if n.lower() not in (b"content-length", b"transfer-encoding")]
-            if self._their_version is None or self._their_version < b"1.1":
-                need_close = method != b"HEAD"
-                length = None
-            else:
-                fields.append((b"Transfer-Encoding", b"chunked"))
-                length = _CHUNKED_LENGTH
-        if not self._keep_alive or need_close:
-            self._keep_alive = False
-            tokens = {
-                c.strip().lower() for n, v in fields if n.lower() == b"connection" for c in v.split(b",")
-            }
-            tokens.discard(b"keep-alive")
-            tokens.add(b"close")
-            fields = [(n, v) for n, v in fields if n.lower() != b"connection"]
-            fields += [(b"Connection", token) for token in sorted(tokens)]
-        return fields, 0 if no_body else length
-
     def submit_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         exchange = self._check_stream(stream_id)
         exchange.send.check_data()
@@ -246,7 +223,7 @@ class HTTPToolsProtocol(HTTP1Base):
             raise FlowControlError("a CONNECT tunnel takes data once the proxy accepted it")
         if data:
             length = self._send_length
-            if length == _CHUNKED_LENGTH:
+            if length == CHUNKED:
                 self._out += b"%x\r\n" % len(data)
                 self._out += data
                 self._out += b"\r\n"
@@ -265,7 +242,7 @@ class HTTPToolsProtocol(HTTP1Base):
 
     def _send_end(self, trailers: list[tuple[bytes, bytes]]) -> None:
         length = self._send_length
-        if length == _CHUNKED_LENGTH:
+        if length == CHUNKED:
             check_fields(trailers)
             self._out += write_head(b"0\r\n", trailers)
         elif trailers:
@@ -403,7 +380,7 @@ class HTTPToolsProtocol(HTTP1Base):
         self._start_body(0 if no_body else head.length)
 
     def _start_body(self, length: int | None) -> None:
-        if length == _CHUNKED_LENGTH:
+        if length == CHUNKED:
             self._reading = _CHUNKED
             self._chunks = StrictChunkedReader()
         elif length is None:

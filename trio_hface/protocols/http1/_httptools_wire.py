@@ -36,12 +36,24 @@ import httptools
 
 from ...errors import LocalProtocolError
 
-__all__ = ["Head", "Refused", "check_fields", "parse_head", "write_head"]
+__all__ = [
+    "CHUNKED",
+    "Head",
+    "Refused",
+    "check_fields",
+    "check_target",
+    "frame_response",
+    "parse_head",
+    "write_head",
+]
 
 # What h11 refuses to send in a field value beyond validate_headers' CR, LF and NUL.
 _CONTROL = re.compile(rb"[\x0b\x0c]")
 # RFC 9112 section 3.2: the request target, without white space or controls.
 _TARGET = re.compile(rb"[\x21-\x7e]+\Z")
+#: The body length that stands for chunked framing.
+CHUNKED = -1
+
 _DIGITS = re.compile(rb"[0-9]+\Z")
 _VERSION = rb"HTTP/(?P<version>[0-9]\.[0-9])"
 _REQUEST_LINE = re.compile(
@@ -254,3 +266,37 @@ def check_target(target: bytes) -> None:
 def write_head(first_line: bytes, fields: Sequence[tuple[bytes, bytes]]) -> bytes:
     """A start line and fields as bytes, ending in the empty line."""
     return b"".join([first_line, *[b"%s: %s\r\n" % field for field in fields], b"\r\n"])
+
+
+def frame_response(
+    method: bytes,
+    status: int,
+    fields: list[tuple[bytes, bytes]],
+    length: int | None,
+    keep_alive: bool,
+    their_version: bytes | None,
+) -> tuple[list[tuple[bytes, bytes]], int | None, bool]:
+    """The fields, body length and keep-alive of a final response, framed as h11 frames it.
+
+    A body of unknown length is chunked to an HTTP/1.1 peer and read until
+    close by an HTTP/1.0 one; ``Connection: close`` replaces the connection
+    options when keep-alive ends.
+    """
+    no_body = status in (204, 304) or (method == b"CONNECT" and 200 <= status < 300)
+    need_close = False
+    if not no_body and (length is None or length == CHUNKED):
+        fields = [(n, v) for n, v in fields if n.lower() not in (b"content-length", b"transfer-encoding")]
+        if their_version is None or their_version < b"1.1":
+            need_close = method != b"HEAD"
+            length = None
+        else:
+            fields.append((b"Transfer-Encoding", b"chunked"))
+            length = CHUNKED
+    if not keep_alive or need_close:
+        keep_alive = False
+        tokens = {c.strip().lower() for n, v in fields if n.lower() == b"connection" for c in v.split(b",")}
+        tokens.discard(b"keep-alive")
+        tokens.add(b"close")
+        fields = [(n, v) for n, v in fields if n.lower() != b"connection"]
+        fields += [(b"Connection", token) for token in sorted(tokens)]
+    return fields, 0 if no_body or method == b"HEAD" else length, keep_alive
