@@ -463,3 +463,30 @@ def test_responses_are_written_as_h11_writes_them(case: str) -> None:
         return server.bytes_to_send()
 
     assert written(ServerFactory) == written(HTTP1ServerFactory)
+
+
+def test_requests_are_written_as_h11_writes_them() -> None:
+    """Every implementation puts the same request bytes on the wire as h11 (Host, chunks, trailers, lengths)."""
+
+    def written(factory: type[HTTP1FactoryBase]) -> bytes:
+        client = server_of(factory())
+        out = b""
+        for headers, pieces, trailers in (
+            ([*POST, (b"x-a", b"1")], [b"abc", b"", b"de"], [(b"x-sum", b"2")]),
+            ([*POST, (b"Content-Length", b"3")], [b"ab", b"c"], []),
+            ([*GET, (b"host", b"ignored"), (b"connection", b"close")], [], []),
+        ):
+            sid = client.get_available_stream_id()
+            client.submit_headers(sid, headers, end_stream=not pieces)
+            for piece in pieces:
+                client.submit_data(sid, piece)
+            if trailers:
+                client.submit_headers(sid, trailers, end_stream=True)
+            elif pieces:
+                client.submit_data(sid, b"", end_stream=True)
+            out += client.bytes_to_send()
+            client.bytes_received(b"HTTP/1.1 204 No Content\r\n\r\n")
+            drain(client)
+        return out
+
+    assert written(ClientFactory) == written(HTTP1ClientFactory)
