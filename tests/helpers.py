@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from trio_hface.events import Event
 from trio_hface.protocols import HTTPOverTCPProtocol, HTTPProtocol
+from trio_hface.protocols.http1._factories import HTTP1FactoryBase
 
 
 def drain(protocol: HTTPProtocol) -> list[Event]:
@@ -49,3 +50,31 @@ def require_tool(name: str) -> str:
             pytest.fail(f"{name} is missing; .ci/run installs it")
         pytest.skip(f"{name} is not installed")
     return path
+
+
+def _http1_implementations() -> list[object]:
+    import importlib.util
+
+    import pytest
+
+    missing = importlib.util.find_spec("httptools") is None
+    return [
+        pytest.param("h11"),
+        pytest.param(
+            "httptools",
+            marks=pytest.mark.skipif(missing, reason="httptools is not installed (the speedups extra)"),
+        ),
+    ]
+
+
+#: The HTTP/1.1 implementations, as pytest parameters: h11, and httptools where installed.
+HTTP1_IMPLEMENTATIONS = _http1_implementations()
+
+
+def http1_factories(name: str) -> tuple[type[HTTP1FactoryBase], type[HTTP1FactoryBase]]:
+    """The client and server factory classes of the HTTP/1.1 implementation *name*."""
+    from trio_hface.protocols import http1
+
+    if name == "h11":
+        return http1.HTTP1ClientFactory, http1.HTTP1ServerFactory
+    return http1.HTTPToolsClientFactory, http1.HTTPToolsServerFactory

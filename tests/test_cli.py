@@ -224,3 +224,62 @@ def test_max_connections_per_address_flag_reaches_the_server(
         args = _main.build_parser().parse_args([command, *app, "http://127.0.0.1:0", *flag])
         assert args.command(args) == 0
         assert servers.pop().max_connections_per_address == expected
+
+
+@pytest.mark.parametrize("command", ["server", "proxy", "client"])
+def test_http1_impl_flag_chooses_from_the_registry(command: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--http1-impl NAME gives the server, the proxy and the client that registry entry (default: h11's)."""
+    import trio
+
+    from trio_hface.cli import _client, _main
+    from trio_hface.protocols import protocol_registry
+
+    registry = protocol_registry.http1_clients if command == "client" else protocol_registry.http1_servers
+    built: list[Any] = []
+    monkeypatch.setattr(trio, "run", lambda serve, server, endpoints: built.append(server))
+    app = [HELLO] if command == "server" else []
+    url = "http://127.0.0.1:1/" if command == "client" else "http://127.0.0.1:0"
+    for name in sorted(registry):
+        flags = [] if name == "default" else ["--http1-impl", name]
+        args = _main.build_parser().parse_args([command, *app, url, *flags])
+        if command == "client":
+            assert _client._client(args).http1_factory is registry[name]
+        else:
+            assert args.command(args) == 0
+            assert built.pop().http1_factory is registry[name]
+
+
+def test_unknown_http1_impl_is_a_one_line_error() -> None:
+    """An --http1-impl that is not registered exits with status 2 and names what is."""
+    result = cli("server", HELLO, "http://127.0.0.1:0", "--http1-impl", "nonesuch")
+    assert result.returncode == 2
+    assert "no HTTP/1.1 implementation 'nonesuch'" in result.stderr and "default" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+async def test_httptools_server_and_client_end_to_end() -> None:
+    """`server --http1-impl httptools` answers curl and `client --http1-impl httptools` over HTTP/1.1."""
+    pytest.importorskip("httptools", reason="httptools is not installed (the speedups extra)")
+    curl = require_tool("curl")
+    command = [
+        sys.executable,
+        "-m",
+        "trio_hface",
+        "server",
+        HELLO,
+        "https://127.0.0.1:0",
+        "--http1-impl",
+        "httptools",
+    ]
+    async with running_peer(command, ready=SERVING, env=ENV) as server:
+        url = f"https://localhost:{server.port}/"
+        cafile = server.group("ca")
+        resolve = f"localhost:{server.port}:127.0.0.1"
+        result = await run_peer([curl, "-sS", "--http1.1", "--cacert", cafile, "--resolve", resolve, url])
+        assert result.stdout.decode() == "Hello, World! (HTTP/1.1)\n", result.stderr
+        our = [sys.executable, "-m", "trio_hface", "client", "-i", "--http1", "--http1-impl", "httptools"]
+        result = await run_peer([*our, "--cacert", cafile, url], env=ENV)
+        assert result.returncode == 0, result.stderr
+        text = result.stdout.decode()
+        assert text.startswith("HTTP/1.1 200") and text.endswith("Hello, World! (HTTP/1.1)\n")
+        assert await server.stop(signal.SIGINT) == 0

@@ -64,6 +64,36 @@ def test_registry_has_defaults_from_entry_points() -> None:
     assert set(fresh.http2_clients) >= {"default"}, "setup.cfg registers the defaults as entry points"
 
 
+def test_registry_has_httptools_with_the_speedups_extra() -> None:
+    """The httptools HTTP/1.1 implementation is registered as "httptools" on both sides."""
+    pytest.importorskip("httptools", reason="httptools is not installed (the speedups extra)")
+    from trio_hface.protocols.http1 import HTTPToolsClientFactory, HTTPToolsServerFactory
+
+    assert isinstance(protocol_registry.http1_servers["httptools"], HTTPToolsServerFactory)
+    assert isinstance(protocol_registry.http1_clients["httptools"], HTTPToolsClientFactory)
+    assert isinstance(protocol_registry.http1_servers["httptools"](), HTTP1Protocol)
+
+
+def test_registry_leaves_out_an_entry_point_it_cannot_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An entry point whose module is missing (an optional dependency) is left out; the others load."""
+    from importlib.metadata import EntryPoint
+
+    from trio_hface.protocols import _registry
+
+    def entry_points(group: str) -> list[EntryPoint]:
+        if not group.endswith("http1_servers"):
+            return []
+        return [
+            EntryPoint("missing", "no_such_module_for_trio_hface:Factory", group),
+            EntryPoint("default", "trio_hface.protocols.http1:HTTP1ServerFactory", group),
+        ]
+
+    monkeypatch.setattr(_registry, "entry_points", entry_points)
+    fresh = ProtocolRegistry()
+    fresh.load_entry_points()
+    assert set(fresh.http1_servers) == {"default"}
+
+
 @pytest.mark.parametrize(
     ("headers", "kind"),
     [

@@ -1,24 +1,46 @@
-"""HTTP/1.1 sans-IO protocol (h11): client and server wired together in memory."""
+"""HTTP/1.1 sans-IO protocols (h11, and httptools where installed): client and server wired together in memory."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import cast
+
 import pytest
 
-from tests.helpers import drain, xfer
+from tests.helpers import HTTP1_IMPLEMENTATIONS, drain, http1_factories, xfer
 from trio_hface.errors import LocalProtocolError
 from trio_hface.events import (
     ConnectionTerminated,
     DataReceived,
     HeadersReceived,
 )
-from trio_hface.protocols.http1 import HTTP1ClientFactory, HTTP1ProtocolImpl, HTTP1ServerFactory
+from trio_hface.protocols.http1 import HTTP1ClientFactory, HTTP1ServerFactory
+from trio_hface.protocols.http1._common import HTTP1Base
+from trio_hface.protocols.http1._factories import HTTP1FactoryBase
 
 GET = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"example.com"), (b":path", b"/x?y=1")]
 POST = [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"example.com"), (b":path", b"/up")]
 
 
-def pair() -> tuple[HTTP1ProtocolImpl, HTTP1ProtocolImpl]:
-    return HTTP1ClientFactory()(), HTTP1ServerFactory()()
+# The implementation under test: every test runs on each (see the fixture).
+ClientFactory: type[HTTP1FactoryBase] = HTTP1ClientFactory
+ServerFactory: type[HTTP1FactoryBase] = HTTP1ServerFactory
+
+
+@pytest.fixture(autouse=True, params=HTTP1_IMPLEMENTATIONS)
+def implementation(request: pytest.FixtureRequest) -> Iterator[None]:
+    global ClientFactory, ServerFactory
+    ClientFactory, ServerFactory = http1_factories(request.param)
+    yield
+    ClientFactory, ServerFactory = HTTP1ClientFactory, HTTP1ServerFactory
+
+
+def server_of(factory: HTTP1FactoryBase, tls_version: str | None = None) -> HTTP1Base:
+    return cast(HTTP1Base, factory(tls_version=tls_version))
+
+
+def pair() -> tuple[HTTP1Base, HTTP1Base]:
+    return server_of(ClientFactory()), server_of(ServerFactory())
 
 
 def test_get_round_trip() -> None:
@@ -42,7 +64,7 @@ def test_get_round_trip() -> None:
 
 def test_https_scheme_from_tls() -> None:
     """A server on TLS reports :scheme https."""
-    server = HTTP1ServerFactory()(tls_version="TLSv1.3", alpn_protocol="http/1.1")
+    server = server_of(ServerFactory(), "TLSv1.3")
     server.bytes_received(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     (event,) = drain(server)
     assert isinstance(event, HeadersReceived)
@@ -114,7 +136,7 @@ def test_keep_alive_several_requests() -> None:
 
 def test_pipelined_requests_are_served_in_order() -> None:
     """Two requests sent at once are handed out one after the other."""
-    server = HTTP1ServerFactory()()
+    server = server_of(ServerFactory())
     server.bytes_received(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n")
     (first,) = drain(server)
     assert isinstance(first, HeadersReceived) and (b":path", b"/a") in first.headers
@@ -178,9 +200,20 @@ def test_peer_eof_mid_response() -> None:
     assert events[-1].error_code == 0 and "closed by the peer" in str(events[-1].message)
 
 
+def test_response_without_request_ends_the_connection() -> None:
+    """A second response after the exchange is done ends the connection with 400, not an exception."""
+    client, _ = pair()
+    sid = client.get_available_stream_id()
+    client.submit_headers(sid, GET, end_stream=True)
+    client.bytes_received(b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    events = drain(client)
+    assert events[0] == HeadersReceived(sid, [(b":status", b"204")], end_stream=True)
+    assert len(events) == 2 and isinstance(events[1], ConnectionTerminated) and events[1].error_code == 400
+
+
 def test_garbage_request_gets_400() -> None:
     """A malformed request line is answered with 400 and ends the connection."""
-    server = HTTP1ServerFactory()()
+    server = server_of(ServerFactory())
     server.bytes_received(b"\x00\x01 garbage\r\n\r\n")
     (event,) = drain(server)
     assert isinstance(event, ConnectionTerminated) and event.error_code == 400
@@ -192,7 +225,7 @@ def test_garbage_request_gets_400() -> None:
 
 def test_oversized_headers_get_431() -> None:
     """A header block over the limit is refused with 431."""
-    server = HTTP1ServerFactory(max_header_size=1024)()
+    server = server_of(ServerFactory(max_header_size=1024))
     server.bytes_received(b"GET / HTTP/1.1\r\nHost: a\r\nx-big: " + b"a" * 2000 + b"\r\n\r\n")
     (event,) = drain(server)
     assert isinstance(event, ConnectionTerminated) and event.error_code == 431
@@ -201,7 +234,7 @@ def test_oversized_headers_get_431() -> None:
 
 def test_input_beyond_buffer_limit_is_refused() -> None:
     """A peer that sends far ahead of the application is cut off, not buffered."""
-    server = HTTP1ServerFactory(max_header_size=1024, max_buffer_size=4096)()
+    server = server_of(ServerFactory(max_header_size=1024, max_buffer_size=4096))
     server.bytes_received(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n")
     server.bytes_received(b"x" * 3000)
     server.bytes_received(b"x" * 3000)
@@ -211,7 +244,7 @@ def test_input_beyond_buffer_limit_is_refused() -> None:
 
 def test_missing_host_is_400() -> None:
     """An HTTP/1.1 request without Host is rejected (RFC 9112 section 3.2)."""
-    server = HTTP1ServerFactory()()
+    server = server_of(ServerFactory())
     server.bytes_received(b"GET / HTTP/1.1\r\n\r\n")
     (event,) = drain(server)
     assert isinstance(event, ConnectionTerminated) and event.error_code == 400
@@ -219,7 +252,7 @@ def test_missing_host_is_400() -> None:
 
 def test_absolute_form_target() -> None:
     """An absolute-form target is split into :scheme, :authority and :path."""
-    server = HTTP1ServerFactory()()
+    server = server_of(ServerFactory())
     server.bytes_received(b"GET http://other:8080/p?q HTTP/1.1\r\nHost: other:8080\r\n\r\n")
     (event,) = drain(server)
     assert isinstance(event, HeadersReceived)
@@ -315,7 +348,7 @@ def test_content_length_overrun_raises() -> None:
 
 def test_server_upgrade_tunnel_carries_bytes_both_ways() -> None:
     """After its 101 Switching Protocols, a server sends the tunnel's bytes as data of the stream."""
-    server = HTTP1ServerFactory()()
+    server = server_of(ServerFactory())
     server.bytes_received(b"GET /chat HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\nhi")
     (request,) = drain(server)
     assert isinstance(request, HeadersReceived) and request.end_stream
@@ -346,3 +379,77 @@ def test_has_output_tells_when_there_is_something_to_send() -> None:
     assert server.has_output()
     server.bytes_to_send()
     assert not server.has_output()
+
+
+WRITES = {
+    "http/1.0 peer, unknown length": (b"GET / HTTP/1.0\r\n\r\n", [(b":status", b"200")], [b"abc", b""]),
+    "http/1.0 peer, HEAD": (b"HEAD / HTTP/1.0\r\n\r\n", [(b":status", b"200")], [b""]),
+    "chunked with trailers": (
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        [(b":status", b"200"), (b"Transfer-Encoding", b"chunked")],
+        [b"ab", b"", b"cd"],
+    ),
+    "client asks to close": (
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        [(b":status", b"200"), (b"connection", b"keep-alive, x-opt"), (b"content-length", b"2")],
+        [b"ok"],
+    ),
+    "HEAD, unknown length": (b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n", [(b":status", b"200")], [b""]),
+    "204 without framing": (b"DELETE /x HTTP/1.1\r\nHost: a\r\n\r\n", [(b":status", b"204")], [b""]),
+    "informational first": (
+        b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n",
+        [(b":status", b"100")],
+        [b"1xx"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WRITES))
+def test_responses_are_written_as_h11_writes_them(case: str) -> None:
+    """Every implementation puts the same response bytes on the wire as h11 (framing, Connection, chunks)."""
+    raw, headers, pieces = WRITES[case]
+
+    def written(factory: type[HTTP1FactoryBase]) -> bytes:
+        server = server_of(factory())
+        server.bytes_received(raw)
+        (request,) = drain(server)
+        assert isinstance(request, HeadersReceived) and request.end_stream
+        server.submit_headers(1, headers, end_stream=not pieces)
+        for n, piece in enumerate(pieces):
+            last = n == len(pieces) - 1
+            if piece == b"1xx":
+                server.submit_headers(1, [(b":status", b"200"), (b"x-after", b"100")], end_stream=True)
+            elif last and case == "chunked with trailers":
+                server.submit_headers(1, [(b"x-sum", b"1")], end_stream=True)
+            else:
+                server.submit_data(1, piece, end_stream=last)
+        return server.bytes_to_send()
+
+    assert written(ServerFactory) == written(HTTP1ServerFactory)
+
+
+def test_requests_are_written_as_h11_writes_them() -> None:
+    """Every implementation puts the same request bytes on the wire as h11 (Host, chunks, trailers, lengths)."""
+
+    def written(factory: type[HTTP1FactoryBase]) -> bytes:
+        client = server_of(factory())
+        out = b""
+        for headers, pieces, trailers in (
+            ([*POST, (b"x-a", b"1")], [b"abc", b"", b"de"], [(b"x-sum", b"2")]),
+            ([*POST, (b"Content-Length", b"3")], [b"ab", b"c"], []),
+            ([*GET, (b"host", b"ignored"), (b"connection", b"close")], [], []),
+        ):
+            sid = client.get_available_stream_id()
+            client.submit_headers(sid, headers, end_stream=not pieces)
+            for piece in pieces:
+                client.submit_data(sid, piece)
+            if trailers:
+                client.submit_headers(sid, trailers, end_stream=True)
+            elif pieces:
+                client.submit_data(sid, b"", end_stream=True)
+            out += client.bytes_to_send()
+            client.bytes_received(b"HTTP/1.1 204 No Content\r\n\r\n")
+            drain(client)
+        return out
+
+    assert written(ClientFactory) == written(HTTP1ClientFactory)

@@ -16,11 +16,21 @@ from typing import Any
 import pytest
 import trio
 
-from tests.helpers import require_tool
+from tests.helpers import HTTP1_IMPLEMENTATIONS, http1_factories, require_tool
 from tests.server import apps
 from trio_hface.client import Client, ClientProtocol, Request
 from trio_hface.errors import HFaceError
+from trio_hface.protocols.http1._factories import HTTP1FactoryBase
 from trio_hface.server import ASGIServer
+
+Factories = tuple[type[HTTP1FactoryBase], type[HTTP1FactoryBase]]
+
+
+@pytest.fixture(params=HTTP1_IMPLEMENTATIONS)
+def http1(request: pytest.FixtureRequest) -> Factories:
+    """The client and server factories of each HTTP/1.1 implementation: every test runs on each."""
+    return http1_factories(request.param)
+
 
 HIDDEN = b"GET /hidden HTTP/1.1\r\nHost: a\r\n\r\n"
 
@@ -85,8 +95,8 @@ class Recorder:
 
 
 @asynccontextmanager
-async def cleartext(app: Any) -> AsyncIterator[int]:
-    server = ASGIServer(app, idle_timeout=30)
+async def cleartext(app: Any, http1: Factories) -> AsyncIterator[int]:
+    server = ASGIServer(app, idle_timeout=30, http1_factory=http1[1]())
     async with trio.open_nursery() as nursery:
         (endpoint, *_) = await nursery.start(server.run, ["http://127.0.0.1:0"])
         yield endpoint.port
@@ -118,10 +128,10 @@ def dechunk(response: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-async def test_ambiguous_request_is_refused_and_the_connection_closed(case: str) -> None:
+async def test_ambiguous_request_is_refused_and_the_connection_closed(case: str, http1: Factories) -> None:
     """One error response, the connection closed, and the hidden request never processed."""
     app = Recorder()
-    async with cleartext(app) as port:
+    async with cleartext(app, http1) as port:
         received = await exchange(port, CASES[case])
         expected = b"HTTP/1.1 501 " if case in NOT_IMPLEMENTED else b"HTTP/1.1 400 "
         assert received.startswith(expected), received[:200]
@@ -135,9 +145,9 @@ async def test_ambiguous_request_is_refused_and_the_connection_closed(case: str)
         assert app.paths[-1] == "/hidden"
 
 
-async def test_strict_framing_still_takes_what_is_well_formed() -> None:
+async def test_strict_framing_still_takes_what_is_well_formed(http1: Factories) -> None:
     """Chunk extensions (tokens, quoted strings), 16-digit sizes, trailers, repeated equal lengths."""
-    async with cleartext(Recorder()) as port:
+    async with cleartext(Recorder(), http1) as port:
         body = b'5;name;a=b ; q="x\\"y"\r\nhello\r\n0000000000000006\r\n world\r\n0\r\nx-check: 1\r\n\r\n'
         request = post(b"Transfer-Encoding: chunked\r\nConnection: close\r\n", body)
         received = await exchange(port, request)
@@ -146,9 +156,9 @@ async def test_strict_framing_still_takes_what_is_well_formed() -> None:
         assert received.startswith(b"HTTP/1.1 200 ") and dechunk(received) == b"hello", received
 
 
-async def test_trickled_chunk_line_is_bounded() -> None:
+async def test_trickled_chunk_line_is_bounded(http1: Factories) -> None:
     """A chunk line that never ends is refused once it passes its bound, while it trickles."""
-    async with cleartext(Recorder()) as port:
+    async with cleartext(Recorder(), http1) as port:
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         async with stream:
             await stream.send_all(post(b"Transfer-Encoding: chunked\r\n", b"5;a="))
@@ -168,9 +178,9 @@ async def test_trickled_chunk_line_is_bounded() -> None:
             assert received.startswith(b"HTTP/1.1 400 "), received
 
 
-async def test_curl_with_both_framings_gets_400() -> None:
+async def test_curl_with_both_framings_gets_400(http1: Factories) -> None:
     """curl sends Content-Length and Transfer-Encoding together when told to: 400, not a response."""
-    async with cleartext(Recorder()) as port:
+    async with cleartext(Recorder(), http1) as port:
         result = await trio.run_process(
             [
                 require_tool("curl"),
@@ -210,7 +220,9 @@ RESPONSES = {
 
 
 @pytest.mark.parametrize("case", sorted(RESPONSES))
-async def test_client_refuses_ambiguous_response_and_does_not_reuse_the_connection(case: str) -> None:
+async def test_client_refuses_ambiguous_response_and_does_not_reuse_the_connection(
+    case: str, http1: Factories
+) -> None:
     """The request fails; the next request goes out on a new connection and gets a good answer."""
     connections = 0
 
@@ -238,7 +250,7 @@ async def test_client_refuses_ambiguous_response_and_does_not_reuse_the_connecti
     async with trio.open_nursery() as nursery:
         (listener, *_) = await nursery.start(partial(trio.serve_tcp, serve, 0, host="127.0.0.1"))
         port = listener.socket.getsockname()[1]
-        client = Client(protocol=ClientProtocol.HTTP1)
+        client = Client(protocol=ClientProtocol.HTTP1, http1_factory=http1[0]())
         with trio.fail_after(10):
             async with client.session() as session:
                 with pytest.raises(HFaceError):
@@ -249,10 +261,10 @@ async def test_client_refuses_ambiguous_response_and_does_not_reuse_the_connecti
         nursery.cancel_scope.cancel()
 
 
-async def test_error_response_survives_unread_input() -> None:
+async def test_error_response_survives_unread_input(http1: Factories) -> None:
     """The server half-closes and drains before closing (lingering close), so the 400 is read even
     when the refused request is followed by input the server never reads (no TCP reset destroys it)."""
-    async with cleartext(Recorder()) as port:
+    async with cleartext(Recorder(), http1) as port:
         for _ in range(5):
             stream = await trio.open_tcp_stream("127.0.0.1", port)
             async with stream:

@@ -26,7 +26,7 @@ import trio
 from .._models import ClientTLSConfig
 from ..client import Client, ClientProtocol, ClientSession, Request
 from ..errors import HFaceError
-from ._server import CommandError, find_exception
+from ._server import CommandError, add_http1_impl, find_exception, http1_factory
 
 __all__ = ["add_client_parser", "run_client"]
 
@@ -99,6 +99,7 @@ def add_client_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--timeout", type=float, default=30.0, metavar="SECONDS", help="connect and read timeout (default 30)"
     )
+    add_http1_impl(parser, clients=True)
     parser.set_defaults(command=run_client, protocol=ClientProtocol.ALL, proxy_protocol=ClientProtocol.TCP)
 
 
@@ -168,6 +169,7 @@ def _client(args: argparse.Namespace) -> Client:
             proxy_protocol=args.proxy_protocol,
             connect_timeout=args.timeout,
             read_timeout=args.timeout,
+            http1_factory=http1_factory(args, clients=True),
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None

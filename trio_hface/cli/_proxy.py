@@ -9,7 +9,7 @@ from typing import Any
 import trio
 
 from ..server import Endpoint, ProxyServer, ServerProtocol
-from ._server import CommandError, add_max_connections, find_exception, serve, server_config
+from ._server import CommandError, add_http1_impl, add_max_connections, find_exception, serve, server_config
 
 __all__ = ["add_proxy_parser", "run_proxy"]
 
@@ -46,6 +46,7 @@ def add_proxy_parser(subparsers: Any) -> None:
         help="allow only these destinations (shell wildcards, repeatable)",
     )
     add_max_connections(parser)
+    add_http1_impl(parser, clients=False)
     parser.set_defaults(command=run_proxy, protocol=ServerProtocol.ALL)
 
 

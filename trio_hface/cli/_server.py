@@ -12,11 +12,12 @@ from typing import Any
 import trio
 
 from .._models import ServerTLSConfig
+from ..protocols import HTTPOverTCPFactory, protocol_registry
 from ..server import ASGIApp, ASGIServer, Endpoint, ProxyServer, ServerConfig, ServerProtocol
 from ..server._config import DEFAULT_MAX_CONNECTIONS
 from ._certs import create_development_certificates
 
-__all__ = ["add_server_parser", "load_app", "run_server", "server_config"]
+__all__ = ["add_http1_impl", "add_server_parser", "http1_factory", "load_app", "run_server", "server_config"]
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,38 @@ def add_server_parser(subparsers: Any) -> None:
         help="how long requests in flight may take to finish on shutdown (default 10)",
     )
     add_max_connections(parser)
+    add_http1_impl(parser, clients=False)
     parser.set_defaults(command=run_server, protocol=ServerProtocol.ALL)
+
+
+def add_http1_impl(parser: argparse.ArgumentParser, *, clients: bool) -> None:
+    """The ``--http1-impl`` option: an HTTP/1.1 implementation by its name in the protocol registry."""
+    names = sorted(protocol_registry.http1_clients if clients else protocol_registry.http1_servers)
+    parser.add_argument(
+        "--http1-impl",
+        default="default",
+        metavar="NAME",
+        help=(
+            f"the HTTP/1.1 implementation, by its name in the protocol registry: {', '.join(names)} "
+            "(default: default, on h11; httptools comes with pip install trio_hface[speedups])"
+        ),
+    )
+
+
+def http1_factory(args: argparse.Namespace, *, clients: bool) -> HTTPOverTCPFactory:
+    """The factory that ``--http1-impl`` names.
+
+    :raises CommandError: if no implementation of that name is registered
+    """
+    registry = protocol_registry.http1_clients if clients else protocol_registry.http1_servers
+    try:
+        return registry[args.http1_impl]
+    except KeyError:
+        hint = " (pip install trio_hface[speedups])" if args.http1_impl == "httptools" else ""
+        raise CommandError(
+            f"no HTTP/1.1 implementation {args.http1_impl!r} is installed{hint}; "
+            f"the registry has {', '.join(sorted(registry))}"
+        ) from None
 
 
 def add_max_connections(parser: argparse.ArgumentParser) -> None:
@@ -161,6 +193,7 @@ def server_config(args: argparse.Namespace, endpoints: list[Endpoint], **setting
             protocol=args.protocol,
             max_connections=args.max_connections,
             max_connections_per_address=args.max_connections_per_address,
+            http1_factory=http1_factory(args, clients=False),
             **settings,
         )
     except ValueError as exc:

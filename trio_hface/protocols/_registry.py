@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, TypeVar, cast
@@ -16,6 +17,8 @@ ENTRY_POINT_PREFIX = "trio_hface.protocols"
 
 _F = TypeVar("_F")
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class ProtocolRegistry:
@@ -26,7 +29,10 @@ class ProtocolRegistry:
     ``trio_hface.protocols.http1_servers``, ``.http1_clients``,
     ``.http2_servers``, ``.http2_clients``, ``.http3_servers`` and
     ``.http3_clients``; an entry point names a factory class (instantiated
-    without arguments) or a factory object.
+    without arguments) or a factory object. An entry point whose module
+    cannot be imported (an optional dependency that is not installed, such
+    as httptools for the ``"httptools"`` HTTP/1.1 implementation of the
+    ``speedups`` extra) is left out.
     """
 
     #: HTTP/1 server factories by name.
@@ -74,7 +80,11 @@ class ProtocolRegistry:
 
 def _load_group(target: dict[str, _F], group: str, kind: type) -> None:
     for entry_point in entry_points(group=group):
-        obj: Any = entry_point.load()
+        try:
+            obj: Any = entry_point.load()
+        except ImportError as exc:
+            log.debug("entry point %r in %r left out: %s", entry_point.name, group, exc)
+            continue
         factory = obj() if isinstance(obj, type) else obj
         if not isinstance(factory, kind):
             raise TypeError(

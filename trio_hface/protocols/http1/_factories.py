@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from .._factories import HTTPOverTCPFactory
 from ._protocol import DEFAULT_MAX_BUFFER_SIZE, DEFAULT_MAX_HEADER_SIZE, HTTP1ProtocolImpl
 
-__all__ = ["HTTP1ClientFactory", "HTTP1ServerFactory"]
+__all__ = ["HTTP1ClientFactory", "HTTP1FactoryBase", "HTTP1ServerFactory"]
 
 
-class _HTTP1Factory(HTTPOverTCPFactory):
-    _client: bool
+class HTTP1FactoryBase(HTTPOverTCPFactory):
+    """The limits and ALPN name every HTTP/1.1 implementation's factory shares."""
 
     def __init__(
         self,
@@ -29,6 +29,10 @@ class _HTTP1Factory(HTTPOverTCPFactory):
     @property
     def alpn_protocols(self) -> Sequence[str]:
         return ["http/1.1"]
+
+
+class _HTTP1Factory(HTTP1FactoryBase):
+    _client: bool
 
     def __call__(
         self,

@@ -37,7 +37,7 @@ import h11
 from h11 import _readers  # the readers h11 picks per state; wrapped below
 from h11._receivebuffer import ReceiveBuffer
 
-__all__ = ["MAX_CHUNK_LINE", "StrictConnection"]
+__all__ = ["MAX_CHUNK_LINE", "StrictChunkedReader", "StrictConnection", "block_complete"]
 
 #: The longest chunk line (size and extensions, without CRLF) accepted, in
 #: bytes. Extensions are rare; nginx and Node.js bound them to a few KiB too.
@@ -69,7 +69,7 @@ def _clean(data: bytearray, stop: int) -> bool:
     )
 
 
-def _block_complete(data: bytearray, what: str, *, may_be_empty: bool) -> bool:
+def block_complete(data: bytearray, what: str, *, may_be_empty: bool) -> bool:
     """Whether the block of lines (a head, or trailers) at the start of *data* is complete.
 
     Every line must end in CRLF, hold no other CR and not be folded; a bad
@@ -107,7 +107,7 @@ def _strict_head(reader: Reader) -> Reader:
     """Wrap h11's reader of a request or response head with the checks above."""
 
     def read(buf: ReceiveBuffer) -> Any:
-        if not _block_complete(buf._data, "head", may_be_empty=False):
+        if not block_complete(buf._data, "head", may_be_empty=False):
             return reader(buf)  # h11 bounds and sniffs an incomplete head
         event = reader(buf)
         if isinstance(event, (h11.Request, h11.Response, h11.InformationalResponse)):
@@ -117,7 +117,7 @@ def _strict_head(reader: Reader) -> Reader:
     return read
 
 
-class _StrictChunkedReader:
+class StrictChunkedReader:
     """A chunked body reader with RFC 9112 section 7.1's grammar, strictly."""
 
     def __init__(self) -> None:
@@ -169,7 +169,7 @@ class _StrictChunkedReader:
         return h11.Data(data=cast(bytes, data), chunk_start=chunk_start, chunk_end=chunk_end)
 
     def _read_trailers(self, buf: ReceiveBuffer) -> h11.EndOfMessage | None:
-        if not _block_complete(buf._data, "trailers", may_be_empty=True):
+        if not block_complete(buf._data, "trailers", may_be_empty=True):
             return None
         lines = buf.maybe_extract_lines()
         assert lines is not None  # the block is complete
@@ -187,7 +187,7 @@ _STRICT_READERS: dict[Any, Any] = {
     (h11.CLIENT, h11.IDLE): _strict_head(_readers.maybe_read_from_IDLE_client),
     (h11.SERVER, h11.IDLE): _strict_head(_readers.maybe_read_from_SEND_RESPONSE_server),
     (h11.SERVER, h11.SEND_RESPONSE): _strict_head(_readers.maybe_read_from_SEND_RESPONSE_server),
-    h11.SEND_BODY: {**_readers.READERS[h11.SEND_BODY], "chunked": _StrictChunkedReader},  # type: ignore[dict-item]
+    h11.SEND_BODY: {**_readers.READERS[h11.SEND_BODY], "chunked": StrictChunkedReader},  # type: ignore[dict-item]
 }
 
 

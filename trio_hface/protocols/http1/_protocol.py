@@ -36,57 +36,33 @@ included, ends it with error code 0: nothing it sent was wrong. HTTP/1.1 cannot 
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import replace
-from http import HTTPStatus
 from typing import cast
-from urllib.parse import urlsplit
 
 import h11
 
 from ..._typing import HeadersType
 from ...errors import FlowControlError, LocalProtocolError
-from ...events import (
-    DataReceived,
-    Event,
-    HeadersReceived,
-    StreamResetSent,
-)
+from ...events import DataReceived, HeadersReceived
 from .._headers import HeaderError, HeaderKind, validate_headers
-from .._message import StreamState, Termination, server_cannot_open
-from .._protocols import HTTP1Protocol
+from .._message import server_cannot_open
+from ._common import (
+    DEFAULT_MAX_BUFFER_SIZE,
+    DEFAULT_MAX_HEADER_SIZE,
+    UNLIMITED_WINDOW,
+    Exchange,
+    HTTP1Base,
+    reason_phrase,
+    request_headers,
+    request_parts,
+    response_fields,
+)
 from ._framing import StrictConnection
 
-__all__ = ["HTTP1ProtocolImpl"]
-
-#: Largest request or status line plus header block we accept, in bytes
-#: (h11's default; the same order as common servers' 8-16 KiB limits).
-DEFAULT_MAX_HEADER_SIZE = 16 * 1024
-
-#: Most unparsed input kept while the application has not taken events, in
-#: bytes. More means the peer sends far ahead of us (for example pipelining
-#: requests without end); the connection is then closed rather than buffered.
-DEFAULT_MAX_BUFFER_SIZE = 1024 * 1024
-
-#: HTTP/1.1 has no flow control: the send window is reported as this.
-UNLIMITED_WINDOW = 2**62
-
-_FIRST_STREAM_ID = 1
+__all__ = ["DEFAULT_MAX_BUFFER_SIZE", "DEFAULT_MAX_HEADER_SIZE", "UNLIMITED_WINDOW", "HTTP1ProtocolImpl"]
 
 
-class _Exchange(StreamState):
-    """The request/response exchange in progress: HTTP/1.1's one stream at a time."""
-
-    __slots__ = ("method",)
-
-    def __init__(self, stream_id: int, method: bytes) -> None:
-        super().__init__(stream_id)
-        #: The request method, which decides how the response is framed.
-        self.method = method
-
-
-class HTTP1ProtocolImpl(HTTP1Protocol):
+class HTTP1ProtocolImpl(HTTP1Base):
     """HTTP/1.1 on h11.
 
     Create instances with :class:`.HTTP1ClientFactory` or :class:`.HTTP1ServerFactory`.
@@ -108,27 +84,12 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
         max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
         max_buffer_size: int = DEFAULT_MAX_BUFFER_SIZE,
     ) -> None:
-        self._client = client
-        self._scheme = scheme.encode("ascii")
+        super().__init__(
+            client=client, scheme=scheme, max_header_size=max_header_size, max_buffer_size=max_buffer_size
+        )
         self._h11 = StrictConnection(
             h11.CLIENT if client else h11.SERVER, max_incomplete_event_size=max_header_size
         )
-        self._max_buffer_size = max_buffer_size
-        self._max_header_size = max_header_size
-        self._events: deque[Event] = deque()
-        # Output waiting to be taken, as the pieces h11 made: a body piece of
-        # known length goes out as the same bytes object, never copied here.
-        self._out: list[bytes] = []
-        self._next_stream_id = _FIRST_STREAM_ID
-        # The exchange in progress, if any; it goes when both messages are done.
-        self._exchange: _Exchange | None = None
-        # Whether the last queued event may take a following end of message.
-        self._mergeable = False
-        self._tunnel = False
-        self._eof_to_send = False
-        self._eof_received = False
-        self._end = Termination()
-        self._closing = False
 
     # -- state ------------------------------------------------------------
 
@@ -155,25 +116,7 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
             raise LocalProtocolError("this HTTP/1 connection cannot start a request now")
         return self._next_stream_id
 
-    def eof_to_send(self) -> bool:
-        """Whether the transport should now send EOF (a tunnel's half-close).
-
-        Returns ``True`` once, after the application ended its side of a
-        CONNECT or Upgrade tunnel.
-        """
-        if self._eof_to_send:
-            self._eof_to_send = False
-            return True
-        return False
-
     # -- application -> protocol -----------------------------------------
-
-    def _check_stream(self, stream_id: int) -> _Exchange:
-        self._end.check_open()
-        exchange = self._exchange
-        if exchange is None or stream_id != exchange.stream_id:
-            raise LocalProtocolError(f"stream {stream_id} is not open on this HTTP/1 connection")
-        return exchange
 
     def submit_headers(self, stream_id: int, headers: HeadersType, end_stream: bool = False) -> None:
         if self._client and self._exchange is None:
@@ -196,20 +139,20 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
         request = _request_to_h11(headers, end_stream)
         method = bytes(request.method)
         self._h11_send(request)
-        self._exchange = exchange = _Exchange(stream_id, method)
+        self._exchange = exchange = Exchange(stream_id, method)
         self._next_stream_id += 2
         if method == b"CONNECT" or end_stream:
             # A CONNECT request itself has no body; the tunnel opens with a 2xx.
             self._h11_send(h11.EndOfMessage())
         exchange.send.headers(HeaderKind.REQUEST, end_stream=end_stream)
 
-    def _send_response(self, exchange: _Exchange, headers: HeadersType, end_stream: bool) -> None:
+    def _send_response(self, exchange: Exchange, headers: HeadersType, end_stream: bool) -> None:
         try:
             pseudo, regular = validate_headers(headers, HeaderKind.RESPONSE, multiplexed=False)
         except HeaderError as exc:
             raise LocalProtocolError(str(exc)) from None
         status = int(pseudo[b":status"])
-        reason = _reason(status)
+        reason = reason_phrase(status)
         if status < 200:
             exchange.send.check_headers(HeaderKind.RESPONSE, end_stream=end_stream, informational=True)
             if status == 101 and self._h11.their_state is not h11._state.MIGHT_SWITCH_PROTOCOL:
@@ -220,19 +163,9 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
                 exchange.send.headers(HeaderKind.RESPONSE, end_stream=False)
                 self._enter_tunnel()
             return
-        names = {n.lower() for n, _ in regular}
-        connect_ok = exchange.method == b"CONNECT" and 200 <= status < 300
-        if (
-            end_stream
-            and not connect_ok
-            and exchange.method != b"HEAD"
-            and status not in (204, 304)
-            and b"content-length" not in names
-            and b"transfer-encoding" not in names
-        ):
-            regular = [*regular, (b"content-length", b"0")]
-        if self._closing:
-            regular = [*regular, (b"connection", b"close")]
+        regular = response_fields(
+            exchange.method, status, regular, end_stream=end_stream, closing=self._closing
+        )
         self._h11_send(h11.Response(status_code=status, headers=regular, reason=reason))
         if self._h11.our_state is h11.SWITCHED_PROTOCOL:
             exchange.send.headers(HeaderKind.RESPONSE, end_stream=False)
@@ -246,7 +179,7 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
         if end_stream:
             self._maybe_next_cycle()
 
-    def _send_trailers(self, exchange: _Exchange, headers: HeadersType, end_stream: bool) -> None:
+    def _send_trailers(self, exchange: Exchange, headers: HeadersType, end_stream: bool) -> None:
         exchange.send.check_headers(HeaderKind.TRAILERS, end_stream=end_stream)
         if self._tunnel:
             raise LocalProtocolError("a tunnel has no trailers")
@@ -276,40 +209,6 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
         exchange.send.data(end_stream=end_stream)
         if end_stream:
             self._maybe_next_cycle()
-
-    def get_send_window(self, stream_id: int) -> int:
-        exchange = self._check_stream(stream_id)
-        if not exchange.send.in_body:
-            raise LocalProtocolError(f"stream {stream_id} cannot take data now")
-        if self._client and exchange.method == b"CONNECT" and not self._tunnel:
-            return 0  # until the proxy's 2xx opens the tunnel
-        return UNLIMITED_WINDOW
-
-    def submit_stream_reset(self, stream_id: int, error_code: int = 0) -> None:
-        self._check_stream(stream_id)
-        self._events.append(StreamResetSent(stream_id, error_code))
-        self._terminate(error_code, "an HTTP/1 stream reset closes the connection")
-
-    def submit_close(self, error_code: int = 0) -> None:
-        if self._end.terminated:
-            return
-        exchange = self._exchange
-        if exchange is not None and not self._client and not exchange.send.started and error_code:
-            # A server closing on error answers the request it has (RFC 9110 section 15.6).
-            self._try_error_response(error_code if 400 <= error_code < 600 else 500)
-        self._terminate(error_code, "closed by the application")
-
-    def submit_goaway(self) -> None:
-        """HTTP/1.1 has no GOAWAY: close after the exchange in progress (see :meth:`start_draining`)."""
-        self.start_draining()
-
-    def start_draining(self) -> None:
-        """Ask to close the connection after the exchange in progress.
-
-        A server adds ``Connection: close`` to its next response; the
-        connection then reports :meth:`~.HTTPProtocol.has_expired`.
-        """
-        self._closing = True
 
     # -- network -> protocol --------------------------------------------
 
@@ -349,28 +248,6 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
             self._h11.receive_data(b"")
         except h11.RemoteProtocolError as exc:
             self._remote_error(exc)
-
-    def connection_lost(self) -> None:
-        if not self._end.terminated:
-            complete = self._exchange is None
-            self._terminate(0, "connection lost" if complete else "connection lost during an exchange")
-
-    def has_output(self) -> bool:
-        return bool(self._out) or self._eof_to_send
-
-    def bytes_to_send(self) -> bytes:
-        out = self._out
-        if not out:
-            return b""
-        self._out = []
-        return out[0] if len(out) == 1 else b"".join(out)
-
-    def next_event(self) -> Event | None:
-        if not self._events and not self._end.terminated and not self._tunnel:
-            self._pull()
-        if self._events:
-            return self._events.popleft()
-        return None
 
     # -- internals --------------------------------------------------------
 
@@ -424,7 +301,10 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
             self._terminate(0, "connection closed by the peer")
             return
         exchange = self._exchange
-        assert exchange is not None
+        if exchange is None:
+            # h11 lets a server answer before any request (with an error); our client asked nothing.
+            self._terminate(400, "the peer broke HTTP/1.1: a response without a request")
+            return
         if isinstance(event, h11.InformationalResponse):
             headers = [(b":status", str(event.status_code).encode()), *_fields(event.headers)]
             self._events.append(HeadersReceived(exchange.stream_id, headers))
@@ -450,24 +330,14 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
         stream_id = self._next_stream_id
         self._next_stream_id += 2
         method = bytes(event.method)
-        self._exchange = exchange = _Exchange(stream_id, method)
+        self._exchange = exchange = Exchange(stream_id, method)
         exchange.receive.headers(HeaderKind.REQUEST, end_stream=False)
         self._events.append(HeadersReceived(stream_id, _request_from_h11(event, self._scheme)))
         # A CONNECT stream stays open for the tunnel after its empty body.
         self._mergeable = method != b"CONNECT"
 
-    def _on_end_of_message(self, exchange: _Exchange, event: h11.EndOfMessage) -> None:
-        exchange.receive.end()
-        if event.headers:
-            self._events.append(HeadersReceived(exchange.stream_id, _fields(event.headers), end_stream=True))
-        elif (
-            self._mergeable and self._events and isinstance(self._events[-1], (HeadersReceived, DataReceived))
-        ):
-            last = cast("HeadersReceived | DataReceived", self._events.pop())
-            self._events.append(replace(last, end_stream=True))
-        elif exchange.method != b"CONNECT" or self._client:
-            self._events.append(DataReceived(exchange.stream_id, b"", end_stream=True))
-        self._mergeable = False
+    def _on_end_of_message(self, exchange: Exchange, event: h11.EndOfMessage) -> None:
+        self._queue_end_of_message(exchange, _fields(event.headers))
         self._maybe_next_cycle()
 
     def _maybe_next_cycle(self) -> None:
@@ -492,19 +362,13 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
         if closed:
             self.eof_received()
 
-    def _end_tunnel_send(self, exchange: _Exchange) -> None:
-        exchange.send.end()
-        self._eof_to_send = True
-        if exchange.receive.ended:
-            self._terminate(0, "tunnel closed")
-
     def _try_error_response(self, status: int) -> None:
         try:
             data = self._h11.send(
                 h11.Response(
                     status_code=status,
                     headers=[(b"content-length", b"0"), (b"connection", b"close")],
-                    reason=_reason(status),
+                    reason=reason_phrase(status),
                 )
             )
             data2 = self._h11.send(h11.EndOfMessage())
@@ -523,76 +387,18 @@ class HTTP1ProtocolImpl(HTTP1Protocol):
             self._try_error_response(status)
         self._terminate(status, f"the peer broke HTTP/1.1: {exc}")
 
-    def _terminate(self, error_code: int, message: str) -> None:
-        event = self._end.terminate(error_code, message)
-        if event is not None:
-            self._events.append(event)
-
 
 def _request_to_h11(headers: HeadersType, end_stream: bool) -> h11.Request:
     """Translate a request's HTTP/2-style headers into h11's request line and fields."""
-    try:
-        pseudo, regular = validate_headers(headers, HeaderKind.REQUEST, multiplexed=False)
-    except HeaderError as exc:
-        raise LocalProtocolError(str(exc)) from None
-    method = pseudo[b":method"]
-    authority = pseudo.get(b":authority")
-    if method == b"CONNECT" and b":protocol" not in pseudo:
-        assert authority is not None  # validate_headers requires it
-        target = authority
-    else:
-        if b":protocol" in pseudo:
-            raise LocalProtocolError("extended CONNECT (:protocol) is not available in HTTP/1.1")
-        target = pseudo[b":path"]
-    fields: list[tuple[bytes, bytes]] = []
-    if authority is not None:
-        fields.append((b"host", authority))
-        regular = [(n, v) for n, v in regular if n.lower() != b"host"]
-    fields.extend(regular)
-    names = {n.lower() for n, _ in regular}
-    if (
-        not end_stream
-        and method != b"CONNECT"
-        and b"content-length" not in names
-        and b"transfer-encoding" not in names
-    ):
-        # A body of unknown length needs chunked framing (RFC 9112 section 6).
-        fields.append((b"transfer-encoding", b"chunked"))
+    method, target, fields = request_parts(headers, end_stream)
     return h11.Request(method=method, target=target, headers=fields)
 
 
 def _request_from_h11(event: h11.Request, scheme: bytes) -> list[tuple[bytes, bytes]]:
     """Translate h11's request line and fields into HTTP/2-style headers."""
-    method = bytes(event.method)
-    fields = _fields(event.headers)
-    host = next((v for n, v in fields if n == b"host"), None)
-    fields = [(n, v) for n, v in fields if n != b"host"]
-    target = bytes(event.target)
-    headers: list[tuple[bytes, bytes]] = [(b":method", method)]
-    if method == b"CONNECT":
-        headers.append((b":authority", target))
-    else:
-        authority, path = host, target
-        if not target.startswith(b"/") and target != b"*" and b"://" in target:
-            # absolute-form (RFC 9112 section 3.2.2): the target wins over Host
-            parts = urlsplit(target)
-            scheme, authority = parts.scheme, parts.netloc
-            path = (parts.path or b"/") + (b"?" + parts.query if parts.query else b"")
-        headers.append((b":scheme", scheme))
-        if authority is not None:
-            headers.append((b":authority", authority))
-        headers.append((b":path", path))
-    headers.extend(fields)
-    return headers
+    return request_headers(bytes(event.method), bytes(event.target), _fields(event.headers), scheme)
 
 
 def _fields(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     # h11 lower-cases names (RFC 9110 section 5.1: names are case-insensitive).
     return [(bytes(n), bytes(v)) for n, v in headers]
-
-
-def _reason(status: int) -> bytes:
-    try:
-        return HTTPStatus(status).phrase.encode("ascii")
-    except ValueError:
-        return b""
