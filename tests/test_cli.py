@@ -283,3 +283,17 @@ async def test_httptools_server_and_client_end_to_end() -> None:
         text = result.stdout.decode()
         assert text.startswith("HTTP/1.1 200") and text.endswith("Hello, World! (HTTP/1.1)\n")
         assert await server.stop(signal.SIGINT) == 0
+
+
+async def test_server_raises_the_gc_threshold_while_serving() -> None:
+    """`trio-hface server` serves with the collector's first threshold raised (requests in flight
+    would otherwise make full collections walk the heap over and over)."""
+    command = [sys.executable, "-m", "trio_hface", "server", "tests.server.gc_app:app", "https://127.0.0.1:0"]
+    async with running_peer(command, ready=SERVING, env=ENV) as server:
+        url = f"https://localhost:{server.port}/"
+        result = await run_peer(
+            [sys.executable, "-m", "trio_hface", "client", "--cacert", server.group("ca"), url], env=ENV
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.decode().split()[0] == "10000"
+        assert await server.stop(signal.SIGINT) == 0
