@@ -12,9 +12,10 @@ import trio
 import trio.testing
 
 from tests.conftest import Certs
-from tests.handlers import Client, start_quic
+from tests.handlers import Client, echo_handler, start_quic
+from trio_hface import ServerTLSConfig
 from trio_hface._typing import DatagramType
-from trio_hface.connections import HTTPOverQUICOpener
+from trio_hface.connections import HTTPOverQUICListener, HTTPOverQUICOpener
 from trio_hface.networking import DatagramStream, _udp
 from trio_hface.networking._quic import open_udp_stream
 from trio_hface.networking._udp import (
@@ -27,7 +28,7 @@ from trio_hface.networking._udp import (
     UDPSocket,
     udp_offload,
 )
-from trio_hface.protocols.http3 import HTTP3ClientFactory
+from trio_hface.protocols.http3 import HTTP3ClientFactory, HTTP3ProtocolImpl, HTTP3ServerFactory
 
 needs_gso = pytest.mark.skipif(not udp_offload().gso, reason="the kernel has no UDP GSO")
 needs_gro = pytest.mark.skipif(not udp_offload().gro, reason="the kernel has no UDP GRO")
@@ -251,5 +252,43 @@ async def test_http3_over_either_udp_mode(
                 headers, data = await client.fetch(b"/", body, reply_size=1024 * 1024)
                 assert headers[b"x-sha256"] == hashlib.sha256(body).hexdigest().encode()
                 assert len(data) == 1024 * 1024
+        await listener.aclose()
+        nursery.cancel_scope.cancel()
+
+
+class _AlwaysDue(HTTP3ProtocolImpl):
+    """A protocol whose timer is always due, as pacing's is until the writer sends."""
+
+    _last_now = 0.0
+
+    def clock(self, now: float) -> None:
+        self._last_now = now
+        super().clock(now)
+
+    def get_timer(self) -> float | None:
+        return self._last_now
+
+
+class _AlwaysDueFactory(HTTP3ServerFactory):
+    def __call__(self, *, tls_config: ServerTLSConfig) -> HTTP3ProtocolImpl:
+        protocol = super().__call__(tls_config=tls_config)
+        protocol.__class__ = _AlwaysDue
+        return protocol
+
+
+async def test_a_timer_always_due_does_not_starve_input(certs: Certs) -> None:
+    """The reader takes queued datagrams even while the protocol's timer is due at every turn."""
+    listener = await HTTPOverQUICListener.create(
+        _AlwaysDueFactory(), local_address=("127.0.0.1", 0), tls_config=certs.server
+    )
+    async with trio.open_nursery() as nursery:
+        (address, *_) = await nursery.start(listener.serve, echo_handler)
+        opener = HTTPOverQUICOpener(HTTP3ClientFactory(), tls_config=certs.client)
+        with trio.fail_after(20):
+            async with await opener(address, server_name="localhost") as connection:
+                client = Client(connection)
+                nursery.start_soon(client.run)
+                _, data = await client.fetch(b"/", b"ping", reply_size=100_000)
+                assert len(data) == 100_000
         await listener.aclose()
         nursery.cancel_scope.cancel()

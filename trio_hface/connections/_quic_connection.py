@@ -63,20 +63,26 @@ class HTTPOverQUICConnection(HTTPConnection):
             while True:
                 timer = self._quic.get_timer()
                 datagram: DatagramType | None = None
-                with trio.move_on_at(math.inf if timer is None else timer) as scope:
-                    self._timer_scope = scope
-                    try:
+                try:
+                    # A datagram already queued is taken even when the timer is
+                    # due: a timer that is due again at once (pacing's, until
+                    # the writer sends) must not keep input waiting.
+                    datagram = self._datagrams.receive_nowait()
+                except trio.WouldBlock:
+                    with trio.move_on_at(math.inf if timer is None else timer) as scope:
+                        self._timer_scope = scope
                         datagram = await self._datagrams.receive()
-                    except (trio.BrokenResourceError, trio.ClosedResourceError, trio.EndOfChannel):
-                        self._tick()
-                        self._quic.connection_lost()
-                        return
+                else:
+                    await trio.lowlevel.checkpoint()  # outside the timer's scope
                 self._tick()
                 if datagram is not None:
                     self._quic.datagram_received(datagram)
                     self._receive_burst()
                     self._datagrams.update_connection_ids(self._quic.connection_ids)
                 self._input()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.EndOfChannel):
+            self._tick()
+            self._quic.connection_lost()
         finally:
             self._input_done = True
             self._input()
