@@ -106,6 +106,24 @@ async def test_gso_sends_a_flight_with_one_sendmsg(gro_receiver: socket.socket) 
     udp.close()
 
 
+#: SO_NO_CHECK (asm-generic/socket.h): UDP without checksums, which GSO refuses (EINVAL).
+SO_NO_CHECK = 11
+
+
+@needs_gso
+@needs_gro
+async def test_a_socket_whose_gso_send_is_refused_falls_back(gro_receiver: socket.socket) -> None:
+    """When the kernel refuses a GSO send on a socket, the batch still goes out, datagram by datagram, and so do later ones."""
+    udp = await bound_udp_socket()
+    udp._sock.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 1)
+    address = gro_receiver.getsockname()
+    await udp.send_batch([(data, address) for data in flight()])
+    assert not udp.gso
+    await udp.send_batch([(data, address) for data in flight()])
+    assert reads(gro_receiver, 2 * (10 * 1200 + 500)) == 2 * ([(1200, 0)] * 10 + [(500, 0)])
+    udp.close()
+
+
 @needs_gro
 async def test_without_gso_each_datagram_is_sent_alone(no_offload: None, gro_receiver: socket.socket) -> None:
     """The fallback: without GSO, a batch goes out one sendto per datagram, all of them, in order."""

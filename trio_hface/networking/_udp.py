@@ -268,12 +268,11 @@ class UDPSocket:
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         for segments, address in _runs(datagrams) if self.gso else [([d], a) for d, a in datagrams]:
-            if len(segments) > 1:
-                if not await self._send_segments(segments, address):
-                    for data in segments:
-                        await self._send_one(data, address)
-            else:
-                await self._send_one(segments[0], address)
+            # (self.gso is cleared if the kernel refuses a GSO send: plain sends from then on.)
+            if len(segments) > 1 and self.gso and await self._send_segments(segments, address):
+                continue
+            for data in segments:
+                await self._send_one(data, address)
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def _send_segments(self, segments: list[bytes], address: AddressType) -> bool:
