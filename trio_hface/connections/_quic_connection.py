@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 
 __all__ = ["HTTPOverQUICConnection"]
 
+#: Datagrams fed to the protocol per wakeup of the reader at most, beyond the
+#: first: a burst of a fast peer (as the UDP socket's receive batch).
+RECEIVE_BURST = 64
+
 
 class HTTPOverQUICConnection(HTTPConnection):
     """An :class:`HTTPConnection` over QUIC datagrams (HTTP/3).
@@ -26,6 +30,9 @@ class HTTPOverQUICConnection(HTTPConnection):
     ``trio.move_on_at`` of the protocol's timer, and hands the time in with
     ``clock(trio.current_time())`` before every input, so ACKs, retransmissions
     and the idle timeout run even when no task is inside :meth:`receive_event`.
+    Per wakeup it feeds every datagram already queued
+    (:meth:`.DatagramStream.receive_nowait`), and the writer sends each
+    flight with :meth:`.DatagramStream.send_batch`.
 
     A client connection comes from :class:`.HTTPOverQUICOpener` with its
     handshake done; a server connection from :class:`.HTTPOverQUICListener`.
@@ -56,22 +63,39 @@ class HTTPOverQUICConnection(HTTPConnection):
             while True:
                 timer = self._quic.get_timer()
                 datagram: DatagramType | None = None
-                with trio.move_on_at(math.inf if timer is None else timer) as scope:
-                    self._timer_scope = scope
-                    try:
+                try:
+                    # A datagram already queued is taken even when the timer is
+                    # due: a timer that is due again at once (pacing's, until
+                    # the writer sends) must not keep input waiting.
+                    datagram = self._datagrams.receive_nowait()
+                except trio.WouldBlock:
+                    with trio.move_on_at(math.inf if timer is None else timer) as scope:
+                        self._timer_scope = scope
                         datagram = await self._datagrams.receive()
-                    except (trio.BrokenResourceError, trio.ClosedResourceError, trio.EndOfChannel):
-                        self._tick()
-                        self._quic.connection_lost()
-                        return
+                else:
+                    await trio.lowlevel.checkpoint()  # outside the timer's scope
                 self._tick()
                 if datagram is not None:
                     self._quic.datagram_received(datagram)
+                    self._receive_burst()
                     self._datagrams.update_connection_ids(self._quic.connection_ids)
                 self._input()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.EndOfChannel):
+            self._tick()
+            self._quic.connection_lost()
         finally:
             self._input_done = True
             self._input()
+
+    def _receive_burst(self) -> None:
+        """Feed the datagrams that arrived with the first one, so that the
+        writer answers a burst once, not once per datagram."""
+        for _ in range(RECEIVE_BURST):
+            try:
+                datagram = self._datagrams.receive_nowait()
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                return  # the next receive() reports a closed stream
+            self._quic.datagram_received(datagram)
 
     async def _writer(self) -> None:
         try:
@@ -83,8 +107,7 @@ class HTTPOverQUICConnection(HTTPConnection):
                 # now be due: the reader must wake for it, or data would wait.
                 self._retime()
                 if datagrams:
-                    for datagram in datagrams:
-                        await self._datagrams.send(datagram)
+                    await self._datagrams.send_batch(datagrams)
                     self._retime()
                     self._flushed_up_to(mark)  # those senders go on while others keep sending
                     continue

@@ -48,6 +48,32 @@ class DatagramStream(trio.abc.Channel[DatagramType]):
         :param connection_ids: the IDs the QUIC connection currently uses
         """
 
+    async def send_batch(self, datagrams: Sequence[DatagramType]) -> None:
+        """Send several datagrams, in order (a QUIC flight).
+
+        The default calls :meth:`send` for each; the system's streams send a
+        flight with as few syscalls as the kernel allows (UDP GSO). If
+        cancelled, a part of the batch may have been sent.
+
+        :param datagrams: ``(payload, address)`` pairs
+        """
+        for datagram in datagrams:
+            await self.send(datagram)
+        if not datagrams:
+            await trio.lowlevel.checkpoint()
+
+    def receive_nowait(self) -> DatagramType:
+        """Return a datagram that has already arrived, without waiting.
+
+        Lets a reader take a whole burst per wakeup. The default has none
+        to give and raises :exc:`trio.WouldBlock`; :meth:`receive` still
+        gets every datagram.
+
+        :raises trio.WouldBlock: if no datagram is waiting
+        :raises trio.ClosedResourceError: if the stream was closed
+        """
+        raise trio.WouldBlock
+
 
 class QUICStream(DatagramStream):
     """The datagrams of one QUIC connection on a shared server socket.

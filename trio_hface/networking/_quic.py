@@ -28,13 +28,18 @@ stops while it serves.
 * A connection tells its routes with :meth:`QUICStream.update_connection_ids`
   as it issues and retires connection IDs, so it keeps receiving when the
   client's address changes (routing is by connection ID, not address).
+* The socket is a :class:`~._udp.UDPSocket`: the receive loop takes every
+  datagram waiting per wakeup and routes them all before it yields, and a
+  connection's flight goes out in one batch (UDP GSO where the kernel has it).
+  A connection's reader takes the datagrams queued for it in one go too
+  (:meth:`~.DatagramStream.receive_nowait`).
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import socket as stdlib_socket
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +56,7 @@ from ..protocols.http3 import (
     stateless_reset_token,
 )
 from ._abc import DatagramStream, QUICStream, QUICStreamListener
+from ._udp import UDPSocket
 
 __all__ = [
     "QUICListener",
@@ -62,9 +68,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: Largest UDP payload (IPv4 and IPv6 without jumbograms).
-MAX_DATAGRAM_SIZE = 65527
 
 #: Datagrams queued per connection before more are dropped: enough for a
 #: full congestion window of 1200-byte packets at loopback speed.
@@ -145,6 +148,12 @@ class _ServerQUICStream(QUICStream):
     def address_validation(self) -> tuple[bytes, bytes] | None:
         return self._validation
 
+    def receive_nowait(self) -> DatagramType:
+        try:
+            return self._receive_channel.receive_nowait()
+        except trio.EndOfChannel:
+            raise trio.ClosedResourceError("the QUIC listener was closed") from None
+
     def _deliver(self, datagram: DatagramType) -> None:
         try:
             self._send_channel.send_nowait(datagram)
@@ -156,8 +165,12 @@ class _ServerQUICStream(QUICStream):
     async def send(self, value: DatagramType) -> None:
         if self._closed:
             raise trio.ClosedResourceError("the QUIC stream is closed")
-        data, address = value
-        await self._listener._send(data, address)
+        await self._listener._send_batch([value])
+
+    async def send_batch(self, datagrams: Sequence[DatagramType]) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("the QUIC stream is closed")
+        await self._listener._send_batch(datagrams)
 
     async def receive(self) -> DatagramType:
         try:
@@ -212,7 +225,10 @@ class QUICListener(QUICStreamListener):
         self._stateless_resets = 0
         self._reset_budget = float(STATELESS_RESETS_PER_SECOND)
         self._reset_budget_time = trio.current_time()
-        self._sock = sock
+        self._udp = UDPSocket(sock)
+        # Datagrams received but not routed yet: what is left of one batch
+        # when a datagram in it opened a connection.
+        self._pending: deque[DatagramType] = deque()
         self._cid_length = connection_id_length
         self._versions = list(supported_versions)
         self._routes: dict[bytes, _ServerQUICStream] = {}
@@ -228,7 +244,7 @@ class QUICListener(QUICStreamListener):
     @property
     def address(self) -> AddressType:
         """The ``(host, port)`` the socket is bound to."""
-        return _address(self._sock.getsockname())
+        return _address(self._udp.getsockname())
 
     def statistics(self) -> QUICListenerStatistics:
         """Return the listener's counters."""
@@ -264,17 +280,16 @@ class QUICListener(QUICStreamListener):
         while True:
             if self._closed:
                 raise trio.ClosedResourceError("the QUIC listener is closed")
-            try:
-                data, raw_address = await self._sock.recvfrom(MAX_DATAGRAM_SIZE)
-            except OSError as exc:
-                if self._closed or exc.errno == errno.EBADF:
+            if not self._pending:
+                try:
+                    self._pending.extend(await self._udp.receive_batch())
+                except trio.ClosedResourceError:
                     raise trio.ClosedResourceError("the QUIC listener is closed") from None
-                # ICMP errors for earlier sends surface here on some systems: not fatal.
-                log.debug("UDP receive error %s", exc)
-                continue
-            stream = await self._route(data, _address(raw_address))
-            if stream is not None:
-                return stream
+            while self._pending:
+                data, address = self._pending.popleft()
+                stream = await self._route(data, address)
+                if stream is not None:
+                    return stream
 
     async def _route(self, data: bytes, address: AddressType) -> _ServerQUICStream | None:
         header = parse_quic_header(data, self._cid_length)
@@ -347,13 +362,15 @@ class QUICListener(QUICStreamListener):
         return True
 
     async def _send(self, data: bytes, address: AddressType) -> None:
+        await self._send_batch([(data, address)])
+
+    async def _send_batch(self, datagrams: Sequence[DatagramType]) -> None:
         if self._closed:
             raise trio.ClosedResourceError("the QUIC listener is closed")
         try:
-            await self._sock.sendto(data, address)
-        except OSError as exc:
-            # UDP is unreliable anyway: a failed send is a lost datagram.
-            log.debug("UDP send to %s failed: %s", address, exc)
+            await self._udp.send_batch(datagrams)
+        except trio.ClosedResourceError:
+            raise trio.ClosedResourceError("the QUIC listener is closed") from None
 
     def _update_routes(self, stream: _ServerQUICStream, cids: set[bytes]) -> None:
         for cid in stream._cids - cids:
@@ -380,7 +397,8 @@ class QUICListener(QUICStreamListener):
         """Close the socket; every connection's stream ends. Idempotent."""
         if not self._closed:
             self._closed = True
-            self._sock.close()
+            self._udp.close()
+            self._pending.clear()
             for stream in list(self._streams):
                 stream._listener_closed()
             self._routes.clear()
@@ -395,13 +413,15 @@ class UDPStream(DatagramStream):
     """
 
     def __init__(self, sock: trio.socket.SocketType, remote_address: AddressType) -> None:
-        self._sock = sock
+        self._udp = UDPSocket(sock)
         self._remote_address = remote_address
+        # The rest of the last batch received: at most one batch.
+        self._pending: deque[DatagramType] = deque()
 
     @property
     def local_address(self) -> AddressType:
         """Our ``(host, port)``."""
-        return _address(self._sock.getsockname())
+        return _address(self._udp.getsockname())
 
     @property
     def remote_address(self) -> AddressType:
@@ -409,27 +429,37 @@ class UDPStream(DatagramStream):
         return self._remote_address
 
     async def send(self, value: DatagramType) -> None:
-        data, address = value
+        await self.send_batch([value])
+
+    async def send_batch(self, datagrams: Sequence[DatagramType]) -> None:
         try:
-            await self._sock.sendto(data, address)
-        except OSError as exc:
-            if self._sock.fileno() == -1:
-                raise trio.ClosedResourceError("the UDP stream is closed") from None
-            log.debug("UDP send to %s failed: %s", address, exc)
+            await self._udp.send_batch(datagrams)
+        except trio.ClosedResourceError:
+            raise trio.ClosedResourceError("the UDP stream is closed") from None
 
     async def receive(self) -> DatagramType:
-        while True:
+        if self._pending:
+            await trio.lowlevel.checkpoint()
+            return self._pending.popleft()
+        try:
+            self._pending.extend(await self._udp.receive_batch())
+        except trio.ClosedResourceError:
+            raise trio.ClosedResourceError("the UDP stream is closed") from None
+        return self._pending.popleft()
+
+    def receive_nowait(self) -> DatagramType:
+        if not self._pending:
             try:
-                data, raw_address = await self._sock.recvfrom(MAX_DATAGRAM_SIZE)
-            except OSError as exc:
-                if self._sock.fileno() == -1:
-                    raise trio.ClosedResourceError("the UDP stream is closed") from None
-                log.debug("UDP receive error %s", exc)  # ICMP unreachable and the like
-                continue
-            return data, _address(raw_address)
+                self._pending.extend(self._udp.receive_nowait())
+            except trio.ClosedResourceError:
+                raise trio.ClosedResourceError("the UDP stream is closed") from None
+            if not self._pending:
+                raise trio.WouldBlock
+        return self._pending.popleft()
 
     async def aclose(self) -> None:
-        self._sock.close()
+        self._udp.close()
+        self._pending.clear()
         await trio.lowlevel.checkpoint()
 
 

@@ -169,6 +169,12 @@ class FlowControlledQuicConnection(QuicConnection):
         target = self._consumed_total + self._connection_window
         if target - max_data.value >= self._connection_window // 2:
             max_data.value = target
+        if (
+            max_data.value == max_data.sent
+            and self._local_max_streams_bidi.value == self._local_max_streams_bidi.sent
+            and self._local_max_streams_uni.value == self._local_max_streams_uni.sent
+        ):
+            return  # nothing to announce: this runs for every packet, so skip aioquic's checks
         # aioquic doubles the limit when max_data.used * 2 > max_data.value;
         # hide *used* while it writes the frames so that only our policy applies.
         used = max_data.used
@@ -186,6 +192,8 @@ class FlowControlledQuicConnection(QuicConnection):
             target = self._consumed.get(stream, 0) + self._stream_window
             if target - stream.max_stream_data_local >= self._stream_window // 2:
                 stream.max_stream_data_local = target
+        if stream.max_stream_data_local == stream.max_stream_data_local_sent:
+            return  # nothing to announce: this runs for every stream in every packet
         # aioquic doubles the limit when highest_offset * 2 > max_stream_data_local;
         # hide highest_offset while it writes the frame.
         highest = receiver.highest_offset
