@@ -92,13 +92,17 @@ class Ports:
     clear: int
 
 
-def ours_argv(app: str, certs: Certs, ports: Ports, *, http2_only: bool = False) -> list[str]:
+def ours_argv(
+    app: str, certs: Certs, ports: Ports, *, http2_only: bool = False, options: Sequence[str] = ()
+) -> list[str]:
     """``trio-hface server`` serving *app* over TLS (HTTP/1.1, HTTP/2, HTTP/3) and cleartext.
 
     Cleartext HTTP/2 needs a server of its own (``--http2``: prior knowledge); the default
-    cleartext endpoint speaks HTTP/1.1.
+    cleartext endpoint speaks HTTP/1.1. *options* go to the command as they are
+    (``--http1-impl httptools``).
     """
     argv = [sys.executable, "-m", "trio_hface", "server", "--cert", str(certs.cert), "--key", str(certs.key)]
+    argv += options
     if http2_only:
         return [*argv, "--http2", app, f"http://127.0.0.1:{ports.clear}"]
     return [*argv, app, f"https://127.0.0.1:{ports.tls}", f"http://127.0.0.1:{ports.clear}"]

@@ -28,13 +28,14 @@ figures never fail it. The full run takes about ten minutes.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -135,20 +136,28 @@ class Served:
 
 @contextmanager
 def servers(
-    app: str, certs: Certs, folder: Path, *, clear: bool = False, h2c: bool = False
+    app: str,
+    certs: Certs,
+    folder: Path,
+    *,
+    clear: bool = False,
+    h2c: bool = False,
+    options: Sequence[str] = (),
 ) -> Iterator[dict[str, Served]]:
     """Fresh hypercorn and ``trio-hface server`` processes serving *app*, by ``SERVERS`` key.
 
     The port to load is the TLS one (also QUIC's), or with *clear* the cleartext one; *h2c*
     makes ours a server speaking HTTP/2 with prior knowledge there (hypercorn does both). Fresh per test: a server that crashes (hypercorn's
     trio worker can) takes only one figure with it, and none inherits another test's leftovers.
+    *options* go to ``trio-hface server`` only.
     """
     stem = app.rsplit(":", 1)[0].rsplit(".", 1)[-1]
     reference, ours = Ports(free_port(), free_port()), Ports(free_port(), free_port())
-    logs = {kind: folder / f"{kind}-{stem}{'-h2c' if h2c else ''}.log" for kind in SERVERS}
+    suffix = ("-h2c" if h2c else "") + ("-" + "-".join(o.lstrip("-") for o in options) if options else "")
+    logs = {kind: folder / f"{kind}-{stem}{suffix}.log" for kind in SERVERS}
     argvs = {
         "reference": hypercorn_argv(app, certs, reference),
-        "ours": ours_argv(app, certs, ours, http2_only=h2c),
+        "ours": ours_argv(app, certs, ours, http2_only=h2c, options=options),
     }
     started: dict[str, Served] = {}
     try:
@@ -189,12 +198,19 @@ def check_ours(section: Section, test: str, figure: Figure) -> None:
         section.fail(f"{test}: trio_hface {figure.note or 'gave no figure'}")
 
 
-TCP_TESTS = (
-    ("HTTP/1.1 cleartext", True, False),
-    ("HTTP/1.1 TLS", True, True),
-    ("HTTP/2 cleartext (10 conns x 10 streams)", False, False),
-    ("HTTP/2 TLS (10 conns x 10 streams)", False, True),
-)
+#: The h2load tests of the server section: name, HTTP/1.1 (or HTTP/2), TLS, options of ours.
+TCP_TESTS: list[tuple[str, bool, bool, tuple[str, ...]]] = [
+    ("HTTP/1.1 cleartext", True, False, ()),
+    ("HTTP/1.1 TLS", True, True, ()),
+    ("HTTP/2 cleartext (10 conns x 10 streams)", False, False, ()),
+    ("HTTP/2 TLS (10 conns x 10 streams)", False, True, ()),
+]
+if importlib.util.find_spec("httptools") is not None:  # the speedups extra: HTTP/1.1 on httptools too
+    HTTPTOOLS = ("--http1-impl", "httptools")
+    TCP_TESTS[2:2] = [
+        ("HTTP/1.1 cleartext, ours on httptools", True, False, HTTPTOOLS),
+        ("HTTP/1.1 TLS, ours on httptools", True, True, HTTPTOOLS),
+    ]
 
 
 def loaded(served: Served, measure: Callable[[int], Figure]) -> Figure:
@@ -211,7 +227,7 @@ def server_app(section: Section, plan: Plan, certs: Certs, folder: Path, large: 
     unit = "MB/s" if large else "req/s"
     size, path = ("1 MiB", f"/{MIB}") if large else ("small", "/")
     app = PAYLOAD_APP if large else HELLO_APP
-    for name, h1, tls in TCP_TESTS:
+    for name, h1, tls, options in TCP_TESTS:
         scheme = "https" if tls else "http"
 
         def run_h2load(port: int, h1: bool = h1, scheme: str = scheme) -> Figure:
@@ -226,7 +242,7 @@ def server_app(section: Section, plan: Plan, certs: Certs, folder: Path, large: 
             )
             return load_figure(result, large)
 
-        with servers(app, certs, folder, clear=not tls, h2c=not (tls or h1)) as found:
+        with servers(app, certs, folder, clear=not tls, h2c=not (tls or h1), options=options) as found:
             figures = [loaded(found[kind], run_h2load) for kind in SERVERS]
         section.add(f"{name}, {size}", unit, *figures)
         check_ours(section, f"{name}, {size}", figures[1])
