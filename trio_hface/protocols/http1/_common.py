@@ -31,7 +31,7 @@ from ..._typing import HeadersType
 from ...errors import LocalProtocolError
 from ...events import DataReceived, Event, HeadersReceived, StreamResetSent
 from .._headers import HeaderError, HeaderKind, validate_headers
-from .._message import StreamState, Termination
+from .._message import StreamState, Termination, server_cannot_open
 from .._protocols import HTTP1Protocol
 
 __all__ = [
@@ -102,6 +102,58 @@ class HTTP1Base(HTTP1Protocol):
     @abstractmethod
     def _try_error_response(self, status: int) -> None:
         """Queue an error response with *status* if no response has started."""
+
+    @abstractmethod
+    def _send_request(self, stream_id: int, headers: HeadersType, end_stream: bool) -> None:
+        """Write a client's request head (and its end, with *end_stream*) and open the exchange."""
+
+    @abstractmethod
+    def _send_response(self, exchange: Exchange, headers: HeadersType, end_stream: bool) -> None:
+        """Write a server's response head, informational or final."""
+
+    @abstractmethod
+    def _write_trailers(self, trailers: list[tuple[bytes, bytes]]) -> None:
+        """Write the end of our message with these (checked) trailers."""
+
+    @abstractmethod
+    def _maybe_next_cycle(self) -> None:
+        """Forget the exchange once both messages are done, and get ready for the next."""
+
+    def get_available_stream_id(self) -> int:
+        if not self._client:
+            raise server_cannot_open("1")
+        if not self.is_available():
+            raise LocalProtocolError("this HTTP/1 connection cannot start a request now")
+        return self._next_stream_id
+
+    def submit_headers(self, stream_id: int, headers: HeadersType, end_stream: bool = False) -> None:
+        if self._client and self._exchange is None:
+            self._end.check_open()
+            if stream_id != self._next_stream_id or not self.is_available():
+                raise LocalProtocolError(
+                    f"cannot open stream {stream_id}; get an ID from get_available_stream_id()"
+                )
+            self._send_request(stream_id, headers, end_stream)
+            return
+        exchange = self._check_stream(stream_id)
+        if exchange.send.next_block(HeaderKind.RESPONSE) is HeaderKind.TRAILERS:
+            self._send_trailers(exchange, headers, end_stream)
+        else:
+            # A client's exchange starts with its request: it is past that.
+            assert not self._client
+            self._send_response(exchange, headers, end_stream)
+
+    def _send_trailers(self, exchange: Exchange, headers: HeadersType, end_stream: bool) -> None:
+        exchange.send.check_headers(HeaderKind.TRAILERS, end_stream=end_stream)
+        if self._tunnel:
+            raise LocalProtocolError("a tunnel has no trailers")
+        try:
+            _, regular = validate_headers(headers, HeaderKind.TRAILERS, multiplexed=False)
+        except HeaderError as exc:
+            raise LocalProtocolError(str(exc)) from None
+        self._write_trailers(regular)
+        exchange.send.headers(HeaderKind.TRAILERS, end_stream=True)
+        self._maybe_next_cycle()
 
     def eof_to_send(self) -> bool:
         """Whether the transport should now send EOF (a tunnel's half-close).

@@ -38,7 +38,6 @@ from ..._typing import HeadersType
 from ...errors import FlowControlError, LocalProtocolError
 from ...events import DataReceived, HeadersReceived
 from .._headers import HeaderError, HeaderKind, validate_headers
-from .._message import server_cannot_open
 from ._common import (
     DEFAULT_MAX_BUFFER_SIZE,
     DEFAULT_MAX_HEADER_SIZE,
@@ -118,40 +117,7 @@ class HTTPToolsProtocol(HTTP1Base):
             or (not self._keep_alive and (self._sent_end or self._received_end))
         )
 
-    def get_available_stream_id(self) -> int:
-        if not self._client:
-            raise server_cannot_open("1")
-        if not self.is_available():
-            raise LocalProtocolError("this HTTP/1 connection cannot start a request now")
-        return self._next_stream_id
-
     # -- application -> protocol -----------------------------------------
-
-    def submit_headers(self, stream_id: int, headers: HeadersType, end_stream: bool = False) -> None:
-        if self._client and self._exchange is None:
-            self._end.check_open()
-            if stream_id != self._next_stream_id or not self.is_available():
-                raise LocalProtocolError(
-                    f"cannot open stream {stream_id}; get an ID from get_available_stream_id()"
-                )
-            self._send_request(stream_id, headers, end_stream)
-            return
-        exchange = self._check_stream(stream_id)
-        if exchange.send.next_block(HeaderKind.RESPONSE) is HeaderKind.TRAILERS:
-            exchange.send.check_headers(HeaderKind.TRAILERS, end_stream=end_stream)
-            if self._tunnel:
-                raise LocalProtocolError("a tunnel has no trailers")
-            try:
-                _, regular = validate_headers(headers, HeaderKind.TRAILERS, multiplexed=False)
-            except HeaderError as exc:
-                raise LocalProtocolError(str(exc)) from None
-            self._send_end(regular)
-            exchange.send.headers(HeaderKind.TRAILERS, end_stream=True)
-            self._maybe_next_cycle()
-        else:
-            # A client's exchange starts with its request: it is past that.
-            assert not self._client
-            self._send_response(exchange, headers, end_stream)
 
     def _send_request(self, stream_id: int, headers: HeadersType, end_stream: bool) -> None:
         method, target, fields = request_parts(headers, end_stream)
@@ -239,6 +205,9 @@ class HTTPToolsProtocol(HTTP1Base):
         exchange.send.data(end_stream=end_stream)
         if end_stream:
             self._maybe_next_cycle()
+
+    def _write_trailers(self, trailers: list[tuple[bytes, bytes]]) -> None:
+        self._send_end(trailers)
 
     def _send_end(self, trailers: list[tuple[bytes, bytes]]) -> None:
         length = self._send_length

@@ -45,7 +45,6 @@ from ..._typing import HeadersType
 from ...errors import FlowControlError, LocalProtocolError
 from ...events import DataReceived, HeadersReceived
 from .._headers import HeaderError, HeaderKind, validate_headers
-from .._message import server_cannot_open
 from ._common import (
     DEFAULT_MAX_BUFFER_SIZE,
     DEFAULT_MAX_HEADER_SIZE,
@@ -109,31 +108,7 @@ class HTTP1ProtocolImpl(HTTP1Base):
             or self._h11.their_state in (h11.MUST_CLOSE, h11.CLOSED, h11.ERROR)
         )
 
-    def get_available_stream_id(self) -> int:
-        if not self._client:
-            raise server_cannot_open("1")
-        if not self.is_available():
-            raise LocalProtocolError("this HTTP/1 connection cannot start a request now")
-        return self._next_stream_id
-
     # -- application -> protocol -----------------------------------------
-
-    def submit_headers(self, stream_id: int, headers: HeadersType, end_stream: bool = False) -> None:
-        if self._client and self._exchange is None:
-            self._end.check_open()
-            if stream_id != self._next_stream_id or not self.is_available():
-                raise LocalProtocolError(
-                    f"cannot open stream {stream_id}; get an ID from get_available_stream_id()"
-                )
-            self._send_request(stream_id, headers, end_stream)
-            return
-        exchange = self._check_stream(stream_id)
-        if exchange.send.next_block(HeaderKind.RESPONSE) is HeaderKind.TRAILERS:
-            self._send_trailers(exchange, headers, end_stream)
-        else:
-            # A client's exchange starts with its request: it is past that.
-            assert not self._client
-            self._send_response(exchange, headers, end_stream)
 
     def _send_request(self, stream_id: int, headers: HeadersType, end_stream: bool) -> None:
         request = _request_to_h11(headers, end_stream)
@@ -179,17 +154,8 @@ class HTTP1ProtocolImpl(HTTP1Base):
         if end_stream:
             self._maybe_next_cycle()
 
-    def _send_trailers(self, exchange: Exchange, headers: HeadersType, end_stream: bool) -> None:
-        exchange.send.check_headers(HeaderKind.TRAILERS, end_stream=end_stream)
-        if self._tunnel:
-            raise LocalProtocolError("a tunnel has no trailers")
-        try:
-            _, regular = validate_headers(headers, HeaderKind.TRAILERS, multiplexed=False)
-        except HeaderError as exc:
-            raise LocalProtocolError(str(exc)) from None
-        self._h11_send(h11.EndOfMessage(headers=regular))
-        exchange.send.headers(HeaderKind.TRAILERS, end_stream=True)
-        self._maybe_next_cycle()
+    def _write_trailers(self, trailers: list[tuple[bytes, bytes]]) -> None:
+        self._h11_send(h11.EndOfMessage(headers=trailers))
 
     def submit_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         exchange = self._check_stream(stream_id)
@@ -237,12 +203,7 @@ class HTTP1ProtocolImpl(HTTP1Base):
             return
         self._eof_received = True
         if self._tunnel:
-            exchange = self._exchange
-            if exchange is not None and not exchange.receive.ended:
-                exchange.receive.end()
-                self._events.append(DataReceived(exchange.stream_id, b"", end_stream=True))
-            if exchange is not None and exchange.send.ended:
-                self._terminate(0, "tunnel closed")
+            self._tunnel_eof()
             return
         try:
             self._h11.receive_data(b"")
