@@ -205,7 +205,6 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
                 kind = HeaderKind.RESPONSE
         else:
             kind = state.next_block(HeaderKind.RESPONSE)
-        state.check_headers(kind, end_stream=end_stream)
         try:
             pseudo, _ = validate_headers(
                 headers,

@@ -164,7 +164,6 @@ class HTTP3ProtocolImpl(QuicDriver, HTTP3Protocol):
             send = stream.send
             # A client's stream starts with its request: it is past that.
             kind = send.next_block(HeaderKind.TRAILERS if self._is_client else HeaderKind.RESPONSE)
-        send.check_headers(kind, end_stream=end_stream)
         try:
             pseudo, _ = validate_headers(
                 headers, kind, multiplexed=True, allow_extended_connect=allow_connect
@@ -179,7 +178,7 @@ class HTTP3ProtocolImpl(QuicDriver, HTTP3Protocol):
                 # RFC 9114 section 4.5: no 101 Switching Protocols in HTTP/3.
                 raise LocalProtocolError("HTTP/3 does not allow the status 101")
             informational = status.startswith(b"1")
-            send.check_headers(kind, end_stream=end_stream, informational=informational)
+        send.check_headers(kind, end_stream=end_stream, informational=informational)
         try:
             h3.send_headers(stream_id, list(headers), end_stream=end_stream)
         except Exception as exc:  # pylsqpack or aioquic refusing what we checked
