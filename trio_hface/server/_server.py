@@ -46,13 +46,15 @@ from ..errors import StartupFailed
 from ..events import (
     HeadersReceived,
 )
-from ..protocols import ALPNHTTPFactory, HTTPOverQUICServerFactory, HTTPOverTCPFactory
+from ..networking import ServerNetworking
+from ..protocols import ALPNHTTPFactory, HTTPOverQUICServerFactory, HTTPOverTCPFactory, QUICLBConfig
 from ..protocols.http1 import HTTP1ServerFactory
 from ..protocols.http2 import HTTP2ServerFactory
 from ..protocols.http3 import HTTP3ServerFactory
 from ._asgi import ASGIApp, RequestCycle
 from ._config import ConfigAttribute, ServerConfig, ServerSettings
 from ._models import Endpoint, ServerProtocol
+from ._workers import WorkerPool, serve_workers
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
@@ -101,9 +103,32 @@ class StreamServer:
         #: applied and the server's defaults filled in (its factories and
         #: ``idle_timeout`` are never ``None``).
         self.config = self._configure(dataclasses.replace(config or ServerConfig(), **settings))
+        self._init_state()
+
+    def _init_state(self) -> None:
+        """The state of a run: what a copy in a worker process starts afresh."""
         self._shutdown = trio.Event()
         self._connections: set[_ConnectionHandler] = set()
         self._alt_svc_headers: dict[int, list[tuple[bytes, bytes]]] = {}
+        # The sockets to listen on (None: SystemNetworking); a worker's are bound beforehand.
+        self._networking: ServerNetworking | None = None
+
+    #: Attributes of a run, left out when a server is pickled for a worker process.
+    _RUN_STATE: tuple[str, ...] = (
+        "_shutdown",
+        "_connections",
+        "_alt_svc_headers",
+        "_networking",
+        "_serving_done",
+        "_bound",
+    )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in self._RUN_STATE}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_state()
 
     def _configure(self, config: ServerConfig) -> ServerConfig:
         """Fill in the server's defaults where *config* leaves them to it."""
@@ -179,6 +204,45 @@ class StreamServer:
                             await self._cleanup()
                     outer.cancel_scope.cancel()
 
+    async def run_workers(
+        self,
+        endpoints: Sequence[Endpoint | str],
+        *,
+        workers: int,
+        quic_lb: QUICLBConfig | None = None,
+        task_status: trio.TaskStatus[WorkerPool] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve from *workers* processes on the same ports until cancelled or :meth:`shutdown`.
+
+        This process becomes the supervisor (see :ref:`production`): it binds
+        every endpoint once per worker with ``SO_REUSEPORT``, starts the
+        workers (each a ``spawn``-ed interpreter running :meth:`run` on a
+        pickled copy of this server, so the application must be importable
+        by its module path), restarts those that die, and on shutdown stops
+        them all gracefully. Settings such as ``max_connections`` apply to
+        each worker. HTTP/3 connections stay on their worker when the
+        client's address changes: the kernel steers datagrams by a worker
+        octet in the connection IDs, where it can (:attr:`WorkerPool.steering`).
+
+        Starts (``task_status.started``) once every worker serves, with the
+        :class:`WorkerPool` (bound endpoints, process IDs, the steering mode).
+
+        :param endpoints: where to listen, as for :meth:`run`
+        :param workers: the number of worker processes, at least 1
+        :param quic_lb: a QUIC-LB configuration, so that the HTTP/3
+            connection IDs carry this machine's server ID too (for a
+            connection-ID-aware load balancer in front of several machines)
+        :raises ValueError: for an endpoint this configuration cannot serve
+            or a number of workers out of range
+        :raises OSError: if an address cannot be bound
+        :raises StartupFailed: if a worker exits before it serves
+        """
+        parsed = [e if isinstance(e, Endpoint) else Endpoint.parse(e) for e in endpoints]
+        if not parsed:
+            raise ValueError("give at least one endpoint")
+        with single_exception():
+            await serve_workers(self, parsed, workers=workers, quic_lb=quic_lb, task_status=task_status)
+
     async def _serve(self, endpoints: list[Endpoint], task_status: trio.TaskStatus[None]) -> None:
         self._serving_done = trio.Event()
         try:
@@ -234,6 +298,7 @@ class StreamServer:
                 if tcp_factory is not None:
                     tcp = await HTTPOverTCPListener.create(
                         tcp_factory,
+                        self._networking,
                         local_address=endpoint.address,
                         tls_config=tls,
                         handshake_timeout=self.handshake_timeout,
@@ -247,6 +312,7 @@ class StreamServer:
                     assert tls is not None
                     quic = await HTTPOverQUICListener.create(
                         self.http3_factory,
+                        self._networking,
                         local_address=(endpoint.host, port),
                         tls_config=tls,
                         connection_limit=limit,
@@ -263,6 +329,33 @@ class StreamServer:
                     await listener.aclose()
             raise
         return listeners, bound, alt_svc
+
+    # -- worker processes (see _workers.py) ---------------------------------
+
+    def _transports(self, endpoint: Endpoint) -> tuple[bool, bool]:
+        """Whether *endpoint* is served on TCP, and on QUIC.
+
+        :raises ValueError: for an endpoint this configuration cannot serve
+        """
+        tcp = self._tcp_factory(endpoint) is not None
+        if endpoint.tls and self.tls_config is None:
+            raise ValueError(f"{endpoint} needs a TLS configuration (certificate and key)")
+        return tcp, self._serves_http3(endpoint)
+
+    def _become_worker(
+        self, networking: ServerNetworking, http3_factory: HTTPOverQUICServerFactory | None
+    ) -> None:
+        """In a worker process: listen on the sockets of *networking*, and issue routed connection IDs."""
+        self._networking = networking
+        if http3_factory is not None:
+            self.http3_factory = http3_factory
+
+    async def _wait_shutdown(self) -> None:
+        await self._shutdown.wait()
+
+    @property
+    def _stop_timeout(self) -> float:
+        return self.graceful_timeout + SHUTDOWN_MARGIN + LIFESPAN_TIMEOUT
 
     def _tcp_factory(self, endpoint: Endpoint) -> HTTPOverTCPFactory | None:
         protocol = self.protocol
@@ -428,11 +521,16 @@ class ASGIServer(StreamServer):
         read_timeout: float | None = 60.0,
         **settings: Unpack[ServerSettings],
     ) -> None:
-        super().__init__(config, **settings)
         self.app = app
+        super().__init__(config, **settings)
         self.root_path = root_path
         self.read_timeout = read_timeout
-        self._lifespan = _Lifespan(app)
+
+    _RUN_STATE = (*StreamServer._RUN_STATE, "_lifespan")
+
+    def _init_state(self) -> None:
+        super()._init_state()
+        self._lifespan = _Lifespan(self.app)
 
     async def _startup(self, nursery: trio.Nursery) -> None:
         self._lifespan = _Lifespan(self.app)
