@@ -47,13 +47,15 @@ def alive(pid: int) -> bool:
 
 @asynccontextmanager
 async def workers(
-    server: ASGIServer, count: int = 2, endpoint: str = "https://127.0.0.1:0"
+    server: ASGIServer, count: int = 2, endpoint: str = "https://127.0.0.1:0", **options: Any
 ) -> AsyncIterator[WorkerPool]:
     """Run *server* in *count* workers; afterwards, no worker process may be left."""
     seen: set[int] = set()
     async with trio.open_nursery() as nursery:
         pool: WorkerPool = await nursery.start(
-            lambda task_status: server.run_workers([endpoint], workers=count, task_status=task_status)
+            lambda task_status: server.run_workers(
+                [endpoint], workers=count, task_status=task_status, **options
+            )
         )
         try:
             seen.update(pid for pid in pool.pids if pid is not None)
@@ -162,12 +164,14 @@ class RebindingNetworking(UDPClientNetworking):
         return stream
 
 
-async def test_http3_address_change_stays_on_its_worker(certs: Certs) -> None:
+@pytest.mark.parametrize("kernel_steering", [True, False], ids=["kernel", "forwarding"])
+async def test_http3_address_change_stays_on_its_worker(certs: Certs, kernel_steering: bool) -> None:
     """Each of 50 HTTP/3 connections keeps working, on the same worker, after its client's port changes."""
     server = ASGIServer(worker_app.app, tls_config=certs.server)
     with trio.fail_after(TEST_TIMEOUT):
-        async with workers(server) as pool, trio.open_nursery() as readers:
-            if pool.steering != SteeringMode.KERNEL:
+        async with workers(server, kernel_steering=kernel_steering) as pool, trio.open_nursery() as readers:
+            expected = SteeringMode.KERNEL if kernel_steering else SteeringMode.FORWARD
+            if pool.steering != expected:
                 pytest.skip(f"no kernel steering here: {pool.steering}")
             port = pool.endpoints[0].port
             networking = RebindingNetworking(readers)
@@ -190,14 +194,15 @@ async def test_http3_address_change_stays_on_its_worker(certs: Certs) -> None:
             readers.cancel_scope.cancel()
 
 
-async def test_stateless_reset_from_either_worker(certs: Certs) -> None:
+@pytest.mark.parametrize("kernel_steering", [True, False], ids=["kernel", "forwarding"])
+async def test_stateless_reset_from_either_worker(certs: Certs, kernel_steering: bool) -> None:
     """A short-header packet of an unknown connection gets a stateless reset with the shared key, whichever worker it reaches."""
     key = os.urandom(32)
     server = ASGIServer(
         worker_app.app, tls_config=certs.server, http3_factory=HTTP3ServerFactory(stateless_reset_key=key)
     )
     with trio.fail_after(TEST_TIMEOUT):
-        async with workers(server) as pool:
+        async with workers(server, kernel_steering=kernel_steering) as pool:
             port = pool.endpoints[0].port
             sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             with sock:

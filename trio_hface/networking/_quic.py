@@ -56,6 +56,7 @@ from ..protocols.http3 import (
     stateless_reset_token,
 )
 from ._abc import DatagramStream, QUICStream, QUICStreamListener
+from ._forward import DatagramForwarder
 from ._udp import UDPSocket
 
 __all__ = [
@@ -240,6 +241,14 @@ class QUICListener(QUICStreamListener):
         self._dropped_queue_full = 0
         self._dropped_unroutable = 0
         self._version_negotiations = 0
+        self._forwarder: DatagramForwarder | None = None
+
+    def set_forwarder(self, forwarder: DatagramForwarder) -> None:
+        """Send datagrams of connections owned by other worker processes to them (see ``_forward.py``).
+
+        Also receives what the other workers forward here; the listener closes *forwarder*.
+        """
+        self._forwarder = forwarder
 
     @property
     def address(self) -> AddressType:
@@ -282,7 +291,10 @@ class QUICListener(QUICStreamListener):
                 raise trio.ClosedResourceError("the QUIC listener is closed")
             if not self._pending:
                 try:
-                    self._pending.extend(await self._udp.receive_batch())
+                    if self._forwarder is None:
+                        self._pending.extend(await self._udp.receive_batch())
+                    else:
+                        self._pending.extend(await self._forwarder.receive_with(self._udp))
                 except trio.ClosedResourceError:
                     raise trio.ClosedResourceError("the QUIC listener is closed") from None
             while self._pending:
@@ -301,6 +313,8 @@ class QUICListener(QUICStreamListener):
         stream = self._routes.get(header.destination_cid)
         if stream is not None:
             stream._deliver((data, address))
+            return None
+        if self._forwarder is not None and self._forwarder.forward(header.destination_cid, data, address):
             return None
         if header.is_long_header and header.version not in self._versions:
             if len(data) >= MIN_INITIAL_SIZE:
@@ -398,6 +412,8 @@ class QUICListener(QUICStreamListener):
         if not self._closed:
             self._closed = True
             self._udp.close()
+            if self._forwarder is not None:
+                self._forwarder.close()
             self._pending.clear()
             for stream in list(self._streams):
                 stream._listener_closed()

@@ -26,7 +26,7 @@ in the kernel's reuse-port group: socket *i* is worker *i*'s.
   random connection ID, lands on whichever worker its octet names, which
   then owns the connection. Datagrams too short to hold that octet get an
   index out of range, which makes the kernel fall back to its hash.
-* Where the option is unavailable, the group keeps the kernel's hash, and
+* Where the option is unavailable (or not wanted), the group keeps the kernel's hash, and
   each worker forwards the datagrams whose connection ID names another worker
   to that worker over a local datagram socket (see ``_forward.py``).
 """
@@ -45,14 +45,17 @@ import trio
 from .._models import ServerTLSConfig
 from .._typing import AddressType
 from ._abc import QUICStreamListener
+from ._forward import DatagramForwarder
 from ._system import SystemNetworking
 from ._tls import server_ssl_context
 
 __all__ = [
+    "FORWARD_BUFFER_SIZE",
     "PreboundNetworking",
     "attach_connection_id_steering",
     "bind_reuse_port",
     "connection_id_steering_program",
+    "forwarding_pairs",
 ]
 
 log = logging.getLogger(__name__)
@@ -133,6 +136,30 @@ def attach_connection_id_steering(sock: stdlib_socket.socket, worker_count: int)
     return True
 
 
+#: Send buffer of each forwarding socket, in bytes: a burst of a few hundred datagrams.
+FORWARD_BUFFER_SIZE = 1024 * 1024
+
+
+def forwarding_pairs(count: int) -> list[tuple[stdlib_socket.socket, stdlib_socket.socket]]:
+    """One ``AF_UNIX`` datagram socket pair per worker: ``(send end, receive end)`` (see ``_forward.py``)."""
+    pairs = []
+    try:
+        for _ in range(count):
+            send, receive = stdlib_socket.socketpair(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_DGRAM)
+            pairs.append((send, receive))
+            for sock, option in ((send, stdlib_socket.SO_SNDBUF), (receive, stdlib_socket.SO_RCVBUF)):
+                try:
+                    sock.setsockopt(stdlib_socket.SOL_SOCKET, option, FORWARD_BUFFER_SIZE)
+                except OSError:
+                    pass  # the default buffer works, with more drops in bursts
+    except BaseException:
+        for pair in pairs:
+            for sock in pair:
+                sock.close()
+        raise
+    return pairs
+
+
 def _reuse_port_available() -> bool:
     return hasattr(stdlib_socket, "SO_REUSEPORT")
 
@@ -189,6 +216,8 @@ class PreboundNetworking(SystemNetworking):
 
     :param tcp: the worker's listening TCP sockets by the ``(host, port)`` they were bound for
     :param udp: the worker's UDP sockets, likewise
+    :param forwarders: for each UDP socket, the forwarder of misrouted
+        datagrams (where the kernel does not steer them), likewise
     :raises OSError: from ``listen_*`` for an address without sockets here
     """
 
@@ -196,9 +225,11 @@ class PreboundNetworking(SystemNetworking):
         self,
         tcp: Mapping[AddressType, Sequence[stdlib_socket.socket]],
         udp: Mapping[AddressType, Sequence[stdlib_socket.socket]],
+        forwarders: Mapping[AddressType, Sequence[DatagramForwarder]] | None = None,
     ) -> None:
         self._tcp = tcp
         self._udp = udp
+        self._forwarders = forwarders or {}
 
     def _sockets(
         self, table: Mapping[AddressType, Sequence[stdlib_socket.socket]], address: AddressType
@@ -238,13 +269,17 @@ class PreboundNetworking(SystemNetworking):
         from ._quic import QUICListener
 
         await trio.lowlevel.checkpoint()
-        return [
-            QUICListener(
+        forwarders = self._forwarders.get(local_address, ())
+        listeners = []
+        for index, sock in enumerate(self._sockets(self._udp, local_address)):
+            listener = QUICListener(
                 trio.socket.from_stdlib_socket(sock),
                 connection_id_length=quic_connection_id_length,
                 supported_versions=quic_supported_versions,
                 stateless_reset_key=quic_stateless_reset_key,
                 retry=quic_retry,
             )
-            for sock in self._sockets(self._udp, local_address)
-        ]
+            if index < len(forwarders):
+                listener.set_forwarder(forwarders[index])
+            listeners.append(listener)
+        return listeners

@@ -210,6 +210,7 @@ class StreamServer:
         *,
         workers: int,
         quic_lb: QUICLBConfig | None = None,
+        kernel_steering: bool = True,
         task_status: trio.TaskStatus[WorkerPool] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve from *workers* processes on the same ports until cancelled or :meth:`shutdown`.
@@ -232,6 +233,9 @@ class StreamServer:
         :param quic_lb: a QUIC-LB configuration, so that the HTTP/3
             connection IDs carry this machine's server ID too (for a
             connection-ID-aware load balancer in front of several machines)
+        :param kernel_steering: let the kernel steer QUIC datagrams to their
+            worker where it can; ``False`` makes the workers forward
+            misrouted datagrams to each other instead, as where it cannot
         :raises ValueError: for an endpoint this configuration cannot serve
             or a number of workers out of range
         :raises OSError: if an address cannot be bound
@@ -241,7 +245,14 @@ class StreamServer:
         if not parsed:
             raise ValueError("give at least one endpoint")
         with single_exception():
-            await serve_workers(self, parsed, workers=workers, quic_lb=quic_lb, task_status=task_status)
+            await serve_workers(
+                self,
+                parsed,
+                workers=workers,
+                quic_lb=quic_lb,
+                kernel_steering=kernel_steering,
+                task_status=task_status,
+            )
 
     async def _serve(self, endpoints: list[Endpoint], task_status: trio.TaskStatus[None]) -> None:
         self._serving_done = trio.Event()

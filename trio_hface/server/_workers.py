@@ -49,7 +49,13 @@ import trio
 from .._typing import AddressType
 from ..errors import StartupFailed
 from ..networking import ServerNetworking
-from ..networking._reuseport import PreboundNetworking, attach_connection_id_steering, bind_reuse_port
+from ..networking._forward import DatagramForwarder
+from ..networking._reuseport import (
+    PreboundNetworking,
+    attach_connection_id_steering,
+    bind_reuse_port,
+    forwarding_pairs,
+)
 from ..protocols import ConnectionIDRouting, HTTPOverQUICServerFactory, QUICLBConfig
 from . import _asgi
 from ._models import Endpoint
@@ -104,9 +110,9 @@ class SteeringMode:
     NONE = "none"
     #: The kernel picks the socket by the connection ID (SO_ATTACH_REUSEPORT_CBPF).
     KERNEL = "kernel (SO_ATTACH_REUSEPORT_CBPF by the connection ID's first octet)"
-    #: The kernel spreads by its 4-tuple hash: connections stay on their
-    #: worker while the client's address does not change.
-    HASH = "4-tuple hash (no SO_ATTACH_REUSEPORT_CBPF: a client's address change breaks its connection)"
+    #: The kernel spreads by its 4-tuple hash, and the workers forward the
+    #: datagrams of other workers' connections to them (over local sockets).
+    FORWARD = "forwarding between workers (the kernel spreads by 4-tuple, without SO_ATTACH_REUSEPORT_CBPF)"
 
 
 @dataclass
@@ -119,6 +125,8 @@ class _WorkerSpec:
     count: int
     tcp: dict[AddressType, list[stdlib_socket.socket]]
     udp: dict[AddressType, list[stdlib_socket.socket]]
+    #: With forwarding: per address, per UDP socket, this worker's receive end and everyone's send ends.
+    forward: dict[AddressType, list[tuple[stdlib_socket.socket, list[stdlib_socket.socket]]]]
     stateless_reset_key: bytes
     quic_lb: QUICLBConfig | None
     log_level: int | None
@@ -174,6 +182,7 @@ async def serve_workers(
     *,
     workers: int,
     quic_lb: QUICLBConfig | None = None,
+    kernel_steering: bool = True,
     task_status: trio.TaskStatus[WorkerPool] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run *server* in *workers* processes on the same sockets until it shuts down (see the module)."""
@@ -181,6 +190,8 @@ async def serve_workers(
         raise ValueError(f"workers must be at least 1, not {workers!r}")
     ConnectionIDRouting(0, workers, quic_lb)  # validates the count against QUIC-LB
     tcp, udp, bound, served, http3 = await _bind(server, list(endpoints), workers)
+    # Per address, per resolved address: one socket pair per worker (forwarding only).
+    pairs: dict[AddressType, list[list[tuple[stdlib_socket.socket, stdlib_socket.socket]]]] = {}
     try:
         steering = SteeringMode.NONE
         if http3 and workers > 1:
@@ -189,11 +200,16 @@ async def serve_workers(
                     f"{type(server.http3_factory).__name__} cannot issue connection IDs for workers: "
                     "serve HTTP/3 with one worker"
                 )
-            steering = SteeringMode.KERNEL
+            steering = SteeringMode.KERNEL if kernel_steering else SteeringMode.FORWARD
             for group in udp.values():
                 for address_index in range(len(group[0])):
-                    if not attach_connection_id_steering(group[0][address_index], workers):
-                        steering = SteeringMode.HASH
+                    if steering == SteeringMode.KERNEL and not attach_connection_id_steering(
+                        group[0][address_index], workers
+                    ):
+                        steering = SteeringMode.FORWARD
+            if steering == SteeringMode.FORWARD:
+                for address, group in udp.items():
+                    pairs[address] = [forwarding_pairs(workers) for _ in group[0]]
             log.info("QUIC datagrams reach their worker by %s", steering)
         pool = WorkerPool(bound, steering, [_Worker(i) for i in range(workers)])
         key = server.http3_factory.quic_stateless_reset_key or os.urandom(32)
@@ -205,6 +221,12 @@ async def serve_workers(
                 count=workers,
                 tcp={address: socks[i] for address, socks in tcp.items()},
                 udp={address: socks[i] for address, socks in udp.items()},
+                forward={
+                    address: [
+                        (per_address[i][1], [send for send, _ in per_address]) for per_address in groups
+                    ]
+                    for address, groups in pairs.items()
+                },
                 stateless_reset_key=key,
                 quic_lb=quic_lb,
                 log_level=_log_level(),
@@ -217,6 +239,11 @@ async def serve_workers(
             for socks in table.values():
                 for per_worker in socks:
                     for sock in per_worker:
+                        sock.close()
+        for groups in pairs.values():
+            for per_address in groups:
+                for pair in per_address:
+                    for sock in pair:
                         sock.close()
 
 
@@ -398,11 +425,13 @@ def _worker_main(spec: _WorkerSpec) -> None:
 
 async def _run_worker(spec: _WorkerSpec) -> None:
     server = spec.server
-    routed = server.http3_factory.for_worker(
-        ConnectionIDRouting(spec.index, spec.count, spec.quic_lb),
-        stateless_reset_key=spec.stateless_reset_key,
-    )
-    server._become_worker(PreboundNetworking(spec.tcp, spec.udp), routed)
+    routing = ConnectionIDRouting(spec.index, spec.count, spec.quic_lb)
+    routed = server.http3_factory.for_worker(routing, stateless_reset_key=spec.stateless_reset_key)
+    forwarders = {
+        address: [DatagramForwarder(routing.worker_of, spec.index, mine, sends) for mine, sends in per_socket]
+        for address, per_socket in spec.forward.items()
+    }
+    server._become_worker(PreboundNetworking(spec.tcp, spec.udp, forwarders), routed)
     pipe = spec.pipe
     assert pipe is not None
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
