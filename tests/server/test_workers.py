@@ -283,3 +283,20 @@ def test_steering_program_shape() -> None:
     assert len(program) % 8 == 0 and program[-8:-6] == (0x16).to_bytes(2, sys.byteorder)
     with pytest.raises(ValueError):
         connection_id_steering_program(0)
+
+
+async def test_retry_tokens_valid_on_every_worker(certs: Certs) -> None:
+    """With Retry on, each of 20 HTTP/3 connections opens, though its retried Initial may reach another worker."""
+    server = ASGIServer(worker_app.app, tls_config=certs.server, quic_retry=True)
+    with trio.fail_after(TEST_TIMEOUT):
+        async with workers(server) as pool:
+            port = pool.endpoints[0].port
+            opener = HTTPOverQUICOpener(HTTP3ClientFactory(), tls_config=certs.client, handshake_timeout=5)
+            served = set()
+            for _ in range(20):
+                async with trio.open_nursery() as nursery:
+                    connection = await opener(("127.0.0.1", port), tls=True, server_name="localhost")
+                    async with connection:
+                        served.add((await fetch_pid(connection, nursery))[0])
+                    nursery.cancel_scope.cancel()
+            assert served == set(pool.pids)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import socket as stdlib_socket
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -208,6 +209,10 @@ class QUICListener(QUICStreamListener):
     :param stateless_reset_key: the key the connections' reset tokens derive
         from, or ``None`` to send no stateless resets
     :param retry: validate client addresses with Retry before accepting
+    :param retry_key: the Retry token key that several listeners (worker
+        processes) share; their tokens are then dated by the system's
+        monotonic clock, which every process shares. ``None``: a key of this
+        listener's own, and Trio's clock
     """
 
     def __init__(
@@ -218,8 +223,10 @@ class QUICListener(QUICStreamListener):
         supported_versions: Sequence[int],
         stateless_reset_key: bytes | None = None,
         retry: bool = False,
+        retry_key: bytes | None = None,
     ) -> None:
-        self._retry = QUICRetry(connection_id_length) if retry else None
+        self._retry = QUICRetry(connection_id_length, retry_key) if retry else None
+        self._retry_clock: Callable[[], float] = trio.current_time if retry_key is None else time.monotonic
         self._retries = 0
         self._invalid_tokens = 0
         self._reset_key = stateless_reset_key
@@ -338,7 +345,7 @@ class QUICListener(QUICStreamListener):
                 return None
             validation: tuple[bytes, bytes] | None = None
             if self._retry is not None:
-                now = trio.current_time()
+                now = self._retry_clock()
                 if not header.token:
                     self._retries += 1
                     await self._send(self._retry.retry_packet(header, address, now), address)
@@ -486,6 +493,7 @@ async def open_quic_listeners(
     supported_versions: Sequence[int],
     stateless_reset_key: bytes | None = None,
     retry: bool = False,
+    retry_key: bytes | None = None,
 ) -> list[QUICListener]:
     """Bind a UDP socket for each address *local_address* resolves to.
 
@@ -517,6 +525,7 @@ async def open_quic_listeners(
                     supported_versions=supported_versions,
                     stateless_reset_key=stateless_reset_key,
                     retry=retry,
+                    retry_key=retry_key,
                 )
             )
     except BaseException:

@@ -265,6 +265,7 @@ class PreboundNetworking(SystemNetworking):
         quic_supported_versions: Sequence[int],
         quic_stateless_reset_key: bytes | None = None,
         quic_retry: bool = False,
+        quic_retry_key: bytes | None = None,
     ) -> Sequence[QUICStreamListener]:
         from ._quic import QUICListener
 
@@ -278,6 +279,7 @@ class PreboundNetworking(SystemNetworking):
                 supported_versions=quic_supported_versions,
                 stateless_reset_key=quic_stateless_reset_key,
                 retry=quic_retry,
+                retry_key=quic_retry_key,
             )
             if index < len(forwarders):
                 listener.set_forwarder(forwarders[index])

@@ -97,6 +97,7 @@ class StreamServer:
     handshake_timeout = ConfigAttribute[float]()
     max_connections = ConfigAttribute[int | None]()
     max_connections_per_address = ConfigAttribute[int | None]()
+    quic_retry = ConfigAttribute[bool]()
 
     def __init__(self, config: ServerConfig | None = None, **settings: Unpack[ServerSettings]) -> None:
         #: The configuration in effect: *config* with the keyword arguments
@@ -112,6 +113,8 @@ class StreamServer:
         self._alt_svc_headers: dict[int, list[tuple[bytes, bytes]]] = {}
         # The sockets to listen on (None: SystemNetworking); a worker's are bound beforehand.
         self._networking: ServerNetworking | None = None
+        # The Retry token key that worker processes share (None: the listeners' own).
+        self._retry_key: bytes | None = None
 
     #: Attributes of a run, left out when a server is pickled for a worker process.
     _RUN_STATE: tuple[str, ...] = (
@@ -119,6 +122,7 @@ class StreamServer:
         "_connections",
         "_alt_svc_headers",
         "_networking",
+        "_retry_key",
         "_serving_done",
         "_bound",
     )
@@ -326,6 +330,8 @@ class StreamServer:
                         self._networking,
                         local_address=(endpoint.host, port),
                         tls_config=tls,
+                        retry=self.quic_retry,
+                        retry_key=self._retry_key,
                         connection_limit=limit,
                     )
                     listeners.append(quic)
@@ -354,10 +360,15 @@ class StreamServer:
         return tcp, self._serves_http3(endpoint)
 
     def _become_worker(
-        self, networking: ServerNetworking, http3_factory: HTTPOverQUICServerFactory | None
+        self,
+        networking: ServerNetworking,
+        http3_factory: HTTPOverQUICServerFactory | None,
+        retry_key: bytes,
     ) -> None:
-        """In a worker process: listen on the sockets of *networking*, and issue routed connection IDs."""
+        """In a worker process: listen on the sockets of *networking*, issue routed
+        connection IDs, and share the Retry token key."""
         self._networking = networking
+        self._retry_key = retry_key
         if http3_factory is not None:
             self.http3_factory = http3_factory
 
@@ -516,7 +527,7 @@ class ASGIServer(StreamServer):
         (``tls_config``, ``protocol``, ``http1_factory``, ``http2_factory``,
         ``http3_factory``, ``alt_svc``, ``graceful_timeout``,
         ``idle_timeout``, ``handshake_timeout``, ``max_connections``,
-        ``max_connections_per_address``), which overrides the field of *config*
+        ``max_connections_per_address``, ``quic_retry``), which overrides the field of *config*
     :raises ValueError: for a setting out of range (see :class:`ServerConfig`)
 
     The fields of :attr:`config` are attributes of the server too

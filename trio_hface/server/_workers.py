@@ -8,7 +8,7 @@ Theory of operation
 itself, one per worker on each endpoint's port with ``SO_REUSEPORT``
 (:func:`.bind_reuse_port`), attaches the kernel's QUIC steering to the UDP
 groups (:func:`.attach_connection_id_steering`), and draws the secrets that
-every worker must share (the stateless-reset key). Then it starts the workers
+every worker must share (the stateless-reset key, the Retry token key). Then it starts the workers
 with :mod:`multiprocessing`'s ``spawn`` context: each is a fresh interpreter
 that unpickles the server (the ASGI application by its import path), gets its
 own sockets by file-descriptor passing, and runs its own :func:`trio.run`
@@ -74,7 +74,10 @@ class WorkerServer(Protocol):
     def _transports(self, endpoint: Endpoint) -> tuple[bool, bool]: ...
 
     def _become_worker(
-        self, networking: ServerNetworking, http3_factory: HTTPOverQUICServerFactory | None
+        self,
+        networking: ServerNetworking,
+        http3_factory: HTTPOverQUICServerFactory | None,
+        retry_key: bytes,
     ) -> None: ...
 
     async def _wait_shutdown(self) -> None: ...
@@ -128,6 +131,7 @@ class _WorkerSpec:
     #: With forwarding: per address, per UDP socket, this worker's receive end and everyone's send ends.
     forward: dict[AddressType, list[tuple[stdlib_socket.socket, list[stdlib_socket.socket]]]]
     stateless_reset_key: bytes
+    retry_key: bytes
     quic_lb: QUICLBConfig | None
     log_level: int | None
     #: The worker's end of its pipe to the supervisor (set for each start).
@@ -213,6 +217,7 @@ async def serve_workers(
             log.info("QUIC datagrams reach their worker by %s", steering)
         pool = WorkerPool(bound, steering, [_Worker(i) for i in range(workers)])
         key = server.http3_factory.quic_stateless_reset_key or os.urandom(32)
+        retry_key = os.urandom(16)  # AES-128-GCM, as aioquic's own tokens
         specs = [
             _WorkerSpec(
                 server=server,
@@ -228,6 +233,7 @@ async def serve_workers(
                     for address, groups in pairs.items()
                 },
                 stateless_reset_key=key,
+                retry_key=retry_key,
                 quic_lb=quic_lb,
                 log_level=_log_level(),
             )
@@ -431,7 +437,7 @@ async def _run_worker(spec: _WorkerSpec) -> None:
         address: [DatagramForwarder(routing.worker_of, spec.index, mine, sends) for mine, sends in per_socket]
         for address, per_socket in spec.forward.items()
     }
-    server._become_worker(PreboundNetworking(spec.tcp, spec.udp, forwarders), routed)
+    server._become_worker(PreboundNetworking(spec.tcp, spec.udp, forwarders), routed, spec.retry_key)
     pipe = spec.pipe
     assert pipe is not None
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
