@@ -20,6 +20,7 @@ import trio
 
 from tests.conftest import Certs
 from tests.handlers import Client
+from tests.helpers import require_tool
 from tests.server import worker_app
 from trio_hface.connections import HTTPConnection, HTTPOverQUICOpener, HTTPOverTCPOpener
 from trio_hface.networking import DatagramStream, SystemNetworking, UDPClientNetworking
@@ -27,7 +28,7 @@ from trio_hface.networking._reuseport import connection_id_steering_program
 from trio_hface.protocols.http1 import HTTP1ClientFactory
 from trio_hface.protocols.http2 import HTTP2ClientFactory
 from trio_hface.protocols.http3 import HTTP3ClientFactory, HTTP3ServerFactory, stateless_reset_token
-from trio_hface.server import ASGIServer, SteeringMode, WorkerPool
+from trio_hface.server import ASGIServer, ProxyServer, SteeringMode, WorkerPool
 
 pytestmark = pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="needs SO_REUSEPORT")
 
@@ -47,7 +48,7 @@ def alive(pid: int) -> bool:
 
 @asynccontextmanager
 async def workers(
-    server: ASGIServer, count: int = 2, endpoint: str = "https://127.0.0.1:0", **options: Any
+    server: ASGIServer | ProxyServer, count: int = 2, endpoint: str = "https://127.0.0.1:0", **options: Any
 ) -> AsyncIterator[WorkerPool]:
     """Run *server* in *count* workers; afterwards, no worker process may be left."""
     seen: set[int] = set()
@@ -300,3 +301,34 @@ async def test_retry_tokens_valid_on_every_worker(certs: Certs) -> None:
                         served.add((await fetch_pid(connection, nursery))[0])
                     nursery.cancel_scope.cancel()
             assert served == set(pool.pids)
+
+
+async def test_proxy_workers_tunnel(certs: Certs) -> None:
+    """ProxyServer with 2 workers tunnels CONNECT requests from both workers to an origin."""
+    origin = ASGIServer(worker_app.app)
+    proxy = ProxyServer()
+    curl = require_tool("curl")
+    with trio.fail_after(TEST_TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            (bound, *_) = await nursery.start(origin.run, ["http://127.0.0.1:0"])
+            async with workers(proxy, endpoint="http://127.0.0.1:0") as pool:
+                proxy_url = f"http://127.0.0.1:{pool.endpoints[0].port}"
+                for _ in range(6):
+                    result = await trio.run_process(
+                        [
+                            curl,
+                            "-sS",
+                            "--max-time",
+                            "20",
+                            "--proxytunnel",
+                            "-x",
+                            proxy_url,
+                            f"http://127.0.0.1:{bound.port}/",
+                        ],
+                        capture_stdout=True,
+                        capture_stderr=True,
+                        check=False,
+                    )
+                    assert result.returncode == 0, result.stderr
+                    assert result.stdout == str(os.getpid()).encode() + b"\n"  # the origin runs here
+            origin.shutdown()
