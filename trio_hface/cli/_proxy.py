@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from typing import Any
 
@@ -67,7 +68,7 @@ def run_proxy(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     proxy = ProxyServer(config=server_config(args, endpoints), allow=args.allow)
     try:
-        trio.run(serve, proxy, endpoints, worker_count(args), args.quic_lb)
+        trio.run(functools.partial(serve, workers=worker_count(args), quic_lb=args.quic_lb), proxy, endpoints)
     except BaseException as exc:
         if find_exception(exc, (KeyboardInterrupt,)) is not None:
             return 130

@@ -318,7 +318,9 @@ def run_server(args: argparse.Namespace) -> int:
     )
     server = ASGIServer(app, config=config)
     try:
-        trio.run(serve, server, endpoints, worker_count(args), args.quic_lb)
+        trio.run(
+            functools.partial(serve, workers=worker_count(args), quic_lb=args.quic_lb), server, endpoints
+        )
     except BaseException as exc:
         if find_exception(exc, (KeyboardInterrupt,)) is not None:
             return 130  # a second Ctrl-C: stop without waiting
