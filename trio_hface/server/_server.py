@@ -47,14 +47,14 @@ from ..events import (
     HeadersReceived,
 )
 from ..networking import ServerNetworking
-from ..protocols import ALPNHTTPFactory, HTTPOverQUICServerFactory, HTTPOverTCPFactory, QUICLBConfig
+from ..protocols import ALPNHTTPFactory, HTTPOverQUICServerFactory, HTTPOverTCPFactory
 from ..protocols.http1 import HTTP1ServerFactory
 from ..protocols.http2 import HTTP2ServerFactory
 from ..protocols.http3 import HTTP3ServerFactory
 from ._asgi import ASGIApp, RequestCycle
 from ._config import ConfigAttribute, ServerConfig, ServerSettings
 from ._models import Endpoint, ServerProtocol
-from ._workers import WorkerPool, serve_workers
+from ._workers import WorkerMode
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
@@ -77,7 +77,7 @@ SHUTDOWN_MARGIN = 5.0
 ALT_SVC_MAX_AGE = 86400
 
 
-class StreamServer:
+class StreamServer(WorkerMode):
     """What the ASGI server and the proxy server share: endpoints, listeners,
     a task per connection and per stream, graceful shutdown. Not public API.
     """
@@ -207,56 +207,6 @@ class StreamServer:
                         with trio.move_on_after(LIFESPAN_TIMEOUT):
                             await self._cleanup()
                     outer.cancel_scope.cancel()
-
-    async def run_workers(
-        self,
-        endpoints: Sequence[Endpoint | str],
-        *,
-        workers: int,
-        quic_lb: QUICLBConfig | None = None,
-        kernel_steering: bool = True,
-        task_status: trio.TaskStatus[WorkerPool] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Serve from *workers* processes on the same ports until cancelled or :meth:`shutdown`.
-
-        This process becomes the supervisor (see :ref:`production`): it binds
-        every endpoint once per worker with ``SO_REUSEPORT``, starts the
-        workers (each a ``spawn``-ed interpreter running :meth:`run` on a
-        pickled copy of this server, so the application must be importable
-        by its module path), restarts those that die, and on shutdown stops
-        them all gracefully. Settings such as ``max_connections`` apply to
-        each worker. HTTP/3 connections stay on their worker when the
-        client's address changes: the kernel steers datagrams by a worker
-        octet in the connection IDs, where it can (:attr:`WorkerPool.steering`).
-
-        Starts (``task_status.started``) once every worker serves, with the
-        :class:`WorkerPool` (bound endpoints, process IDs, the steering mode).
-
-        :param endpoints: where to listen, as for :meth:`run`
-        :param workers: the number of worker processes, at least 1
-        :param quic_lb: a QUIC-LB configuration, so that the HTTP/3
-            connection IDs carry this machine's server ID too (for a
-            connection-ID-aware load balancer in front of several machines)
-        :param kernel_steering: let the kernel steer QUIC datagrams to their
-            worker where it can; ``False`` makes the workers forward
-            misrouted datagrams to each other instead, as where it cannot
-        :raises ValueError: for an endpoint this configuration cannot serve
-            or a number of workers out of range
-        :raises OSError: if an address cannot be bound
-        :raises StartupFailed: if a worker exits before it serves
-        """
-        parsed = [e if isinstance(e, Endpoint) else Endpoint.parse(e) for e in endpoints]
-        if not parsed:
-            raise ValueError("give at least one endpoint")
-        with single_exception():
-            await serve_workers(
-                self,
-                parsed,
-                workers=workers,
-                quic_lb=quic_lb,
-                kernel_steering=kernel_steering,
-                task_status=task_status,
-            )
 
     async def _serve(self, endpoints: list[Endpoint], task_status: trio.TaskStatus[None]) -> None:
         self._serving_done = trio.Event()

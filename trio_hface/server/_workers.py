@@ -42,10 +42,11 @@ import socket as stdlib_socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import trio
 
+from .._groups import single_exception
 from .._typing import AddressType
 from ..errors import StartupFailed
 from ..networking import ServerNetworking
@@ -89,7 +90,7 @@ class WorkerServer(Protocol):
     ) -> None: ...
 
 
-__all__ = ["SteeringMode", "WorkerPool", "WorkerServer", "serve_workers"]
+__all__ = ["SteeringMode", "WorkerMode", "WorkerPool", "WorkerServer", "serve_workers"]
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,60 @@ class WorkerPool:
         worker.restarts += 1
         self._restarted.set()
         self._restarted = trio.Event()
+
+
+class WorkerMode:
+    """The worker mode of :class:`ASGIServer` and :class:`ProxyServer`: :meth:`run_workers`."""
+
+    async def run_workers(
+        self,
+        endpoints: Sequence[Endpoint | str],
+        *,
+        workers: int,
+        quic_lb: QUICLBConfig | None = None,
+        kernel_steering: bool = True,
+        task_status: trio.TaskStatus[WorkerPool] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve from *workers* processes on the same ports until cancelled or :meth:`shutdown`.
+
+        This process becomes the supervisor (see :ref:`production`): it binds
+        every endpoint once per worker with ``SO_REUSEPORT``, starts the
+        workers (each a ``spawn``-ed interpreter running :meth:`run` on a
+        pickled copy of this server, so the application must be importable
+        by its module path), restarts those that die, and on shutdown stops
+        them all gracefully. Settings such as ``max_connections`` apply to
+        each worker. HTTP/3 connections stay on their worker when the
+        client's address changes: the kernel steers datagrams by a worker
+        octet in the connection IDs, where it can (:attr:`WorkerPool.steering`).
+
+        Starts (``task_status.started``) once every worker serves, with the
+        :class:`WorkerPool` (bound endpoints, process IDs, the steering mode).
+
+        :param endpoints: where to listen, as for :meth:`run`
+        :param workers: the number of worker processes, at least 1
+        :param quic_lb: a QUIC-LB configuration, so that the HTTP/3
+            connection IDs carry this machine's server ID too (for a
+            connection-ID-aware load balancer in front of several machines)
+        :param kernel_steering: let the kernel steer QUIC datagrams to their
+            worker where it can; ``False`` makes the workers forward
+            misrouted datagrams to each other instead, as where it cannot
+        :raises ValueError: for an endpoint this configuration cannot serve
+            or a number of workers out of range
+        :raises OSError: if an address cannot be bound
+        :raises StartupFailed: if a worker exits before it serves
+        """
+        parsed = [e if isinstance(e, Endpoint) else Endpoint.parse(e) for e in endpoints]
+        if not parsed:
+            raise ValueError("give at least one endpoint")
+        with single_exception():
+            await serve_workers(
+                cast(WorkerServer, self),
+                parsed,
+                workers=workers,
+                quic_lb=quic_lb,
+                kernel_steering=kernel_steering,
+                task_status=task_status,
+            )
 
 
 async def serve_workers(
