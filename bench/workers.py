@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/workers.py [--quick] [--workers N]
 
-For HTTP/1.1 (h2load ``--h1 -c 20``), HTTP/2 (h2load ``-c 20 -m 10``), both over TLS, and
+For HTTP/1.1 (h2load ``--h1 -c 64``), HTTP/2 (h2load ``-c 64 -m 20``), both over TLS, and
 HTTP/3 (a swarm of ngtcp2 ``gtlsclient`` processes), the hello-world app is served by one
 process (``--workers 1``: the plain server, no supervisor) and by N worker processes, one
 after the other in the same run, and the table gives requests per second and the ratio.
@@ -94,8 +94,8 @@ def measure(
     else:
         result = h2load(
             f"https://127.0.0.1:{port}/",
-            clients=20,
-            streams=1 if protocol == "h1" else 10,
+            clients=64,
+            streams=1 if protocol == "h1" else 20,
             h1=protocol == "h1",
             duration=duration,
             warm_up=min(1.0, duration / 2),
