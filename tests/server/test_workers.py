@@ -23,6 +23,7 @@ from tests.handlers import Client
 from tests.helpers import require_tool
 from tests.server import worker_app
 from trio_hface.connections import HTTPConnection, HTTPOverQUICOpener, HTTPOverTCPOpener
+from trio_hface.events import ConnectionTerminated, DataReceived, Event, GoawayReceived
 from trio_hface.networking import DatagramStream, SystemNetworking, UDPClientNetworking
 from trio_hface.networking._reuseport import connection_id_steering_program
 from trio_hface.protocols.http1 import HTTP1ClientFactory
@@ -332,3 +333,33 @@ async def test_proxy_workers_tunnel(certs: Certs) -> None:
                     assert result.returncode == 0, result.stderr
                     assert result.stdout == str(os.getpid()).encode() + b"\n"  # the origin runs here
             origin.shutdown()
+
+
+@pytest.mark.parametrize("version", ["2", "3"])
+async def test_shutdown_drains_with_goaway(certs: Certs, version: str) -> None:
+    """Shutdown with 2 workers: an HTTP/2 or HTTP/3 response in flight gets GOAWAY, then completes."""
+    server = ASGIServer(worker_app.app, tls_config=certs.server, graceful_timeout=20)
+    opener: Any = (
+        HTTPOverTCPOpener(HTTP2ClientFactory(), tls_config=certs.client)
+        if version == "2"
+        else HTTPOverQUICOpener(HTTP3ClientFactory(), tls_config=certs.client)
+    )
+    events: list[Event] = []
+    with trio.fail_after(TEST_TIMEOUT):
+        async with workers(server) as pool:
+            port = pool.endpoints[0].port
+            async with await opener(("127.0.0.1", port), tls=True, server_name="localhost") as connection:
+                sid = connection.get_available_stream_id()
+                request = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"localhost")]
+                await connection.send_headers(sid, [*request, (b":path", b"/slow?1.5")], end_stream=True)
+                body = b""
+                while not any(getattr(e, "end_stream", False) for e in events):
+                    event = await connection.receive_event()
+                    events.append(event)
+                    if isinstance(event, DataReceived):
+                        body += event.data
+                        if body == b"started\n":
+                            server.shutdown()  # the response is in flight
+                    assert not isinstance(event, ConnectionTerminated), events
+    assert any(isinstance(e, GoawayReceived) for e in events), events
+    assert body.startswith(b"started\n") and int(body.split(b"\n")[1]) > 0
