@@ -166,9 +166,12 @@ class RebindingNetworking(UDPClientNetworking):
         return stream
 
 
+@pytest.mark.parametrize("new_cid", [False, True], ids=["same-cid", "new-cid"])
 @pytest.mark.parametrize("kernel_steering", [True, False], ids=["kernel", "forwarding"])
-async def test_http3_address_change_stays_on_its_worker(certs: Certs, kernel_steering: bool) -> None:
-    """Each of 50 HTTP/3 connections keeps working, on the same worker, after its client's port changes."""
+async def test_http3_address_change_stays_on_its_worker(
+    certs: Certs, kernel_steering: bool, new_cid: bool
+) -> None:
+    """Each of 50 HTTP/3 connections keeps working, on the same worker, after its client's port (and CID) change."""
     server = ASGIServer(worker_app.app, tls_config=certs.server)
     with trio.fail_after(TEST_TIMEOUT):
         async with workers(server, kernel_steering=kernel_steering) as pool, trio.open_nursery() as readers:
@@ -187,6 +190,11 @@ async def test_http3_address_change_stays_on_its_worker(certs: Certs, kernel_ste
                         nursery.start_soon(client.run)
                         before, _ = await client.fetch(b"/")
                         await networking.streams[-1].open()  # a new local port
+                        if new_cid:  # and a connection ID the server issued later (aioquic internals)
+                            quic = connection._quic._quic  # type: ignore[attr-defined]
+                            old_cid = quic._peer_cid.cid
+                            quic.change_connection_id()
+                            assert quic._peer_cid.cid != old_cid
                         with trio.fail_after(10):
                             after, _ = await client.fetch(b"/")
                         assert after[b"x-worker-pid"] == before[b"x-worker-pid"]
