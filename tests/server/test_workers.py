@@ -371,3 +371,14 @@ async def test_shutdown_drains_with_goaway(certs: Certs, version: str) -> None:
                     assert not isinstance(event, ConnectionTerminated), events
     assert any(isinstance(e, GoawayReceived) for e in events), events
     assert body.startswith(b"started\n") and int(body.split(b"\n")[1]) > 0
+
+
+async def test_application_that_cannot_reach_a_worker() -> None:
+    """An application that does not pickle (a local function) is a ValueError that says why, and no process is left."""
+
+    async def local_app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("never called")
+
+    server = ASGIServer(local_app)
+    with trio.fail_after(TEST_TIMEOUT), pytest.raises(ValueError, match="importable by its module path"):
+        await server.run_workers(["http://127.0.0.1:0"], workers=2)

@@ -37,6 +37,7 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 import signal
 import socket as stdlib_socket
 from collections.abc import Sequence
@@ -370,10 +371,12 @@ async def _supervise(
     context = multiprocessing.get_context("spawn")
     try:
         async with trio.open_nursery() as nursery:
-            with trio.fail_after(STARTUP_TIMEOUT):
+            with trio.move_on_after(STARTUP_TIMEOUT) as waiting:
                 for worker, spec in zip(pool._workers, specs, strict=True):
                     if not await _start(context, worker, spec):
                         raise StartupFailed(f"worker {worker.index} exited before it served")
+            if waiting.cancelled_caught:
+                raise StartupFailed(f"the workers did not all serve within {STARTUP_TIMEOUT:.0f} s")
             log.info("%d workers serving (pids %s)", len(specs), pool.pids)
             task_status.started(pool)
             for worker, spec in zip(pool._workers, specs, strict=True):
@@ -392,6 +395,12 @@ async def _start(context: Any, worker: _Worker, spec: _WorkerSpec) -> bool:
     process = context.Process(target=_worker_main, args=(spec,), name=f"trio-hface worker {worker.index}")
     try:
         process.start()
+    except (pickle.PicklingError, AttributeError, TypeError) as exc:
+        ours.close()
+        raise ValueError(
+            f"the server cannot be sent to a worker process ({exc}): "
+            "its application must be importable by its module path"
+        ) from exc
     finally:
         theirs.close()
         spec.pipe = None
