@@ -187,6 +187,42 @@ def test_large_body_moves_in_window_sized_pieces(link: Link) -> None:
     assert pieces >= 5  # the 1 MiB windows were used up and granted again
 
 
+def test_full_packets_offer_no_more_stream_frames(link: Link, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ten responses sent at once arrive whole, and once a packet is full aioquic's STREAM
+    frame writer is not asked again for it: about one call per packet, not one per stream."""
+    from aioquic.quic.connection import QuicConnection
+
+    calls = 0
+    write_stream_frame = QuicConnection._write_stream_frame
+
+    def counted(self: QuicConnection, *args: object, **kwargs: object) -> int:
+        nonlocal calls
+        calls += 1
+        return int(write_stream_frame(self, *args, **kwargs))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(QuicConnection, "_write_stream_frame", counted)
+    stream_ids = [request(link) for _ in range(10)]
+    link.pump()
+    drain(link.server)
+    bodies = {stream_id: random.Random(stream_id).randbytes(200_000) for stream_id in stream_ids}
+    for stream_id, body in bodies.items():
+        link.server.submit_headers(stream_id, OK)
+        link.server.submit_data(stream_id, body, end_stream=True)
+    packets = 0
+    events: list[Event] = []
+    for _ in range(1000):
+        moved = link.xfer(link.server, link.client)
+        packets += moved
+        link.xfer(link.client, link.server)
+        events += drain(link.client)
+        if not moved and all(body_of(events, s) == bodies[s] for s in stream_ids):
+            break
+        link.tick(link.now + ROUND)
+    assert all(body_of(events, s) == bodies[s] for s in stream_ids)
+    assert packets >= 2_000_000 // 1500
+    assert calls < packets + 10 * len(stream_ids)  # without the check: about ten per packet
+
+
 def assert_nothing_held(protocol: HTTP3ProtocolImpl) -> None:
     """Check that aioquic sent every queued byte: the send window never over-promised."""
     quic = protocol._quic
