@@ -294,6 +294,43 @@ def test_receiver_that_does_not_read_stalls_the_connection(certs: Certs) -> None
     assert 0 < _fill(link, stream_ids) <= window
 
 
+def _assert_credit_totals_agree(protocol: HTTP3ProtocolImpl) -> int:
+    quic = protocol._quic
+    assert quic is not None
+    credit = quic.connection_send_credit()
+    assert credit == quic.connection_send_credit_by_streams()
+    return credit
+
+
+def test_connection_credit_totals_agree_with_the_streams(certs: Certs) -> None:
+    """The connection's send credit, kept as running totals, equals the sum over its streams:
+    with bytes queued but unsent, after a reset of ours, and after the peer's STOP_SENDING."""
+    link = _stall_link(certs, max_data=64 * 1024, max_stream_data=48 * 1024)
+    first, second, third = (request(link, POST, end_stream=False) for _ in range(3))
+    link.pump()
+    start = _assert_credit_totals_agree(link.client)
+    link.client.submit_data(first, b"x" * 20_000)
+    link.client.submit_data(second, b"y" * 30_000)  # queued, nothing sent yet
+    assert _assert_credit_totals_agree(link.client) < start - 50_000
+    link.client.submit_stream_reset(first, H3_REQUEST_CANCELLED)  # its 20,000 bytes are abandoned
+    _assert_credit_totals_agree(link.client)
+    link.pump()
+    drain(link.server)
+    server_quic = link.server._quic
+    assert server_quic is not None
+    link.client.submit_data(third, b"z" * 5_000)  # queued when STOP_SENDING arrives
+    server_quic.stop_stream(third, H3_REQUEST_CANCELLED)
+    link.xfer(link.server, link.client)
+    _assert_credit_totals_agree(link.client)
+    link.pump()
+    drain(link.client)
+    drain(link.server)
+    _assert_credit_totals_agree(link.client)
+    link.client.submit_data(second, b"y" * 1_000, end_stream=True)
+    link.pump()
+    assert _assert_credit_totals_agree(link.client) > 0
+
+
 def test_submitting_more_than_the_window_raises(link: Link) -> None:
     """FlowControlError names the numbers, and the stream stays usable."""
     stream_id = request(link, POST, end_stream=False)

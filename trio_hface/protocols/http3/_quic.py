@@ -27,6 +27,12 @@ reset stream, data after STOP_SENDING) count at once.
 The send side is left to aioquic; :meth:`FlowControlledQuicConnection.stream_send_credit`
 and :meth:`FlowControlledQuicConnection.connection_send_credit` compute how many
 more bytes may be queued without aioquic holding them for flow-control reasons.
+The connection's figure is kept as two running totals, so that asking costs
+the same with one stream as with a hundred (it is asked before every body
+piece): the bytes ever queued on streams (:meth:`~FlowControlledQuicConnection.send_stream_data`)
+and the bytes abandoned unsent when a stream's sending part was reset (by us,
+or by the peer's STOP_SENDING). Every other queued byte is sent or will be, and
+uses the peer's MAX_DATA: the credit is that limit less the difference.
 
 Internals of aioquic used here (checked against aioquic 1.7.2):
 ``_local_max_data`` (a ``Limit`` with ``value``, ``used``, ``sent``),
@@ -36,6 +42,7 @@ Internals of aioquic used here (checked against aioquic 1.7.2):
 ``QuicStream.max_stream_data_local`` / ``max_stream_data_remote``,
 ``QuicStreamReceiver.highest_offset`` / ``is_finished`` and
 ``QuicStreamSender.highest_offset`` / ``_buffer_stop`` / ``_reset_error_code``,
+``_handle_stop_sending_frame``,
 ``_host_cids`` and ``_replenish_connection_ids`` (stateless reset tokens),
 ``_handle_ack_frame`` and ``_packet_number`` (one counter for every packet
 number space: the next packet number we send), ``_write_stream_frame`` and
@@ -49,7 +56,6 @@ builds, and a full packet has no room left: with ten busy streams, nine of
 every ten offers built nothing at the cost of a frame size computation each.
 :meth:`FlowControlledQuicConnection._write_stream_frame` answers such an offer
 at once when the packet has no room even for the smallest frame header.
-
 
 Hostile peers
 -------------
@@ -117,6 +123,9 @@ class FlowControlledQuicConnection(QuicConnection):
         self._local_max_streams_bidi.value = max_streams_bidi
         self._local_max_streams_bidi.sent = max_streams_bidi
         self._consumed_total = 0
+        # Send side: bytes queued on all streams, and bytes of reset streams never to be sent.
+        self._queued_total = 0
+        self._abandoned_total = 0
         # Bytes consumed per stream, forgotten with the stream object.
         self._consumed: weakref.WeakKeyDictionary[QuicStream, int] = weakref.WeakKeyDictionary()
 
@@ -239,6 +248,38 @@ class FlowControlledQuicConnection(QuicConnection):
             return 0
         return max(0, stream.max_stream_data_remote - stream.sender._buffer_stop)
 
+    def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        super().send_stream_data(stream_id, data, end_stream)
+        self._queued_total += len(data)
+
+    def reset_stream(self, stream_id: int, error_code: int) -> None:
+        stream = self._streams.get(stream_id)
+        unsent = self._unsent(stream)
+        super().reset_stream(stream_id, error_code)
+        self._abandon(stream, unsent)
+
+    def _handle_stop_sending_frame(self, context: QuicReceiveContext, frame_type: int, buf: Buffer) -> None:
+        # aioquic resets the stream's sending part when STOP_SENDING arrives.
+        start = buf.tell()
+        stream_id = buf.pull_uint_var()
+        buf.seek(start)
+        stream = self._streams.get(stream_id)
+        unsent = self._unsent(stream)
+        super()._handle_stop_sending_frame(context, frame_type, buf)
+        self._abandon(stream, unsent)
+
+    @staticmethod
+    def _unsent(stream: QuicStream | None) -> int | None:
+        """Bytes queued on a stream but never sent yet, or ``None`` if it is gone or already reset."""
+        if stream is None or stream.sender._reset_error_code is not None:
+            return None
+        return int(stream.sender._buffer_stop - stream.sender.highest_offset)
+
+    def _abandon(self, stream: QuicStream | None, unsent: int | None) -> None:
+        """Count a stream's unsent bytes as never to be sent if it was reset just now."""
+        if stream is not None and unsent is not None and stream.sender._reset_error_code is not None:
+            self._abandoned_total += unsent
+
     def request_bytes_queued(self) -> int:
         """Return how many bytes were queued on bidirectional streams so far (sent or not)."""
         return sum(
@@ -252,6 +293,12 @@ class FlowControlledQuicConnection(QuicConnection):
         Bytes already queued but not sent yet are subtracted: they will use
         the credit when aioquic sends them.
         """
+        # The unsent bytes are queued - abandoned - sent, and the sent ones are
+        # _remote_max_data_used: what is left is the limit less what will use it.
+        return max(0, self._remote_max_data - self._queued_total + self._abandoned_total)
+
+    def connection_send_credit_by_streams(self) -> int:
+        """:meth:`connection_send_credit` computed stream by stream (for tests: the totals must agree)."""
         unsent = 0
         for stream in self._streams.values():
             sender = stream.sender
