@@ -275,6 +275,27 @@ def test_receiver_that_does_not_read_stalls_the_sender(certs: Certs) -> None:
     assert window // 2 <= more <= window
 
 
+def test_streams_awaiting_new_limits_are_bounded(link: Link) -> None:
+    """The streams whose limit is to be worked out again stay at most one more than the
+    open streams, even when aioquic discards streams before their next packet."""
+    quic = link.server._quic
+    assert quic is not None
+    for _ in range(30):
+        stream_id = request(link, POST, end_stream=False)
+        link.client.submit_data(stream_id, b"x" * 3000)
+        link.pump()
+        drain(link.server)  # consumed: the stream's limit is due
+        assert stream_id in quic._credit_due
+        del quic._streams[stream_id]  # gone before a packet worked its limit out
+        assert len(quic._credit_due) <= len(quic._streams) + 1
+    stream_id = request(link, POST, end_stream=False)
+    link.client.submit_data(stream_id, b"x" * 3000)
+    link.pump()
+    drain(link.server)
+    link.pump()
+    assert stream_id not in quic._credit_due  # worked out in the next packet
+
+
 def test_receiver_that_does_not_read_stalls_the_connection(certs: Certs) -> None:
     """Credit follows consumption: unread streams stop the sender at one connection window."""
     window = 64 * 1024

@@ -128,6 +128,9 @@ class FlowControlledQuicConnection(QuicConnection):
         self._abandoned_total = 0
         # Bytes consumed per stream, forgotten with the stream object.
         self._consumed: weakref.WeakKeyDictionary[QuicStream, int] = weakref.WeakKeyDictionary()
+        # Streams consumed from since their limit was last worked out (at most
+        # one more than the streams aioquic holds: see consume()).
+        self._credit_due: set[int] = set()
 
     # -- stateless reset ---------------------------------------------------
 
@@ -173,6 +176,10 @@ class FlowControlledQuicConnection(QuicConnection):
         stream = self._streams.get(stream_id)
         if stream is not None:
             self._consumed[stream] = self._consumed.get(stream, 0) + count
+            due = self._credit_due
+            due.add(stream_id)
+            if len(due) > len(self._streams):  # forget streams aioquic discarded meanwhile
+                due.intersection_update(self._streams)
 
     @property
     def consumed_total(self) -> int:
@@ -212,13 +219,19 @@ class FlowControlledQuicConnection(QuicConnection):
     def _write_stream_limits(
         self, builder: QuicPacketBuilder, space: QuicPacketSpace, stream: QuicStream
     ) -> None:
-        receiver = stream.receiver
-        if stream.max_stream_data_local and not receiver.is_finished:
-            target = self._consumed.get(stream, 0) + self._stream_window
-            if target - stream.max_stream_data_local >= self._stream_window // 2:
-                stream.max_stream_data_local = target
+        # This runs for every stream in every packet: the new limit is worked
+        # out only for a stream consumed from since, and nothing else is done
+        # when there is nothing to announce.
+        due = self._credit_due
+        if due and stream.stream_id in due:
+            due.discard(stream.stream_id)
+            if stream.max_stream_data_local and not stream.receiver.is_finished:
+                target = self._consumed.get(stream, 0) + self._stream_window
+                if target - stream.max_stream_data_local >= self._stream_window // 2:
+                    stream.max_stream_data_local = target
         if stream.max_stream_data_local == stream.max_stream_data_local_sent:
-            return  # nothing to announce: this runs for every stream in every packet
+            return
+        receiver = stream.receiver
         # aioquic doubles the limit when highest_offset * 2 > max_stream_data_local;
         # hide highest_offset while it writes the frame.
         highest = receiver.highest_offset
