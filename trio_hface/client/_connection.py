@@ -219,14 +219,21 @@ class Exchange:
         self.request_complete = False
         self.trailers: list[tuple[bytes, bytes]] = []
 
-    async def send_request(self, request: Request, headers: HeadersType, nursery: trio.Nursery) -> None:
-        """Send the headers now and the body in a task of *nursery*, alongside reading the response."""
+    async def send_request(
+        self, request: Request, headers: HeadersType, nursery: trio.Nursery | None
+    ) -> None:
+        """Send the headers now and the body in a task of *nursery*, alongside reading the response.
+
+        A request without a body needs no nursery.
+        """
         content = request.content
         empty = isinstance(content, bytes) and not content
         await self.connection.send_headers(self.stream_id, headers, end_stream=empty)
         if empty:
             self.request_complete = True
         else:
+            if nursery is None:
+                raise ValueError("a request with a body needs a nursery for its upload")
             nursery.start_soon(self._send_body, content)
 
     async def _send_body(self, content: bytes | AsyncIterable[bytes]) -> None:
@@ -255,29 +262,37 @@ class Exchange:
     async def next_event(self, read_timeout: float | None) -> Event:
         """The next event of the exchange's stream.
 
+        An event that already waits is taken without a checkpoint (nor a
+        cancel scope): the rest of a small response usually came with its head.
+
         :raises ConnectionLost: if the connection ended first
         :raises RequestRefused: if the server said it will not process the request
         :raises RemoteProtocolError: if the server broke the protocol
         :raises ReadTimeout: if nothing came in *read_timeout* seconds
         """
-        deadline = math.inf if read_timeout is None else trio.current_time() + read_timeout
-        with trio.move_on_at(deadline) as scope:
+        try:
             try:
+                return self._events.receive_nowait()
+            except trio.WouldBlock:
+                pass
+            deadline = math.inf if read_timeout is None else trio.current_time() + read_timeout
+            with trio.move_on_at(deadline):
                 return await self._events.receive()
-            except (trio.EndOfChannel, trio.ClosedResourceError):
-                if self.stream_id in self.pooled.refused:
-                    raise RequestRefused(
-                        self.stream_id,
-                        self.connection.error_codes.refused_stream,
-                        f"{self.pooled.origin} did not process the request (GOAWAY)",
-                    ) from None
-                if self.pooled.failure is not None:
-                    raise RemoteProtocolError(
-                        f"the connection to {self.pooled.origin} failed: {self.pooled.failure}"
-                    ) from None
-                raise ConnectionLost(f"the connection to {self.pooled.origin} ended") from None
-        assert scope.cancelled_caught
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise self._ended() from None
         raise ReadTimeout(f"no response data from {self.pooled.origin} in {read_timeout} s")
+
+    def _ended(self) -> Exception:
+        """What a read of the stream raises once its events ended."""
+        if self.stream_id in self.pooled.refused:
+            return RequestRefused(
+                self.stream_id,
+                self.connection.error_codes.refused_stream,
+                f"{self.pooled.origin} did not process the request (GOAWAY)",
+            )
+        if self.pooled.failure is not None:
+            return RemoteProtocolError(f"the connection to {self.pooled.origin} failed: {self.pooled.failure}")
+        return ConnectionLost(f"the connection to {self.pooled.origin} ended")
 
     async def receive_head(self, read_timeout: float | None) -> Response:
         """Wait for the final response's headers (informational ones are collected)."""
@@ -312,23 +327,47 @@ class Exchange:
     async def receive_body(self, read_timeout: float | None) -> AsyncIterable[bytes]:
         """Yield body chunks until the response ends; collect trailers."""
         while not self.response_complete:
-            event = await self.next_event(read_timeout)
-            if isinstance(event, DataReceived):
-                self.response_complete = event.end_stream
-                if event.data:
-                    yield event.data
-            elif isinstance(event, HeadersReceived):
-                self.trailers = [(n, v) for n, v in event.headers if not n.startswith(b":")]
-                self.response_complete = True
-            elif isinstance(event, StreamReset):
-                raise StreamResetError(self.stream_id, event.error_code)
+            chunk = self._body_event(await self.next_event(read_timeout))
+            if chunk:
+                yield chunk
+
+    async def read_body(self, read_timeout: float | None) -> bytes:
+        """Read the rest of the body (as :meth:`receive_body` does, in one piece)."""
+        chunks: list[bytes] = []
+        while not self.response_complete:
+            chunk = self._body_event(await self.next_event(read_timeout))
+            if chunk:
+                chunks.append(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _body_event(self, event: Event) -> bytes | None:
+        """Take an event of the body: its data, if it has some; trailers are kept."""
+        if isinstance(event, DataReceived):
+            self.response_complete = event.end_stream
+            return event.data
+        if isinstance(event, HeadersReceived):
+            self.trailers = [(n, v) for n, v in event.headers if not n.startswith(b":")]
+            self.response_complete = True
+        elif isinstance(event, StreamReset):
+            raise StreamResetError(self.stream_id, event.error_code)
+        return None
+
+    def release_nowait(self) -> bool:
+        """Release the stream if that needs no I/O (the response was read to its end, or the
+        connection is gone); return whether it did. Otherwise :meth:`aclose` must reset it."""
+        if not self.response_complete and not self.pooled.dead:
+            return False
+        self._events.close()
+        self.pooled.finish_exchange(self)
+        return True
 
     async def aclose(self) -> None:
         """Release the stream: reset it if the response was not read to the end."""
+        if self.release_nowait():
+            return
         self._events.close()
-        if not self.response_complete and not self.pooled.dead:
-            try:
-                await self.connection.send_stream_reset(self.stream_id, self.connection.error_codes.cancel)
-            except CONNECTION_ERRORS:
-                pass
+        try:
+            await self.connection.send_stream_reset(self.stream_id, self.connection.error_codes.cancel)
+        except CONNECTION_ERRORS:
+            pass
         self.pooled.finish_exchange(self)
