@@ -29,7 +29,7 @@ from ._altsvc import AltSvcCache
 from ._connection import Exchange, PooledConnection
 from ._errors import PoolTimeout
 from ._models import ClientProtocol, Origin, Request, Response
-from ._pool import ConnectionPool, Open, PoolStatistics, Use
+from ._pool import ConnectionPool, Open, PoolStatistics, Use, Wait
 from ._routes import Route, RoutePolicy
 from ._tunnel import TunnelStream, establish
 
@@ -400,19 +400,32 @@ class ClientSession:
         raise PoolTimeout(f"no connection to {origin} was free in {timeout} s")
 
     async def _take(self, origin: Origin) -> PooledConnection:
-        while True:
-            if self._closed:
-                raise trio.ClosedResourceError("the session is closed")
-            route = self._routes.route(origin, trio.current_time())
-            decision = self.pool.decide(origin, route.quic)
-            if isinstance(decision, Use):
-                return decision.connection
-            if isinstance(decision, Open):
-                pooled = await self._open(origin, route)
-                if pooled.usable():
-                    return pooled
-                continue
-            await self.pool.wait_for_change()
+        # Whether this request has the pool's turn (it was woken from the queue
+        # of its origin): it passes the turn on once it need not wait any more.
+        turn = False
+        try:
+            while True:
+                if self._closed:
+                    raise trio.ClosedResourceError("the session is closed")
+                route = self._routes.route(origin, trio.current_time())
+                decision = self.pool.decide(origin, route.quic)
+                if turn and not isinstance(decision, Wait):
+                    turn = False
+                    self.pool.pass_turn(origin)  # the next request in line decides too
+                if isinstance(decision, Use):
+                    return decision.connection
+                if isinstance(decision, Open):
+                    pooled = await self._open(origin, route)
+                    if pooled.usable():
+                        return pooled
+                    continue
+                first, turn = turn, False  # waiting again: the turn goes back to the queue
+                await self.pool.wait_for_change(origin, first=first)
+                turn = True
+        except BaseException:
+            if turn:
+                self.pool.pass_turn(origin)
+            raise
 
     async def _open(self, origin: Origin, route: Route) -> PooledConnection:
         self.pool.opening_started(origin)

@@ -55,11 +55,8 @@ UPLOAD_CHUNK = 256 * 1024
 class PoolNotifier(Protocol):
     """What a pooled connection tells its pool (:class:`.ConnectionPool` implements it)."""
 
-    def changed(self) -> None:
-        """Something changed: a connection became usable, ended, or an exchange finished."""
-
-    async def wait_changed(self) -> None:
-        """Wait for the next change."""
+    def changed(self, origin: Origin | None = None) -> None:
+        """Something changed for *origin*: a connection became usable, ended, or an exchange finished."""
 
     def remove(self, pooled: PooledConnection) -> None:
         """The connection ended: forget it."""
@@ -101,6 +98,8 @@ class PooledConnection:
         self.failure: str | None = None
         self.last_used = trio.current_time()
         self._pong = trio.Event()
+        # Set when the last exchange in progress ends (the idle clock starts).
+        self._idle = trio.Event()
 
     @property
     def http_version(self) -> str:
@@ -143,7 +142,7 @@ class PooledConnection:
     def _on_goaway(self, event: GoawayReceived) -> None:
         self.goaway = True
         self._refuse_above(event.last_stream_id)
-        self.pool.changed()
+        self.pool.changed(self.origin)
 
     def _end_exchanges(self) -> None:
         self.dead = True
@@ -154,20 +153,25 @@ class PooledConnection:
         for stream_id in [s for s in self.channels if s > last_stream_id]:
             self.refused.add(stream_id)
             self.channels.pop(stream_id).end()
+        if not self.channels:
+            self._idle.set()
 
     async def _expire(self, idle_timeout: float) -> None:
         """Close the connection once no request has used it for *idle_timeout* seconds."""
         while True:
-            if self.channels:
-                await self.pool.wait_changed()  # in use: look again when a request ends
-                continue
+            # Asleep until the idle deadline: not woken by each request (whose
+            # start and end only move the deadline that it finds on waking).
             deadline = self.last_used + idle_timeout
             if trio.current_time() < deadline:
                 await trio.sleep_until(deadline)
                 continue
+            if self.channels:
+                self._idle = trio.Event()
+                await self._idle.wait()  # in use for that long: look again when its last request ends
+                continue
             log.debug("connection to %s idle for %.0f s: closing it", self.origin, idle_timeout)
             self.dead = True  # no request may start on it from now on
-            self.pool.changed()
+            self.pool.changed(self.origin)
             await self.connection.aclose()
             return
 
@@ -189,7 +193,7 @@ class PooledConnection:
                     "no PING acknowledgement from %s in %.0f s: closing the connection", self.origin, interval
                 )
                 self.dead = True
-                self.pool.changed()
+                self.pool.changed(self.origin)
                 await self.connection.aclose()
                 return
 
@@ -204,7 +208,9 @@ class PooledConnection:
         self.dispatcher.close_inbox(exchange.stream_id)
         self.refused.discard(exchange.stream_id)
         self.last_used = trio.current_time()
-        self.pool.changed()
+        if not self.channels:
+            self._idle.set()
+        self.pool.changed(self.origin)
 
 
 class Exchange:
@@ -260,27 +266,31 @@ class Exchange:
         await self.connection.send_data(self.stream_id, data, end_stream=end_stream)
 
     async def next_event(self, read_timeout: float | None) -> Event:
-        """The next event of the exchange's stream.
-
-        An event that already waits is taken without a checkpoint (nor a
-        cancel scope): the rest of a small response usually came with its head.
+        """The next event of the exchange's stream (a checkpoint, as a stream's receive is).
 
         :raises ConnectionLost: if the connection ended first
         :raises RequestRefused: if the server said it will not process the request
         :raises RemoteProtocolError: if the server broke the protocol
         :raises ReadTimeout: if nothing came in *read_timeout* seconds
         """
-        try:
+        deadline = math.inf if read_timeout is None else trio.current_time() + read_timeout
+        with trio.move_on_at(deadline):
             try:
-                return self._events.receive_nowait()
-            except trio.WouldBlock:
-                pass
-            deadline = math.inf if read_timeout is None else trio.current_time() + read_timeout
-            with trio.move_on_at(deadline):
                 return await self._events.receive()
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                raise self._ended() from None
+        raise ReadTimeout(f"no response data from {self.pooled.origin} in {read_timeout} s")
+
+    async def _next_body_event(self, read_timeout: float | None) -> Event:
+        """As :meth:`next_event`, but an event that already waits is taken at once, without a
+        checkpoint or a cancel scope: the rest of a small response usually came with its head.
+        (What waits is bounded by the inbox, so a reader still reaches a checkpoint soon.)"""
+        try:
+            return self._events.receive_nowait()
+        except trio.WouldBlock:
+            return await self.next_event(read_timeout)
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise self._ended() from None
-        raise ReadTimeout(f"no response data from {self.pooled.origin} in {read_timeout} s")
 
     def _ended(self) -> Exception:
         """What a read of the stream raises once its events ended."""
@@ -291,7 +301,9 @@ class Exchange:
                 f"{self.pooled.origin} did not process the request (GOAWAY)",
             )
         if self.pooled.failure is not None:
-            return RemoteProtocolError(f"the connection to {self.pooled.origin} failed: {self.pooled.failure}")
+            return RemoteProtocolError(
+                f"the connection to {self.pooled.origin} failed: {self.pooled.failure}"
+            )
         return ConnectionLost(f"the connection to {self.pooled.origin} ended")
 
     async def receive_head(self, read_timeout: float | None) -> Response:
@@ -327,7 +339,7 @@ class Exchange:
     async def receive_body(self, read_timeout: float | None) -> AsyncIterable[bytes]:
         """Yield body chunks until the response ends; collect trailers."""
         while not self.response_complete:
-            chunk = self._body_event(await self.next_event(read_timeout))
+            chunk = self._body_event(await self._next_body_event(read_timeout))
             if chunk:
                 yield chunk
 
@@ -335,7 +347,7 @@ class Exchange:
         """Read the rest of the body (as :meth:`receive_body` does, in one piece)."""
         chunks: list[bytes] = []
         while not self.response_complete:
-            chunk = self._body_event(await self.next_event(read_timeout))
+            chunk = self._body_event(await self._next_body_event(read_timeout))
             if chunk:
                 chunks.append(chunk)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
