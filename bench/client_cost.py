@@ -141,7 +141,9 @@ def instructions(client: str, url: str, version: str, ca: Path, mode: str, folde
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--callgrind", action="store_true", help="count instructions (slow)")
     parser.add_argument("--only", choices=("ours", "httpx"), action="append")
     parser.add_argument("--version", choices=("1.1", "2"), action="append")
@@ -169,7 +171,16 @@ def main() -> None:
             argv = ours_argv(PAYLOAD_APP, certs, h1)
             stack.enter_context(server(argv, folder / "h1.log", tcp_ports=[h1.tls]))
         if "2" in versions:
-            nghttpd = [tool("nghttpd"), "-a", "127.0.0.1", "-d", str(docs), str(h2), str(certs.key), str(certs.cert)]
+            nghttpd = [
+                tool("nghttpd"),
+                "-a",
+                "127.0.0.1",
+                "-d",
+                str(docs),
+                str(h2),
+                str(certs.key),
+                str(certs.cert),
+            ]
             stack.enter_context(server(nghttpd, folder / "h2.log", tcp_ports=[h2]))
         unit = "instructions/request" if args.callgrind else "CPU us/request"
         print(f"{'case':<28} {'ours':>14} {'httpx':>14} {'httpx/ours':>10}   ({unit})")
@@ -180,8 +191,7 @@ def main() -> None:
                 ours, theirs = cost.get("ours"), cost.get("httpx")
                 ratio = f"{theirs / ours:10.2f}" if ours and theirs else f"{'-':>10}"
                 print(
-                    f"{'HTTP/' + version + ' ' + mode:<28} "
-                    f"{ours or 0:>14,.0f} {theirs or 0:>14,.0f} {ratio}",
+                    f"{'HTTP/' + version + ' ' + mode:<28} {ours or 0:>14,.0f} {theirs or 0:>14,.0f} {ratio}",
                     flush=True,
                 )
 
