@@ -234,7 +234,11 @@ class Exchange:
         """
         content = request.content
         empty = isinstance(content, bytes) and not content
-        await self.connection.send_headers(self.stream_id, headers, end_stream=empty)
+        # Queued, not flushed: the writer sends them while this task goes on to
+        # wait for the response (or sends them with the first piece of the
+        # body). A failed write ends the connection, and so the exchange.
+        self.connection.submit_headers(self.stream_id, headers, end_stream=empty)
+        await trio.lowlevel.checkpoint_if_cancelled()
         if empty:
             self.request_complete = True
         else:

@@ -22,7 +22,7 @@ DEFAULT_MAX_EVENTS = 32
 class _Data:
     """Consecutive data of the stream, joined when it is taken (one piece is not copied)."""
 
-    __slots__ = ("pieces", "end_stream")
+    __slots__ = ("end_stream", "pieces")
 
     def __init__(self, data: bytes, end_stream: bool) -> None:
         self.pieces = [data if type(data) is bytes else bytes(data)]  # never a buffer that may change
@@ -163,14 +163,20 @@ class StreamInbox:
         :raises trio.ClosedResourceError: after :meth:`close`
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        while True:
-            try:
-                event = self.receive_nowait()
-            except trio.WouldBlock:
-                await self._wait_changed()
-                continue
+        try:
+            event = self.receive_nowait()
+        except trio.WouldBlock:
+            pass
+        else:
             await trio.lowlevel.cancel_shielded_checkpoint()
             return event
+        while True:
+            # Waiting was the checkpoint (cancellable, and others ran): take the event at once.
+            await self._wait_changed()
+            try:
+                return self.receive_nowait()
+            except trio.WouldBlock:
+                continue
 
     def receive_nowait(self) -> Event:
         """Take the next event if one waits, as :meth:`receive` does, without a checkpoint.
