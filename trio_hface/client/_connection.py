@@ -86,6 +86,8 @@ class PooledConnection:
         self.connection = connection
         self.keepalive_interval = keepalive_interval
         self.idle_timeout = idle_timeout
+        version = connection.http_version
+        self._http_version = "1.1" if version == "1" else version
         self.dispatcher = StreamDispatcher(
             connection, on_goaway=self._on_goaway, on_ping_ack=lambda _: self._pong.set()
         )
@@ -104,7 +106,7 @@ class PooledConnection:
     @property
     def http_version(self) -> str:
         """``"1.1"``, ``"2"`` or ``"3"``."""
-        return {"1": "1.1"}.get(self.connection.http_version, self.connection.http_version)
+        return self._http_version
 
     @property
     def channels(self) -> dict[int, StreamInbox]:
