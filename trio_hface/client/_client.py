@@ -29,7 +29,7 @@ from ._altsvc import AltSvcCache
 from ._connection import Exchange, PooledConnection
 from ._errors import PoolTimeout
 from ._models import ClientProtocol, Origin, Request, Response
-from ._pool import ConnectionPool, Open, PoolStatistics, Use, Wait
+from ._pool import ConnectionPool, Decision, Open, PoolStatistics, Use, Wait
 from ._routes import Route, RoutePolicy
 from ._tunnel import TunnelStream, establish
 
@@ -390,16 +390,20 @@ class ClientSession:
 
     async def _acquire(self, origin: Origin) -> PooledConnection:
         """Carry out the pool's decisions until a connection takes the request."""
+        decided: tuple[Route, Decision] | None = None
         if not self._closed:
-            decision = self.pool.decide(origin, self._routes.route(origin, trio.current_time()).quic)
+            route = self._routes.route(origin, trio.current_time())
+            decision = self.pool.decide(origin, route.quic)
             if isinstance(decision, Use):
                 return decision.connection  # the usual case, decided without a cancel scope
+            decided = route, decision
         timeout = self._client.pool_timeout
         with trio.move_on_after(timeout if timeout is not None else float("inf")):
-            return await self._take(origin)
+            return await self._take(origin, decided)
         raise PoolTimeout(f"no connection to {origin} was free in {timeout} s")
 
-    async def _take(self, origin: Origin) -> PooledConnection:
+    async def _take(self, origin: Origin, decided: tuple[Route, Decision] | None) -> PooledConnection:
+        """Carry out decisions (the first one may be *decided* already, with no checkpoint since)."""
         # Whether this request has the pool's turn (it was woken from the queue
         # of its origin): it passes the turn on once it need not wait any more.
         turn = False
@@ -407,8 +411,11 @@ class ClientSession:
             while True:
                 if self._closed:
                     raise trio.ClosedResourceError("the session is closed")
-                route = self._routes.route(origin, trio.current_time())
-                decision = self.pool.decide(origin, route.quic)
+                if decided is not None:
+                    (route, decision), decided = decided, None
+                else:
+                    route = self._routes.route(origin, trio.current_time())
+                    decision = self.pool.decide(origin, route.quic)
                 if turn and not isinstance(decision, Wait):
                     turn = False
                     self.pool.pass_turn(origin)  # the next request in line decides too

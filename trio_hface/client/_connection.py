@@ -88,6 +88,7 @@ class PooledConnection:
         self.idle_timeout = idle_timeout
         version = connection.http_version
         self._http_version = "1.1" if version == "1" else version
+        self._one_at_a_time = not connection.multiplexed
         self.dispatcher = StreamDispatcher(
             connection, on_goaway=self._on_goaway, on_ping_ack=lambda _: self._pong.set()
         )
@@ -115,7 +116,11 @@ class PooledConnection:
 
     def usable(self) -> bool:
         """Whether a new request may start on this connection now."""
-        return not self.dead and not self.goaway and self.connection.is_available()
+        if self.dead or self.goaway:
+            return False
+        if self._one_at_a_time and self.dispatcher.inboxes:
+            return False  # HTTP/1.1 with an exchange in progress: no need to ask the protocol
+        return self.connection.is_available()
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the connection: enter it, route its events, forget it when it ends."""
