@@ -353,3 +353,46 @@ async def test_idle_pooled_connections_expire(
                 version = {"HTTP1": "1.1", "HTTP2": "2", "HTTP3": "3"}[protocol.name]
                 assert again.content == b"hello " and again.http_version == version
         server.shutdown()
+
+
+class TaskWakeups(trio.abc.Instrument):
+    """Counts how many times tasks are scheduled to run."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def task_scheduled(self, task: trio.lowlevel.Task) -> None:
+        self.count += 1
+
+
+async def test_waiting_requests_cost_the_same_however_many_wait() -> None:
+    """Many requests waiting for two HTTP/1.1 connections: wakeups per request do not grow with their number."""
+    server = ASGIServer(apps.app)
+    async with trio.open_nursery() as nursery:
+        (endpoint, *_) = await nursery.start(server.run, ["http://127.0.0.1:0"])
+        url = f"http://127.0.0.1:{endpoint.port}/"
+        client = Client(protocol=ClientProtocol.HTTP1, max_connections_per_origin=2)
+        per_request: dict[int, float] = {}
+        async with client.session() as session:
+
+            async def get() -> None:
+                assert (await session.dispatch(Request("GET", url))).content == b"hello "
+
+            async with trio.open_nursery() as warm_up:  # both connections open
+                for _ in range(2):
+                    warm_up.start_soon(get)
+            for count in (10, 80):
+                counter = TaskWakeups()
+                trio.lowlevel.add_instrument(counter)
+                try:
+                    with trio.fail_after(30):
+                        async with trio.open_nursery() as batch:
+                            for _ in range(count):
+                                batch.start_soon(get)
+                finally:
+                    trio.lowlevel.remove_instrument(counter)
+                per_request[count] = counter.count / count
+        # Each request wakes a bounded number of tasks (client and server, in this process);
+        # had every change woken every waiting request, 80 would cost several times 10.
+        assert per_request[80] < 1.3 * per_request[10], per_request
+        server.shutdown()

@@ -110,3 +110,69 @@ def test_parse_alt_svc() -> None:
     cache.learn(ORIGIN, [(b"alt-svc", b'h3=":443"')], 0)
     cache.learn(ORIGIN, [(b"alt-svc", b"clear")], 1)
     assert cache.get(ORIGIN, 2) is None
+
+
+class TaskWakeups(trio.abc.Instrument):
+    """Counts how many times tasks are scheduled to run (each wakeup of a waiting task counts)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def task_scheduled(self, task: trio.lowlevel.Task) -> None:
+        self.count += 1
+
+
+async def wakeups_of_one_change(waiting: int) -> int:
+    """Tasks woken when the pool changes once while *waiting* requests wait for it."""
+    pool = ConnectionPool(max_connections_per_origin=1)
+    woken: list[int] = []
+
+    async def request(n: int) -> None:
+        await pool.wait_for_change(ORIGIN)
+        woken.append(n)
+
+    async with trio.open_nursery() as nursery:
+        for n in range(waiting):
+            nursery.start_soon(request, n)
+            await trio.testing.wait_all_tasks_blocked()  # in line in this order
+        counter = TaskWakeups()
+        trio.lowlevel.add_instrument(counter)
+        try:
+            pool.changed(ORIGIN)
+            await trio.testing.wait_all_tasks_blocked()
+        finally:
+            trio.lowlevel.remove_instrument(counter)
+        assert woken == [0]  # the first in line, only
+        assert pool.statistics().waiting == waiting - 1
+        pool.pass_turn(ORIGIN)  # it found what it needed: the next one looks
+        await trio.testing.wait_all_tasks_blocked()
+        assert woken == [0, 1]
+        nursery.cancel_scope.cancel()
+    return counter.count
+
+
+async def test_a_change_wakes_one_waiting_request_however_many_wait() -> None:
+    """A change of the pool wakes the first waiting request of its origin, not every waiting one."""
+    assert await wakeups_of_one_change(100) == await wakeups_of_one_change(10) <= 3
+
+
+async def test_a_request_that_stops_waiting_leaves_the_queue() -> None:
+    """A waiting request cancelled (its pool timeout) leaves the queue: the next change goes to the next one."""
+    pool = ConnectionPool(max_connections_per_origin=1)
+    woken: list[str] = []
+    scopes: dict[str, trio.CancelScope] = {}
+
+    async def request(name: str) -> None:
+        with trio.CancelScope() as scopes[name]:
+            await pool.wait_for_change(ORIGIN)
+            woken.append(name)
+
+    async with trio.open_nursery() as nursery:
+        for name in ("first", "second"):
+            nursery.start_soon(request, name)
+            await trio.testing.wait_all_tasks_blocked()
+        scopes["first"].cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        assert pool.statistics().waiting == 1
+        pool.changed(ORIGIN)
+    assert woken == ["second"]

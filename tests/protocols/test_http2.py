@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import h2.stream
 import hpack
 import hyperframe.frame
 import pytest
@@ -155,6 +156,62 @@ def test_hundred_concurrent_streams() -> None:
     bodies = {e.stream_id: e.data for e in responses if isinstance(e, DataReceived)}
     assert bodies == {sid: b"%d" % sid for sid in ids}
     assert client.is_available()
+
+
+def _walked_open_streams(protocol: HTTP2ProtocolImpl, parity: int) -> int:
+    """The open streams of one parity, counted as h2 itself counts them (walking every stream)."""
+    return sum(1 for sid, stream in protocol._h2.streams.items() if stream.open and sid % 2 == parity)
+
+
+def _counted_open_streams(protocol: HTTP2ProtocolImpl) -> int:
+    """The open streams that the client opened, as the protocol's h2 counts them."""
+    return int(protocol._h2.open_outbound_streams if protocol._client else protocol._h2.open_inbound_streams)
+
+
+def test_open_streams_are_counted_as_they_change_not_walked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The open-stream counts follow opens, ends and resets both ways, and asking for them walks no stream."""
+    client, server = pair(server_factory=HTTP2ServerFactory(max_concurrent_streams=100))
+    for count in (10, 100):
+        ids: list[int] = []
+        while len(ids) < count:
+            sid = client.get_available_stream_id()
+            client.submit_headers(sid, [*GET[:3], (b":path", b"/%d" % sid)], end_stream=sid % 4 == 1)
+            ids.append(sid)
+        xfer(client, server)
+        assert _counted_open_streams(client) == _walked_open_streams(client, 1) == count
+        assert _counted_open_streams(server) == _walked_open_streams(server, 1) == count
+        walked = 0
+
+        def counted(stream: h2.stream.H2Stream) -> bool:
+            nonlocal walked
+            walked += 1
+            return bool(h2.stream.STREAM_OPEN[stream.state_machine.state])
+
+        with monkeypatch.context() as patched:
+            patched.setattr(h2.stream.H2Stream, "open", property(counted))
+            for _ in range(5):
+                assert client.is_available() == (count < 100)
+        assert walked == 0  # however many streams are open
+        for n, sid in enumerate(ids):  # a third reset by the server, a third answered, a third reset by us
+            if n % 3 == 0:
+                server.submit_stream_reset(sid, 8)
+            elif n % 3 == 1:
+                server.submit_headers(sid, OK, end_stream=True)
+            else:
+                client.submit_stream_reset(sid, 8)
+        exchange(client, server)
+        drain(client), drain(server)
+        for protocol in (client, server):
+            assert _counted_open_streams(protocol) == _walked_open_streams(protocol, 1)
+        # The answered requests that the client had not ended are still open on both sides.
+        half_open = [sid for n, sid in enumerate(ids) if n % 3 == 1 and sid % 4 != 1]
+        assert _counted_open_streams(client) == len(half_open)
+        for sid in half_open:
+            client.submit_data(sid, b"", end_stream=True)
+        exchange(client, server)
+        drain(client), drain(server)
+        assert _counted_open_streams(client) == _counted_open_streams(server) == 0
+        assert not client._h2.streams and not server._h2.streams  # closed streams are let go
 
 
 def test_ping_ack() -> None:

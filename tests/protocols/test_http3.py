@@ -187,6 +187,42 @@ def test_large_body_moves_in_window_sized_pieces(link: Link) -> None:
     assert pieces >= 5  # the 1 MiB windows were used up and granted again
 
 
+def test_full_packets_offer_no_more_stream_frames(link: Link, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ten responses sent at once arrive whole, and once a packet is full aioquic's STREAM
+    frame writer is not asked again for it: about one call per packet, not one per stream."""
+    from aioquic.quic.connection import QuicConnection
+
+    calls = 0
+    write_stream_frame = QuicConnection._write_stream_frame
+
+    def counted(self: QuicConnection, *args: object, **kwargs: object) -> int:
+        nonlocal calls
+        calls += 1
+        return int(write_stream_frame(self, *args, **kwargs))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(QuicConnection, "_write_stream_frame", counted)
+    stream_ids = [request(link) for _ in range(10)]
+    link.pump()
+    drain(link.server)
+    bodies = {stream_id: random.Random(stream_id).randbytes(200_000) for stream_id in stream_ids}
+    for stream_id, body in bodies.items():
+        link.server.submit_headers(stream_id, OK)
+        link.server.submit_data(stream_id, body, end_stream=True)
+    packets = 0
+    events: list[Event] = []
+    for _ in range(1000):
+        moved = link.xfer(link.server, link.client)
+        packets += moved
+        link.xfer(link.client, link.server)
+        events += drain(link.client)
+        if not moved and all(body_of(events, s) == bodies[s] for s in stream_ids):
+            break
+        link.tick(link.now + ROUND)
+    assert all(body_of(events, s) == bodies[s] for s in stream_ids)
+    assert packets >= 2_000_000 // 1500
+    assert calls < packets + 10 * len(stream_ids)  # without the check: about ten per packet
+
+
 def assert_nothing_held(protocol: HTTP3ProtocolImpl) -> None:
     """Check that aioquic sent every queued byte: the send window never over-promised."""
     quic = protocol._quic
@@ -239,6 +275,27 @@ def test_receiver_that_does_not_read_stalls_the_sender(certs: Certs) -> None:
     assert window // 2 <= more <= window
 
 
+def test_streams_awaiting_new_limits_are_bounded(link: Link) -> None:
+    """The streams whose limit is to be worked out again stay at most one more than the
+    open streams, even when aioquic discards streams before their next packet."""
+    quic = link.server._quic
+    assert quic is not None
+    for _ in range(30):
+        stream_id = request(link, POST, end_stream=False)
+        link.client.submit_data(stream_id, b"x" * 3000)
+        link.pump()
+        drain(link.server)  # consumed: the stream's limit is due
+        assert stream_id in quic._credit_due
+        del quic._streams[stream_id]  # gone before a packet worked its limit out
+        assert len(quic._credit_due) <= len(quic._streams) + 1
+    stream_id = request(link, POST, end_stream=False)
+    link.client.submit_data(stream_id, b"x" * 3000)
+    link.pump()
+    drain(link.server)
+    link.pump()
+    assert stream_id not in quic._credit_due  # worked out in the next packet
+
+
 def test_receiver_that_does_not_read_stalls_the_connection(certs: Certs) -> None:
     """Credit follows consumption: unread streams stop the sender at one connection window."""
     window = 64 * 1024
@@ -256,6 +313,43 @@ def test_receiver_that_does_not_read_stalls_the_connection(certs: Certs) -> None
     link.pump()
     assert sum(link.client.get_send_window(s) for s in stream_ids) > 0
     assert 0 < _fill(link, stream_ids) <= window
+
+
+def _assert_credit_totals_agree(protocol: HTTP3ProtocolImpl) -> int:
+    quic = protocol._quic
+    assert quic is not None
+    credit = quic.connection_send_credit()
+    assert credit == quic.connection_send_credit_by_streams()
+    return credit
+
+
+def test_connection_credit_totals_agree_with_the_streams(certs: Certs) -> None:
+    """The connection's send credit, kept as running totals, equals the sum over its streams:
+    with bytes queued but unsent, after a reset of ours, and after the peer's STOP_SENDING."""
+    link = _stall_link(certs, max_data=64 * 1024, max_stream_data=48 * 1024)
+    first, second, third = (request(link, POST, end_stream=False) for _ in range(3))
+    link.pump()
+    start = _assert_credit_totals_agree(link.client)
+    link.client.submit_data(first, b"x" * 20_000)
+    link.client.submit_data(second, b"y" * 30_000)  # queued, nothing sent yet
+    assert _assert_credit_totals_agree(link.client) < start - 50_000
+    link.client.submit_stream_reset(first, H3_REQUEST_CANCELLED)  # its 20,000 bytes are abandoned
+    _assert_credit_totals_agree(link.client)
+    link.pump()
+    drain(link.server)
+    server_quic = link.server._quic
+    assert server_quic is not None
+    link.client.submit_data(third, b"z" * 5_000)  # queued when STOP_SENDING arrives
+    server_quic.stop_stream(third, H3_REQUEST_CANCELLED)
+    link.xfer(link.server, link.client)
+    _assert_credit_totals_agree(link.client)
+    link.pump()
+    drain(link.client)
+    drain(link.server)
+    _assert_credit_totals_agree(link.client)
+    link.client.submit_data(second, b"y" * 1_000, end_stream=True)
+    link.pump()
+    assert _assert_credit_totals_agree(link.client) > 0
 
 
 def test_submitting_more_than_the_window_raises(link: Link) -> None:

@@ -29,7 +29,7 @@ from ._altsvc import AltSvcCache
 from ._connection import Exchange, PooledConnection
 from ._errors import PoolTimeout
 from ._models import ClientProtocol, Origin, Request, Response
-from ._pool import ConnectionPool, Open, PoolStatistics, Use
+from ._pool import ConnectionPool, Decision, Open, PoolStatistics, Use, Wait
 from ._routes import Route, RoutePolicy
 from ._tunnel import TunnelStream, establish
 
@@ -142,6 +142,12 @@ class Client:
         return ALPNHTTPFactory([self.http2_factory, self.http1_factory])
 
 
+def _has_body(request: Request) -> bool:
+    """Whether a request has a body to upload (alongside reading the response)."""
+    content = request.content
+    return not isinstance(content, bytes) or bool(content)
+
+
 class StreamingResponse:
     """A response whose body is read as it arrives; obtain it from :meth:`ClientSession.stream`."""
 
@@ -170,7 +176,7 @@ class StreamingResponse:
 
     async def aread(self) -> bytes:
         """Read the rest of the body."""
-        return b"".join([chunk async for chunk in self.aiter_bytes()])
+        return await self._exchange.read_body(self._read_timeout)
 
 
 class ClientSession:
@@ -204,6 +210,21 @@ class ClientSession:
             (a :exc:`trio.TooSlowError`)
         :raises trio.ClosedResourceError: if the session was closed
         """
+        if not _has_body(request):
+            # Nothing to upload: no nursery, no context manager, no StreamingResponse.
+            exchange, head = await self._send(request, None)
+            try:
+                content = await exchange.read_body(self._client.read_timeout)
+            finally:
+                await self._release(exchange)
+            return Response(
+                head.status,
+                head.headers,
+                content,
+                http_version=head.http_version,
+                informational=head.informational,
+                trailers=exchange.trailers,
+            )
         async with self.stream(request) as response:
             content = await response.aread()
             return Response(
@@ -222,36 +243,78 @@ class ClientSession:
         Leaving the ``async with`` before the body ended cancels the request
         (the stream is reset; an HTTP/1.1 connection is closed).
         """
-        replayable = isinstance(request.content, bytes)
-        idempotent = request.method.upper() in _RETRYABLE
+        read_timeout = self._client.read_timeout
+        if not _has_body(request):
+            exchange, head = await self._send(request, None)
+            try:
+                yield StreamingResponse(head, exchange, read_timeout)
+            finally:
+                await self._release(exchange)
+            return
         for attempt in range(MAX_ATTEMPTS):
-            last = attempt + 1 == MAX_ATTEMPTS
             with single_exception():
                 async with trio.open_nursery() as upload:
-                    exchange = await self._start(request, upload)
+                    # Each attempt's upload runs in a nursery of its own, cancelled when the attempt ends.
+                    sent = await self._attempt(request, upload, attempt)
+                    if sent is None:
+                        upload.cancel_scope.cancel()
+                        continue
+                    exchange, head = sent
                     try:
-                        try:
-                            head = await exchange.receive_head(self._client.read_timeout)
-                        except RequestRefused:
-                            # Not processed (RFC 9113 section 8.7): safe to send again, whatever the method.
-                            if replayable and not last:
-                                log.debug("request refused by %s; sending it again", exchange.pooled.origin)
-                                continue
-                            raise
-                        except ConnectionLost:
-                            # Maybe processed: only an idempotent request may be repeated (RFC 9110 9.2.2).
-                            if replayable and idempotent and attempt == 0:
-                                log.debug("connection lost before the response; retrying %s", request.url)
-                                continue
-                            raise
-                        self._learn_alt_svc(exchange.pooled.origin, head)
-                        yield StreamingResponse(head, exchange, self._client.read_timeout)
+                        yield StreamingResponse(head, exchange, read_timeout)
                         return
                     finally:
                         upload.cancel_scope.cancel()
-                        with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
-                            await exchange.aclose()
+                        await self._release(exchange)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _send(self, request: Request, upload: trio.Nursery | None) -> tuple[Exchange, Response]:
+        """Send a request until its response's head arrives (sending it again when that is safe)."""
+        for attempt in range(MAX_ATTEMPTS):
+            sent = await self._attempt(request, upload, attempt)
+            if sent is not None:
+                return sent
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _attempt(
+        self, request: Request, upload: trio.Nursery | None, attempt: int
+    ) -> tuple[Exchange, Response] | None:
+        """Send the request once; return the exchange and the response's head, or ``None`` to try again."""
+        exchange = await self._start(request, upload)
+        try:
+            head = await exchange.receive_head(self._client.read_timeout)
+        except RequestRefused:
+            await self._abandon(exchange, upload)
+            # Not processed (RFC 9113 section 8.7): safe to send again, whatever the method.
+            if isinstance(request.content, bytes) and attempt + 1 < MAX_ATTEMPTS:
+                log.debug("request refused by %s; sending it again", exchange.pooled.origin)
+                return None
+            raise
+        except ConnectionLost:
+            await self._abandon(exchange, upload)
+            # Maybe processed: only an idempotent request may be repeated (RFC 9110 9.2.2).
+            if isinstance(request.content, bytes) and request.method.upper() in _RETRYABLE and attempt == 0:
+                log.debug("connection lost before the response; retrying %s", request.url)
+                return None
+            raise
+        except BaseException:
+            await self._abandon(exchange, upload)
+            raise
+        self._learn_alt_svc(exchange.pooled.origin, head)
+        return exchange, head
+
+    async def _abandon(self, exchange: Exchange, upload: trio.Nursery | None) -> None:
+        """End an attempt that failed: stop its upload, then release its exchange."""
+        if upload is not None:
+            upload.cancel_scope.cancel()
+        await self._release(exchange)
+
+    async def _release(self, exchange: Exchange) -> None:
+        """End an exchange: at once when its response is complete, else resetting its stream."""
+        if exchange.release_nowait():
+            return
+        with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
+            await exchange.aclose()
 
     async def open_tunnel(self, proxy: Origin, host: str, port: int) -> TunnelStream:
         """Open a CONNECT tunnel to ``host:port`` through the proxy at *proxy*.
@@ -293,7 +356,7 @@ class ClientSession:
 
     # -- requests -------------------------------------------------------------
 
-    async def _start(self, request: Request, upload: trio.Nursery) -> Exchange:
+    async def _start(self, request: Request, upload: trio.Nursery | None) -> Exchange:
         url = request.parsed_url
         origin = url.origin
         pooled = await self._acquire(origin)
@@ -321,32 +384,55 @@ class ClientSession:
         try:
             await exchange.send_request(request, headers, upload)
         except BaseException:
-            with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
-                await exchange.aclose()
+            await self._release(exchange)
             raise
         return exchange
 
     async def _acquire(self, origin: Origin) -> PooledConnection:
         """Carry out the pool's decisions until a connection takes the request."""
-        timeout = self._client.pool_timeout
-        with trio.move_on_after(timeout if timeout is not None else float("inf")):
-            return await self._take(origin)
-        raise PoolTimeout(f"no connection to {origin} was free in {timeout} s")
-
-    async def _take(self, origin: Origin) -> PooledConnection:
-        while True:
-            if self._closed:
-                raise trio.ClosedResourceError("the session is closed")
+        decided: tuple[Route, Decision] | None = None
+        if not self._closed:
             route = self._routes.route(origin, trio.current_time())
             decision = self.pool.decide(origin, route.quic)
             if isinstance(decision, Use):
-                return decision.connection
-            if isinstance(decision, Open):
-                pooled = await self._open(origin, route)
-                if pooled.usable():
-                    return pooled
-                continue
-            await self.pool.wait_for_change()
+                return decision.connection  # the usual case, decided without a cancel scope
+            decided = route, decision
+        timeout = self._client.pool_timeout
+        with trio.move_on_after(timeout if timeout is not None else float("inf")):
+            return await self._take(origin, decided)
+        raise PoolTimeout(f"no connection to {origin} was free in {timeout} s")
+
+    async def _take(self, origin: Origin, decided: tuple[Route, Decision] | None) -> PooledConnection:
+        """Carry out decisions (the first one may be *decided* already, with no checkpoint since)."""
+        # Whether this request has the pool's turn (it was woken from the queue
+        # of its origin): it passes the turn on once it need not wait any more.
+        turn = False
+        try:
+            while True:
+                if self._closed:
+                    raise trio.ClosedResourceError("the session is closed")
+                if decided is not None:
+                    (route, decision), decided = decided, None
+                else:
+                    route = self._routes.route(origin, trio.current_time())
+                    decision = self.pool.decide(origin, route.quic)
+                if turn and not isinstance(decision, Wait):
+                    turn = False
+                    self.pool.pass_turn(origin)  # the next request in line decides too
+                if isinstance(decision, Use):
+                    return decision.connection
+                if isinstance(decision, Open):
+                    pooled = await self._open(origin, route)
+                    if pooled.usable():
+                        return pooled
+                    continue
+                first, turn = turn, False  # waiting again: the turn goes back to the queue
+                await self.pool.wait_for_change(origin, first=first)
+                turn = True
+        except BaseException:
+            if turn:
+                self.pool.pass_turn(origin)
+            raise
 
     async def _open(self, origin: Origin, route: Route) -> PooledConnection:
         self.pool.opening_started(origin)

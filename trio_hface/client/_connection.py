@@ -55,11 +55,8 @@ UPLOAD_CHUNK = 256 * 1024
 class PoolNotifier(Protocol):
     """What a pooled connection tells its pool (:class:`.ConnectionPool` implements it)."""
 
-    def changed(self) -> None:
-        """Something changed: a connection became usable, ended, or an exchange finished."""
-
-    async def wait_changed(self) -> None:
-        """Wait for the next change."""
+    def changed(self, origin: Origin | None = None) -> None:
+        """Something changed for *origin*: a connection became usable, ended, or an exchange finished."""
 
     def remove(self, pooled: PooledConnection) -> None:
         """The connection ended: forget it."""
@@ -89,6 +86,9 @@ class PooledConnection:
         self.connection = connection
         self.keepalive_interval = keepalive_interval
         self.idle_timeout = idle_timeout
+        version = connection.http_version
+        self._http_version = "1.1" if version == "1" else version
+        self._one_at_a_time = not connection.multiplexed
         self.dispatcher = StreamDispatcher(
             connection, on_goaway=self._on_goaway, on_ping_ack=lambda _: self._pong.set()
         )
@@ -101,11 +101,13 @@ class PooledConnection:
         self.failure: str | None = None
         self.last_used = trio.current_time()
         self._pong = trio.Event()
+        # Set when the last exchange in progress ends (the idle clock starts).
+        self._idle = trio.Event()
 
     @property
     def http_version(self) -> str:
         """``"1.1"``, ``"2"`` or ``"3"``."""
-        return {"1": "1.1"}.get(self.connection.http_version, self.connection.http_version)
+        return self._http_version
 
     @property
     def channels(self) -> dict[int, StreamInbox]:
@@ -114,7 +116,11 @@ class PooledConnection:
 
     def usable(self) -> bool:
         """Whether a new request may start on this connection now."""
-        return not self.dead and not self.goaway and self.connection.is_available()
+        if self.dead or self.goaway:
+            return False
+        if self._one_at_a_time and self.dispatcher.inboxes:
+            return False  # HTTP/1.1 with an exchange in progress: no need to ask the protocol
+        return self.connection.is_available()
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the connection: enter it, route its events, forget it when it ends."""
@@ -143,7 +149,7 @@ class PooledConnection:
     def _on_goaway(self, event: GoawayReceived) -> None:
         self.goaway = True
         self._refuse_above(event.last_stream_id)
-        self.pool.changed()
+        self.pool.changed(self.origin)
 
     def _end_exchanges(self) -> None:
         self.dead = True
@@ -154,20 +160,25 @@ class PooledConnection:
         for stream_id in [s for s in self.channels if s > last_stream_id]:
             self.refused.add(stream_id)
             self.channels.pop(stream_id).end()
+        if not self.channels:
+            self._idle.set()
 
     async def _expire(self, idle_timeout: float) -> None:
         """Close the connection once no request has used it for *idle_timeout* seconds."""
         while True:
-            if self.channels:
-                await self.pool.wait_changed()  # in use: look again when a request ends
-                continue
+            # Asleep until the idle deadline: not woken by each request (whose
+            # start and end only move the deadline that it finds on waking).
             deadline = self.last_used + idle_timeout
             if trio.current_time() < deadline:
                 await trio.sleep_until(deadline)
                 continue
+            if self.channels:
+                self._idle = trio.Event()
+                await self._idle.wait()  # in use for that long: look again when its last request ends
+                continue
             log.debug("connection to %s idle for %.0f s: closing it", self.origin, idle_timeout)
             self.dead = True  # no request may start on it from now on
-            self.pool.changed()
+            self.pool.changed(self.origin)
             await self.connection.aclose()
             return
 
@@ -189,7 +200,7 @@ class PooledConnection:
                     "no PING acknowledgement from %s in %.0f s: closing the connection", self.origin, interval
                 )
                 self.dead = True
-                self.pool.changed()
+                self.pool.changed(self.origin)
                 await self.connection.aclose()
                 return
 
@@ -204,7 +215,9 @@ class PooledConnection:
         self.dispatcher.close_inbox(exchange.stream_id)
         self.refused.discard(exchange.stream_id)
         self.last_used = trio.current_time()
-        self.pool.changed()
+        if not self.channels:
+            self._idle.set()
+        self.pool.changed(self.origin)
 
 
 class Exchange:
@@ -219,14 +232,25 @@ class Exchange:
         self.request_complete = False
         self.trailers: list[tuple[bytes, bytes]] = []
 
-    async def send_request(self, request: Request, headers: HeadersType, nursery: trio.Nursery) -> None:
-        """Send the headers now and the body in a task of *nursery*, alongside reading the response."""
+    async def send_request(
+        self, request: Request, headers: HeadersType, nursery: trio.Nursery | None
+    ) -> None:
+        """Send the headers now and the body in a task of *nursery*, alongside reading the response.
+
+        A request without a body needs no nursery.
+        """
         content = request.content
         empty = isinstance(content, bytes) and not content
-        await self.connection.send_headers(self.stream_id, headers, end_stream=empty)
+        # Queued, not flushed: the writer sends them while this task goes on to
+        # wait for the response (or sends them with the first piece of the
+        # body). A failed write ends the connection, and so the exchange.
+        self.connection.submit_headers(self.stream_id, headers, end_stream=empty)
+        await trio.lowlevel.checkpoint_if_cancelled()
         if empty:
             self.request_complete = True
         else:
+            if nursery is None:
+                raise ValueError("a request with a body needs a nursery for its upload")
             nursery.start_soon(self._send_body, content)
 
     async def _send_body(self, content: bytes | AsyncIterable[bytes]) -> None:
@@ -253,7 +277,7 @@ class Exchange:
         await self.connection.send_data(self.stream_id, data, end_stream=end_stream)
 
     async def next_event(self, read_timeout: float | None) -> Event:
-        """The next event of the exchange's stream.
+        """The next event of the exchange's stream (a checkpoint, as a stream's receive is).
 
         :raises ConnectionLost: if the connection ended first
         :raises RequestRefused: if the server said it will not process the request
@@ -261,23 +285,37 @@ class Exchange:
         :raises ReadTimeout: if nothing came in *read_timeout* seconds
         """
         deadline = math.inf if read_timeout is None else trio.current_time() + read_timeout
-        with trio.move_on_at(deadline) as scope:
+        with trio.move_on_at(deadline):
             try:
                 return await self._events.receive()
             except (trio.EndOfChannel, trio.ClosedResourceError):
-                if self.stream_id in self.pooled.refused:
-                    raise RequestRefused(
-                        self.stream_id,
-                        self.connection.error_codes.refused_stream,
-                        f"{self.pooled.origin} did not process the request (GOAWAY)",
-                    ) from None
-                if self.pooled.failure is not None:
-                    raise RemoteProtocolError(
-                        f"the connection to {self.pooled.origin} failed: {self.pooled.failure}"
-                    ) from None
-                raise ConnectionLost(f"the connection to {self.pooled.origin} ended") from None
-        assert scope.cancelled_caught
+                raise self._ended() from None
         raise ReadTimeout(f"no response data from {self.pooled.origin} in {read_timeout} s")
+
+    async def _next_body_event(self, read_timeout: float | None) -> Event:
+        """As :meth:`next_event`, but an event that already waits is taken at once, without a
+        checkpoint or a cancel scope: the rest of a small response usually came with its head.
+        (What waits is bounded by the inbox, so a reader still reaches a checkpoint soon.)"""
+        try:
+            return self._events.receive_nowait()
+        except trio.WouldBlock:
+            return await self.next_event(read_timeout)
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise self._ended() from None
+
+    def _ended(self) -> Exception:
+        """What a read of the stream raises once its events ended."""
+        if self.stream_id in self.pooled.refused:
+            return RequestRefused(
+                self.stream_id,
+                self.connection.error_codes.refused_stream,
+                f"{self.pooled.origin} did not process the request (GOAWAY)",
+            )
+        if self.pooled.failure is not None:
+            return RemoteProtocolError(
+                f"the connection to {self.pooled.origin} failed: {self.pooled.failure}"
+            )
+        return ConnectionLost(f"the connection to {self.pooled.origin} ended")
 
     async def receive_head(self, read_timeout: float | None) -> Response:
         """Wait for the final response's headers (informational ones are collected)."""
@@ -312,23 +350,47 @@ class Exchange:
     async def receive_body(self, read_timeout: float | None) -> AsyncIterable[bytes]:
         """Yield body chunks until the response ends; collect trailers."""
         while not self.response_complete:
-            event = await self.next_event(read_timeout)
-            if isinstance(event, DataReceived):
-                self.response_complete = event.end_stream
-                if event.data:
-                    yield event.data
-            elif isinstance(event, HeadersReceived):
-                self.trailers = [(n, v) for n, v in event.headers if not n.startswith(b":")]
-                self.response_complete = True
-            elif isinstance(event, StreamReset):
-                raise StreamResetError(self.stream_id, event.error_code)
+            chunk = self._body_event(await self._next_body_event(read_timeout))
+            if chunk:
+                yield chunk
+
+    async def read_body(self, read_timeout: float | None) -> bytes:
+        """Read the rest of the body (as :meth:`receive_body` does, in one piece)."""
+        chunks: list[bytes] = []
+        while not self.response_complete:
+            chunk = self._body_event(await self._next_body_event(read_timeout))
+            if chunk:
+                chunks.append(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _body_event(self, event: Event) -> bytes | None:
+        """Take an event of the body: its data, if it has some; trailers are kept."""
+        if isinstance(event, DataReceived):
+            self.response_complete = event.end_stream
+            return event.data
+        if isinstance(event, HeadersReceived):
+            self.trailers = [(n, v) for n, v in event.headers if not n.startswith(b":")]
+            self.response_complete = True
+        elif isinstance(event, StreamReset):
+            raise StreamResetError(self.stream_id, event.error_code)
+        return None
+
+    def release_nowait(self) -> bool:
+        """Release the stream if that needs no I/O (the response was read to its end, or the
+        connection is gone); return whether it did. Otherwise :meth:`aclose` must reset it."""
+        if not self.response_complete and not self.pooled.dead:
+            return False
+        self._events.close()
+        self.pooled.finish_exchange(self)
+        return True
 
     async def aclose(self) -> None:
         """Release the stream: reset it if the response was not read to the end."""
+        if self.release_nowait():
+            return
         self._events.close()
-        if not self.response_complete and not self.pooled.dead:
-            try:
-                await self.connection.send_stream_reset(self.stream_id, self.connection.error_codes.cancel)
-            except CONNECTION_ERRORS:
-                pass
+        try:
+            await self.connection.send_stream_reset(self.stream_id, self.connection.error_codes.cancel)
+        except CONNECTION_ERRORS:
+            pass
         self.pooled.finish_exchange(self)

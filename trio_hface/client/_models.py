@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -49,10 +50,7 @@ class Origin:
     @property
     def authority(self) -> bytes:
         """The ``:authority`` of requests to this origin (the port only when not the default)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        if _DEFAULT_PORTS.get(self.scheme) == self.port:
-            return host.encode("idna")
-        return f"{host}:{self.port}".encode("idna")
+        return _authority(self.scheme, self.host, self.port)
 
     @classmethod
     def parse(cls, value: str) -> Origin:
@@ -81,6 +79,12 @@ class URL:
 
         :raises ValueError: if the URL is not absolute http(s) or has no host
         """
+        if cls is URL:
+            return _parse_url(value)  # a program asks for the same few URLs again and again
+        return cls._parse(value)
+
+    @classmethod
+    def _parse(cls, value: str) -> URL:
         parts = urlsplit(value)
         scheme = parts.scheme.lower()
         if scheme not in _DEFAULT_PORTS:
@@ -96,6 +100,23 @@ class URL:
 
     def __str__(self) -> str:
         return f"{self.origin}{self.target}"
+
+
+#: URLs and authorities parsed lately, kept for the next request (both are immutable).
+PARSED_CACHE_SIZE = 256
+
+
+@functools.lru_cache(maxsize=PARSED_CACHE_SIZE)
+def _parse_url(value: str) -> URL:
+    return URL._parse(value)
+
+
+@functools.lru_cache(maxsize=PARSED_CACHE_SIZE)
+def _authority(scheme: str, host: str, port: int) -> bytes:
+    host = f"[{host}]" if ":" in host else host
+    if _DEFAULT_PORTS.get(scheme) == port:
+        return host.encode("idna")
+    return f"{host}:{port}".encode("idna")
 
 
 @dataclass

@@ -16,10 +16,20 @@ origin and whether the request goes over HTTP/3, it answers :class:`Use`
 connections, waiting up to ``pool_timeout``) and tells the pool what
 happened, so the decision is tested without a network and every HTTP
 version shares it.
+
+Requests told to :class:`Wait` queue per origin, first come first served. A
+change of the pool wakes only the first request of its origin; that one
+decides again and, unless it must wait still, passes the turn to the next
+(:meth:`ConnectionPool.pass_turn`), which decides in its turn. A change
+thus costs a wakeup or two, not one per waiting request: a hundred requests
+waiting for ten HTTP/1.1 connections do not all wake each time one ends.
+Requests of one origin decide on the same facts, so when the first one
+must wait, so must those behind it.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import trio
@@ -87,8 +97,12 @@ class ConnectionPool:
         self._opening: dict[Origin, int] = {}
         # Whether connections to an origin (by TCP, by QUIC) turned out multiplexed.
         self._multiplexed: dict[tuple[Origin, bool], bool] = {}
-        self._changed = trio.Event()
+        # Requests told to Wait, per origin, in order (None: a waiter for any change).
+        self._queues: dict[Origin | None, deque[trio.Event]] = {}
         self._waiting = 0
+        # Whoever watches every change (wait_changed()), woken together.
+        self._changed = trio.Event()
+        self._watchers = 0
 
     # -- the decision ---------------------------------------------------------
 
@@ -122,26 +136,67 @@ class ConnectionPool:
             self._connections.setdefault(origin, []).append(pooled)
             quic = pooled.connection.http_version == "3"
             self._multiplexed[(origin, quic)] = pooled.connection.multiplexed
-        self.changed()
+        self.changed(origin)
 
-    async def wait_for_change(self) -> None:
-        """Wait (as a request the pool told to :class:`Wait`) for the next change."""
+    async def wait_for_change(self, origin: Origin | None = None, *, first: bool = False) -> None:
+        """Wait, as a request to *origin* that the pool told to :class:`Wait`, for its turn.
+
+        The turn comes with a change of the pool (or from the request before
+        this one). A request that decides again and need not wait passes the
+        turn on with :meth:`pass_turn`.
+
+        :param first: keep the place at the front of the queue (a request
+            that had the turn and must wait still)
+        """
+        woken = trio.Event()
+        queue = self._queues.setdefault(origin, deque())
+        if first:
+            queue.appendleft(woken)
+        else:
+            queue.append(woken)
         self._waiting += 1
         try:
-            await self.wait_changed()
+            await woken.wait()
+        except BaseException:
+            if woken.is_set():
+                self.pass_turn(origin)  # woken, but leaving: the next request must look
+            else:
+                queue.remove(woken)  # only when leaving the queue early
+                if not queue and self._queues.get(origin) is queue:
+                    del self._queues[origin]
+            raise
         finally:
             self._waiting -= 1
 
+    def pass_turn(self, origin: Origin | None = None) -> None:
+        """Wake the next request waiting for *origin*, if any (see :meth:`wait_for_change`)."""
+        queue = self._queues.get(origin)
+        if queue:
+            queue.popleft().set()
+            if not queue:
+                del self._queues[origin]
+
     # -- PoolNotifier ---------------------------------------------------------
 
-    def changed(self) -> None:
-        """Wake whoever waits for a change of the pool."""
-        changed, self._changed = self._changed, trio.Event()
-        changed.set()
+    def changed(self, origin: Origin | None = None) -> None:
+        """Something changed for *origin* (``None``: for any): give its first waiting request the turn."""
+        if origin is None:
+            for key in list(self._queues):
+                self.pass_turn(key)
+        else:
+            self.pass_turn(origin)
+            self.pass_turn(None)
+        if self._watchers:
+            changed, self._changed = self._changed, trio.Event()
+            changed.set()
 
     async def wait_changed(self) -> None:
-        """Wait for the next change of the pool."""
-        await self._changed.wait()
+        """Wait for the next change of the pool (to watch it: every watcher wakes)."""
+        self._watchers += 1
+        try:
+            await self._changed.wait()
+        finally:
+            self._watchers -= 1
 
     def remove(self, pooled: PooledConnection) -> None:
         """Forget a connection that ended."""
@@ -150,7 +205,7 @@ class ConnectionPool:
             connections.remove(pooled)
             if not connections:
                 del self._connections[pooled.origin]
-        self.changed()
+        self.changed(pooled.origin)
 
     # -- inspection -----------------------------------------------------------
 

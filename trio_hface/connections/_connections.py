@@ -333,7 +333,11 @@ class HTTPConnection(_ConnectionFacts, metaclass=ABCMeta):
         """
         self._check_usable()
         self._protocol.submit_headers(stream_id, headers, end_stream)
-        self._poke_receivers()
+        if not self._protocol.multiplexed:
+            # Finishing an HTTP/1.1 response may let a request pipelined behind
+            # it out of the protocol's buffer. A multiplexed protocol makes no
+            # event of submitted headers: its receivers need not look again.
+            self._poke_receivers()
         self._wake_writer()
 
     async def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:

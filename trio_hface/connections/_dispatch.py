@@ -34,6 +34,7 @@ import trio
 from ..events import (
     ConnectionTerminated,
     DataReceived,
+    Event,
     GoawayReceived,
     HeadersReceived,
     PingAckReceived,
@@ -84,6 +85,7 @@ class StreamDispatcher:
         self._on_goaway = on_goaway
         self._on_ping_ack = on_ping_ack
         self._receiving = trio.CancelScope()
+        self._in_receive = False
         self._deadline = math.inf
         # Credit goes back as each stream's consumer takes its data (see StreamInbox).
         connection.manual_acknowledgement = True
@@ -117,29 +119,63 @@ class StreamDispatcher:
     @receive_deadline.setter
     def receive_deadline(self, deadline: float) -> None:
         self._deadline = deadline
-        self._receiving.deadline = deadline
+        if self._in_receive:
+            self._receiving.deadline = deadline
 
     async def run(self) -> DispatchEnd:
         """Route events until the connection ends, the deadline passes, or HTTP/1.1 is done."""
-        connection = self.connection
         while True:
-            with trio.CancelScope(deadline=self._deadline) as self._receiving:
-                event = await connection.receive_event()
+            # One cancel scope for many events, not one per event (entering
+            # and leaving a scope costs more than routing an event). It is
+            # spent once its deadline passed: if an event came in at that
+            # very moment, the event is routed outside it and a fresh scope
+            # takes over.
+            with trio.CancelScope() as self._receiving:
+                end, event = await self._receive_and_route(self._receiving)
             if self._receiving.cancelled_caught:
                 return DispatchEnd.DEADLINE
-            if isinstance(event, ConnectionTerminated):
-                self.terminated = event
-                return DispatchEnd.TERMINATED
-            if isinstance(event, GoawayReceived):
-                if self._on_goaway is not None:
-                    self._on_goaway(event)
-            elif isinstance(event, PingAckReceived):
-                if self._on_ping_ack is not None:
-                    self._on_ping_ack(event)
-            elif isinstance(event, StreamEvent):
-                await self._route(event)
-            if connection.has_expired() and not self.inboxes and not connection.multiplexed:
-                return DispatchEnd.EXPIRED  # HTTP/1.1 that must close after its last exchange
+            if end is None and event is not None:
+                end = await self._handle(event)
+            if end is not None:
+                return end
+
+    async def _receive_and_route(self, scope: trio.CancelScope) -> tuple[DispatchEnd | None, Event | None]:
+        """Route events in *scope*: the deadline applies only while waiting for one (routing is
+        not timed); without a deadline (a client's connection) the scope is never touched.
+        Returns why to stop, or an event that came as the deadline passed."""
+        connection = self.connection
+        while True:
+            self._in_receive = True
+            if self._deadline != math.inf:
+                scope.deadline = self._deadline
+            try:
+                event = await connection.receive_event()
+            finally:
+                self._in_receive = False
+            if scope.deadline != math.inf:
+                scope.deadline = math.inf
+            if scope.cancel_called:
+                return None, event
+            end = await self._handle(event)
+            if end is not None:
+                return end, None
+
+    async def _handle(self, event: Event) -> DispatchEnd | None:
+        if isinstance(event, StreamEvent):
+            await self._route(event)
+        elif isinstance(event, ConnectionTerminated):
+            self.terminated = event
+            return DispatchEnd.TERMINATED
+        elif isinstance(event, GoawayReceived):
+            if self._on_goaway is not None:
+                self._on_goaway(event)
+        elif isinstance(event, PingAckReceived):
+            if self._on_ping_ack is not None:
+                self._on_ping_ack(event)
+        connection = self.connection
+        if connection.has_expired() and not self.inboxes and not connection.multiplexed:
+            return DispatchEnd.EXPIRED  # HTTP/1.1 that must close after its last exchange
+        return None
 
     async def _route(self, event: StreamEvent) -> None:
         inbox = self.inboxes.get(event.stream_id)

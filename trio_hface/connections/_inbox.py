@@ -20,13 +20,17 @@ DEFAULT_MAX_EVENTS = 32
 
 
 class _Data:
-    """Consecutive data of the stream, joined."""
+    """Consecutive data of the stream, joined when it is taken (one piece is not copied)."""
 
-    __slots__ = ("buffer", "end_stream")
+    __slots__ = ("end_stream", "pieces")
 
     def __init__(self, data: bytes, end_stream: bool) -> None:
-        self.buffer = bytearray(data)
+        self.pieces = [data if type(data) is bytes else bytes(data)]  # never a buffer that may change
         self.end_stream = end_stream
+
+    def take(self) -> bytes:
+        pieces = self.pieces
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 class StreamInbox:
@@ -70,6 +74,8 @@ class StreamInbox:
         self._ended = False
         self._closed = False
         self._changed = trio.Event()
+        # Tasks waiting on _changed: with none, a change allocates no new Event.
+        self._waiters = 0
 
     @property
     def stream_id(self) -> int:
@@ -82,8 +88,16 @@ class StreamInbox:
         return self._buffered
 
     def _notify(self) -> None:
-        changed, self._changed = self._changed, trio.Event()
-        changed.set()
+        if self._waiters:
+            changed, self._changed = self._changed, trio.Event()
+            changed.set()
+
+    async def _wait_changed(self) -> None:
+        self._waiters += 1
+        try:
+            await self._changed.wait()
+        finally:
+            self._waiters -= 1
 
     def _full(self, event: Event) -> bool:
         if isinstance(event, DataReceived):
@@ -101,7 +115,7 @@ class StreamInbox:
         if self._ended:
             raise trio.ClosedResourceError("the inbox was ended")
         while not self._closed and self._full(event):
-            await self._changed.wait()
+            await self._wait_changed()
         self._add(event)
         await trio.lowlevel.cancel_shielded_checkpoint()
 
@@ -127,7 +141,7 @@ class StreamInbox:
         if isinstance(event, DataReceived):
             last = self._entries[-1] if self._entries else None
             if isinstance(last, _Data) and not last.end_stream:
-                last.buffer += event.data
+                last.pieces.append(bytes(event.data))
                 last.end_stream = event.end_stream
             else:
                 self._entries.append(_Data(event.data, event.end_stream))
@@ -149,24 +163,47 @@ class StreamInbox:
         :raises trio.ClosedResourceError: after :meth:`close`
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        while not self._entries:
+        try:
+            event = self.receive_nowait()
+        except trio.WouldBlock:
+            pass
+        else:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return event
+        while True:
+            # Waiting was the checkpoint (cancellable, and others ran): take the event at once.
+            await self._wait_changed()
+            try:
+                return self.receive_nowait()
+            except trio.WouldBlock:
+                continue
+
+    def receive_nowait(self) -> Event:
+        """Take the next event if one waits, as :meth:`receive` does, without a checkpoint.
+
+        A consumer that finds what it needs here (the rest of a small
+        response, read in the same round as its headers) skips a scheduling
+        round per event.
+
+        :raises trio.WouldBlock: if no event waits (then :meth:`receive` waits)
+        :raises trio.EndOfChannel: once every event was received after :meth:`end`
+        :raises trio.ClosedResourceError: after :meth:`close`
+        """
+        if not self._entries:
             if self._closed:
                 raise trio.ClosedResourceError("the inbox is closed")
             if self._ended:
                 raise trio.EndOfChannel
-            await self._changed.wait()
+            raise trio.WouldBlock
         entry = self._entries.popleft()
         self._notify()
         if isinstance(entry, _Data):
-            data = bytes(entry.buffer)
+            data = entry.take()
             self._buffered -= len(data)
             self._acknowledge(len(data))
-            event: Event = DataReceived(self._stream_id, data, end_stream=entry.end_stream)
-        else:
-            self._others -= 1
-            event = entry
-        await trio.lowlevel.cancel_shielded_checkpoint()
-        return event
+            return DataReceived(self._stream_id, data, end_stream=entry.end_stream)
+        self._others -= 1
+        return entry
 
     def close(self) -> None:
         """The receiver is done: drop what waits (acknowledging its data) and what comes. Idempotent."""

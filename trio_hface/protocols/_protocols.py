@@ -57,7 +57,12 @@ class HTTPProtocol(metaclass=ABCMeta):
     @property
     @abstractmethod
     def multiplexed(self) -> bool:
-        """Whether streams run in parallel (``True`` for HTTP/2 and HTTP/3)."""
+        """Whether streams run in parallel (``True`` for HTTP/2 and HTTP/3).
+
+        A multiplexed protocol makes no event of :meth:`submit_headers` (its
+        events come from input), so the connection does not wake its
+        receivers after each submitted header block.
+        """
 
     @property
     @abstractmethod

@@ -119,7 +119,12 @@ class HTTP3ClientFactory(HTTPOverQUICClientFactory):
     :param max_data: the connection's receive window, in bytes: how far the
         peer may send beyond what the application consumed
     :param max_stream_data: each stream's receive window, in bytes
-    :param max_datagram_size: the largest UDP payload to send
+    :param max_datagram_size: the largest UDP payload to send; the default,
+        1200 bytes (RFC 9000 section 14), crosses every path. A larger value
+        (1452 for 1500-byte Ethernet over IPv6) sends the same bytes in fewer
+        packets, and aioquic's cost is per packet, but set it only for paths
+        known to carry it, to peers whose max_udp_payload_size allows it:
+        there is no path MTU discovery, and a packet too large is lost
     :param quic_connection_id_length: length of the connection IDs we issue (8-20)
     :param quic_supported_versions: QUIC versions, most preferred first
     :param max_concurrent_streams: how many request streams the peer may open at once
@@ -212,7 +217,12 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
     :param max_data: the connection's receive window, in bytes: how far the
         peer may send beyond what the application consumed
     :param max_stream_data: each stream's receive window, in bytes
-    :param max_datagram_size: the largest UDP payload to send
+    :param max_datagram_size: the largest UDP payload to send; the default,
+        1200 bytes (RFC 9000 section 14), crosses every path. A larger value
+        (1452 for 1500-byte Ethernet over IPv6) sends the same bytes in fewer
+        packets, and aioquic's cost is per packet, but set it only for paths
+        known to carry it, to peers whose max_udp_payload_size allows it:
+        there is no path MTU discovery, and a packet too large is lost
     :param quic_connection_id_length: length of the connection IDs we issue (8-20)
     :param quic_supported_versions: QUIC versions, most preferred first
     :param max_concurrent_streams: how many request streams the peer may open at once

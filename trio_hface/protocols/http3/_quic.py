@@ -27,6 +27,12 @@ reset stream, data after STOP_SENDING) count at once.
 The send side is left to aioquic; :meth:`FlowControlledQuicConnection.stream_send_credit`
 and :meth:`FlowControlledQuicConnection.connection_send_credit` compute how many
 more bytes may be queued without aioquic holding them for flow-control reasons.
+The connection's figure is kept as two running totals, so that asking costs
+the same with one stream as with a hundred (it is asked before every body
+piece): the bytes ever queued on streams (:meth:`~FlowControlledQuicConnection.send_stream_data`)
+and the bytes abandoned unsent when a stream's sending part was reset (by us,
+or by the peer's STOP_SENDING). Every other queued byte is sent or will be, and
+uses the peer's MAX_DATA: the credit is that limit less the difference.
 
 Internals of aioquic used here (checked against aioquic 1.7.2):
 ``_local_max_data`` (a ``Limit`` with ``value``, ``used``, ``sent``),
@@ -36,10 +42,21 @@ Internals of aioquic used here (checked against aioquic 1.7.2):
 ``QuicStream.max_stream_data_local`` / ``max_stream_data_remote``,
 ``QuicStreamReceiver.highest_offset`` / ``is_finished`` and
 ``QuicStreamSender.highest_offset`` / ``_buffer_stop`` / ``_reset_error_code``,
+``_handle_stop_sending_frame``,
 ``_host_cids``, ``_host_cid_seq``, ``_local_initial_source_connection_id`` and
 ``_replenish_connection_ids`` (stateless reset tokens, connection IDs that name a worker),
 ``_handle_ack_frame`` and ``_packet_number`` (one counter for every packet
-number space: the next packet number we send).
+number space: the next packet number we send), ``_write_stream_frame`` and
+``QuicPacketBuilder.remaining_flight_space``.
+
+Speed
+-----
+
+aioquic offers every stream with data a STREAM frame in every packet it
+builds, and a full packet has no room left: with ten busy streams, nine of
+every ten offers built nothing at the cost of a frame size computation each.
+:meth:`FlowControlledQuicConnection._write_stream_frame` answers such an offer
+at once when the packet has no room even for the smallest frame header.
 
 Hostile peers
 -------------
@@ -72,6 +89,11 @@ from .._cids import ConnectionIDRouting
 from ._header import stateless_reset_token
 
 __all__ = ["FlowControlledQuicConnection"]
+
+#: The smallest STREAM frame header aioquic writes: type, a one-byte stream
+#: ID and a two-byte length (no offset field at offset 0); aioquic builds no
+#: frame, not even a bare FIN, in a packet with less room than this.
+MIN_STREAM_FRAME_OVERHEAD = 4
 
 
 class FlowControlledQuicConnection(QuicConnection):
@@ -111,8 +133,14 @@ class FlowControlledQuicConnection(QuicConnection):
         self._local_max_streams_bidi.value = max_streams_bidi
         self._local_max_streams_bidi.sent = max_streams_bidi
         self._consumed_total = 0
+        # Send side: bytes queued on all streams, and bytes of reset streams never to be sent.
+        self._queued_total = 0
+        self._abandoned_total = 0
         # Bytes consumed per stream, forgotten with the stream object.
         self._consumed: weakref.WeakKeyDictionary[QuicStream, int] = weakref.WeakKeyDictionary()
+        # Streams consumed from since their limit was last worked out (at most
+        # one more than the streams aioquic holds: see consume()).
+        self._credit_due: set[int] = set()
 
     # -- stateless reset ---------------------------------------------------
 
@@ -165,6 +193,10 @@ class FlowControlledQuicConnection(QuicConnection):
         stream = self._streams.get(stream_id)
         if stream is not None:
             self._consumed[stream] = self._consumed.get(stream, 0) + count
+            due = self._credit_due
+            due.add(stream_id)
+            if len(due) > len(self._streams):  # forget streams aioquic discarded meanwhile
+                due.intersection_update(self._streams)
 
     @property
     def consumed_total(self) -> int:
@@ -204,13 +236,19 @@ class FlowControlledQuicConnection(QuicConnection):
     def _write_stream_limits(
         self, builder: QuicPacketBuilder, space: QuicPacketSpace, stream: QuicStream
     ) -> None:
-        receiver = stream.receiver
-        if stream.max_stream_data_local and not receiver.is_finished:
-            target = self._consumed.get(stream, 0) + self._stream_window
-            if target - stream.max_stream_data_local >= self._stream_window // 2:
-                stream.max_stream_data_local = target
+        # This runs for every stream in every packet: the new limit is worked
+        # out only for a stream consumed from since, and nothing else is done
+        # when there is nothing to announce.
+        due = self._credit_due
+        if due and stream.stream_id in due:
+            due.discard(stream.stream_id)
+            if stream.max_stream_data_local and not stream.receiver.is_finished:
+                target = self._consumed.get(stream, 0) + self._stream_window
+                if target - stream.max_stream_data_local >= self._stream_window // 2:
+                    stream.max_stream_data_local = target
         if stream.max_stream_data_local == stream.max_stream_data_local_sent:
-            return  # nothing to announce: this runs for every stream in every packet
+            return
+        receiver = stream.receiver
         # aioquic doubles the limit when highest_offset * 2 > max_stream_data_local;
         # hide highest_offset while it writes the frame.
         highest = receiver.highest_offset
@@ -222,6 +260,13 @@ class FlowControlledQuicConnection(QuicConnection):
 
     # -- send side ---------------------------------------------------------
 
+    def _write_stream_frame(
+        self, builder: QuicPacketBuilder, space: QuicPacketSpace, stream: QuicStream, max_offset: int
+    ) -> int:
+        if builder.remaining_flight_space < MIN_STREAM_FRAME_OVERHEAD:
+            return 0  # the packet is full: aioquic would find no room for a frame either
+        return int(super()._write_stream_frame(builder, space, stream, max_offset))
+
     def stream_send_credit(self, stream_id: int) -> int:
         """Return how many more bytes may be queued on a stream for the peer's
         stream limit (not counting the connection limit).
@@ -232,6 +277,38 @@ class FlowControlledQuicConnection(QuicConnection):
         if stream is None:
             return 0
         return max(0, stream.max_stream_data_remote - stream.sender._buffer_stop)
+
+    def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        super().send_stream_data(stream_id, data, end_stream)
+        self._queued_total += len(data)
+
+    def reset_stream(self, stream_id: int, error_code: int) -> None:
+        stream = self._streams.get(stream_id)
+        unsent = self._unsent(stream)
+        super().reset_stream(stream_id, error_code)
+        self._abandon(stream, unsent)
+
+    def _handle_stop_sending_frame(self, context: QuicReceiveContext, frame_type: int, buf: Buffer) -> None:
+        # aioquic resets the stream's sending part when STOP_SENDING arrives.
+        start = buf.tell()
+        stream_id = buf.pull_uint_var()
+        buf.seek(start)
+        stream = self._streams.get(stream_id)
+        unsent = self._unsent(stream)
+        super()._handle_stop_sending_frame(context, frame_type, buf)
+        self._abandon(stream, unsent)
+
+    @staticmethod
+    def _unsent(stream: QuicStream | None) -> int | None:
+        """Bytes queued on a stream but never sent yet, or ``None`` if it is gone or already reset."""
+        if stream is None or stream.sender._reset_error_code is not None:
+            return None
+        return int(stream.sender._buffer_stop - stream.sender.highest_offset)
+
+    def _abandon(self, stream: QuicStream | None, unsent: int | None) -> None:
+        """Count a stream's unsent bytes as never to be sent if it was reset just now."""
+        if stream is not None and unsent is not None and stream.sender._reset_error_code is not None:
+            self._abandoned_total += unsent
 
     def request_bytes_queued(self) -> int:
         """Return how many bytes were queued on bidirectional streams so far (sent or not)."""
@@ -246,6 +323,12 @@ class FlowControlledQuicConnection(QuicConnection):
         Bytes already queued but not sent yet are subtracted: they will use
         the credit when aioquic sends them.
         """
+        # The unsent bytes are queued - abandoned - sent, and the sent ones are
+        # _remote_max_data_used: what is left is the limit less what will use it.
+        return max(0, self._remote_max_data - self._queued_total + self._abandoned_total)
+
+    def connection_send_credit_by_streams(self) -> int:
+        """:meth:`connection_send_credit` computed stream by stream (for tests: the totals must agree)."""
         unsent = 0
         for stream in self._streams.values():
             sender = stream.sender
