@@ -87,7 +87,7 @@ def measure(
     server_started = server_cpu(pid)
     if protocol == "h3":
         swarm = quic_swarm(
-            port, size=0, processes=16, streams=max(int(duration * 40), 20), folder=folder, cap=60
+            port, size=0, processes=16, streams=max(int(duration * 200), 100), folder=folder, cap=60
         )
         rate = swarm.rate
         seconds = swarm.seconds
