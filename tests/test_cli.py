@@ -69,6 +69,7 @@ async def test_server_with_development_certificate() -> None:
             "cannot read /nonexistent.pem",
         ),
         (["server", HELLO, "http://127.0.0.1:0", "--http3"], 2, "HTTP/3 needs TLS"),
+        (["server", HELLO, "http://127.0.0.1:0", "--http3", "--workers", "2"], 2, "HTTP/3 needs TLS"),
     ],
 )
 def test_error_exits(args: list[str], status: int, message: str) -> None:
@@ -79,15 +80,31 @@ def test_error_exits(args: list[str], status: int, message: str) -> None:
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
-def test_port_in_use() -> None:
-    """A port that is taken is a one-line error with exit status 1."""
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_port_in_use(workers: str) -> None:
+    """A port that is taken is a one-line error with exit status 1, with workers too."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        result = cli("server", HELLO, f"http://127.0.0.1:{port}")
+        result = cli("server", HELLO, f"http://127.0.0.1:{port}", "--workers", workers)
     assert result.returncode == 1
     assert "in use" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workers", "-1"], "must be at least 0"),
+        (["--workers", "many"], "not a number or auto"),
+        (["--quic-lb", "zz"], "SERVER_ID_HEX"),
+        (["--quic-lb", "01:7"], "config_rotation must be in 0-6"),
+    ],
+)
+def test_worker_options_out_of_range(args: list[str], message: str) -> None:
+    """--workers and --quic-lb refuse what they cannot use, with exit status 2."""
+    result = cli("server", HELLO, "http://127.0.0.1:0", *args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
 def test_help_explains_commands() -> None:

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from typing import Any
 
 import trio
 
 from ..server import Endpoint, ProxyServer, ServerProtocol
-from ._server import CommandError, add_http1_impl, add_max_connections, find_exception, serve, server_config
+from ._server import (
+    CommandError,
+    add_http1_impl,
+    add_max_connections,
+    add_workers,
+    find_exception,
+    serve,
+    server_config,
+    worker_count,
+)
 
 __all__ = ["add_proxy_parser", "run_proxy"]
 
@@ -46,6 +56,7 @@ def add_proxy_parser(subparsers: Any) -> None:
         help="allow only these destinations (shell wildcards, repeatable)",
     )
     add_max_connections(parser)
+    add_workers(parser)
     add_http1_impl(parser, clients=False)
     parser.set_defaults(command=run_proxy, protocol=ServerProtocol.ALL)
 
@@ -57,11 +68,11 @@ def run_proxy(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     proxy = ProxyServer(config=server_config(args, endpoints), allow=args.allow)
     try:
-        trio.run(serve, proxy, endpoints)
+        trio.run(functools.partial(serve, workers=worker_count(args), quic_lb=args.quic_lb), proxy, endpoints)
     except BaseException as exc:
         if find_exception(exc, (KeyboardInterrupt,)) is not None:
             return 130
-        problem = find_exception(exc, (OSError, ValueError))
+        problem = find_exception(exc, (OSError, ValueError, RuntimeError))
         if problem is None:
             raise
         print(f"trio-hface proxy: {problem}", file=sys.stderr)

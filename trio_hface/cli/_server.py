@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import importlib
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -13,12 +15,21 @@ from typing import Any
 import trio
 
 from .._models import ServerTLSConfig
-from ..protocols import HTTPOverTCPFactory, protocol_registry
-from ..server import ASGIApp, ASGIServer, Endpoint, ProxyServer, ServerConfig, ServerProtocol
+from ..protocols import HTTPOverTCPFactory, QUICLBConfig, protocol_registry
+from ..server import ASGIApp, ASGIServer, Endpoint, ProxyServer, ServerConfig, ServerProtocol, SteeringMode
 from ..server._config import DEFAULT_MAX_CONNECTIONS
 from ._certs import create_development_certificates
 
-__all__ = ["add_http1_impl", "add_server_parser", "http1_factory", "load_app", "run_server", "server_config"]
+__all__ = [
+    "add_http1_impl",
+    "add_server_parser",
+    "add_workers",
+    "worker_count",
+    "http1_factory",
+    "load_app",
+    "run_server",
+    "server_config",
+]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +87,7 @@ def add_server_parser(subparsers: Any) -> None:
         help="how long requests in flight may take to finish on shutdown (default 10)",
     )
     add_max_connections(parser)
+    add_workers(parser)
     add_http1_impl(parser, clients=False)
     parser.set_defaults(command=run_server, protocol=ServerProtocol.ALL)
 
@@ -139,6 +151,56 @@ def add_max_connections(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="connections one client host may have at once; more are closed at once (default: no limit)",
     )
+
+
+def add_workers(parser: argparse.ArgumentParser) -> None:
+    """The ``--workers`` and ``--quic-lb`` options of ``server`` and ``proxy``."""
+
+    def count(text: str) -> int:
+        if text == "auto":
+            return 0
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number or auto: {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be at least 0, not {value}")
+        return value
+
+    def quic_lb(text: str) -> QUICLBConfig:
+        try:
+            return QUICLBConfig.parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parser.add_argument(
+        "--workers",
+        type=count,
+        default=1,
+        metavar="N",
+        help=(
+            "worker processes serving every endpoint on the same ports (SO_REUSEPORT); "
+            "0 or auto: one per core (default 1: this process serves). Limits such as "
+            "--max-connections apply to each worker"
+        ),
+    )
+    parser.add_argument(
+        "--quic-lb",
+        type=quic_lb,
+        default=None,
+        metavar="SERVER_ID[:ROTATION[:NONCE_LENGTH]]",
+        help=(
+            "issue HTTP/3 connection IDs by the QUIC-LB plaintext algorithm with this server ID "
+            "(hex, 1-15 octets), config rotation (0-6, default 0) and nonce length (default 8), "
+            "for a connection-ID-aware load balancer in front of several machines"
+        ),
+    )
+
+
+def worker_count(args: argparse.Namespace) -> int:
+    """The number of workers ``--workers`` asks for (0: one per core)."""
+    workers: int = args.workers
+    return workers or os.cpu_count() or 1
 
 
 def load_app(spec: str) -> ASGIApp:
@@ -217,11 +279,26 @@ def tune_gc() -> None:
         gc.set_threshold(SERVING_GC_THRESHOLD, second, third)
 
 
-async def serve(server: ASGIServer | ProxyServer, endpoints: list[Endpoint]) -> None:
+async def serve(
+    server: ASGIServer | ProxyServer,
+    endpoints: list[Endpoint],
+    workers: int = 1,
+    quic_lb: QUICLBConfig | None = None,
+) -> None:
+    """Serve until SIGINT or SIGTERM, in this process or (with workers or QUIC-LB) in worker processes."""
     tune_gc()
     async with trio.open_nursery() as nursery:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            bound = await nursery.start(server.run, endpoints)
+            if workers == 1 and quic_lb is None:
+                bound = await nursery.start(server.run, endpoints)
+            else:
+                pool = await nursery.start(
+                    functools.partial(server.run_workers, endpoints, workers=workers, quic_lb=quic_lb)
+                )
+                bound = pool.endpoints
+                print(f"{workers} workers (pids {', '.join(map(str, pool.pids))})", flush=True)
+                if pool.steering != SteeringMode.NONE:
+                    print(f"HTTP/3 datagrams reach their worker by {pool.steering}", flush=True)
             for endpoint in bound:
                 print(f"serving on {endpoint}", flush=True)
             async for signum in signals:
@@ -241,7 +318,9 @@ def run_server(args: argparse.Namespace) -> int:
     )
     server = ASGIServer(app, config=config)
     try:
-        trio.run(serve, server, endpoints)
+        trio.run(
+            functools.partial(serve, workers=worker_count(args), quic_lb=args.quic_lb), server, endpoints
+        )
     except BaseException as exc:
         if find_exception(exc, (KeyboardInterrupt,)) is not None:
             return 130  # a second Ctrl-C: stop without waiting

@@ -102,6 +102,7 @@ class HTTPOverQUICListener(AcceptingListener[QUICStream]):
         local_address: AddressType,
         tls_config: ServerTLSConfig,
         retry: bool = False,
+        retry_key: bytes | None = None,
         connection_limit: ConnectionLimit | None = None,
     ) -> HTTPOverQUICListener:
         """Bind UDP sockets and prepare to accept QUIC connections.
@@ -112,6 +113,9 @@ class HTTPOverQUICListener(AcceptingListener[QUICStream]):
         :param tls_config: the certificate (QUIC always uses TLS 1.3)
         :param retry: validate client addresses with a Retry round trip before
             accepting connections (RFC 9000 section 8.1.2)
+        :param retry_key: the Retry token key, shared by the listeners of
+            several worker processes so that each validates the others'
+            tokens (``None``: a key of this listener's own)
         :param connection_limit: a budget of connections, which other
             listeners may share; ``None`` for no limit. When it is full, a new
             connection's Initial packet is dropped and the connection idle
@@ -125,6 +129,7 @@ class HTTPOverQUICListener(AcceptingListener[QUICStream]):
             quic_supported_versions=http_factory.quic_supported_versions,
             quic_stateless_reset_key=http_factory.quic_stateless_reset_key,
             quic_retry=retry,
+            **({"quic_retry_key": retry_key} if retry_key is not None else {}),
         )
         return cls(http_factory, listeners, tls_config=tls_config, connection_limit=connection_limit)
 

@@ -168,6 +168,7 @@ class QUICServerNetworking(metaclass=ABCMeta):
         quic_supported_versions: Sequence[int],
         quic_stateless_reset_key: bytes | None = None,
         quic_retry: bool = False,
+        quic_retry_key: bytes | None = None,
     ) -> Sequence[QUICStreamListener]:
         """Bind UDP sockets and accept QUIC connections on them.
 
@@ -181,6 +182,10 @@ class QUICServerNetworking(metaclass=ABCMeta):
             tokens derive from, for stateless resets; ``None`` sends none
         :param quic_retry: validate client addresses with Retry packets before
             accepting a connection (costs a round trip; limits spoofed floods)
+        :param quic_retry_key: a Retry token key shared with other listeners
+            (worker processes), so that each validates the others' tokens;
+            ``None`` for a key of their own. The server passes it only when
+            it has one, so implementations without it keep working
         :returns: one listener per bound address
         """
 

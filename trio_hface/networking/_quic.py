@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import socket as stdlib_socket
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ from ..protocols.http3 import (
     stateless_reset_token,
 )
 from ._abc import DatagramStream, QUICStream, QUICStreamListener
+from ._forward import DatagramForwarder
 from ._udp import UDPSocket
 
 __all__ = [
@@ -207,6 +209,10 @@ class QUICListener(QUICStreamListener):
     :param stateless_reset_key: the key the connections' reset tokens derive
         from, or ``None`` to send no stateless resets
     :param retry: validate client addresses with Retry before accepting
+    :param retry_key: the Retry token key that several listeners (worker
+        processes) share; their tokens are then dated by the system's
+        monotonic clock, which every process shares. ``None``: a key of this
+        listener's own, and Trio's clock
     """
 
     def __init__(
@@ -217,8 +223,10 @@ class QUICListener(QUICStreamListener):
         supported_versions: Sequence[int],
         stateless_reset_key: bytes | None = None,
         retry: bool = False,
+        retry_key: bytes | None = None,
     ) -> None:
-        self._retry = QUICRetry(connection_id_length) if retry else None
+        self._retry = QUICRetry(connection_id_length, retry_key) if retry else None
+        self._retry_clock: Callable[[], float] = trio.current_time if retry_key is None else time.monotonic
         self._retries = 0
         self._invalid_tokens = 0
         self._reset_key = stateless_reset_key
@@ -240,6 +248,14 @@ class QUICListener(QUICStreamListener):
         self._dropped_queue_full = 0
         self._dropped_unroutable = 0
         self._version_negotiations = 0
+        self._forwarder: DatagramForwarder | None = None
+
+    def set_forwarder(self, forwarder: DatagramForwarder) -> None:
+        """Send datagrams of connections owned by other worker processes to them (see ``_forward.py``).
+
+        Also receives what the other workers forward here; the listener closes *forwarder*.
+        """
+        self._forwarder = forwarder
 
     @property
     def address(self) -> AddressType:
@@ -282,7 +298,10 @@ class QUICListener(QUICStreamListener):
                 raise trio.ClosedResourceError("the QUIC listener is closed")
             if not self._pending:
                 try:
-                    self._pending.extend(await self._udp.receive_batch())
+                    if self._forwarder is None:
+                        self._pending.extend(await self._udp.receive_batch())
+                    else:
+                        self._pending.extend(await self._forwarder.receive_with(self._udp))
                 except trio.ClosedResourceError:
                     raise trio.ClosedResourceError("the QUIC listener is closed") from None
             while self._pending:
@@ -301,6 +320,8 @@ class QUICListener(QUICStreamListener):
         stream = self._routes.get(header.destination_cid)
         if stream is not None:
             stream._deliver((data, address))
+            return None
+        if self._forwarder is not None and self._forwarder.forward(header.destination_cid, data, address):
             return None
         if header.is_long_header and header.version not in self._versions:
             if len(data) >= MIN_INITIAL_SIZE:
@@ -324,7 +345,7 @@ class QUICListener(QUICStreamListener):
                 return None
             validation: tuple[bytes, bytes] | None = None
             if self._retry is not None:
-                now = trio.current_time()
+                now = self._retry_clock()
                 if not header.token:
                     self._retries += 1
                     await self._send(self._retry.retry_packet(header, address, now), address)
@@ -398,6 +419,8 @@ class QUICListener(QUICStreamListener):
         if not self._closed:
             self._closed = True
             self._udp.close()
+            if self._forwarder is not None:
+                self._forwarder.close()
             self._pending.clear()
             for stream in list(self._streams):
                 stream._listener_closed()
@@ -470,6 +493,7 @@ async def open_quic_listeners(
     supported_versions: Sequence[int],
     stateless_reset_key: bytes | None = None,
     retry: bool = False,
+    retry_key: bytes | None = None,
 ) -> list[QUICListener]:
     """Bind a UDP socket for each address *local_address* resolves to.
 
@@ -501,6 +525,7 @@ async def open_quic_listeners(
                     supported_versions=supported_versions,
                     stateless_reset_key=stateless_reset_key,
                     retry=retry,
+                    retry_key=retry_key,
                 )
             )
     except BaseException:

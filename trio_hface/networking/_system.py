@@ -46,6 +46,7 @@ class SystemNetworking(ServerNetworking, ClientNetworking):
         quic_supported_versions: Sequence[int],
         quic_stateless_reset_key: bytes | None = None,
         quic_retry: bool = False,
+        quic_retry_key: bytes | None = None,
     ) -> Sequence[QUICStreamListener]:
         return await open_quic_listeners(
             local_address,
@@ -53,6 +54,7 @@ class SystemNetworking(ServerNetworking, ClientNetworking):
             supported_versions=quic_supported_versions,
             stateless_reset_key=quic_stateless_reset_key,
             retry=quic_retry,
+            retry_key=quic_retry_key,
         )
 
     async def connect_udp(self, remote_address: AddressType) -> DatagramStream:

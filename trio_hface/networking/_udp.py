@@ -183,6 +183,11 @@ class UDPSocket:
         return self._trio_sock.getsockname()
 
     @property
+    def socket(self) -> stdlib_socket.socket:
+        """The non-blocking socket that receives, to wait for with :func:`trio.lowlevel.wait_readable`."""
+        return self._sock
+
+    @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
         return self._closed

@@ -5,6 +5,7 @@ Nothing in this package performs I/O, reads a clock or imports Trio.
 
 from __future__ import annotations
 
+from ._cids import ConnectionIDRouting, QUICLBConfig
 from ._factories import (
     ALPNHTTPFactory,
     HTTPOverQUICClientFactory,
@@ -34,4 +35,6 @@ __all__ = [
     "ALPNHTTPFactory",
     "ProtocolRegistry",
     "protocol_registry",
+    "ConnectionIDRouting",
+    "QUICLBConfig",
 ]

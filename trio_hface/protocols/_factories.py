@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from .._models import ClientTLSConfig, ServerTLSConfig
 from .._typing import AddressType
 from ..errors import ALPNError
+from ._cids import ConnectionIDRouting
 from ._protocols import HTTPOverQUICProtocol, HTTPOverTCPProtocol
 
 __all__ = [
@@ -164,6 +165,23 @@ class HTTPOverQUICServerFactory(metaclass=ABCMeta):
 
         With it, the server can send a stateless reset for a connection it no
         longer knows (RFC 9000 section 10.3). The default is ``None``: no resets.
+        """
+        return None
+
+    def for_worker(
+        self, routing: ConnectionIDRouting, *, stateless_reset_key: bytes | None = None
+    ) -> HTTPOverQUICServerFactory | None:
+        """A copy whose connection IDs follow *routing* (name a worker process), if it can.
+
+        Worker processes call it (see :meth:`.ASGIServer.run_workers`) so that
+        every datagram of a connection reaches its worker. The default is
+        ``None``: the factory cannot, and more than one worker cannot serve
+        HTTP/3 with it.
+
+        :param routing: the worker index, the number of workers, and an
+            optional QUIC-LB configuration
+        :param stateless_reset_key: a key that every worker shares, or ``None``
+            to keep this factory's
         """
         return None
 

@@ -7,6 +7,7 @@ from ._config import ServerConfig, ServerSettings
 from ._models import Endpoint, ServerProtocol
 from ._proxy import ProxyServer
 from ._server import ASGIServer
+from ._workers import SteeringMode, WorkerPool
 
 __all__ = [
     "ASGIServer",
@@ -17,4 +18,6 @@ __all__ = [
     "ClientDisconnected",
     "Endpoint",
     "ServerProtocol",
+    "WorkerPool",
+    "SteeringMode",
 ]

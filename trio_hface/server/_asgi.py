@@ -34,6 +34,9 @@ __all__ = ["ASGIApp", "ClientDisconnected", "RequestCycle", "build_scope"]
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("trio_hface.server.access")
 
+#: The index of this worker process, named in the access log (``None``: not a worker).
+worker_index: int | None = None
+
 #: An ASGI 3 application.
 ASGIApp = Callable[
     [
@@ -284,13 +287,14 @@ class RequestCycle:
     def _finish(self) -> None:
         self.response_complete = True
         access_log.info(
-            '%s - "%s %s HTTP/%s" %d %d',
+            '%s - "%s %s HTTP/%s" %d %d%s',
             _client(self.scope),
             self.scope["method"],
             self.scope["raw_path"].decode("ascii", "replace") or "/",
             self.scope["http_version"],
             self._status or 0,
             self.bytes_sent,
+            "" if worker_index is None else f" worker {worker_index}",
         )
 
     # -- running ------------------------------------------------------------

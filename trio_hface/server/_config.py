@@ -67,6 +67,11 @@ class ServerConfig:
     #: Connections one client host may have at once; more are closed at once
     #: (TCP) or dropped (QUIC). ``None`` for no such limit.
     max_connections_per_address: int | None = None
+    #: Validate the addresses of HTTP/3 clients with a Retry round trip
+    #: before accepting their connections (RFC 9000 section 8.1.2): a round
+    #: trip more per connection, and no work for spoofed Initial packets.
+    #: Worker processes share the token key, so any of them validates a token.
+    quic_retry: bool = False
 
     def __post_init__(self) -> None:
         timeouts = {
@@ -104,6 +109,7 @@ class ServerSettings(TypedDict, total=False):
     handshake_timeout: float
     max_connections: int | None
     max_connections_per_address: int | None
+    quic_retry: bool
 
 
 class _Configured(Protocol):

@@ -46,6 +46,7 @@ from ..errors import StartupFailed
 from ..events import (
     HeadersReceived,
 )
+from ..networking import ServerNetworking
 from ..protocols import ALPNHTTPFactory, HTTPOverQUICServerFactory, HTTPOverTCPFactory
 from ..protocols.http1 import HTTP1ServerFactory
 from ..protocols.http2 import HTTP2ServerFactory
@@ -53,6 +54,7 @@ from ..protocols.http3 import HTTP3ServerFactory
 from ._asgi import ASGIApp, RequestCycle
 from ._config import ConfigAttribute, ServerConfig, ServerSettings
 from ._models import Endpoint, ServerProtocol
+from ._workers import WorkerMode
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
@@ -75,7 +77,7 @@ SHUTDOWN_MARGIN = 5.0
 ALT_SVC_MAX_AGE = 86400
 
 
-class StreamServer:
+class StreamServer(WorkerMode):
     """What the ASGI server and the proxy server share: endpoints, listeners,
     a task per connection and per stream, graceful shutdown. Not public API.
     """
@@ -95,15 +97,42 @@ class StreamServer:
     handshake_timeout = ConfigAttribute[float]()
     max_connections = ConfigAttribute[int | None]()
     max_connections_per_address = ConfigAttribute[int | None]()
+    quic_retry = ConfigAttribute[bool]()
 
     def __init__(self, config: ServerConfig | None = None, **settings: Unpack[ServerSettings]) -> None:
         #: The configuration in effect: *config* with the keyword arguments
         #: applied and the server's defaults filled in (its factories and
         #: ``idle_timeout`` are never ``None``).
         self.config = self._configure(dataclasses.replace(config or ServerConfig(), **settings))
+        self._init_state()
+
+    def _init_state(self) -> None:
+        """The state of a run: what a copy in a worker process starts afresh."""
         self._shutdown = trio.Event()
         self._connections: set[_ConnectionHandler] = set()
         self._alt_svc_headers: dict[int, list[tuple[bytes, bytes]]] = {}
+        # The sockets to listen on (None: SystemNetworking); a worker's are bound beforehand.
+        self._networking: ServerNetworking | None = None
+        # The Retry token key that worker processes share (None: the listeners' own).
+        self._retry_key: bytes | None = None
+
+    #: Attributes of a run, left out when a server is pickled for a worker process.
+    _RUN_STATE: tuple[str, ...] = (
+        "_shutdown",
+        "_connections",
+        "_alt_svc_headers",
+        "_networking",
+        "_retry_key",
+        "_serving_done",
+        "_bound",
+    )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in self._RUN_STATE}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_state()
 
     def _configure(self, config: ServerConfig) -> ServerConfig:
         """Fill in the server's defaults where *config* leaves them to it."""
@@ -234,6 +263,7 @@ class StreamServer:
                 if tcp_factory is not None:
                     tcp = await HTTPOverTCPListener.create(
                         tcp_factory,
+                        self._networking,
                         local_address=endpoint.address,
                         tls_config=tls,
                         handshake_timeout=self.handshake_timeout,
@@ -247,8 +277,11 @@ class StreamServer:
                     assert tls is not None
                     quic = await HTTPOverQUICListener.create(
                         self.http3_factory,
+                        self._networking,
                         local_address=(endpoint.host, port),
                         tls_config=tls,
+                        retry=self.quic_retry,
+                        retry_key=self._retry_key,
                         connection_limit=limit,
                     )
                     listeners.append(quic)
@@ -263,6 +296,38 @@ class StreamServer:
                     await listener.aclose()
             raise
         return listeners, bound, alt_svc
+
+    # -- worker processes (see _workers.py) ---------------------------------
+
+    def _transports(self, endpoint: Endpoint) -> tuple[bool, bool]:
+        """Whether *endpoint* is served on TCP, and on QUIC.
+
+        :raises ValueError: for an endpoint this configuration cannot serve
+        """
+        tcp = self._tcp_factory(endpoint) is not None
+        if endpoint.tls and self.tls_config is None:
+            raise ValueError(f"{endpoint} needs a TLS configuration (certificate and key)")
+        return tcp, self._serves_http3(endpoint)
+
+    def _become_worker(
+        self,
+        networking: ServerNetworking,
+        http3_factory: HTTPOverQUICServerFactory | None,
+        retry_key: bytes,
+    ) -> None:
+        """In a worker process: listen on the sockets of *networking*, issue routed
+        connection IDs, and share the Retry token key."""
+        self._networking = networking
+        self._retry_key = retry_key
+        if http3_factory is not None:
+            self.http3_factory = http3_factory
+
+    async def _wait_shutdown(self) -> None:
+        await self._shutdown.wait()
+
+    @property
+    def _stop_timeout(self) -> float:
+        return self.graceful_timeout + SHUTDOWN_MARGIN + LIFESPAN_TIMEOUT
 
     def _tcp_factory(self, endpoint: Endpoint) -> HTTPOverTCPFactory | None:
         protocol = self.protocol
@@ -412,7 +477,7 @@ class ASGIServer(StreamServer):
         (``tls_config``, ``protocol``, ``http1_factory``, ``http2_factory``,
         ``http3_factory``, ``alt_svc``, ``graceful_timeout``,
         ``idle_timeout``, ``handshake_timeout``, ``max_connections``,
-        ``max_connections_per_address``), which overrides the field of *config*
+        ``max_connections_per_address``, ``quic_retry``), which overrides the field of *config*
     :raises ValueError: for a setting out of range (see :class:`ServerConfig`)
 
     The fields of :attr:`config` are attributes of the server too
@@ -428,11 +493,16 @@ class ASGIServer(StreamServer):
         read_timeout: float | None = 60.0,
         **settings: Unpack[ServerSettings],
     ) -> None:
-        super().__init__(config, **settings)
         self.app = app
+        super().__init__(config, **settings)
         self.root_path = root_path
         self.read_timeout = read_timeout
-        self._lifespan = _Lifespan(app)
+
+    _RUN_STATE = (*StreamServer._RUN_STATE, "_lifespan")
+
+    def _init_state(self) -> None:
+        super()._init_state()
+        self._lifespan = _Lifespan(self.app)
 
     async def _startup(self, nursery: trio.Nursery) -> None:
         self._lifespan = _Lifespan(self.app)

@@ -23,6 +23,7 @@ from aioquic.quic.packet import QuicErrorCode
 
 from ..._typing import AddressType, DatagramType
 from ...errors import LocalProtocolError
+from .._cids import ConnectionIDRouting
 from ._h3 import HFaceH3Connection
 from ._header import parse_quic_header
 from ._quic import FlowControlledQuicConnection
@@ -56,8 +57,10 @@ class QuicDriver:
         max_field_section_size: int,
         remote_address: AddressType | None = None,
         stateless_reset_key: bytes | None = None,
+        connection_id_routing: ConnectionIDRouting | None = None,
     ) -> None:
         self._configuration = configuration
+        self._connection_id_routing = connection_id_routing
         self._is_client = configuration.is_client
         self._max_concurrent_streams = max_concurrent_streams
         self._enable_connect_protocol = enable_connect_protocol
@@ -94,6 +97,7 @@ class QuicDriver:
             ),
             retry_source_connection_id=self._validated[1] if self._validated is not None else None,
             stateless_reset_key=self._stateless_reset_key,
+            connection_id_routing=self._connection_id_routing,
         )
         self._original_cid = original_cid
         self._cids = [self._quic.host_cid]

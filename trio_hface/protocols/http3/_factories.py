@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from ..._models import ClientTLSConfig, ServerTLSConfig
 from ..._typing import AddressType
+from .._cids import ConnectionIDRouting
 from .._factories import HTTPOverQUICClientFactory, HTTPOverQUICServerFactory
 from ._protocol import HTTP3ProtocolImpl
 
@@ -234,6 +235,9 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
     :param stateless_reset_key: the secret from which stateless reset tokens
         are derived (default: random for this factory); servers that share a
         port across restarts should share it
+    :param connection_id_routing: make the connection IDs name a worker (and,
+        with QUIC-LB, this machine's server ID); then *quic_connection_id_length*
+        is QUIC-LB's length if it has a configuration
     """
 
     def __init__(
@@ -249,9 +253,13 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
         max_field_section_size: int = DEFAULT_MAX_FIELD_SECTION_SIZE,
         enable_connect_protocol: bool = True,
         stateless_reset_key: bytes | None = None,
+        connection_id_routing: ConnectionIDRouting | None = None,
     ) -> None:
         self._stateless_reset_key = stateless_reset_key or os.urandom(32)
         self._certificates: dict[ServerTLSConfig, tuple[list[x509.Certificate], _PrivateKey]] = {}
+        self._routing = connection_id_routing
+        if connection_id_routing is not None:
+            quic_connection_id_length = connection_id_routing.connection_id_length(quic_connection_id_length)
         self._settings = _QUICSettings(
             idle_timeout=idle_timeout,
             max_data=max_data,
@@ -284,6 +292,37 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
         """The secret from which the stateless reset tokens of connection IDs are derived."""
         return self._stateless_reset_key
 
+    @property
+    def quic_connection_id_routing(self) -> ConnectionIDRouting | None:
+        """How the connection IDs name their worker, if they do."""
+        return self._routing
+
+    def for_worker(
+        self, routing: ConnectionIDRouting, *, stateless_reset_key: bytes | None = None
+    ) -> HTTP3ServerFactory:
+        """A copy of this factory whose connection IDs follow *routing*.
+
+        :param routing: the worker (and QUIC-LB server ID) to name
+        :param stateless_reset_key: the key every worker shares (default: this factory's)
+        """
+        copy = HTTP3ServerFactory.__new__(HTTP3ServerFactory)
+        copy.__dict__.update(self.__dict__)
+        copy._certificates = {}
+        copy._routing = routing
+        copy._stateless_reset_key = stateless_reset_key or self._stateless_reset_key
+        settings = _QUICSettings.__new__(_QUICSettings)
+        settings.__dict__.update(self._settings.__dict__)
+        settings.connection_id_length = routing.connection_id_length(settings.connection_id_length)
+        copy._settings = settings
+        return copy
+
+    def __getstate__(self) -> dict[str, object]:
+        # Parsed certificates do not pickle (worker processes get the factory
+        # by pickle): they are parsed again where the copy serves.
+        state = dict(self.__dict__)
+        state["_certificates"] = {}
+        return state
+
     def __call__(self, *, tls_config: ServerTLSConfig) -> HTTP3ProtocolImpl:
         """Create a server connection, ready for the client's first datagram.
 
@@ -311,6 +350,7 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
             max_field_section_size=self._settings.max_field_section_size,
             enable_connect_protocol=self._enable_connect_protocol,
             stateless_reset_key=self._stateless_reset_key,
+            connection_id_routing=self._routing,
         )
 
 

@@ -25,6 +25,7 @@ from aioquic.quic.packet import (
     pull_quic_header,
 )
 from aioquic.quic.retry import QuicRetryTokenHandler
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..._typing import AddressType
 
@@ -264,10 +265,17 @@ class QUICRetry:
     instance that issued them.
 
     :param connection_id_length: the length of the connection ID to issue
+    :param key: a 16-, 24- or 32-byte AES-GCM key for the tokens, so that
+        several instances (worker processes) validate each other's tokens;
+        ``None`` draws one for this instance. Instances that share a key must
+        also share the clock of ``now``.
     """
 
-    def __init__(self, connection_id_length: int) -> None:
+    def __init__(self, connection_id_length: int, key: bytes | None = None) -> None:
         self._handler = QuicRetryTokenHandler()
+        if key is not None:
+            # aioquic's handler draws its own key; a shared one replaces it.
+            self._handler._aead = AESGCM(key)
         self._cid_length = connection_id_length
 
     def retry_packet(self, header: QUICHeader, address: AddressType, now: float) -> bytes:

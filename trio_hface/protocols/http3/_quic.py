@@ -43,7 +43,8 @@ Internals of aioquic used here (checked against aioquic 1.7.2):
 ``QuicStreamReceiver.highest_offset`` / ``is_finished`` and
 ``QuicStreamSender.highest_offset`` / ``_buffer_stop`` / ``_reset_error_code``,
 ``_handle_stop_sending_frame``,
-``_host_cids`` and ``_replenish_connection_ids`` (stateless reset tokens),
+``_host_cids``, ``_host_cid_seq``, ``_local_initial_source_connection_id`` and
+``_replenish_connection_ids`` (stateless reset tokens, connection IDs that name a worker),
 ``_handle_ack_frame`` and ``_packet_number`` (one counter for every packet
 number space: the next packet number we send), ``_write_stream_frame`` and
 ``QuicPacketBuilder.remaining_flight_space``.
@@ -84,6 +85,7 @@ from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.quic.stream import QuicStream
 
+from .._cids import ConnectionIDRouting
 from ._header import stateless_reset_token
 
 __all__ = ["FlowControlledQuicConnection"]
@@ -111,10 +113,18 @@ class FlowControlledQuicConnection(QuicConnection):
         configuration: QuicConfiguration,
         max_streams_bidi: int,
         stateless_reset_key: bytes | None = None,
+        connection_id_routing: ConnectionIDRouting | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(configuration=configuration, **kwargs)
         self._stateless_reset_key = None if configuration.is_client else stateless_reset_key
+        self._routing = None if configuration.is_client else connection_id_routing
+        if self._routing is not None:
+            # Our first connection ID (the Source CID of our Initial) names
+            # this worker too, before anything is sent.
+            first = self._host_cids[0]
+            first.cid = self._routing.issue(configuration.connection_id_length)
+            self.host_cid = self._local_initial_source_connection_id = first.cid
         self._derive_reset_tokens()
         self._connection_window = configuration.max_data
         self._stream_window = configuration.max_stream_data
@@ -143,7 +153,14 @@ class FlowControlledQuicConnection(QuicConnection):
             host_cid.stateless_reset_token = stateless_reset_token(self._stateless_reset_key, host_cid.cid)
 
     def _replenish_connection_ids(self) -> None:
+        issued = self._host_cid_seq
         super()._replenish_connection_ids()
+        if self._routing is not None:
+            # aioquic's new connection IDs are random: make them name this
+            # worker (they are sent later, in NEW_CONNECTION_ID frames).
+            for host_cid in self._host_cids:
+                if host_cid.sequence_number >= issued:
+                    host_cid.cid = self._routing.issue(self._configuration.connection_id_length)
         self._derive_reset_tokens()
 
     # -- hostile peers -----------------------------------------------------
