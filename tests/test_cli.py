@@ -224,10 +224,8 @@ async def test_client_several_urls_share_a_connection_and_print_in_order(certs: 
 
 
 @pytest.mark.parametrize("command", ["server", "proxy"])
-def test_max_connections_per_address_flag_reaches_the_server(
-    command: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """--max-connections-per-address N configures the server and the proxy (default: no limit)."""
+def test_admission_flags_reach_the_server(command: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--max-connections-per-address N and --quic-retry configure the server and the proxy (default: no limit, no Retry)."""
     import trio
 
     from trio_hface.cli import _main
@@ -241,6 +239,10 @@ def test_max_connections_per_address_flag_reaches_the_server(
         args = _main.build_parser().parse_args([command, *app, "http://127.0.0.1:0", *flag])
         assert args.command(args) == 0
         assert servers.pop().max_connections_per_address == expected
+    for flag, retry in (([], False), (["--quic-retry"], True)):
+        args = _main.build_parser().parse_args([command, *app, "http://127.0.0.1:0", *flag])
+        assert args.command(args) == 0
+        assert servers.pop().quic_retry is retry
 
 
 @pytest.mark.parametrize("command", ["server", "proxy", "client"])

@@ -123,7 +123,8 @@ def http1_factory(args: argparse.Namespace, *, clients: bool) -> HTTPOverTCPFact
 
 
 def add_max_connections(parser: argparse.ArgumentParser) -> None:
-    """The ``--max-connections`` and ``--max-connections-per-address`` options of ``server`` and ``proxy``."""
+    """The admission options of ``server`` and ``proxy``: ``--max-connections``,
+    ``--max-connections-per-address`` and ``--quic-retry``."""
 
     def positive(text: str) -> int:
         try:
@@ -150,6 +151,15 @@ def add_max_connections(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="connections one client host may have at once; more are closed at once (default: no limit)",
+    )
+    parser.add_argument(
+        "--quic-retry",
+        action="store_true",
+        help=(
+            "validate the address of every new HTTP/3 client with a Retry first (RFC 9000 section 8.1: "
+            "a spoofed source gets nothing but one small packet, at the cost of a round trip); "
+            "with --workers, every worker accepts the tokens of every other"
+        ),
     )
 
 
@@ -256,6 +266,7 @@ def server_config(args: argparse.Namespace, endpoints: list[Endpoint], **setting
             protocol=args.protocol,
             max_connections=args.max_connections,
             max_connections_per_address=args.max_connections_per_address,
+            quic_retry=args.quic_retry,
             http1_factory=http1_factory(args, clients=False),
             **settings,
         )
