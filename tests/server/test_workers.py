@@ -7,6 +7,7 @@ that no worker is left behind.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import sys
@@ -202,6 +203,46 @@ async def test_http3_address_change_stays_on_its_worker(
                     nursery.cancel_scope.cancel()
             assert served == set(pool.pids)
             readers.cancel_scope.cancel()
+
+
+async def test_gtlsclient_address_change_with_two_workers(certs: Certs, tmp_path: Path) -> None:
+    """ngtcp2's client moves to a new local address in the middle of each response; all 16 finish on their worker."""
+    gtlsclient = require_tool("gtlsclient")
+    server = ASGIServer(worker_app.app, tls_config=certs.server)
+    runs = 16
+    with trio.fail_after(TEST_TIMEOUT):
+        async with workers(server) as pool:
+            port = pool.endpoints[0].port
+            results: list[tuple[Path, str]] = []
+
+            async def migrate(index: int) -> None:
+                download = tmp_path / f"download-{index}"
+                download.mkdir()
+                argv = [
+                    *(gtlsclient, "--exit-on-all-streams-close", "--timeout=10s"),
+                    *("--change-local-addr=300ms", "--download", str(download)),
+                    *("127.0.0.1", str(port), f"https://localhost:{port}/drip?100"),
+                ]
+                # Without -q, ngtcp2 logs every packet with its local address and
+                # says whether the path validation succeeded.
+                done = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False)
+                log = (done.stdout + done.stderr).decode(errors="replace")
+                assert done.returncode == 0, log[-2000:]
+                (saved,) = download.iterdir()  # named after the path
+                results.append((saved, log))
+
+            async with trio.open_nursery() as nursery:
+                for index in range(runs):
+                    nursery.start_soon(migrate, index)
+            served = set()
+            for body, log in results:
+                assert "Path validation against path" in log and "succeeded" in log, log[-2000:]
+                local_ports = set(re.findall(r"Received packet: local=\[127\.0\.0\.1\]:(\d+)", log))
+                assert len(local_ports) == 2, local_ports  # answered on the old address, then the new
+                *dots, pid = body.read_bytes().splitlines()
+                assert dots == [b"." * 999] * 100
+                served.add(int(pid))
+            assert served == set(pool.pids)
 
 
 @pytest.mark.parametrize("kernel_steering", [True, False], ids=["kernel", "forwarding"])

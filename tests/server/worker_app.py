@@ -14,7 +14,8 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
-    """``/slow?SECONDS`` sends ``started`` at once and the rest after that long; any other path answers at once.
+    """``/slow?SECONDS`` sends ``started`` at once and the rest after that long; ``/drip?COUNT`` sends
+    COUNT lines of 1,000 dots 10 ms apart first (a connection never idle for long); any other path answers at once.
 
     Every response names the worker's process ID in ``x-worker-pid`` and its body,
     and the lifespan startup's process ID in ``x-lifespan-pid`` (each worker runs its own).
@@ -39,4 +40,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["path"] == "/slow":
         await send({"type": "http.response.body", "body": b"started\n", "more_body": True})
         await trio.sleep(float(scope["query_string"] or b"1"))
+    elif scope["path"] == "/drip":
+        for _ in range(int(scope["query_string"] or b"100")):
+            await send({"type": "http.response.body", "body": b"." * 999 + b"\n", "more_body": True})
+            await trio.sleep(0.01)
     await send({"type": "http.response.body", "body": pid + b"\n"})
