@@ -22,6 +22,12 @@ LINGERING_CLOSE = 2.0
 #: The most input a lingering close reads and drops before it closes anyway.
 LINGER_MAX_BYTES = 1024 * 1024
 
+#: Output pieces (see :meth:`.HTTPOverTCPProtocol.buffers_to_send`) of at
+#: least this many bytes are written by themselves, as they are; smaller
+#: neighbours are joined into one write. Copying a large body costs more than
+#: the extra write (and with TLS, the extra record) that sending it alone does.
+COALESCE_SIZE = 64 * 1024
+
 
 class HTTPOverTCPConnection(HTTPConnection):
     """An :class:`HTTPConnection` over a Trio byte stream (HTTP/1.1 and HTTP/2).
@@ -119,9 +125,9 @@ class HTTPOverTCPConnection(HTTPConnection):
         try:
             while True:
                 mark = self._submitted
-                data = self._tcp.bytes_to_send()
-                if data:
-                    await self._stream.send_all(data)
+                pieces = self._tcp.buffers_to_send()
+                if pieces:
+                    await self._send_pieces(pieces)
                     self._last_activity = trio.current_time()
                     if self._tcp.multiplexed:
                         # What was submitted up to the mark is out: its senders
@@ -149,6 +155,24 @@ class HTTPOverTCPConnection(HTTPConnection):
             self._broken = True
             self._flushed_up_to(self._submitted)
             self._input()
+
+    async def _send_pieces(self, pieces: list[bytes | bytearray]) -> None:
+        """Write *pieces* in order: small neighbours joined, a large piece by itself (not copied)."""
+        stream = self._stream
+        if len(pieces) == 1:
+            await stream.send_all(pieces[0])
+            return
+        batch: list[bytes | bytearray] = []
+        for piece in pieces:
+            if len(piece) < COALESCE_SIZE:
+                batch.append(piece)
+                continue
+            if batch:
+                await stream.send_all(b"".join(batch))
+                batch = []
+            await stream.send_all(piece)
+        if batch:
+            await stream.send_all(b"".join(batch))
 
     async def _linger(self) -> None:
         if self._lingering_close is None or not self._peer_error or self._input_done:

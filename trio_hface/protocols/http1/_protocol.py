@@ -214,11 +214,13 @@ class HTTP1ProtocolImpl(HTTP1Base):
 
     def _h11_send(self, event: h11.Event) -> None:
         try:
-            data = self._h11.send(event)
+            # The pieces as h11 writes them: a body stays the object it was
+            # handed (h11's send() would join it with the chunk framing).
+            pieces = self._h11.send_with_data_passthrough(event)
         except h11.LocalProtocolError as exc:
             raise LocalProtocolError(str(exc)) from None
-        if data:
-            self._out.append(data)
+        if pieces:
+            self._out.extend(piece for piece in pieces if piece)
 
     def _pull(self) -> None:
         """Translate what h11 has buffered into our events.
