@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
 
 import pytest
 import trio
 import trio.testing
+import trustme
 
 from tests.helpers import HTTP1_IMPLEMENTATIONS, http1_factories
 from trio_hface.connections import HTTPOverTCPConnection
 from trio_hface.connections._tcp_connection import COALESCE_SIZE
 from trio_hface.events import DataReceived, HeadersReceived
+from trio_hface.networking import can_receive_without_waiting
 from trio_hface.protocols import HTTPOverTCPProtocol
 
 GET = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a"), (b":path", b"/")]
@@ -109,3 +112,74 @@ async def test_http1_small_response_is_one_write(impl: str) -> None:
             assert await serve_one(client, server, head, b"hello") == b"hello"
     (write,) = [sent for sent in recording.sent if b"hello" in bytes(sent)]
     assert bytes(write).startswith(b"HTTP/1.1 200 ")
+
+
+async def tls_pair() -> tuple[trio.SSLStream[trio.abc.Stream], trio.SSLStream[trio.abc.Stream]]:
+    """A client and a server TLS stream over an in-memory stream pair, handshaken."""
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    left, right = trio.testing.memory_stream_pair()
+    client = trio.SSLStream(left, client_context, server_hostname="localhost")
+    server = trio.SSLStream(right, server_context, server_side=True)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.do_handshake)
+        nursery.start_soon(server.do_handshake)
+    return client, server
+
+
+async def test_can_receive_without_waiting_sees_whole_records() -> None:
+    """True while a TLS stream holds a whole record already received; False once it would wait, and for plain streams."""
+    client, server = await tls_pair()
+    assert not can_receive_without_waiting(client)
+    await server.send_all(bytes(3 * 16384))  # three records, all in the memory stream now
+    received = len(await client.receive_some(65536))  # one network read, one record decrypted
+    assert received == 16384 and can_receive_without_waiting(client)
+    while can_receive_without_waiting(client):
+        received += len(await client.receive_some(65536))
+    # It stops once less than the largest record waits (the last one is whole, but it cannot tell).
+    assert received == 2 * 16384
+    assert len(await client.receive_some(65536)) == 16384
+    assert not can_receive_without_waiting(client)
+    plain, _ = trio.testing.memory_stream_pair()
+    assert not can_receive_without_waiting(plain)
+
+
+async def test_records_of_one_read_wake_the_receiver_once() -> None:
+    """A body whose records arrived together reaches a waiting receiver in a few wake-ups, not one per record."""
+    client_stream, server_stream = await tls_pair()
+    client_factory, server_factory = http1_factories("h11")
+    client = HTTPOverTCPConnection(client_factory()(), client_stream, EXTRA)
+    server = HTTPOverTCPConnection(server_factory()(), server_stream, EXTRA)
+    body = bytes(16 * 16384)
+    waits = 0
+    wait_input = client._wait_input
+
+    async def counted_wait_input() -> None:
+        nonlocal waits
+        waits += 1
+        await wait_input()
+
+    async with client, server:
+        with trio.fail_after(10):
+            sid = client.get_available_stream_id()
+            await client.send_headers(sid, GET, end_stream=True)
+            event = await server.receive_event()
+            while not isinstance(event, HeadersReceived):
+                event = await server.receive_event()
+            server.submit_headers(sid, [(b":status", b"200"), (b"content-length", b"%d" % len(body))])
+            await server.send_data(sid, body, end_stream=True)  # all of it in the memory stream now
+            event = await client.receive_event()
+            assert isinstance(event, HeadersReceived)
+            client._wait_input = counted_wait_input  # type: ignore[method-assign]
+            size = 0
+            while True:
+                event = await client.receive_event()
+                assert isinstance(event, DataReceived)
+                size += len(event.data)
+                if event.end_stream:
+                    break
+    assert size == len(body)
+    assert waits <= 2  # 16 records, taken in runs of up to RECEIVE_BATCH (256 KiB)
