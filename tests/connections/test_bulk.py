@@ -121,11 +121,9 @@ async def tls_pair() -> tuple[trio.SSLStream[trio.abc.Stream], trio.SSLStream[tr
     ca.issue_cert("localhost").configure_cert(server_context)
     client_context = ssl.create_default_context()
     ca.configure_trust(client_context)
-    left: trio.abc.Stream
-    right: trio.abc.Stream
     left, right = trio.testing.memory_stream_pair()
-    client = trio.SSLStream(left, client_context, server_hostname="localhost")
-    server = trio.SSLStream(right, server_context, server_side=True)
+    client = trio.SSLStream[trio.abc.Stream](left, client_context, server_hostname="localhost")
+    server = trio.SSLStream[trio.abc.Stream](right, server_context, server_side=True)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(client.do_handshake)
         nursery.start_soon(server.do_handshake)
