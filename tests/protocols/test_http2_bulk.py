@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import binascii
+
 import hyperframe.frame
 import pytest
 
@@ -84,3 +86,21 @@ def test_a_body_of_bytearray_is_copied_before_it_is_framed() -> None:
     client.bytes_received(server.bytes_to_send())
     received = b"".join(e.data for e in iter(client.next_event, None) if isinstance(e, DataReceived))
     assert received == b"a" * (4 * FRAME)
+
+
+def test_received_data_is_not_hex_encoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Receiving DATA does not hex-encode its payload (h2 builds every received frame's repr for a trace log)."""
+    encoded: list[int] = []
+    hexlify = binascii.hexlify
+
+    def counting_hexlify(data: bytes) -> bytes:
+        encoded.append(len(data))
+        return hexlify(data)
+
+    monkeypatch.setattr(binascii, "hexlify", counting_hexlify)  # what hyperframe's reprs call
+    client, server, sid = answered_pair()
+    server.submit_data(sid, bytes(1024 * 1024), end_stream=True)
+    client.bytes_received(server.bytes_to_send())
+    received = sum(len(e.data) for e in iter(client.next_event, None) if isinstance(e, DataReceived))
+    assert received == 1024 * 1024
+    assert sum(encoded) < 1024  # (other frames' reprs may encode a few bytes)
