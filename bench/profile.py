@@ -4,7 +4,8 @@
     .venv/bin/python bench/profile.py [SCENARIO ...] [--seconds 15] [--top 15] [--keep DIR]
 
 Scenarios: ``h1-small`` (h2load --h1 -c 10, hello app, cleartext), ``h1-large`` (the same with
-1 MiB responses), ``h2-100x100`` (h2load -c 100 -m 100 over TLS, hello app), ``h3-large`` (ten
+1 MiB responses), ``h1-large-tls`` (the same over TLS), ``h2-large`` (h2load -c 10 -m 10 over
+TLS, 1 MiB responses), ``h2-100x100`` (h2load -c 100 -m 100 over TLS, hello app), ``h3-large`` (ten
 gtlsclient processes x 10 streams of 1 MiB). For each, the server runs on core 0 and the load on
 core 1 while py-spy samples the server (``--nonblocking``, idle samples left out, so the
 percentages are of the time the server was busy); then the functions are listed by their own
@@ -52,9 +53,9 @@ def described(result: LoadResult) -> str:
     return f"{result.rate:,.0f} req/s, {result.mbps:,.1f} MB/s, {result.failed} failed"
 
 
-def h1_load(path: str) -> Load:
+def h1_load(path: str, *, tls: bool = False) -> Load:
     def load(ports: Ports, folder: Path, seconds: float) -> str:
-        url = f"http://127.0.0.1:{ports.clear}{path}"
+        url = f"https://127.0.0.1:{ports.tls}{path}" if tls else f"http://127.0.0.1:{ports.clear}{path}"
         return described(h2load(url, clients=10, h1=True, duration=seconds, warm_up=0.5, cap=seconds + 30))
 
     return load
@@ -65,6 +66,11 @@ def h2_load(ports: Ports, folder: Path, seconds: float) -> str:
     return described(h2load(url, clients=100, streams=100, duration=seconds, warm_up=1, cap=seconds + 30))
 
 
+def h2_large_load(ports: Ports, folder: Path, seconds: float) -> str:
+    url = f"https://127.0.0.1:{ports.tls}/{MIB}"
+    return described(h2load(url, clients=10, streams=10, duration=seconds, warm_up=1, cap=seconds + 30))
+
+
 def h3_load(ports: Ports, folder: Path, seconds: float) -> str:
     swarm = quic_swarm(ports.tls, size=MIB, processes=10, streams=10, folder=folder, cap=seconds + 30)
     return f"{swarm.mbps:,.1f} MB/s, {swarm.delivered} of {swarm.expected} delivered in {swarm.seconds:.1f} s"
@@ -73,6 +79,8 @@ def h3_load(ports: Ports, folder: Path, seconds: float) -> str:
 SCENARIOS: dict[str, tuple[str, Load]] = {
     "h1-small": (HELLO_APP, h1_load("/")),
     "h1-large": (PAYLOAD_APP, h1_load(f"/{MIB}")),
+    "h1-large-tls": (PAYLOAD_APP, h1_load(f"/{MIB}", tls=True)),
+    "h2-large": (PAYLOAD_APP, h2_large_load),
     "h2-100x100": (HELLO_APP, h2_load),
     "h3-large": (PAYLOAD_APP, h3_load),
 }

@@ -115,3 +115,31 @@ async def test_put_nowait_adds_at_once_or_says_the_inbox_is_full() -> None:
     inbox.end()
     with pytest.raises(trio.ClosedResourceError):
         inbox.put_nowait(DataReceived(1, b"i"))
+
+
+async def test_data_that_did_not_wait_is_handed_out_uncopied() -> None:
+    """A lone piece of data comes out as the very bytes object that went in; waiting pieces are joined once."""
+    inbox = inbox_for(FakeAcks(manual=True))
+    record = bytes(16384)
+    inbox.put_nowait(DataReceived(1, record))
+    event = await inbox.receive()
+    assert isinstance(event, DataReceived) and event.data is record
+    pieces = [bytes([n]) * 16384 for n in range(3)]
+    for piece in pieces:
+        inbox.put_nowait(DataReceived(1, piece))
+    event = await inbox.receive()
+    assert isinstance(event, DataReceived) and event.data == b"".join(pieces)
+
+
+async def test_tiny_pieces_are_packed_as_they_come() -> None:
+    """Thousands of 1-byte frames between large ones wait as a few objects, not one per frame."""
+    inbox = inbox_for(FakeAcks(manual=True))
+    large = b"L" * 16384
+    for _ in range(4):
+        inbox.put_nowait(DataReceived(1, large))
+        for _ in range(1000):
+            inbox.put_nowait(DataReceived(1, b"x"))
+    (entry,) = inbox._entries
+    assert len(entry.pieces) == 8  # type: ignore[union-attr]
+    event = await inbox.receive()
+    assert isinstance(event, DataReceived) and event.data == (large + b"x" * 1000) * 4

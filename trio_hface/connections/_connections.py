@@ -58,8 +58,9 @@ CONNECTION_ERRORS = (HFaceError, trio.BrokenResourceError, trio.ClosedResourceEr
 #: Bytes asked of the transport per read (Trio's usual receive size).
 RECEIVE_SIZE = 65536
 
-#: Largest piece of a body submitted at once, in bytes: big enough for
-#: throughput, small enough that one stream does not hog the writer.
+#: Largest piece of a body submitted at once on a multiplexed connection, in
+#: bytes: big enough for throughput, small enough that one stream does not
+#: hog the writer. (HTTP/1.1 submits a body whole: it has one stream.)
 SEND_CHUNK = 256 * 1024
 
 #: Seconds that closing may spend sending its last bytes (GOAWAY, close_notify).
@@ -364,7 +365,10 @@ class HTTPConnection(_ConnectionFacts, metaclass=ABCMeta):
                 await self._wait_input()
                 self._check_usable()
                 continue
-            size = int(min(window, remaining, SEND_CHUNK))
+            # HTTP/1.1 has one stream and no window: the whole of the data
+            # goes at once, and when it is bytes, as the same object.
+            chunk = SEND_CHUNK if self._protocol.multiplexed else remaining
+            size = int(min(window, remaining, chunk))
             last = offset + size == len(view)
             if size == len(view) and type(data) is bytes:
                 piece = data  # the whole of it: no copy

@@ -14,23 +14,44 @@ __all__ = ["StreamInbox"]
 #: Bytes of data an inbox holds on an HTTP/1.1 connection before the reader waits.
 DEFAULT_MAX_BUFFERED = 256 * 1024
 
+#: Data pieces smaller than this are copied together as they arrive; larger
+#: ones wait as they came (a piece of one TLS record, 16 KiB, is large).
+SMALL_PIECE = 4096
+
 #: Other events an inbox holds before the reader waits (a peer flooding
 #: informational responses, for example).
 DEFAULT_MAX_EVENTS = 32
 
 
 class _Data:
-    """Consecutive data of the stream, joined when it is taken (one piece is not copied)."""
+    """Consecutive data of the stream, joined when it is received (a lone piece is not copied).
+
+    Small pieces are joined as they come, so that a peer sending tiny frames
+    makes few objects: no two small pieces are neighbours, so there are at
+    most two pieces per ``SMALL_PIECE`` bytes waiting.
+    """
 
     __slots__ = ("end_stream", "pieces")
 
     def __init__(self, data: bytes, end_stream: bool) -> None:
-        self.pieces = [data if type(data) is bytes else bytes(data)]  # never a buffer that may change
-        self.end_stream = end_stream
+        self.pieces: list[bytes | bytearray] = [data if type(data) is bytes else bytes(data)]
+        self.end_stream = end_stream  # (never a buffer that may change)
+
+    def add(self, data: bytes) -> None:
+        pieces = self.pieces
+        last = pieces[-1]
+        if len(data) >= SMALL_PIECE or len(last) >= SMALL_PIECE:
+            pieces.append(data)
+        elif type(last) is bytearray:
+            last += data
+        else:
+            pieces[-1] = bytearray(last) + data
 
     def take(self) -> bytes:
         pieces = self.pieces
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        if len(pieces) == 1 and type(pieces[0]) is bytes:
+            return pieces[0]
+        return b"".join(pieces)
 
 
 class StreamInbox:
@@ -45,7 +66,8 @@ class StreamInbox:
     stream: the other streams go on. On HTTP/1.1, where TCP is the flow
     control, :meth:`put` waits while more than *max_buffered* bytes wait,
     which stops the reading of the connection, as it should. Consecutive data
-    is joined, so many small frames take no more room than one big one.
+    waiting is handed out joined, as one event; data that did not wait is
+    handed out as the same object, not copied.
 
     :param connection: the connection the stream belongs to
     :param stream_id: the stream
@@ -141,7 +163,7 @@ class StreamInbox:
         if isinstance(event, DataReceived):
             last = self._entries[-1] if self._entries else None
             if isinstance(last, _Data) and not last.end_stream:
-                last.pieces.append(bytes(event.data))
+                last.add(event.data)
                 last.end_stream = event.end_stream
             else:
                 self._entries.append(_Data(event.data, event.end_stream))

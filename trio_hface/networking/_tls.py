@@ -7,9 +7,34 @@ import ssl
 import tempfile
 from collections.abc import Sequence
 
+import trio
+
 from .._models import ClientTLSConfig, ServerTLSConfig
 
-__all__ = ["client_ssl_context", "server_ssl_context"]
+__all__ = ["can_receive_without_waiting", "client_ssl_context", "server_ssl_context"]
+
+#: The most bytes one TLS record takes on the wire: a 5-byte header, 2**14
+#: bytes of data and at most 2048 bytes of expansion (RFC 5246 section 6.2.3;
+#: TLS 1.3 allows less, RFC 8446 section 5.2).
+MAX_TLS_RECORD = 5 + 2**14 + 2048
+
+
+def can_receive_without_waiting(stream: trio.abc.Stream) -> bool:
+    """Whether ``stream.receive_some()`` returns data without waiting for the network.
+
+    True for a :class:`trio.SSLStream` that holds decrypted data, or at
+    least one whole record received and not yet decrypted: OpenSSL hands out
+    one record (at most 16 KiB) per read, however much was received, so a
+    reader that asks this can take the records of one network read together
+    before it wakes anyone. False when it cannot tell (other streams).
+    """
+    if not isinstance(stream, trio.SSLStream):
+        return False
+    if stream.pending():
+        return True
+    # Received, still encrypted bytes: trio keeps them in this memory BIO.
+    incoming = getattr(stream, "_incoming", None)
+    return isinstance(incoming, ssl.MemoryBIO) and incoming.pending >= MAX_TLS_RECORD
 
 
 def server_ssl_context(tls_config: ServerTLSConfig, alpn_protocols: Sequence[str]) -> ssl.SSLContext:

@@ -228,6 +228,18 @@ class HTTPOverTCPProtocol(HTTPProtocol):
     def bytes_to_send(self) -> bytes:
         """Take the bytes to send to the network (``b""`` when there are none)."""
 
+    def buffers_to_send(self) -> list[bytes | bytearray]:
+        """Take the bytes to send as pieces, to be written in order (``[]`` when there are none).
+
+        What :meth:`bytes_to_send` returns, without joining the pieces into
+        one: a body the application handed over goes to the transport as the
+        same object, not copied. The transport writes a large piece by itself
+        and joins small neighbours. The default takes :meth:`bytes_to_send`
+        as the one piece.
+        """
+        data = self.bytes_to_send()
+        return [data] if data else []
+
     def has_output(self) -> bool:
         """Whether :meth:`bytes_to_send` or :meth:`eof_to_send` has something now.
 

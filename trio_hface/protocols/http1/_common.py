@@ -224,6 +224,10 @@ class HTTP1Base(HTTP1Protocol):
             return out[0]
         return b"".join(out)
 
+    def buffers_to_send(self) -> list[bytes | bytearray]:
+        out, self._out = self._out, []
+        return out
+
     def next_event(self) -> Event | None:
         if not self._events and not self._end.terminated and not self._tunnel:
             self._pull()

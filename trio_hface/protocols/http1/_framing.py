@@ -168,6 +168,17 @@ class StrictChunkedReader:
         # h11's own readers hand out the bytearray too (bytes-like; copied by our protocol).
         return h11.Data(data=cast(bytes, data), chunk_start=chunk_start, chunk_end=chunk_end)
 
+    def takes_whole(self, length: int) -> bool:
+        """If *length* bytes at this point are all data of the current chunk, not its end, count them read.
+
+        For a caller that hands such bytes on without passing them through
+        the buffer (see ``HTTP1ProtocolImpl._body_received``).
+        """
+        if self._in_trailers or self._crlf_due or length >= self._bytes_in_chunk:
+            return False
+        self._bytes_in_chunk -= length
+        return True
+
     def _read_trailers(self, buf: ReceiveBuffer) -> h11.EndOfMessage | None:
         if not block_complete(buf._data, "trailers", may_be_empty=True):
             return None

@@ -40,6 +40,7 @@ from collections.abc import Sequence
 from typing import cast
 
 import h11
+from h11 import _readers  # ContentLengthReader: its count is kept by _body_received
 
 from ..._typing import HeadersType
 from ...errors import FlowControlError, LocalProtocolError
@@ -56,7 +57,12 @@ from ._common import (
     request_parts,
     response_fields,
 )
-from ._framing import StrictConnection
+from ._framing import StrictChunkedReader, StrictConnection
+
+#: Events of body data that bytes_received queues past h11 while the
+#: application has not taken them; beyond that, data goes through h11 (and
+#: its buffer limit) again.
+MAX_QUEUED_PIECES = 16
 
 __all__ = ["DEFAULT_MAX_BUFFER_SIZE", "DEFAULT_MAX_HEADER_SIZE", "UNLIMITED_WINDOW", "HTTP1ProtocolImpl"]
 
@@ -186,7 +192,9 @@ class HTTP1ProtocolImpl(HTTP1Base):
             if exchange is not None and not exchange.receive.ended:
                 self._events.append(DataReceived(exchange.stream_id, bytes(data)))
             return
-        buffered = len(self._h11.trailing_data[0])
+        if self._body_received(data):
+            return
+        buffered = len(self._h11._receive_buffer)  # (trailing_data would copy it)
         if buffered + len(data) > self._max_buffer_size:
             self._terminate(
                 self.error_codes.protocol_error,
@@ -212,13 +220,48 @@ class HTTP1ProtocolImpl(HTTP1Base):
 
     # -- internals --------------------------------------------------------
 
+    def _body_received(self, data: bytes) -> bool:
+        """Take *data* as body bytes, past h11, if all of it is body that does not end the message.
+
+        h11 would copy it into its buffer, out of it, and into bytes again;
+        this hands the very object on. Only where h11 has nothing buffered,
+        reads a body (of known length, or a chunk of ours) and would return
+        all of *data* as one ``Data``: then the result is the same, and the
+        reader's count is kept as h11 would. What ends the body (the last
+        bytes, a chunk's CRLF) still goes through h11. Returns whether it did.
+        """
+        exchange = self._exchange
+        if (
+            exchange is None
+            or len(self._events) >= MAX_QUEUED_PIECES
+            or self._h11.their_state is not h11.SEND_BODY
+            or len(self._h11._receive_buffer)
+        ):
+            return False
+        reader = self._h11._reader
+        if isinstance(reader, _readers.ContentLengthReader):
+            if len(data) >= reader._remaining:
+                return False
+            reader._remaining -= len(data)
+        elif isinstance(reader, StrictChunkedReader):
+            if not reader.takes_whole(len(data)):
+                return False
+        else:
+            return False
+        self._events.append(DataReceived(exchange.stream_id, data))
+        exchange.receive.data(end_stream=False)
+        self._mergeable = True
+        return True
+
     def _h11_send(self, event: h11.Event) -> None:
         try:
-            data = self._h11.send(event)
+            # The pieces as h11 writes them: a body stays the object it was
+            # handed (h11's send() would join it with the chunk framing).
+            pieces = self._h11.send_with_data_passthrough(event)
         except h11.LocalProtocolError as exc:
             raise LocalProtocolError(str(exc)) from None
-        if data:
-            self._out.append(data)
+        if pieces:
+            self._out.extend(piece for piece in pieces if piece)
 
     def _pull(self) -> None:
         """Translate what h11 has buffered into our events.

@@ -231,15 +231,10 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
             raise FlowControlError(
                 f"{len(data)} bytes exceed the send window of stream {stream_id} ({window} bytes)"
             )
-        frame_size = self._h2.max_outbound_frame_size
-        view = memoryview(data)
+        if type(data) is not bytes:
+            data = bytes(data)  # its frames refer to it until sent: it must not change
         try:
-            if not data:
-                self._h2.send_data(stream_id, b"", end_stream=end_stream)
-            for start in range(0, len(view), frame_size):
-                chunk = view[start : start + frame_size]
-                last = start + frame_size >= len(view)
-                self._h2.send_data(stream_id, bytes(chunk), end_stream=end_stream and last)
+            self._h2.send_data_frames(stream_id, data, end_stream=end_stream)
         except PEER_ERRORS as exc:
             raise self._stream_error(stream_id, f"cannot send data on stream {stream_id}: {exc}") from None
         self._sent[stream_id].data(end_stream=end_stream)
@@ -326,7 +321,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
         self._terminate(0, "connection lost")
 
     def has_output(self) -> bool:
-        return bool(self._h2._data_to_send)
+        return self._h2.has_data_to_send()
 
     def bytes_to_send(self) -> bytes:
         self._unsent_acks = 0
