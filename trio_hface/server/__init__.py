@@ -7,8 +7,10 @@ from ._config import ServerConfig, ServerSettings
 from ._models import Endpoint, ServerProtocol
 from ._proxy import ProxyServer
 from ._server import ASGIServer
+from ._websocket import WebSocketConfig
 
 __all__ = [
+    "WebSocketConfig",
     "ASGIServer",
     "ProxyServer",
     "ServerConfig",

@@ -41,6 +41,8 @@ from ..connections import (
     HTTPOverTCPListener,
     StreamDispatcher,
     StreamInbox,
+    WebSocketStream,
+    is_websocket_request,
 )
 from ..errors import StartupFailed
 from ..events import (
@@ -53,6 +55,7 @@ from ..protocols.http3 import HTTP3ServerFactory
 from ._asgi import ASGIApp, RequestCycle
 from ._config import ConfigAttribute, ServerConfig, ServerSettings
 from ._models import Endpoint, ServerProtocol
+from ._websocket import WebSocketConfig, WebSocketCycle
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
@@ -408,6 +411,8 @@ class ASGIServer(StreamServer):
     :param root_path: the ASGI ``root_path`` of every request
     :param read_timeout: seconds the application may wait for the next piece
         of a request body before the request is answered with 408 (or reset)
+    :param websocket_config: how WebSockets run (message size, queue, pings;
+        default ``WebSocketConfig()``)
     :param settings: any field of :class:`ServerConfig` as a keyword argument
         (``tls_config``, ``protocol``, ``http1_factory``, ``http2_factory``,
         ``http3_factory``, ``alt_svc``, ``graceful_timeout``,
@@ -426,10 +431,14 @@ class ASGIServer(StreamServer):
         config: ServerConfig | None = None,
         root_path: str = "",
         read_timeout: float | None = 60.0,
+        websocket_config: WebSocketConfig | None = None,
         **settings: Unpack[ServerSettings],
     ) -> None:
         super().__init__(config, **settings)
         self.app = app
+        #: How WebSockets run.
+        self.websocket_config = websocket_config or WebSocketConfig()
+        self._websockets: set[WebSocketStream] = set()
         self.root_path = root_path
         self.read_timeout = read_timeout
         self._lifespan = _Lifespan(app)
@@ -443,6 +452,8 @@ class ASGIServer(StreamServer):
 
     def _shutdown_by(self, deadline: float) -> None:
         self._lifespan.end_by(deadline)
+        for websocket in list(self._websockets):
+            websocket.go_away()  # close with 1001, within the graceful period
 
     async def run_stream(
         self,
@@ -451,6 +462,21 @@ class ASGIServer(StreamServer):
         events: StreamInbox,
         extra_headers: list[tuple[bytes, bytes]],
     ) -> None:
+        if is_websocket_request(event.headers):
+            websocket = WebSocketCycle(
+                connection,
+                event.stream_id,
+                event.headers,
+                events,
+                config=self.websocket_config,
+                open_sockets=self._websockets,
+                extra_response_headers=extra_headers,
+                root_path=self.root_path,
+                request_ended=event.end_stream,
+            )
+            websocket.scope["state"] = dict(self._lifespan.state)
+            await websocket.run(self.app)
+            return
         cycle = RequestCycle(
             connection,
             event.stream_id,
