@@ -12,6 +12,11 @@ from tests.server.apps import Receive, Scope, Send
 #: What the application saw: the disconnect messages, by path.
 disconnects: list[dict[str, Any]] = []
 
+#: Bytes that ``/flood`` handed to ``send`` so far.
+flooded = [0]
+
+FLOOD_MESSAGE = b"f" * 65536
+
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     """``/echo`` echoes; ``/scope`` sends the scope; ``/deny`` and ``/close`` refuse; ``/bye`` closes with 4000."""
@@ -54,6 +59,10 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "websocket.close", "code": 4000, "reason": "bye"})
     elif path == "/sleep":
         await trio.sleep_forever()
+    elif path == "/flood":  # sends until the client stops reading and send waits
+        while True:
+            await send({"type": "websocket.send", "bytes": FLOOD_MESSAGE})
+            flooded[0] += len(FLOOD_MESSAGE)
     elif path == "/crash":
         raise RuntimeError("the application breaks after accepting")
     while True:
@@ -63,7 +72,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             return
         if path == "/stall":  # receives once, then never again (a slow application)
             await trio.sleep_forever()
-        if "text" in message:
+        if message.get("text") is not None:
             await send({"type": "websocket.send", "text": message["text"]})
         else:
             await send({"type": "websocket.send", "bytes": message["bytes"]})

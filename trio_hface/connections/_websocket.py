@@ -103,6 +103,7 @@ class WebSocketStream:
         self.connection = connection
         self.stream_id = stream_id
         self._inbox = inbox
+        self._client = client
         self._ws = Connection(ConnectionType.CLIENT if client else ConnectionType.SERVER, list(extensions))
         self._max_message_size = max_message_size
         self._close_timeout = close_timeout
@@ -199,6 +200,10 @@ class WebSocketStream:
             pass
         with trio.move_on_after(self._close_timeout):
             await self.closed.wait()
+            if self._client:
+                # RFC 6455 section 7.1.1: the server ends the connection (here:
+                # its side of the stream) first; the client waits for it.
+                await self._peer_ended.wait()
         await self._end_stream()
 
     def go_away(self) -> None:
@@ -261,8 +266,15 @@ class WebSocketStream:
             if self._end_sent:  # (another task may have ended it while we waited)
                 return
             self._end_sent = True
+            connection = self.connection
             try:
-                await self.connection.send_data(self.stream_id, b"", end_stream=True)
+                if self._stream_ended and connection.multiplexed:
+                    # The peer ended its side: close the stream with RST_STREAM
+                    # (NO_ERROR) rather than an empty DATA frame, which some
+                    # servers (hypercorn 0.18) no longer expect on the stream.
+                    await connection.send_stream_reset(self.stream_id, connection.error_codes.no_error)
+                else:
+                    await connection.send_data(self.stream_id, b"", end_stream=True)
             except CONNECTION_ERRORS:
                 self._lost()
 
@@ -278,11 +290,11 @@ class WebSocketStream:
                     self._stream_ended = True
                     break
                 if isinstance(event, DataReceived):
+                    self._stream_ended = event.end_stream
                     if event.data and self._ws.state in (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING):
                         self._ws.receive_data(event.data)
                         await self._handle_events()
                     if event.end_stream:
-                        self._stream_ended = True
                         break
                 elif isinstance(event, (StreamReset, ConnectionTerminated)):
                     self._stream_ended = True
@@ -290,6 +302,8 @@ class WebSocketStream:
         finally:
             self._peer_ended.set()
             self._lost()
+        if self._client:
+            await self._end_stream()  # the server ended its side: end ours
 
     async def _handle_events(self) -> None:
         for event in self._ws.events():
@@ -330,7 +344,8 @@ class WebSocketStream:
             await self._control(event.response())  # echo the code (RFC 6455 section 5.5.1)
         self._send_messages.close()
         self.closed.set()
-        await self._end_stream()
+        if not self._client:
+            await self._end_stream()  # the server ends first (a client waits for it, see aclose)
 
     async def _fail(self, code: int, reason: str) -> None:
         """Fail the WebSocket (RFC 6455 section 7.1.7): send our close with *code*, stop reading."""
