@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import trio
@@ -15,7 +16,7 @@ disconnects: list[dict[str, Any]] = []
 #: Bytes that ``/flood`` handed to ``send`` so far.
 flooded = [0]
 
-FLOOD_MESSAGE = b"f" * 65536
+FLOOD_MESSAGE = os.urandom(65536)  # incompressible: permessage-deflate does not shrink it
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
