@@ -6,6 +6,7 @@ import json
 import os
 import ssl
 import struct
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -426,3 +427,32 @@ async def test_extended_connect_refused_when_not_enabled(certs: Certs) -> None:
             assert ws.http_version == "1.1"
             await ws.send(b"fallback")
             assert await ws.receive() == b"fallback"
+
+
+async def test_cli_client_like_websocat(certs: Certs) -> None:
+    """``trio-hface client wss://...`` sends each line of stdin and prints each message, over HTTP/1.1 and HTTP/2."""
+    from tests.peers import OUR_ENV
+
+    server = ASGIServer(ws_apps.app, tls_config=certs.server)
+    async with running(server) as bound:
+        for flag, version in (("--http1", "1.1"), ("--http2", "2")):
+            url = f"wss://localhost:{bound.port}"
+            result = await trio.run_process(
+                [sys.executable, "-m", "trio_hface", "client", flag, "--cacert", certs.cafile, f"{url}/echo"],
+                stdin=b"hello\nw\xc3\xb6rld\n",
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+                env=OUR_ENV,
+            )
+            assert result.returncode == 0, result.stderr.decode()
+            assert result.stdout == "hello\nwörld\n".encode(), version
+            result = await trio.run_process(
+                [sys.executable, "-m", "trio_hface", "client", flag, "--cacert", certs.cafile, f"{url}/bye"],
+                stdin=b"",
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+                env=OUR_ENV,
+            )
+            assert result.returncode == 1 and b"4000" in result.stderr

@@ -119,6 +119,7 @@ class WebSocketStream:
         self._peer_ended = trio.Event()
         self._end_sent = False
         self._failed = False
+        self._broken = False  # a send was cancelled part way: only a reset may follow
         self._stream_ended = False  # the peer ended its side (or the stream is gone)
         self._going_away = trio.Event()
         #: The close code: the peer's (or ours, if we failed the connection); ``None`` while open.
@@ -193,6 +194,8 @@ class WebSocketStream:
 
         Idempotent; after it, our side of the stream has ended.
         """
+        if self._broken:
+            return  # the stream gets reset when the WebSocket's block ends
         try:
             if self._ws.state is ConnectionState.OPEN:
                 await self._write(ws_events.CloseConnection(code=code, reason=reason))
@@ -231,13 +234,18 @@ class WebSocketStream:
             await self._flush_pending()
 
     async def _send_bytes(self, data: bytes) -> None:
-        if self._end_sent:
+        if self._end_sent or self._broken:
             raise self._closed_error()
         try:
             await self.connection.send_data(self.stream_id, data)
         except CONNECTION_ERRORS as exc:
             self._lost()
             raise self._closed_error() from exc
+        except BaseException:
+            # Cancelled part way: a frame may be cut, nothing may follow it.
+            self._broken = True
+            self._lost()
+            raise
 
     async def _flush_pending(self) -> None:
         while self._pending is not None:
@@ -264,6 +272,8 @@ class WebSocketStream:
     async def _end_stream(self) -> None:
         async with self._lock:
             if self._end_sent:  # (another task may have ended it while we waited)
+                return
+            if self._broken:
                 return
             self._end_sent = True
             connection = self.connection
@@ -447,13 +457,16 @@ async def open_websocket(
 
 async def _finish(ws: WebSocketStream, close_timeout: float) -> None:
     """Close (1000) if still open, end our side, give the peer time to end its side, else reset."""
-    if not ws.closed.is_set():
+    if ws._broken:
+        pass  # a cut frame: reset at once
+    elif not ws.closed.is_set():
         await ws.aclose(NORMAL_CLOSURE)
     else:
         await ws._end_stream()
-    with trio.move_on_after(close_timeout):
-        await ws._peer_ended.wait()
-    if ws._failed or not ws._stream_ended:
+    if not ws._broken:
+        with trio.move_on_after(close_timeout):
+            await ws._peer_ended.wait()
+    if ws._failed or ws._broken or not ws._stream_ended:
         # The peer broke the protocol or does not end its side: reset (HTTP/1.1: close).
         try:
             await ws.connection.send_stream_reset(ws.stream_id, ws.connection.error_codes.cancel)
