@@ -16,7 +16,7 @@ import trio
 
 from tests.conftest import Certs
 from tests.server.apps import Receive, Scope, Send
-from tests.server.test_websocket import running
+from tests.server.ws_helpers import running
 from trio_hface.server import ASGIServer, ServerProtocol
 
 PAGE = b"""<!doctype html><title>ws</title><script>

@@ -9,7 +9,7 @@ import trio
 
 from tests.conftest import Certs
 from tests.server import ws_apps
-from tests.server.test_websocket import VERSIONS, raw_handshake, running
+from tests.server.ws_helpers import VERSIONS, raw_handshake, running
 from trio_hface import WebSocketClosed
 from trio_hface.client import Client, Request
 from trio_hface.protocols.http2 import HTTP2ServerFactory
