@@ -130,3 +130,10 @@ async def test_server_client_and_proxy_examples(cert_dir: Path) -> None:
             assert result.stdout == b"HTTP/1.1 200 OK\n"
         for peer in (server, proxy):
             assert await peer.stop(signal.SIGINT) == 0, "a graceful shutdown exits 0"
+
+
+def test_websocket_example_runs(tmp_path: Path) -> None:
+    """examples/websocket.py echoes over a WebSocket on each HTTP version."""
+    result = run_example("websocket.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "HTTP/1.1: echo\nHTTP/2: echo\nHTTP/3: echo\n"

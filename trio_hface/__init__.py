@@ -15,6 +15,8 @@ from .errors import (
     ProxyError,
     RemoteProtocolError,
     StreamResetError,
+    WebSocketClosed,
+    WebSocketHandshakeError,
 )
 
 __version__ = "0.1.0.dev0"
@@ -38,4 +40,6 @@ __all__ = [
     "ConnectionLost",
     "ProxyError",
     "ASGIError",
+    "WebSocketClosed",
+    "WebSocketHandshakeError",
 ]

@@ -26,6 +26,8 @@ __all__ = [
     "ASGIError",
     "StartupFailed",
     "UsageError",
+    "WebSocketClosed",
+    "WebSocketHandshakeError",
 ]
 
 
@@ -169,3 +171,44 @@ class UsageError(HFaceError, RuntimeError):
 
     Also a :class:`RuntimeError`, which it used to be.
     """
+
+
+class WebSocketClosed(HFaceError):
+    """The WebSocket is closed: raised by its ``send`` and ``receive`` after the close.
+
+    :param code: the close code (RFC 6455 section 7.4): the peer's, or 1006
+        when the connection ended without a close frame
+    :param reason: the reason that came with it
+    """
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(f"the WebSocket is closed (code {code}{': ' + reason if reason else ''})")
+        #: The close code.
+        self.code = code
+        #: The reason given with the code.
+        self.reason = reason
+
+
+class WebSocketHandshakeError(HFaceError):
+    """The server refused to open a WebSocket (or answered the handshake wrongly).
+
+    :param message: what happened
+    :param status: the response's status code (0 if there was no valid response)
+    :param headers: the response's headers
+    :param body: the response's body (at most the first 64 KiB)
+    """
+
+    def __init__(
+        self,
+        message: str,
+        status: int = 0,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        body: bytes = b"",
+    ) -> None:
+        super().__init__(message)
+        #: The status code of the response.
+        self.status = status
+        #: The headers of the response.
+        self.headers = headers or []
+        #: The body of the response.
+        self.body = body

@@ -27,6 +27,7 @@ from .._models import ClientTLSConfig
 from ..client import Client, ClientProtocol, ClientSession, Request
 from ..errors import HFaceError
 from ._server import CommandError, add_http1_impl, find_exception, http1_factory
+from ._websocket import is_websocket_url, run_websocket
 
 __all__ = ["add_client_parser", "run_client"]
 
@@ -47,7 +48,12 @@ def add_client_parser(subparsers: Any) -> None:
             "and print the response bodies in the order of the URLs."
         ),
     )
-    parser.add_argument("urls", metavar="URL", nargs="+", help="http:// or https:// URL")
+    parser.add_argument(
+        "urls",
+        metavar="URL",
+        nargs="+",
+        help="http:// or https:// URL; or one ws:// or wss:// URL: a WebSocket between stdin and stdout",
+    )
     parser.add_argument("-X", "--method", default=None, help="the method (default GET, or POST with --data)")
     parser.add_argument(
         "-H", "--header", action="append", default=[], metavar="NAME: VALUE", help="add a header"
@@ -178,6 +184,8 @@ def _client(args: argparse.Namespace) -> Client:
 def run_client(args: argparse.Namespace) -> int:
     body = _body(args.data)
     headers = _headers(args.header)
+    if any(is_websocket_url(url) for url in args.urls):
+        return run_websocket(args, _client(args), headers)
     method = args.method or ("POST" if args.data is not None else "GET")
     try:
         requests = [Request(method, url, headers=headers, content=body) for url in args.urls]

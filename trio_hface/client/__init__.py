@@ -8,6 +8,7 @@ from ._models import URL, ClientProtocol, Origin, Request, Response
 from ._pool import PoolStatistics
 from ._proxy import ProxyClient, ProxyClientSession
 from ._tunnel import TunnelStream
+from ._websocket import WebSocket
 
 __all__ = [
     "Client",
@@ -19,6 +20,7 @@ __all__ = [
     "ProxyClient",
     "ProxyClientSession",
     "TunnelStream",
+    "WebSocket",
     "ClientProtocol",
     "Origin",
     "URL",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -12,6 +12,7 @@ import trio
 
 from .._groups import single_exception
 from .._models import ClientTLSConfig
+from .._typing import HeadersType
 from ..connections import (
     CLOSE_TIMEOUT,
     HTTPConnection,
@@ -32,6 +33,7 @@ from ._models import ClientProtocol, Origin, Request, Response
 from ._pool import ConnectionPool, Decision, Open, PoolStatistics, Use, Wait
 from ._routes import Route, RoutePolicy
 from ._tunnel import TunnelStream, establish
+from ._websocket import SessionRoute, WebSocket, open_session_websocket
 
 __all__ = ["Client", "ClientSession", "StreamingResponse"]
 
@@ -333,6 +335,38 @@ class ClientSession:
             with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
                 await exchange.aclose()
             raise
+
+    @asynccontextmanager
+    async def websocket(
+        self, url: str, *, subprotocols: Sequence[str] = (), headers: HeadersType = ()
+    ) -> AsyncIterator[WebSocket]:
+        """Open a WebSocket to *url* (``ws://``, ``wss://``, ``http://`` or ``https://``)::
+
+            async with session.websocket("wss://example.com/chat") as ws:
+                await ws.send("hello")
+                reply = await ws.receive()
+
+        It runs over the HTTP version the session uses for the origin: an
+        extended CONNECT stream of the pooled HTTP/2 or HTTP/3 connection when
+        the server allows it (RFC 8441, RFC 9220), else an HTTP/1.1 Upgrade.
+        Leaving the block closes it (1000) if it is still open.
+
+        :param subprotocols: the subprotocols to offer, in order of preference
+        :param headers: extra request headers (``Origin``, ``Authorization``...)
+        :raises WebSocketHandshakeError: if the server refused (with its status and body)
+        :raises ConnectError: if no connection could be opened
+        """
+        client = self._client
+        route = SessionRoute(
+            self._acquire,
+            lambda origin: self._routes.route(origin, trio.current_time()).proxy is not None,
+            client.tls_config,
+            client.http1_factory,
+            client.connect_timeout,
+            client.read_timeout,
+        )
+        async with open_session_websocket(route, url, subprotocols=subprotocols, headers=headers) as ws:
+            yield ws
 
     def _proxy(self) -> ClientSession:
         """The session that holds the connections to the proxy."""

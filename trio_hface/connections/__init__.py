@@ -11,6 +11,22 @@ from ._quic import HTTPMultiListener, HTTPOverQUICListener, HTTPOverQUICOpener
 from ._quic_connection import HTTPOverQUICConnection
 from ._tcp import HTTPOpener, HTTPOverTCPListener, HTTPOverTCPOpener
 from ._tcp_connection import HTTPOverTCPConnection
+from ._websocket import (
+    DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_QUEUE,
+    WebSocketStream,
+    open_websocket,
+)
+from ._ws_handshake import (
+    BoundedDeflate,
+    accept_extensions,
+    accept_key,
+    header_tokens,
+    is_websocket_request,
+    new_key,
+    valid_key,
+)
 
 __all__ = [
     "CONNECTION_ERRORS",
@@ -31,4 +47,16 @@ __all__ = [
     "StreamInbox",
     "StreamDispatcher",
     "DispatchEnd",
+    "WebSocketStream",
+    "open_websocket",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_MAX_QUEUE",
+    "DEFAULT_CLOSE_TIMEOUT",
+    "BoundedDeflate",
+    "accept_extensions",
+    "accept_key",
+    "header_tokens",
+    "is_websocket_request",
+    "new_key",
+    "valid_key",
 ]

@@ -190,6 +190,25 @@ class HTTPProtocol(metaclass=ABCMeta):
         """
 
     @property
+    def peer_allows_extended_connect(self) -> bool:
+        """Whether the peer advertised extended CONNECT (``SETTINGS_ENABLE_CONNECT_PROTOCOL``, RFC 8441 and 9220).
+
+        A client may then send ``:protocol`` (WebSockets over HTTP/2 and
+        HTTP/3). False by default, and always on HTTP/1.1.
+        """
+        return False
+
+    @property
+    def peer_settings_received(self) -> bool:
+        """Whether the peer's settings arrived, so that :attr:`peer_allows_extended_connect` is final.
+
+        True by default (HTTP/1.1 has no settings; HTTP/2's come first on the
+        connection: a PING's acknowledgement follows them). HTTP/3's come on a
+        stream of their own, maybe after the first responses.
+        """
+        return True
+
+    @property
     def supports_ping(self) -> bool:
         """Whether :meth:`submit_ping` works (HTTP/2's PING frame). False by default."""
         return False

@@ -7,6 +7,7 @@ from ._config import ServerConfig, ServerSettings
 from ._models import Endpoint, ServerProtocol
 from ._proxy import ProxyServer
 from ._server import ASGIServer
+from ._websocket import WebSocketConfig
 from ._workers import SteeringMode, WorkerPool
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "ServerProtocol",
     "WorkerPool",
     "SteeringMode",
+    "WebSocketConfig",
 ]

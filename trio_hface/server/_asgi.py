@@ -55,7 +55,8 @@ def build_scope(connection: HTTPConnection, headers: HeadersType, *, root_path: 
     pseudo = {name: value for name, value in headers if name.startswith(b":")}
     method = pseudo.get(b":method", b"GET").decode("ascii", "replace")
     authority = pseudo.get(b":authority")
-    raw_path = pseudo.get(b":path", b"/") if method != "CONNECT" else b""
+    # A CONNECT has no path, but an extended CONNECT (:protocol, RFC 8441) has one.
+    raw_path = pseudo.get(b":path", b"/") if method != "CONNECT" or b":protocol" in pseudo else b""
     path, _, query = raw_path.partition(b"?")
     regular = [(name, value) for name, value in headers if not name.startswith(b":")]
     if authority is not None and not any(name == b"host" for name, _ in regular):

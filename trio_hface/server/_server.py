@@ -41,6 +41,8 @@ from ..connections import (
     HTTPOverTCPListener,
     StreamDispatcher,
     StreamInbox,
+    WebSocketStream,
+    is_websocket_request,
 )
 from ..errors import StartupFailed
 from ..events import (
@@ -54,6 +56,7 @@ from ..protocols.http3 import HTTP3ServerFactory
 from ._asgi import ASGIApp, RequestCycle
 from ._config import ConfigAttribute, ServerConfig, ServerSettings
 from ._models import Endpoint, ServerProtocol
+from ._websocket import WebSocketConfig, WebSocketCycle
 from ._workers import WorkerMode
 
 if TYPE_CHECKING:
@@ -473,6 +476,8 @@ class ASGIServer(StreamServer):
     :param root_path: the ASGI ``root_path`` of every request
     :param read_timeout: seconds the application may wait for the next piece
         of a request body before the request is answered with 408 (or reset)
+    :param websocket_config: how WebSockets run (message size, queue, pings;
+        default ``WebSocketConfig()``)
     :param settings: any field of :class:`ServerConfig` as a keyword argument
         (``tls_config``, ``protocol``, ``http1_factory``, ``http2_factory``,
         ``http3_factory``, ``alt_svc``, ``graceful_timeout``,
@@ -491,18 +496,22 @@ class ASGIServer(StreamServer):
         config: ServerConfig | None = None,
         root_path: str = "",
         read_timeout: float | None = 60.0,
+        websocket_config: WebSocketConfig | None = None,
         **settings: Unpack[ServerSettings],
     ) -> None:
         self.app = app
+        #: How WebSockets run.
+        self.websocket_config = websocket_config or WebSocketConfig()
         super().__init__(config, **settings)
         self.root_path = root_path
         self.read_timeout = read_timeout
 
-    _RUN_STATE = (*StreamServer._RUN_STATE, "_lifespan")
+    _RUN_STATE = (*StreamServer._RUN_STATE, "_lifespan", "_websockets")
 
     def _init_state(self) -> None:
         super()._init_state()
         self._lifespan = _Lifespan(self.app)
+        self._websockets: set[WebSocketStream] = set()
 
     async def _startup(self, nursery: trio.Nursery) -> None:
         self._lifespan = _Lifespan(self.app)
@@ -513,6 +522,8 @@ class ASGIServer(StreamServer):
 
     def _shutdown_by(self, deadline: float) -> None:
         self._lifespan.end_by(deadline)
+        for websocket in list(self._websockets):
+            websocket.go_away()  # close with 1001, within the graceful period
 
     async def run_stream(
         self,
@@ -521,6 +532,21 @@ class ASGIServer(StreamServer):
         events: StreamInbox,
         extra_headers: list[tuple[bytes, bytes]],
     ) -> None:
+        if is_websocket_request(event.headers):
+            websocket = WebSocketCycle(
+                connection,
+                event.stream_id,
+                event.headers,
+                events,
+                config=self.websocket_config,
+                open_sockets=self._websockets,
+                extra_response_headers=extra_headers,
+                root_path=self.root_path,
+                request_ended=event.end_stream,
+            )
+            websocket.scope["state"] = dict(self._lifespan.state)
+            await websocket.run(self.app)
+            return
         cycle = RequestCycle(
             connection,
             event.stream_id,

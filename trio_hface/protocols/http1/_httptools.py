@@ -445,6 +445,8 @@ class HTTPToolsProtocol(HTTP1Base):
         exchange = self._exchange
         if exchange is not None:
             exchange.receive.reopen()
+            if self._client:
+                exchange.send.reopen()  # after an Upgrade request ended: the tunnel's bytes are ours to send
         data = bytes(self._buf)
         self._buf._extract(len(data))
         if data and exchange is not None:

@@ -360,6 +360,8 @@ class HTTP1ProtocolImpl(HTTP1Base):
         exchange = self._exchange
         if exchange is not None:
             exchange.receive.reopen()
+            if self._client:
+                exchange.send.reopen()  # after an Upgrade request ended: the tunnel's bytes are ours to send
         data, closed = self._h11.trailing_data
         if data and exchange is not None:
             self._events.append(DataReceived(exchange.stream_id, bytes(data)))

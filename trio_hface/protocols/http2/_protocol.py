@@ -297,6 +297,10 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
         self._h2._data_to_send += frame.serialize()
         self._goaway_sent = True
 
+    @property
+    def peer_allows_extended_connect(self) -> bool:
+        return bool(self._h2.remote_settings.enable_connect_protocol)
+
     def submit_ping(self, data: bytes) -> None:
         self._end.check_open()
         if not isinstance(data, bytes) or len(data) != 8:

@@ -43,6 +43,9 @@ from .._protocols import HTTP3Protocol
 from ._driver import END_STATES, QuicDriver
 from ._h3 import HFaceH3Connection
 
+# RFC 9220 section 3: the HTTP/3 setting that allows extended CONNECT.
+_ENABLE_CONNECT_PROTOCOL = 0x08
+
 __all__ = ["HTTP3ProtocolImpl"]
 
 log = logging.getLogger(__name__)
@@ -302,6 +305,15 @@ class HTTP3ProtocolImpl(QuicDriver, HTTP3Protocol):
             log.debug("cannot send GOAWAY", exc_info=True)
             return
         requests.goaway_sent = identifier
+
+    @property
+    def peer_allows_extended_connect(self) -> bool:
+        settings = self._h3.received_settings if self._h3 is not None else None
+        return bool(settings and settings.get(_ENABLE_CONNECT_PROTOCOL))
+
+    @property
+    def peer_settings_received(self) -> bool:
+        return self._h3 is not None and self._h3.received_settings is not None
 
     def next_event(self) -> Event | None:
         """Take the next event, or ``None``.
