@@ -54,14 +54,18 @@ async def test_hypercorn(certs: Certs, protocol: ClientProtocol) -> None:
                 await ws.send("✓ text")
                 assert await ws.receive() == "✓ text"
                 await ws.ping()
-            async with session.websocket(f"{url}/bye") as ws:
-                with pytest.raises(WebSocketClosed) as closed:
-                    await ws.receive()
-                assert closed.value.code == 4000 and closed.value.reason == "bye"
             with pytest.raises(WebSocketHandshakeError) as refused:
                 async with session.websocket(f"{url}/close"):
                     pass
             assert refused.value.status == 403
+            # Last: hypercorn 0.18 drops an HTTP/2 WebSocket stream once it sent its
+            # close, and the Close frame that RFC 6455 section 5.5.1 has our client
+            # send in reply then crashes its worker now and then (KeyError in its h2
+            # code), which resets the connections that come after.
+            async with session.websocket(f"{url}/bye") as ws:
+                with pytest.raises(WebSocketClosed) as closed:
+                    await ws.receive()
+                assert closed.value.code == 4000 and closed.value.reason == "bye"
 
 
 @asynccontextmanager

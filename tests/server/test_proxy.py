@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,10 +14,11 @@ import trio.testing
 from tests.conftest import Certs
 from tests.helpers import require_tool
 from tests.peers import refusing_port
-from tests.server import apps
+from tests.server import apps, ws_apps
 from trio_hface.client import Client, ClientProtocol, ProxyClient, Request, TunnelStream
 from trio_hface.errors import ProxyError
 from trio_hface.networking import client_ssl_context
+from trio_hface.protocols.http2 import HTTP2ServerFactory
 from trio_hface.server import ASGIServer, Endpoint, ProxyServer
 
 
@@ -215,3 +217,45 @@ async def test_open_tunnel_is_never_evicted_by_the_connection_limit(
             assert (await second.receive_some()).startswith(b"HTTP/1.1 200")
             await second.aclose()
         await listeners[0].aclose()
+
+
+@pytest.mark.parametrize(
+    "proxy_protocol", [ClientProtocol.HTTP1, ClientProtocol.HTTP2], ids=["proxy-h1", "proxy-h2"]
+)
+@pytest.mark.parametrize(
+    ("protocol", "extended_connect"),
+    [(ClientProtocol.HTTP1, True), (ClientProtocol.HTTP2, True), (ClientProtocol.HTTP2, False)],
+    ids=["origin-h1", "origin-h2", "origin-h2-without-extended-connect"],
+)
+async def test_websocket_through_proxy(
+    certs: Certs, protocol: ClientProtocol, extended_connect: bool, proxy_protocol: ClientProtocol
+) -> None:
+    """session.websocket() with a proxy_origin tunnels as requests do: the origin sees the version asked for."""
+    # An HTTP/2 origin that does not allow extended CONNECT gets the WebSocket
+    # over an HTTP/1.1 connection of its own, through the proxy too.
+    http2_factory = HTTP2ServerFactory(enable_connect_protocol=extended_connect)
+    target = ASGIServer(ws_apps.app, tls_config=certs.server, http2_factory=http2_factory)
+    proxy = ProxyServer(tls_config=certs.server)
+    async with trio.open_nursery() as nursery:
+        (origin, *_) = await nursery.start(target.run, ["https://127.0.0.1:0"])
+        (tunnel, *_) = await nursery.start(proxy.run, ["https://127.0.0.1:0"])
+        client = Client(
+            tls_config=certs.client,
+            protocol=protocol,
+            proxy_origin=f"https://localhost:{tunnel.port}",
+            proxy_protocol=proxy_protocol,
+        )
+        with trio.fail_after(30):
+            async with client.session() as session:
+                async with session.websocket(f"wss://localhost:{origin.port}/scope") as ws:
+                    scope = json.loads(await ws.receive())
+                expected = "2" if protocol is ClientProtocol.HTTP2 and extended_connect else "1.1"
+                assert ws.http_version == scope["http_version"] == expected
+                async with session.websocket(f"wss://localhost:{origin.port}/echo") as ws:
+                    payload = bytes(range(256)) * 1024
+                    await ws.send(payload)
+                    assert await ws.receive() == payload
+                    await ws.send("through the proxy")
+                    assert await ws.receive() == "through the proxy"
+        target.shutdown()
+        proxy.shutdown()

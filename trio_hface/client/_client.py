@@ -357,14 +357,7 @@ class ClientSession:
         :raises ConnectError: if no connection could be opened
         """
         client = self._client
-        route = SessionRoute(
-            self._acquire,
-            lambda origin: self._routes.route(origin, trio.current_time()).proxy is not None,
-            client.tls_config,
-            client.http1_factory,
-            client.connect_timeout,
-            client.read_timeout,
-        )
+        route = SessionRoute(self._acquire, self._connect_http1, client.connect_timeout, client.read_timeout)
         async with open_session_websocket(route, url, subprotocols=subprotocols, headers=headers) as ws:
             yield ws
 
@@ -513,9 +506,20 @@ class ClientSession:
         tcp = HTTPOverTCPOpener(client._tcp_factory(origin), tls_config=client.tls_config)
         return await tcp((origin.host, origin.port), tls=origin.tls, server_name=origin.host)
 
-    async def _connect_through_proxy(self, proxy: Origin, origin: Origin) -> HTTPConnection:
+    async def _connect_http1(self, origin: Origin) -> HTTPConnection:
+        """A new HTTP/1.1 connection to *origin* over TCP, through the proxy when the route has one."""
         client = self._client
-        factory = client._tcp_factory(origin)
+        proxy = self._routes.route(origin, trio.current_time()).proxy
+        if proxy is not None:
+            return await self._connect_through_proxy(proxy, origin, client.http1_factory)
+        tcp = HTTPOverTCPOpener(client.http1_factory, tls_config=client.tls_config)
+        return await tcp((origin.host, origin.port), tls=origin.tls, server_name=origin.host)
+
+    async def _connect_through_proxy(
+        self, proxy: Origin, origin: Origin, factory: HTTPOverTCPFactory | None = None
+    ) -> HTTPConnection:
+        client = self._client
+        factory = factory or client._tcp_factory(origin)
         tunnel = await self._proxy().open_tunnel(proxy, origin.host, origin.port)
         stream: trio.abc.Stream = tunnel
         if origin.tls:

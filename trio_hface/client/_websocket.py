@@ -25,7 +25,6 @@ from urllib.parse import urlsplit, urlunsplit
 import trio
 
 from .._groups import single_exception
-from .._models import ClientTLSConfig
 from .._typing import HeadersType
 from ..connections import (
     CLOSE_TIMEOUT,
@@ -35,7 +34,6 @@ from ..connections import (
     DEFAULT_MAX_QUEUE,
     BoundedDeflate,
     HTTPConnection,
-    HTTPOverTCPOpener,
     StreamDispatcher,
     StreamInbox,
     WebSocketStream,
@@ -46,7 +44,6 @@ from ..connections import (
 )
 from ..errors import WebSocketHandshakeError
 from ..events import DataReceived, HeadersReceived, StreamReset
-from ..protocols import HTTPOverTCPFactory
 from ._connection import PooledConnection
 from ._models import URL, Origin
 
@@ -339,10 +336,9 @@ class SessionRoute:
 
     #: Take a pooled connection to an origin, as a request would.
     acquire: Callable[[Origin], Awaitable[PooledConnection]]
-    #: Whether connections to the origin go through a proxy.
-    proxied: Callable[[Origin], bool]
-    tls_config: ClientTLSConfig
-    http1_factory: HTTPOverTCPFactory
+    #: Open a new HTTP/1.1 connection to an origin, by the session's route
+    #: (through its proxy too), for a WebSocket of its own.
+    open_http1: Callable[[Origin], Awaitable[HTTPConnection]]
     connect_timeout: float | None
     read_timeout: float | None
 
@@ -389,14 +385,9 @@ async def open_session_websocket(
         ) as ws:
             yield ws
         return
-    if session.proxied(parsed.origin):
-        raise WebSocketHandshakeError(f"{parsed.origin} offers no WebSocket over HTTP/2 through the proxy")
-    opener = HTTPOverTCPOpener(client.http1_factory, tls_config=client.tls_config)
     timeout = client.connect_timeout
     with trio.fail_after(timeout if timeout is not None else float("inf")):
-        connection = await opener(
-            (parsed.origin.host, parsed.origin.port), tls=parsed.origin.tls, server_name=parsed.origin.host
-        )
+        connection = await session.open_http1(parsed.origin)
     with single_exception():
         async with connection, trio.open_nursery() as nursery:
             dispatcher = StreamDispatcher(connection)
