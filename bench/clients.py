@@ -1,8 +1,9 @@
 """Our client against httpx on trio: the same requests to the same peers, in this process.
 
 httpx runs on trio through anyio (fine for a benchmark; trio_hface itself never uses anyio).
-Peers, on the server core: ``trio-hface server`` for HTTP/1.1 (no nginx here, and nghttpd
-speaks HTTP/2 only), nghttpd for HTTP/2, ngtcp2's gtlsserver for HTTP/3 (httpx has none).
+Peers, on the server core: nginx for HTTP/1.1 (one foreground process with its own
+configuration in the benchmark's folder; ``trio-hface server`` when nginx is not installed,
+said in the table), nghttpd for HTTP/2, ngtcp2's gtlsserver for HTTP/3 (httpx has none).
 Both clients keep at most 10 connections per origin (our default; httpx is told so).
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 import httpx
 import trio
 
-from bench.peers import Certs, Ports, free_port, ours_argv, server, tool
+from bench.peers import BenchError, Certs, Ports, free_port, ours_argv, server, tool
 from bench.report import Figure, Section
 from trio_hface import ClientTLSConfig
 from trio_hface.client import Client, ClientProtocol, ClientSession, Request
@@ -131,6 +132,65 @@ async def theirs(peer: Peer, plan: Plan, certs: Certs) -> dict[str, float]:
         return await measure(HTTPXFetcher(client), peer, plan)
 
 
+#: nginx as an HTTP/1.1 TLS peer: one process (``master_process off``, so that it is the one
+#: pinned and stopped, and never changes user), every path inside its own folder, keep-alive
+#: for as many requests as the benchmark sends.
+NGINX_CONF = """\
+master_process off;
+worker_processes 1;
+pid {folder}/nginx.pid;
+error_log {folder}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    default_type application/octet-stream;
+    sendfile on;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    client_body_temp_path {folder}/body;
+    proxy_temp_path {folder}/proxy;
+    fastcgi_temp_path {folder}/fastcgi;
+    uwsgi_temp_path {folder}/uwsgi;
+    scgi_temp_path {folder}/scgi;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        root {docs};
+    }}
+}}
+"""
+
+
+def http1_peer(plan: Plan, certs: Certs, folder: Path, docs: Path) -> Peer:
+    """nginx serving *docs* over HTTP/1.1 TLS, or ``trio-hface server`` when nginx is absent."""
+    port = free_port()
+    try:
+        nginx = tool("nginx")
+    except BenchError:
+        app = "trio_hface.server.examples.payload:app"
+        h1 = Ports(port, free_port())
+        return Peer(
+            "HTTP/1.1 TLS (peer: trio-hface server, nginx not installed)",
+            ClientProtocol.HTTP1,
+            partial(server, ours_argv(app, certs, h1), folder / "client-h1.log", tcp_ports=[h1.tls]),
+            f"https://127.0.0.1:{h1.tls}/{len(SMALL)}",
+            f"https://127.0.0.1:{h1.tls}/{plan.download_mib * MIB}",
+        )
+    prefix = folder / "nginx"
+    prefix.mkdir(exist_ok=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(folder=prefix, port=port, cert=certs.cert, key=certs.key, docs=docs))
+    argv = [nginx, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf), "-g", "daemon off;"]
+    return Peer(
+        "HTTP/1.1 TLS (peer: nginx)",
+        ClientProtocol.HTTP1,
+        partial(server, argv, folder / "client-h1.log", tcp_ports=[port]),
+        f"https://127.0.0.1:{port}/small",
+        f"https://127.0.0.1:{port}/large",
+    )
+
+
 def peers(plan: Plan, certs: Certs, folder: Path) -> list[Peer]:
     """The three peers; their files are made here (the large one once, in *folder*)."""
     docs = folder / "htdocs"
@@ -140,19 +200,12 @@ def peers(plan: Plan, certs: Certs, folder: Path) -> list[Peer]:
         block = b"x" * MIB
         for _ in range(plan.download_mib):
             large.write(block)
-    h1, h2, h3 = Ports(free_port(), free_port()), free_port(), free_port()
+    h2, h3 = free_port(), free_port()
     key, cert = str(certs.key), str(certs.cert)
     nghttpd = [tool("nghttpd"), "-a", "127.0.0.1", "-d", str(docs), str(h2), key, cert]
     gtlsserver = [tool("gtlsserver"), "-q", "-d", str(docs), "127.0.0.1", str(h3), key, cert]
-    app = "trio_hface.server.examples.payload:app"
     return [
-        Peer(
-            "HTTP/1.1 TLS (peer: trio-hface server)",
-            ClientProtocol.HTTP1,
-            partial(server, ours_argv(app, certs, h1), folder / "client-h1.log", tcp_ports=[h1.tls]),
-            f"https://127.0.0.1:{h1.tls}/{len(SMALL)}",
-            f"https://127.0.0.1:{h1.tls}/{plan.download_mib * MIB}",
-        ),
+        http1_peer(plan, certs, folder, docs),
         Peer(
             "HTTP/2 TLS (peer: nghttpd)",
             ClientProtocol.HTTP2,

@@ -14,8 +14,9 @@ Sections (each a table of test, reference, trio_hface, ratio; ratio > 1 favours 
     clock (a collapsing cell says ``timeout/incomplete``).
 ``client``
     ``trio_hface.client.Client`` against httpx on trio: sequential GETs, batches of 100
-    concurrent GETs, one large download, for each HTTP version (peers: ``trio-hface server`` for
-    HTTP/1.1, nghttpd for HTTP/2, gtlsserver for HTTP/3; httpx has no HTTP/3).
+    concurrent GETs, one large download, for each HTTP version (peers: nginx for HTTP/1.1, or
+    ``trio-hface server`` when nginx is absent; nghttpd for HTTP/2, gtlsserver for HTTP/3;
+    httpx has no HTTP/3).
 ``streams``
     Bulk transfer through each connection type against a raw Trio stream moving the same bytes.
 
@@ -31,6 +32,7 @@ import argparse
 import importlib.util
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -346,9 +348,11 @@ SECTIONS: dict[str, Callable[[Plan, Certs, Path], Section]] = {
 def describe(quick: bool) -> dict[str, object]:
     """What the run ran on, for the head of the output and the JSON file."""
     versions = {}
-    for name in ("h2load", "gtlsclient", "nghttpd"):
+    for name in ("h2load", "gtlsclient", "nghttpd", "nginx"):
         try:
-            out = subprocess.run([name, "--version"], capture_output=True, text=True, timeout=10)
+            path = shutil.which(name) or shutil.which(name, path="/usr/sbin") or name
+            flag = "-v" if name == "nginx" else "--version"
+            out = subprocess.run([path, flag], capture_output=True, text=True, timeout=10)
             versions[name] = (out.stdout or out.stderr).strip().splitlines()[0]
         except (OSError, IndexError, subprocess.TimeoutExpired):
             versions[name] = "not found"

@@ -147,6 +147,34 @@ async def test_can_receive_without_waiting_sees_whole_records() -> None:
     assert not can_receive_without_waiting(plain)
 
 
+async def test_can_receive_without_waiting_sees_records_the_kernel_holds() -> None:
+    """Over TCP, records still in the kernel's socket buffer count: trio reads 64 KiB at a time."""
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    with trio.fail_after(10):
+        async with listeners[0], await trio.open_tcp_stream("127.0.0.1", port) as tcp:
+            accepted = await listeners[0].accept()
+            client = trio.SSLStream(tcp, client_context, server_hostname="localhost")
+            server = trio.SSLStream(accepted, server_context, server_side=True)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(client.do_handshake)
+                nursery.start_soon(server.do_handshake)
+            records = 6  # about 96 KiB: more than one of trio's socket reads
+            await server.send_all(bytes(records * 16384))
+            await trio.sleep(0.2)  # on loopback it is all in the client's socket buffer by then
+            received = len(await client.receive_some(65536))
+            while can_receive_without_waiting(client):
+                received += len(await client.receive_some(65536))
+            # Only the last record is left: the kernel holds less than the largest record.
+            assert received == (records - 1) * 16384
+            await accepted.aclose()
+
+
 async def test_records_of_one_read_wake_the_receiver_once() -> None:
     """A body whose records arrived together reaches a waiting receiver in a few wake-ups, not one per record."""
     client_stream, server_stream = await tls_pair()

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import os
 import ssl
+import struct
 import tempfile
 from collections.abc import Sequence
 
 import trio
+
+try:  # not on Windows: there, only what trio already received counts
+    import fcntl
+    import termios
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
 
 from .._models import ClientTLSConfig, ServerTLSConfig
 
@@ -23,7 +30,8 @@ def can_receive_without_waiting(stream: trio.abc.Stream) -> bool:
     """Whether ``stream.receive_some()`` returns data without waiting for the network.
 
     True for a :class:`trio.SSLStream` that holds decrypted data, or at
-    least one whole record received and not yet decrypted: OpenSSL hands out
+    least one whole record received and not yet decrypted, by trio or by the
+    kernel (a socket stream's ``FIONREAD``): OpenSSL hands out
     one record (at most 16 KiB) per read, however much was received, so a
     reader that asks this can take the records of one network read together
     before it wakes anyone. False when it cannot tell (other streams).
@@ -34,7 +42,28 @@ def can_receive_without_waiting(stream: trio.abc.Stream) -> bool:
         return True
     # Received, still encrypted bytes: trio keeps them in this memory BIO.
     incoming = getattr(stream, "_incoming", None)
-    return isinstance(incoming, ssl.MemoryBIO) and incoming.pending >= MAX_TLS_RECORD
+    if not isinstance(incoming, ssl.MemoryBIO):
+        return False
+    held = incoming.pending
+    if held >= MAX_TLS_RECORD:
+        return True
+    # trio reads the socket 64 KiB at a time (four records); what the kernel
+    # already holds comes without waiting too.
+    return held + _kernel_holds(stream.transport_stream) >= MAX_TLS_RECORD
+
+
+def _kernel_holds(transport: trio.abc.Stream) -> int:
+    """Bytes received by the kernel on *transport*'s socket and not yet read (0 if unknown)."""
+    if fcntl is None or not isinstance(transport, trio.SocketStream):
+        return 0
+    try:
+        fd = transport.socket.fileno()
+        if fd < 0:
+            return 0
+        held: int = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+    except OSError:
+        return 0
+    return held
 
 
 def server_ssl_context(tls_config: ServerTLSConfig, alpn_protocols: Sequence[str]) -> ssl.SSLContext:
