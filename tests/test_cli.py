@@ -316,3 +316,39 @@ async def test_server_raises_the_gc_threshold_while_serving() -> None:
         assert result.returncode == 0, result.stderr
         assert result.stdout.decode().split()[0] == "10000"
         assert await server.stop(signal.SIGINT) == 0
+
+
+APP_MODULE = """
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"from the user's own module"})
+"""
+
+
+@pytest.mark.parametrize(
+    ("where", "extra"),
+    [("cwd", []), ("app-dir", ["--app-dir", "project"]), ("cwd-workers", ["--workers", "2"])],
+)
+async def test_server_imports_an_app_next_to_the_user(tmp_path: Path, where: str, extra: list[str]) -> None:
+    """The trio-hface command finds module:app in the current directory, or in --app-dir, as hypercorn and uvicorn do."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "myapp_for_cli_test.py").write_text(APP_MODULE)
+    trio_hface_command = str(Path(sys.executable).parent / "trio-hface")  # the real entry point, not -m
+    command = [trio_hface_command, "server", "myapp_for_cli_test:app", "http://127.0.0.1:0", *extra]
+    cwd = tmp_path if where == "app-dir" else project
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    async with running_peer(
+        command, ready=r"serving on http://127\.0\.0\.1:(?P<port>\d+)\n", cwd=cwd, env=env
+    ) as server:
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        async with stream:
+            await stream.send_all(b"GET / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+            received = b""
+            with trio.fail_after(20):
+                while chunk := await stream.receive_some():
+                    received += chunk
+        assert received.startswith(b"HTTP/1.1 200") and b"from the user's own module" in received
+        assert await server.stop(signal.SIGINT) == 0

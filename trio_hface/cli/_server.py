@@ -54,6 +54,12 @@ def add_server_parser(subparsers: Any) -> None:
         help="the ASGI application, as module:attribute (for example trio_hface.server.examples.hello:app)",
     )
     parser.add_argument(
+        "--app-dir",
+        default=".",
+        metavar="DIR",
+        help="look for the application's module in DIR first (default: the current directory)",
+    )
+    parser.add_argument(
         "endpoints",
         metavar="ENDPOINT",
         nargs="+",
@@ -319,6 +325,11 @@ async def serve(
 
 
 def run_server(args: argparse.Namespace) -> int:
+    # As hypercorn and uvicorn do: an application next to the user is found
+    # (worker processes inherit sys.path, spawned or not).
+    app_dir = os.path.abspath(args.app_dir)
+    if app_dir not in sys.path:
+        sys.path.insert(0, app_dir)
     app = load_app(args.app)
     try:
         endpoints = [Endpoint.parse(value) for value in args.endpoints]
