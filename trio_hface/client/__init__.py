@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._client import Client, ClientSession, StreamingResponse
 from ._errors import PoolTimeout, ReadTimeout
-from ._models import URL, ClientProtocol, Origin, Request, Response
+from ._models import URL, ClientProtocol, Origin, Request, RequestHeaders, Response
 from ._pool import PoolStatistics
 from ._proxy import ProxyClient, ProxyClientSession
 from ._tunnel import TunnelStream
@@ -25,5 +25,6 @@ __all__ = [
     "Origin",
     "URL",
     "Request",
+    "RequestHeaders",
     "Response",
 ]

@@ -398,7 +398,7 @@ class ClientSession:
                 (b":authority", origin.authority),
                 (b":path", url.target.encode("ascii")),
             ]
-        for name, value in request.headers:
+        for name, value in request.header_pairs:
             name = name.lower()
             if name != b"host":
                 headers.append((name, value))

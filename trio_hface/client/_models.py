@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeAlias, cast
 from urllib.parse import urlsplit
 
 from .._typing import HeadersType
 
-__all__ = ["ClientProtocol", "Origin", "URL", "Request", "Response"]
+__all__ = ["ClientProtocol", "Origin", "URL", "Request", "RequestHeaders", "Response"]
+
+#: What :class:`Request` takes as headers: a mapping or pairs, of ``str`` or ``bytes``.
+RequestHeaders: TypeAlias = (
+    "Mapping[str, str | bytes] | Mapping[bytes, str | bytes] | Iterable[tuple[str | bytes, str | bytes]]"
+)
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -125,18 +131,29 @@ class Request:
 
     :param method: the method, such as ``"GET"``
     :param url: the URL, as a string or :class:`URL`
-    :param headers: extra headers (names are lower-cased; pseudo-headers are made from the URL)
+    :param headers: extra headers: a mapping (``{"accept": "text/html"}``) or a
+        sequence of pairs, of ``str`` (encoded as Latin-1, as HTTP field values
+        are) or ``bytes``; :attr:`headers` holds them as ``bytes`` pairs (names are
+        lower-cased when sent; pseudo-headers are made from the URL)
     :param content: the body: bytes, or an async iterable of bytes for a streamed upload
+    :raises TypeError: if a header name or value is neither ``str`` nor ``bytes``
+    :raises ValueError: if a ``str`` header has a character outside Latin-1
     """
 
     method: str
     url: URL | str
-    headers: HeadersType = ()
+    headers: HeadersType | RequestHeaders = ()
     content: bytes | AsyncIterable[bytes] = b""
 
     def __post_init__(self) -> None:
         if isinstance(self.url, str):
             self.url = URL.parse(self.url)
+        self.headers = _header_pairs(self.headers)
+
+    @property
+    def header_pairs(self) -> list[tuple[bytes, bytes]]:
+        """The headers as ``bytes`` pairs (what :attr:`headers` holds once the request is made)."""
+        return cast("list[tuple[bytes, bytes]]", self.headers)
 
     @property
     def parsed_url(self) -> URL:
@@ -166,3 +183,31 @@ class Response:
         """The first value of a header, or ``None``."""
         name = name.lower()
         return next((value for n, value in self.headers if n == name), None)
+
+
+def _header_bytes(text: str | bytes, what: str) -> bytes:
+    if type(text) is bytes:
+        return text
+    if isinstance(text, str):
+        try:
+            return text.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError(
+                f"header {what} {text!r} has a character outside Latin-1: encode it yourself"
+            ) from None
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        return bytes(text)
+    raise TypeError(f"a header {what} is str or bytes, not {type(text).__name__}")
+
+
+def _header_pairs(headers: HeadersType | RequestHeaders) -> list[tuple[bytes, bytes]]:
+    """Request headers as ``bytes`` pairs, from a mapping or pairs of ``str`` or ``bytes``."""
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    pairs = []
+    for item in items:
+        try:
+            name, value = item
+        except (TypeError, ValueError):
+            raise TypeError(f"headers are a mapping or (name, value) pairs, not {item!r}") from None
+        pairs.append((_header_bytes(name, "name"), _header_bytes(value, "value")))
+    return pairs
