@@ -16,6 +16,7 @@ connection and its dispatcher; then
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -349,7 +350,13 @@ async def open_session_websocket(
 ) -> AsyncIterator[WebSocket]:
     """``session.websocket(url)``: over the version the session would use for the origin."""
     parsed = websocket_url(url)
-    client = session
+    over = functools.partial(
+        connect_websocket,
+        url=parsed,
+        subprotocols=subprotocols,
+        headers=headers,
+        read_timeout=session.read_timeout,
+    )
     pooled = await session.acquire(parsed.origin)
     if pooled.connection.multiplexed:
         pong = pooled._pong = trio.Event()
@@ -357,14 +364,7 @@ async def open_session_websocket(
         if pooled.connection.protocol.peer_allows_extended_connect:
             pooled.last_used = trio.current_time()
             try:
-                async with connect_websocket(
-                    pooled.connection,
-                    pooled.dispatcher,
-                    parsed,
-                    subprotocols=subprotocols,
-                    headers=headers,
-                    read_timeout=client.read_timeout,
-                ) as ws:
+                async with over(pooled.connection, pooled.dispatcher) as ws:
                     yield ws
             finally:
                 pooled.last_used = trio.current_time()
@@ -375,17 +375,10 @@ async def open_session_websocket(
         # The pooled HTTP/1.1 connection becomes the WebSocket's tunnel and ends with it.
         pooled.dead = True
         pooled.pool.changed()
-        async with connect_websocket(
-            pooled.connection,
-            pooled.dispatcher,
-            parsed,
-            subprotocols=subprotocols,
-            headers=headers,
-            read_timeout=client.read_timeout,
-        ) as ws:
+        async with over(pooled.connection, pooled.dispatcher) as ws:
             yield ws
         return
-    timeout = client.connect_timeout
+    timeout = session.connect_timeout
     with trio.fail_after(timeout if timeout is not None else float("inf")):
         connection = await session.open_http1(parsed.origin)
     with single_exception():
@@ -393,14 +386,7 @@ async def open_session_websocket(
             dispatcher = StreamDispatcher(connection)
             nursery.start_soon(dispatcher.run)
             try:
-                async with connect_websocket(
-                    connection,
-                    dispatcher,
-                    parsed,
-                    subprotocols=subprotocols,
-                    headers=headers,
-                    read_timeout=client.read_timeout,
-                ) as ws:
+                async with over(connection, dispatcher) as ws:
                     yield ws
             finally:
                 nursery.cancel_scope.cancel()

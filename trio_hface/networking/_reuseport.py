@@ -42,12 +42,10 @@ from collections.abc import Mapping, Sequence
 
 import trio
 
-from .._models import ServerTLSConfig
 from .._typing import AddressType
 from ._abc import QUICStreamListener
 from ._forward import DatagramForwarder
 from ._system import SystemNetworking
-from ._tls import server_ssl_context
 
 __all__ = [
     "FORWARD_BUFFER_SIZE",
@@ -245,17 +243,6 @@ class PreboundNetworking(SystemNetworking):
             trio.SocketListener(trio.socket.from_stdlib_socket(sock))
             for sock in self._sockets(self._tcp, local_address)
         ]
-
-    async def listen_tcp_tls(
-        self,
-        local_address: AddressType,
-        *,
-        tls_config: ServerTLSConfig,
-        alpn_protocols: Sequence[str],
-    ) -> Sequence[trio.SSLListener[trio.SocketStream]]:
-        context = server_ssl_context(tls_config, alpn_protocols)
-        listeners = await self.listen_tcp(local_address)
-        return [trio.SSLListener(lst, context, https_compatible=True) for lst in listeners]
 
     async def listen_quic(
         self,

@@ -91,6 +91,17 @@ class ClientDisconnected(OSError):
     """Raised by ``send`` when the client went away (ASGI asks servers for an :exc:`OSError` subclass)."""
 
 
+async def wait_stream_end(events: StreamInbox) -> None:
+    """Wait until the request's stream ends: reset, the connection gone, or its inbox ended."""
+    while True:
+        try:
+            event = await events.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            return
+        if isinstance(event, (StreamReset, ConnectionTerminated)):
+            return
+
+
 class RequestCycle:
     """One request and its response, between a stream and an ASGI application.
 
@@ -200,13 +211,7 @@ class RequestCycle:
         self.disconnected = True
 
     async def _wait_disconnect(self) -> None:
-        while True:
-            try:
-                event = await self._events.receive()
-            except (trio.EndOfChannel, trio.ClosedResourceError):
-                break
-            if isinstance(event, (StreamReset, ConnectionTerminated)):
-                break
+        await wait_stream_end(self._events)
         self.disconnected = True
 
     # -- ASGI send ------------------------------------------------------------

@@ -45,8 +45,7 @@ from ..connections import (
     valid_key,
 )
 from ..errors import ASGIError, WebSocketClosed
-from ..events import ConnectionTerminated, StreamReset
-from ._asgi import ASGIApp, ClientDisconnected, build_scope
+from ._asgi import ASGIApp, ClientDisconnected, build_scope, wait_stream_end
 
 __all__ = ["WebSocketConfig", "WebSocketCycle"]
 
@@ -170,13 +169,7 @@ class WebSocketCycle:
 
     async def _wait_gone(self) -> None:
         """Before an accept, nothing comes but the end of the stream."""
-        while True:
-            try:
-                event = await self._events.receive()
-            except (trio.EndOfChannel, trio.ClosedResourceError):
-                break
-            if isinstance(event, (StreamReset, ConnectionTerminated)):
-                break
+        await wait_stream_end(self._events)
         self._disconnected = True
 
     # -- ASGI send ----------------------------------------------------------------
