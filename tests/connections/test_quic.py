@@ -11,6 +11,7 @@ import trio.testing
 
 from tests.conftest import Certs
 from tests.handlers import Client, echo_handler, start_quic
+from tests.peers import refusing_port
 from trio_hface import ClientTLSConfig
 from trio_hface.connections import (
     HTTPConnection,
@@ -133,6 +134,18 @@ async def test_no_server_is_a_connect_error() -> None:
             await opener(("127.0.0.1", port), server_name="localhost")
     finally:
         sock.close()
+
+
+async def test_closed_udp_port_fails_at_once() -> None:
+    """ICMP port unreachable ends the handshake at once with a ConnectError, long before its timeout."""
+    with refusing_port(socket.SOCK_DGRAM) as port:
+        opener = HTTPOverQUICOpener(HTTP3ClientFactory(), handshake_timeout=60.0)
+        start = trio.current_time()
+        with trio.fail_after(30), pytest.raises(ConnectError, match="nobody listens") as caught:
+            await opener(("127.0.0.1", port), server_name="localhost")
+    assert trio.current_time() - start < 5.0
+    assert isinstance(caught.value.__cause__, ConnectError)
+    assert isinstance(caught.value.__cause__.__cause__, ConnectionRefusedError)
 
 
 async def test_version_negotiation_and_garbage(certs: Certs) -> None:

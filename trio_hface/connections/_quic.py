@@ -237,7 +237,11 @@ class HTTPOverQUICOpener(HTTPOpener):
             if scope.cancelled_caught:
                 raise ConnectError(
                     f"no QUIC handshake with {address[0]}:{address[1]} in {self._handshake_timeout} s"
-                )
+                ) from trio.TooSlowError()
+        except ConnectionRefusedError as exc:
+            with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
+                await stream.aclose()
+            raise ConnectError(f"nobody listens at UDP port {address[1]} of {address[0]}") from exc
         except BaseException:
             with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
                 await stream.aclose()
@@ -278,7 +282,9 @@ class HTTPOverQUICOpener(HTTPOpener):
                     await failed.wait()
         if winner is None:
             detail = "; ".join(str(e) for e in errors) or "no address"
-            raise ConnectError(f"cannot open an HTTP/3 connection to {server_name}: {detail}")
+            raise ConnectError(f"cannot open an HTTP/3 connection to {server_name}: {detail}") from (
+                errors[0] if errors else None
+            )
         return winner
 
 

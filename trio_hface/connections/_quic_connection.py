@@ -80,7 +80,14 @@ class HTTPOverQUICConnection(HTTPConnection):
                     self._receive_burst()
                     self._datagrams.update_connection_ids(self._quic.connection_ids)
                 self._input()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.EndOfChannel):
+        except (
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            trio.EndOfChannel,
+            ConnectionRefusedError,
+        ):
+            # ConnectionRefusedError: the peer's UDP port is closed now (ICMP port
+            # unreachable on a connected socket): the server is gone.
             self._tick()
             self._quic.connection_lost()
         finally:

@@ -430,7 +430,12 @@ class QUICListener(QUICStreamListener):
 
 
 class UDPStream(DatagramStream):
-    """A client's UDP socket, sending to any address and receiving from any.
+    """A client's UDP socket, connected to its peer.
+
+    Datagrams from other addresses are not received, and an ICMP "port
+    unreachable" for the peer makes :meth:`receive` raise
+    :exc:`ConnectionRefusedError` (a closed UDP port is known at once
+    instead of after a handshake timeout). Sends may still name an address.
 
     Obtain instances from :meth:`.SystemNetworking.connect_udp`.
     """
@@ -557,6 +562,9 @@ async def open_udp_stream(remote_address: AddressType) -> UDPStream:
     sock = trio.socket.socket(family, kind, proto)
     try:
         await sock.bind(("::", 0) if family == stdlib_socket.AF_INET6 else ("0.0.0.0", 0))
+        # Connected, as QUIC clients (curl, Chromium) usually are: the kernel then
+        # reports ICMP port unreachable to the socket, and filters other senders.
+        await sock.connect(sockaddr)
     except BaseException:
         sock.close()
         raise

@@ -160,6 +160,10 @@ class UDPSocket:
         self._sock = stdlib_socket.socket(fileno=stdlib_socket.dup(sock.fileno()))
         self._sock.setblocking(False)
         self._closed = False
+        # An ICMP "port unreachable" that a send on a connected socket reported
+        # (the kernel reports it once, to whichever call comes first): the next
+        # receive raises it, so that the receiver learns of it all the same.
+        self._refused: OSError | None = None
         offload = udp_offload()
         #: Whether sends use ``UDP_SEGMENT``; cleared if the kernel refuses it on this socket.
         self.gso = offload.gso
@@ -206,6 +210,8 @@ class UDPSocket:
         """Wait for datagrams; return those waiting now (at least one, at most about :data:`RECEIVE_BATCH`).
 
         :raises trio.ClosedResourceError: if the socket was closed
+        :raises ConnectionRefusedError: if the socket is connected and its peer's
+            port is closed (ICMP port unreachable)
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         batch = self.receive_nowait()
@@ -222,9 +228,13 @@ class UDPSocket:
         """Return the datagrams waiting now, without waiting (maybe none).
 
         :raises trio.ClosedResourceError: if the socket was closed
+        :raises ConnectionRefusedError: as :meth:`receive_batch`
         """
         if self._closed:
             raise trio.ClosedResourceError("the UDP socket is closed")
+        if self._refused is not None:
+            refused, self._refused = self._refused, None
+            raise refused
         batch: list[DatagramType] = []
         for _ in range(RECEIVE_BATCH):
             try:
@@ -238,7 +248,15 @@ class UDPSocket:
             except OSError as exc:
                 if exc.errno == errno.EBADF:
                     raise trio.ClosedResourceError("the UDP socket is closed") from None
-                # ICMP errors for earlier sends surface here on some systems: not fatal.
+                if exc.errno == errno.ECONNREFUSED:
+                    # Only a connected socket hears of ICMP port unreachable: nobody
+                    # listens at its peer's port. The caller decides what it means.
+                    refused = ConnectionRefusedError(exc.errno, "nobody listens at the UDP port")
+                    if not batch:
+                        raise refused from None
+                    self._refused = refused  # after the datagrams that came before it
+                    break
+                # Other ICMP errors for earlier sends surface here on some systems: not fatal.
                 log.debug("UDP receive error %s", exc)
                 continue
             address = _address(raw)
@@ -317,5 +335,7 @@ class UDPSocket:
     def _lost(self, exc: OSError, address: AddressType) -> None:
         if exc.errno == errno.EBADF:
             raise trio.ClosedResourceError("the UDP socket is closed") from None
+        if exc.errno == errno.ECONNREFUSED:
+            self._refused = ConnectionRefusedError(exc.errno, "nobody listens at the UDP port")
         # UDP is unreliable anyway: a failed send is a lost datagram.
         log.debug("UDP send to %s failed: %s", address, exc)
