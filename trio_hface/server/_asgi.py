@@ -252,7 +252,10 @@ class RequestCycle:
                 raise ASGIError("http.response.body before http.response.start")
             if self.response_complete:
                 raise ASGIError("http.response.body after the response ended")
-            body = bytes(message.get("body", b""))
+            # RFC 9110 section 9.3.2: a response to HEAD has no content (its
+            # content-length tells what GET would send); HTTP/2 and HTTP/3 peers
+            # reset a stream that carries some.
+            body = b"" if self.scope["method"] == "HEAD" else bytes(message.get("body", b""))
             more = bool(message.get("more_body", False))
             end = not more and not self._trailers_expected
             if not self._headers_sent:

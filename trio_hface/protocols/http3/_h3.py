@@ -40,6 +40,7 @@ Internals of aioquic used here (checked against aioquic 1.7.2):
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import pylsqpack
@@ -168,6 +169,9 @@ class HFaceH3Connection(H3Connection):
         #: Streams whose message was malformed, with the reason; the protocol
         #: takes them out after each :meth:`handle_event`.
         self.rejected: dict[int, str] = {}
+        # Streams of our HEAD requests: their responses have no content, whatever
+        # their content-length says (RFC 9110 section 9.3.2), which aioquic checks.
+        self._head_requests: weakref.WeakSet[H3Stream] = weakref.WeakSet()
         super().__init__(quic)
         self._encoder_scanner = EncoderScanner(self._max_table_capacity)
 
@@ -194,6 +198,17 @@ class HFaceH3Connection(H3Connection):
         return settings is not None and settings.get(Setting.ENABLE_CONNECT_PROTOCOL) == 1
 
     # -- malformed messages ----------------------------------------------------
+
+    def send_headers(
+        self, stream_id: int, headers: list[tuple[bytes, bytes]], end_stream: bool = False
+    ) -> None:
+        super().send_headers(stream_id, headers, end_stream)
+        if self._is_client and (b":method", b"HEAD") in headers:
+            self._head_requests.add(self._stream[stream_id])
+
+    def _check_content_length(self, stream: H3Stream) -> None:
+        if stream not in self._head_requests:
+            super()._check_content_length(stream)
 
     def _handle_request_or_push_frame(
         self,
