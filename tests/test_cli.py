@@ -157,12 +157,12 @@ def test_client_and_proxy_error_exits(args: list[str], status: int, message: str
 
 
 def test_client_connection_failure_exits_non_zero() -> None:
-    """A server that is not there is a one-line error with exit status 1."""
+    """A server that is not there is a one-line error with exit status 7 (curl's "could not connect")."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # bound, not listening: connections are refused
         result = cli("client", "--http1", f"http://127.0.0.1:{port}/")
-    assert result.returncode == 1
+    assert result.returncode == 7
     assert "cannot connect" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
@@ -213,7 +213,7 @@ async def test_client_several_urls_share_a_connection_and_print_in_order(certs: 
                 [*command, f"{base}/first", failing, f"{base}/second"], within=90, env=ENV
             )
             server.shutdown()
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 7, result.stderr  # the failed URL's: could not connect
     first, second, rest = result.stdout.split(b"\n", 2)
     first_words, second_words = first.split(), second.split()
     assert first_words[0] == b"first" and first.endswith(b" after second"), result.stdout[:200]

@@ -74,6 +74,8 @@ class Client:
         (CONNECT); HTTP/3 to origins is not tunnelled, so requests use TCP
     :param proxy_protocol: the HTTP version spoken with the proxy (TCP means
         HTTP/2 or HTTP/1.1 by ALPN; HTTP3 tunnels over QUIC)
+    :param proxy_tls_config: TLS settings for the connections to the proxy
+        (default: *tls_config*, the origins')
     :param keepalive_interval: seconds after which an idle pooled HTTP/2
         connection is PINGed; without an acknowledgement within as long
         again it is closed and replaced (``None``: never)
@@ -99,6 +101,7 @@ class Client:
         proxy_protocol: ClientProtocol = ClientProtocol.TCP,
         keepalive_interval: float | None = 30.0,
         idle_timeout: float | None = 45.0,
+        proxy_tls_config: ClientTLSConfig | None = None,
     ) -> None:
         if max_connections_per_origin < 1:
             raise ValueError(
@@ -121,6 +124,7 @@ class Client:
         if proxy_protocol is ClientProtocol.ALL:
             proxy_protocol = ClientProtocol.TCP  # a proxy is not upgraded by Alt-Svc
         self.proxy_protocol = proxy_protocol
+        self.proxy_tls_config = proxy_tls_config
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[ClientSession]:
@@ -165,6 +169,13 @@ class StreamingResponse:
         self.http_version = response.http_version
         #: Informational (1xx) responses received before this one.
         self.informational = response.informational
+
+    @property
+    def connection(self) -> HTTPConnection:
+        """The connection that carried the response, for inspection (its
+        :attr:`~.HTTPConnection.extra_attributes`: addresses, TLS version, ALPN
+        protocol); the session owns it: sending on it would disturb the pool."""
+        return self._exchange.connection
 
     @property
     def trailers(self) -> list[tuple[bytes, bytes]]:
@@ -367,6 +378,7 @@ class ClientSession:
             # The same settings, but the proxy's protocol and no proxy of its own.
             proxy_client = copy.copy(self._client)
             proxy_client.protocol = self._client.proxy_protocol
+            proxy_client.tls_config = self._client.proxy_tls_config or self._client.tls_config
             proxy_client.proxy_origin = None
             self._proxy_session = ClientSession(proxy_client, self._nursery)
         return self._proxy_session
@@ -527,6 +539,12 @@ class ClientSession:
             ssl_stream = trio.SSLStream(tunnel, context, server_hostname=origin.host, https_compatible=True)
             try:
                 await ssl_stream.do_handshake()
+            except trio.BrokenResourceError as exc:
+                await trio.aclose_forcefully(tunnel)
+                detail = exc.__cause__ or "the peer closed the connection"
+                raise ConnectError(
+                    f"cannot connect to {origin} through {proxy}: TLS handshake failed ({detail})"
+                ) from exc
             except BaseException:
                 await trio.aclose_forcefully(tunnel)
                 raise
