@@ -170,6 +170,11 @@ async def test_output_file_with_a_progress_bar(certs: Certs, tmp_path: Path) -> 
         assert (
             quiet.returncode == 0 and quiet.stderr == b"" and (tmp_path / "again.bin").stat().st_size == BIG
         )
+        unwritable = await client(certs, "-o", "no/such/dir/f", f"{base}/", cwd=tmp_path)
+        assert unwritable.returncode == 23, unwritable.stderr
+        assert unwritable.stderr.decode().splitlines() == [
+            f"trio-hface client: {base}/: cannot write no/such/dir/f: No such file or directory"
+        ]
         many = await client(certs, "-o", "a", "-o", "b", f"{base}/", cwd=tmp_path)
         assert many.returncode == 2 and b"one -o per URL" in many.stderr
 
