@@ -82,6 +82,14 @@ def add_client_parser(subparsers: Any) -> None:
     )
     parser.add_argument("-A", "--user-agent", metavar="TEXT", help=f"the user-agent (default {USER_AGENT})")
     parser.add_argument("-d", "--data", help="request body; @FILE reads a file")
+    _add_output_options(parser)
+    _add_connection_options(parser)
+    add_http1_impl(parser, clients=True)
+    parser.set_defaults(command=run_client, protocol=ClientProtocol.ALL, proxy_protocol=None)
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    """What is printed, and where."""
     parser.add_argument("-i", "--include", action="store_true", help="print the status line and headers too")
     parser.add_argument(
         "-I", "--head", action="store_true", help="send HEAD and print the status line and headers"
@@ -120,6 +128,10 @@ def add_client_parser(subparsers: Any) -> None:
         action="store_true",
         help="print a curl-style trace on standard error: the connection, the request's and the response's heads",
     )
+
+
+def _add_connection_options(parser: argparse.ArgumentParser) -> None:
+    """Versions, certificates, the proxy and timeouts."""
     parser.add_argument("--cacert", help="PEM file with CA certificates to trust")
     parser.add_argument("--insecure", action="store_true", help="do not verify the server's certificate")
     versions = parser.add_mutually_exclusive_group()
@@ -166,8 +178,6 @@ def add_client_parser(subparsers: Any) -> None:
         metavar="SECONDS",
         help="how long opening a connection (TCP and TLS, or QUIC) may take (default 10, at most --timeout)",
     )
-    add_http1_impl(parser, clients=True)
-    parser.set_defaults(command=run_client, protocol=ClientProtocol.ALL, proxy_protocol=None)
 
 
 def _body(data: str | None) -> bytes:
