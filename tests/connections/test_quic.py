@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+from typing import Any
 
 import pytest
 import trio
@@ -23,6 +24,7 @@ from trio_hface.connections import (
     HTTPOverTCPOpener,
 )
 from trio_hface.errors import ConnectError
+from trio_hface.events import ConnectionTerminated
 from trio_hface.networking import QUICListener, SystemNetworking
 from trio_hface.protocols import ALPNHTTPFactory, HTTPOverQUICProtocol
 from trio_hface.protocols.http1 import HTTP1ClientFactory, HTTP1ServerFactory
@@ -146,6 +148,56 @@ async def test_closed_udp_port_fails_at_once() -> None:
     assert trio.current_time() - start < 5.0
     assert isinstance(caught.value.__cause__, ConnectError)
     assert isinstance(caught.value.__cause__.__cause__, ConnectionRefusedError)
+
+
+async def _relay(
+    address: tuple[str, int], task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Relay UDP between one client and *address*; when cancelled, its port closes without a word."""
+    front, back = trio.socket.socket(type=socket.SOCK_DGRAM), trio.socket.socket(type=socket.SOCK_DGRAM)
+    with front, back:
+        await front.bind(("127.0.0.1", 0))
+        await back.bind(("127.0.0.1", 0))
+        task_status.started(front.getsockname())
+        data, client = await front.recvfrom(65536)
+        await back.sendto(data, address)
+        async with trio.open_nursery() as nursery:
+
+            async def forward(source: trio.socket.SocketType, sink: trio.socket.SocketType, to: Any) -> None:
+                while True:
+                    data, _ = await source.recvfrom(65536)
+                    await sink.sendto(data, to)
+
+            nursery.start_soon(forward, front, back, address)
+            nursery.start_soon(forward, back, front, client)
+
+
+async def test_server_gone_after_the_handshake_ends_the_connection(certs: Certs) -> None:
+    """Once the server's UDP port closes, ICMP port unreachable ends the connection at once, not at its idle timeout."""
+    async with trio.open_nursery() as nursery:
+        listener, address = await start_quic(nursery, certs)
+        async with trio.open_nursery() as relay:
+            relay_address = await relay.start(_relay, address)
+            opener = HTTPOverQUICOpener(HTTP3ClientFactory(), tls_config=certs.client)
+            connection = await opener(relay_address, server_name="localhost")
+            relay.cancel_scope.cancel()  # the port closes; the server says nothing
+        request = [
+            (b":method", b"GET"),
+            (b":scheme", b"https"),
+            (b":authority", b"localhost"),
+            (b":path", b"/"),
+        ]
+        async with connection:
+            start = trio.current_time()
+            stream_id = connection.get_available_stream_id()
+            await connection.send_headers(stream_id, request, end_stream=True)
+            with trio.fail_after(20):
+                event = await connection.receive_event()
+                while not isinstance(event, ConnectionTerminated):
+                    event = await connection.receive_event()
+            assert trio.current_time() - start < 5.0
+        await listener.aclose()
+        nursery.cancel_scope.cancel()
 
 
 async def test_version_negotiation_and_garbage(certs: Certs) -> None:
