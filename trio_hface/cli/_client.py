@@ -260,8 +260,7 @@ def _message(problem: BaseException, args: argparse.Namespace) -> str:
 class _Transfer:
     """One URL: its request, its output, and what ``-w`` reports of it."""
 
-    def __init__(self, args: argparse.Namespace, request: Request, url: str, output_file: str | None) -> None:
-        self.args = args
+    def __init__(self, request: Request, url: str, output_file: str | None) -> None:
         self.request = request
         self.url = url
         self.output_file = output_file
@@ -453,7 +452,7 @@ def run_client(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     outputs: list[str | None] = [*args.output, *[None] * (len(args.urls) - len(args.output))]
     transfers = [
-        _Transfer(args, request, url, output)
+        _Transfer(request, url, output)
         for request, url, output in zip(requests, args.urls, outputs, strict=True)
     ]
     run = _Run(args, transfers)  # checks -w before anything starts
