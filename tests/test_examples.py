@@ -137,3 +137,19 @@ def test_websocket_example_runs(tmp_path: Path) -> None:
     result = run_example("websocket.py", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "HTTP/1.1: echo\nHTTP/2: echo\nHTTP/3: echo\n"
+
+
+def test_client_api_example_runs(tmp_path: Path) -> None:
+    """examples/client_api.py: get with params, post json through a 308, raise_for_status, on each version."""
+    result = run_example("client_api.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    expected = ""
+    for version in ("1.1", "2", "3"):
+        expected += (
+            "  > GET /api/search?q=trio+hface&page=2\n"
+            f"HTTP/{version} {{'method': 'GET', 'path': '/api/search', 'query': 'q=trio+hface&page=2', 'body': ''}}\n"
+            "  > POST /api/old\n  > POST /api/new\n"
+            '200 application/json {"name":"trio"}\n'
+            "  > GET /api/missing\nerror: 404 Not Found\n"
+        )
+    assert result.stdout == expected

@@ -10,6 +10,9 @@ raise.
 
 from __future__ import annotations
 
+import builtins
+from typing import Any
+
 __all__ = [
     "HFaceError",
     "ProtocolError",
@@ -22,6 +25,14 @@ __all__ = [
     "RequestRefused",
     "ConnectError",
     "ConnectionLost",
+    "TimeoutError",
+    "ConnectTimeout",
+    "ReadTimeout",
+    "WriteTimeout",
+    "PoolTimeout",
+    "HTTPStatusError",
+    "RedirectError",
+    "TooManyRedirects",
     "ProxyError",
     "ASGIError",
     "StartupFailed",
@@ -138,6 +149,81 @@ class ALPNError(LocalProtocolError, ConnectError):
 
 class ConnectionLost(HFaceError):
     """A connection ended before the response was complete."""
+
+
+class TimeoutError(HFaceError, builtins.TimeoutError):
+    """A timeout of the client ran out: the base of :class:`ConnectTimeout`,
+    :class:`ReadTimeout`, :class:`WriteTimeout` and :class:`PoolTimeout`.
+
+    Also the built-in :exc:`TimeoutError`, so ``except TimeoutError`` catches it
+    whether or not the name is imported from here. (These used to be
+    :exc:`trio.TooSlowError`; this layer does not import Trio.)
+    """
+
+
+class ConnectTimeout(TimeoutError, ConnectError):
+    """No connection was opened within the client's ``connect_timeout``.
+
+    Also a :class:`ConnectError`, which it used to be.
+    """
+
+
+class ReadTimeout(TimeoutError):
+    """No piece of a response came within the client's ``read_timeout``."""
+
+
+class WriteTimeout(TimeoutError):
+    """Sending a request's body made no progress within the client's ``write_timeout``."""
+
+
+class PoolTimeout(TimeoutError):
+    """No pooled connection could take the request within the client's ``pool_timeout``."""
+
+
+# The response attributes below are trio_hface.client.Response (or its streaming
+# counterpart): Any, since this base layer may not import the client's models.
+
+
+class HTTPStatusError(HFaceError):
+    """The response has a 4xx or 5xx status: raised by ``raise_for_status()``.
+
+    The message reads like httpx's: ``404 Not Found for url https://example.com/x``.
+
+    :param message: what happened
+    :param response: the response (a :class:`trio_hface.client.Response`)
+    """
+
+    def __init__(self, message: str, *, response: Any) -> None:
+        super().__init__(message)
+        #: The response, with its :attr:`~trio_hface.client.Response.request`.
+        self.response: Any = response
+
+    @property
+    def status(self) -> int:
+        """The response's status code."""
+        status: int = self.response.status
+        return status
+
+
+class RedirectError(HFaceError):
+    """A redirect could not be followed.
+
+    Raised when a 307 or 308 would send a streamed body again (an async
+    iterable cannot be replayed: give the body as ``bytes``), or when the
+    ``location`` is not an http or https URL.
+
+    :param message: what happened
+    :param response: the redirect response
+    """
+
+    def __init__(self, message: str, *, response: Any) -> None:
+        super().__init__(message)
+        #: The redirect response that could not be followed.
+        self.response: Any = response
+
+
+class TooManyRedirects(RedirectError):
+    """More than the client's ``max_redirects`` redirects in a row."""
 
 
 class ProxyError(HFaceError):

@@ -176,3 +176,26 @@ async def test_a_request_that_stops_waiting_leaves_the_queue() -> None:
         assert pool.statistics().waiting == 1
         pool.changed(ORIGIN)
     assert woken == ["second"]
+
+
+async def test_pool_global_limit_evicts_the_least_recently_used_idle_connection() -> None:
+    """At max_connections, Open comes with the idle connection used least lately; none idle: Wait anywhere."""
+    other = Origin("https", "other.example", 443)
+    pool = ConnectionPool(max_connections_per_origin=4, max_connections=2)
+    older, newer = pooled(pool), pooled(pool)
+    older.last_used, newer.last_used = 1.0, 2.0
+    for connection in (older, newer):
+        pool.opening_started(ORIGIN)
+        pool.opening_ended(ORIGIN, connection)
+    assert pool.decide(other, quic=False) == Open(other, evict=older)
+    older.retire()  # out of the pool at once, so the opening fits the limit
+    assert pool.connections() == {ORIGIN: [newer]} and older.dead
+    third = Origin("https", "third.example", 443)
+    replacement = pooled(pool)
+    pool.opening_started(other)
+    pool.opening_ended(other, replacement)
+    async with newer.connection, replacement.connection:
+        newer.start_exchange()  # both busy: nothing to evict
+        replacement.start_exchange()
+        assert pool.decide(third, quic=False) == Wait(anywhere=True)
+    assert ConnectionPool(1, None).max_connections is None

@@ -87,7 +87,7 @@ def classify(exc: BaseException) -> int:
         return TLS
     if has(socket.gaierror):
         return RESOLVE
-    if has(trio.TooSlowError):
+    if has(trio.TooSlowError, TimeoutError):  # trio_hface.TimeoutError is a TimeoutError too
         return TIMEOUT
     if has(ProxyError):
         return RECEIVE

@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
-from ._client import Client, ClientSession, StreamingResponse
-from ._errors import PoolTimeout, ReadTimeout
-from ._models import URL, ClientProtocol, Origin, Request, RequestHeaders, Response
+from ..errors import (
+    ConnectTimeout,
+    HTTPStatusError,
+    PoolTimeout,
+    ReadTimeout,
+    RedirectError,
+    TimeoutError,
+    TooManyRedirects,
+    WriteTimeout,
+)
+from ._api import EventHooks
+from ._client import Client, ClientSession
+from ._models import (
+    URL,
+    ClientProtocol,
+    Headers,
+    Origin,
+    QueryParams,
+    Request,
+    RequestHeaders,
+    Response,
+    ResponseHead,
+)
 from ._pool import PoolStatistics
 from ._proxy import ProxyClient, ProxyClientSession
+from ._redirects import redirect_request
+from ._response import StreamingResponse
 from ._tunnel import TunnelStream
 from ._websocket import WebSocket
 
@@ -14,9 +36,17 @@ __all__ = [
     "Client",
     "ClientSession",
     "StreamingResponse",
+    "EventHooks",
     "PoolStatistics",
+    "TimeoutError",
+    "ConnectTimeout",
     "PoolTimeout",
     "ReadTimeout",
+    "WriteTimeout",
+    "HTTPStatusError",
+    "RedirectError",
+    "TooManyRedirects",
+    "redirect_request",
     "ProxyClient",
     "ProxyClientSession",
     "TunnelStream",
@@ -26,5 +56,8 @@ __all__ = [
     "URL",
     "Request",
     "RequestHeaders",
+    "QueryParams",
+    "Headers",
+    "ResponseHead",
     "Response",
 ]

@@ -20,22 +20,36 @@ from ..connections import (
     HTTPOverTCPConnection,
     HTTPOverTCPOpener,
 )
-from ..errors import ConnectError, ConnectionLost, RequestRefused
+from ..errors import (
+    ConnectError,
+    ConnectionLost,
+    ConnectTimeout,
+    PoolTimeout,
+    RequestRefused,
+)
 from ..networking import client_ssl_context
 from ..protocols import ALPNHTTPFactory, HTTPOverQUICClientFactory, HTTPOverTCPFactory
 from ..protocols.http1 import HTTP1ClientFactory
 from ..protocols.http2 import HTTP2ClientFactory
 from ..protocols.http3 import HTTP3ClientFactory
 from ._altsvc import AltSvcCache
+from ._api import EventHooks, RequestMethods
 from ._connection import Exchange, PooledConnection
-from ._errors import PoolTimeout
-from ._models import ClientProtocol, Origin, Request, Response
+from ._models import (
+    URL,
+    ClientProtocol,
+    Origin,
+    Request,
+    Response,
+    normalise_base_url,
+)
 from ._pool import ConnectionPool, Decision, Open, PoolStatistics, Use, Wait
+from ._response import StreamingResponse
 from ._routes import Route, RoutePolicy
 from ._tunnel import TunnelStream, establish
 from ._websocket import SessionRoute, WebSocket, open_session_websocket
 
-__all__ = ["Client", "ClientSession", "StreamingResponse"]
+__all__ = ["Client", "ClientSession"]
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +80,27 @@ class Client:
     :param http1_factory: the HTTP/1.1 implementation
     :param http2_factory: the HTTP/2 implementation
     :param http3_factory: the HTTP/3 implementation
+    :param base_url: what a relative URL given to :meth:`ClientSession.request`
+        (and ``get``, ``post``...) is appended to, such as
+        ``"https://api.example/v1/"``: ``"users"`` and ``"/users"`` both mean
+        ``https://api.example/v1/users``
+    :param follow_redirects: whether requests follow redirects (301, 302, 303,
+        307, 308) by default; each call may say otherwise
+    :param max_redirects: how many redirects in a row are followed, at most,
+        before :class:`~trio_hface.TooManyRedirects`
     :param connect_timeout: seconds to open a connection (TCP, TLS, QUIC)
     :param read_timeout: seconds to wait for each piece of a response
+    :param write_timeout: seconds that a piece of a request's body (64 KiB of
+        a ``bytes`` body, or a chunk of an iterable) may wait to be sent, for
+        flow-control credit or the socket, before
+        :class:`~trio_hface.WriteTimeout`
     :param pool_timeout: seconds to wait for a pooled connection to become free
     :param max_connections_per_origin: how many connections one origin may have
+    :param max_connections: how many connections the session may have in all
+        (``None``: no limit); at the limit, an idle connection to another
+        origin is closed to make room, else the request waits
+    :param event_hooks: async functions called with each request and each
+        response (see :class:`EventHooks`)
     :param proxy_origin: an HTTP proxy to tunnel every connection through
         (CONNECT); HTTP/3 to origins is not tunnelled, so requests use TCP
     :param proxy_protocol: the HTTP version spoken with the proxy (TCP means
@@ -93,20 +124,41 @@ class Client:
         http1_factory: HTTPOverTCPFactory | None = None,
         http2_factory: HTTPOverTCPFactory | None = None,
         http3_factory: HTTPOverQUICClientFactory | None = None,
+        base_url: URL | str | None = None,
+        follow_redirects: bool = False,
+        max_redirects: int = 20,
         connect_timeout: float | None = 10.0,
         read_timeout: float | None = 60.0,
+        write_timeout: float | None = 60.0,
         pool_timeout: float | None = 60.0,
         max_connections_per_origin: int = 10,
+        max_connections: int | None = 100,
         proxy_origin: Origin | str | None = None,
         proxy_protocol: ClientProtocol = ClientProtocol.TCP,
         keepalive_interval: float | None = 30.0,
         idle_timeout: float | None = 45.0,
         proxy_tls_config: ClientTLSConfig | None = None,
+        event_hooks: EventHooks | None = None,
     ) -> None:
         if max_connections_per_origin < 1:
             raise ValueError(
                 f"max_connections_per_origin must be positive, not {max_connections_per_origin!r}"
             )
+        if max_connections is not None and max_connections < 1:
+            raise ValueError(f"max_connections must be positive or None, not {max_connections!r}")
+        if max_redirects < 0:
+            raise ValueError(f"max_redirects must be 0 or more, not {max_redirects!r}")
+        self.base_url = None if base_url is None else normalise_base_url(base_url)
+        self.follow_redirects = follow_redirects
+        self.max_redirects = max_redirects
+        self.write_timeout = write_timeout
+        self.max_connections = max_connections
+        hooks = event_hooks or {}
+        unknown = set(hooks) - {"request", "response"}
+        if unknown:
+            raise ValueError(f"event_hooks has keys 'request' and 'response', not {sorted(unknown)!r}")
+        self.request_hooks = list(hooks.get("request", ()))
+        self.response_hooks = list(hooks.get("response", ()))
         self.tls_config = tls_config or ClientTLSConfig()
         self.protocol = protocol
         self.http1_factory = http1_factory or HTTP1ClientFactory()
@@ -154,52 +206,16 @@ def _has_body(request: Request) -> bool:
     return not isinstance(content, bytes) or bool(content)
 
 
-class StreamingResponse:
-    """A response whose body is read as it arrives; obtain it from :meth:`ClientSession.stream`."""
-
-    def __init__(self, response: Response, exchange: Exchange, read_timeout: float | None) -> None:
-        self._response = response
-        self._exchange = exchange
-        self._read_timeout = read_timeout
-        #: The status code.
-        self.status = response.status
-        #: The header fields.
-        self.headers = response.headers
-        #: ``"1.1"``, ``"2"`` or ``"3"``.
-        self.http_version = response.http_version
-        #: Informational (1xx) responses received before this one.
-        self.informational = response.informational
-
-    @property
-    def connection(self) -> HTTPConnection:
-        """The connection that carried the response, for inspection (its
-        :attr:`~.HTTPConnection.extra_attributes`: addresses, TLS version, ALPN
-        protocol); the session owns it: sending on it would disturb the pool."""
-        return self._exchange.connection
-
-    @property
-    def trailers(self) -> list[tuple[bytes, bytes]]:
-        """Trailers, once the body has been read to its end."""
-        return self._exchange.trailers
-
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        """Yield the body as it arrives (reading also returns flow-control credit)."""
-        async for chunk in self._exchange.receive_body(self._read_timeout):
-            yield chunk
-
-    async def aread(self) -> bytes:
-        """Read the rest of the body."""
-        return await self._exchange.read_body(self._read_timeout)
-
-
-class ClientSession:
+class ClientSession(RequestMethods):
     """Requests and the connection pool behind them; obtain one from :meth:`Client.session`."""
+
+    _client: Client
 
     def __init__(self, client: Client, nursery: trio.Nursery) -> None:
         self._client = client
         self._nursery = nursery
         #: The connections, and the decision of which one a request takes.
-        self.pool = ConnectionPool(client.max_connections_per_origin)
+        self.pool = ConnectionPool(client.max_connections_per_origin, client.max_connections)
         self._alt_svc = AltSvcCache()
         self._routes = RoutePolicy(client.protocol, client.proxy_origin, self._alt_svc)
         self._closed = False
@@ -207,10 +223,13 @@ class ClientSession:
 
     # -- public API -----------------------------------------------------------
 
-    async def dispatch(self, request: Request) -> Response:
+    async def dispatch(self, request: Request, *, follow_redirects: bool | None = None) -> Response:
         """Send a request and read the whole response.
 
+        :param follow_redirects: whether to follow redirects (default: the
+            client's ``follow_redirects``)
         :raises ConnectError: if no connection could be opened
+        :raises ConnectTimeout: if none was opened in ``connect_timeout`` (a :class:`ConnectError`)
         :raises ConnectionLost: if the connection ended before the response was complete
         :raises StreamResetError: if the server reset the request's stream
         :raises RequestRefused: if the server refused the request more than once, or once
@@ -218,16 +237,28 @@ class ClientSession:
         :raises RemoteProtocolError: if the server's response was not valid HTTP
         :raises ProxyError: if the proxy refused to tunnel to the origin
         :raises ReadTimeout: if no piece of the response came in ``read_timeout``
-            (a :exc:`trio.TooSlowError`)
+        :raises WriteTimeout: if a piece of the body was not sent in ``write_timeout``
         :raises PoolTimeout: if no connection was free in ``pool_timeout``
-            (a :exc:`trio.TooSlowError`)
+        :raises TooManyRedirects: if following more than ``max_redirects`` redirects
+        :raises RedirectError: if a redirect cannot be followed
         :raises trio.ClosedResourceError: if the session was closed
+
+        The timeouts are :class:`~trio_hface.TimeoutError`, a built-in
+        :exc:`TimeoutError` (no longer :exc:`trio.TooSlowError`).
         """
+        client = self._client
+        if (
+            client.request_hooks
+            or client.response_hooks
+            or (client.follow_redirects if follow_redirects is None else follow_redirects)
+        ):
+            async with self.stream(request, follow_redirects=follow_redirects) as streamed:
+                return streamed._complete(await streamed.aread())
         if not _has_body(request):
             # Nothing to upload: no nursery, no context manager, no StreamingResponse.
             exchange, head = await self._send(request, None)
             try:
-                content = await exchange.read_body(self._client.read_timeout)
+                content = await exchange.read_body(client.read_timeout)
             finally:
                 await self._release(exchange)
             return Response(
@@ -237,30 +268,22 @@ class ClientSession:
                 http_version=head.http_version,
                 informational=head.informational,
                 trailers=exchange.trailers,
+                url=request.parsed_url,
+                request=request,
             )
-        async with self.stream(request) as response:
-            content = await response.aread()
-            return Response(
-                response.status,
-                response.headers,
-                content,
-                http_version=response.http_version,
-                informational=response.informational,
-                trailers=response.trailers,
-            )
+        async with self._stream_once(request) as response:
+            return response._complete(await response.aread())
 
     @asynccontextmanager
-    async def stream(self, request: Request) -> AsyncIterator[StreamingResponse]:
-        """Send a request; give the response once its headers arrived, to read its body as it comes.
-
-        Leaving the ``async with`` before the body ended cancels the request
-        (the stream is reset; an HTTP/1.1 connection is closed).
-        """
+    async def _stream_once(
+        self, request: Request, history: list[Response] | None = None
+    ) -> AsyncIterator[StreamingResponse]:
+        """Send a request (no redirect followed, no hook) and give its response once its head arrived."""
         read_timeout = self._client.read_timeout
         if not _has_body(request):
             exchange, head = await self._send(request, None)
             try:
-                yield StreamingResponse(head, exchange, read_timeout)
+                yield StreamingResponse(head, exchange, read_timeout, request, history)
             finally:
                 await self._release(exchange)
             return
@@ -274,7 +297,7 @@ class ClientSession:
                         continue
                     exchange, head = sent
                     try:
-                        yield StreamingResponse(head, exchange, read_timeout)
+                        yield StreamingResponse(head, exchange, read_timeout, request, history)
                         return
                     finally:
                         upload.cancel_scope.cancel()
@@ -421,7 +444,7 @@ class ClientSession:
         ):
             headers.append((b"content-length", b"%d" % len(request.content)))
         try:
-            await exchange.send_request(request, headers, upload)
+            await exchange.send_request(request, headers, upload, self._client.write_timeout)
         except BaseException:
             await self._release(exchange)
             raise
@@ -444,8 +467,10 @@ class ClientSession:
     async def _take(self, origin: Origin, decided: tuple[Route, Decision] | None) -> PooledConnection:
         """Carry out decisions (the first one may be *decided* already, with no checkpoint since)."""
         # Whether this request has the pool's turn (it was woken from the queue
-        # of its origin): it passes the turn on once it need not wait any more.
+        # of its origin, or from the queue for any change when the pool was
+        # full): it passes the turn on once it need not wait any more.
         turn = False
+        queue: Origin | None = origin
         try:
             while True:
                 if self._closed:
@@ -457,20 +482,28 @@ class ClientSession:
                     decision = self.pool.decide(origin, route.quic)
                 if turn and not isinstance(decision, Wait):
                     turn = False
-                    self.pool.pass_turn(origin)  # the next request in line decides too
+                    self.pool.pass_turn(queue)  # the next request in line decides too
                 if isinstance(decision, Use):
                     return decision.connection
                 if isinstance(decision, Open):
+                    if decision.evict is not None:
+                        decision.evict.retire()  # at max_connections: an idle one makes room
                     pooled = await self._open(origin, route)
                     if pooled.usable():
                         return pooled
                     continue
-                first, turn = turn, False  # waiting again: the turn goes back to the queue
-                await self.pool.wait_for_change(origin, first=first)
+                # Waiting (again): a request that had the turn keeps its place at the
+                # front of the same queue, or passes the turn on when it changes queues.
+                wait_in = None if decision.anywhere else origin
+                if turn and wait_in != queue:
+                    self.pool.pass_turn(queue)
+                first, turn = turn and wait_in == queue, False
+                queue = wait_in
+                await self.pool.wait_for_change(queue, first=first)
                 turn = True
         except BaseException:
             if turn:
-                self.pool.pass_turn(origin)
+                self.pool.pass_turn(queue)
             raise
 
     async def _open(self, origin: Origin, route: Route) -> PooledConnection:
@@ -490,7 +523,7 @@ class ClientSession:
             await self._nursery.start(pooled.run)
             return pooled
         except trio.TooSlowError:
-            raise ConnectError(f"cannot connect to {origin} in {self._client.connect_timeout} s") from None
+            raise ConnectTimeout(f"cannot connect to {origin} in {self._client.connect_timeout} s") from None
         finally:
             self.pool.opening_ended(origin, pooled)
 

@@ -29,7 +29,14 @@ import trio
 
 from .._typing import HeadersType
 from ..connections import CONNECTION_ERRORS, HTTPConnection, StreamDispatcher, StreamInbox
-from ..errors import ConnectionLost, RemoteProtocolError, RequestRefused, StreamResetError
+from ..errors import (
+    ConnectionLost,
+    ReadTimeout,
+    RemoteProtocolError,
+    RequestRefused,
+    StreamResetError,
+    WriteTimeout,
+)
 from ..events import (
     DataReceived,
     Event,
@@ -38,7 +45,6 @@ from ..events import (
     StreamReset,
     StreamResetReceived,
 )
-from ._errors import ReadTimeout
 from ._models import Origin, Request, Response
 
 __all__ = ["Exchange", "PooledConnection", "PoolNotifier"]
@@ -48,8 +54,11 @@ log = logging.getLogger(__name__)
 #: Informational (1xx) responses accepted before the final one.
 MAX_INFORMATIONAL = 32
 
-#: Body pieces sent at once when uploading from bytes.
-UPLOAD_CHUNK = 256 * 1024
+#: The largest piece of a ``bytes`` body sent under one ``write_timeout`` when
+#: there is one: HTTP/2's default initial window (RFC 9113 section 6.9.2), so a
+#: piece needs about one WINDOW_UPDATE, and a server that takes less than
+#: 64 KiB per ``write_timeout`` (about 1 KiB/s with the default) is given up.
+UPLOAD_CHUNK = 65535
 
 
 class PoolNotifier(Protocol):
@@ -103,6 +112,8 @@ class PooledConnection:
         self._pong = trio.Event()
         # Set when the last exchange in progress ends (the idle clock starts).
         self._idle = trio.Event()
+        # Set by retire(): the pool needs the room, close the connection now.
+        self._retired = trio.Event()
 
     @property
     def http_version(self) -> str:
@@ -129,8 +140,8 @@ class PooledConnection:
                 task_status.started()
                 if self.keepalive_interval is not None and self.connection.http_version == "2":
                     nursery.start_soon(self._keepalive, self.keepalive_interval)
-                if self.idle_timeout is not None:
-                    nursery.start_soon(self._expire, self.idle_timeout)
+                # Closes the connection when idle too long, or retired to make room.
+                nursery.start_soon(self._expire, self.idle_timeout)
                 await self.dispatcher.run()  # until it ends, or HTTP/1.1 the server closes
                 event = self.dispatcher.terminated
                 if event is not None:
@@ -163,24 +174,36 @@ class PooledConnection:
         if not self.channels:
             self._idle.set()
 
-    async def _expire(self, idle_timeout: float) -> None:
-        """Close the connection once no request has used it for *idle_timeout* seconds."""
-        while True:
+    def retire(self) -> None:
+        """Take the connection out of the pool at once and have it closed (to make room for another).
+
+        Synchronous: the pool no longer counts it, no request starts on it,
+        and its runner closes it (saying goodbye) right after.
+        """
+        log.debug("closing the idle connection to %s to make room", self.origin)
+        self.dead = True
+        self._retired.set()
+        self.pool.remove(self)
+
+    async def _expire(self, idle_timeout: float | None) -> None:
+        """Close the connection once no request has used it for *idle_timeout* seconds, or once retired."""
+        while not self._retired.is_set():
             # Asleep until the idle deadline: not woken by each request (whose
             # start and end only move the deadline that it finds on waking).
-            deadline = self.last_used + idle_timeout
+            deadline = math.inf if idle_timeout is None else self.last_used + idle_timeout
             if trio.current_time() < deadline:
-                await trio.sleep_until(deadline)
+                with trio.move_on_at(deadline):
+                    await self._retired.wait()
                 continue
             if self.channels:
                 self._idle = trio.Event()
                 await self._idle.wait()  # in use for that long: look again when its last request ends
                 continue
             log.debug("connection to %s idle for %.0f s: closing it", self.origin, idle_timeout)
-            self.dead = True  # no request may start on it from now on
-            self.pool.changed(self.origin)
-            await self.connection.aclose()
-            return
+            break
+        self.dead = True  # no request may start on it from now on
+        self.pool.changed(self.origin)
+        await self.connection.aclose()
 
     async def _keepalive(self, interval: float) -> None:
         """PING an idle HTTP/2 connection now and then; give it up when no acknowledgement comes."""
@@ -233,11 +256,18 @@ class Exchange:
         self.trailers: list[tuple[bytes, bytes]] = []
 
     async def send_request(
-        self, request: Request, headers: HeadersType, nursery: trio.Nursery | None
+        self,
+        request: Request,
+        headers: HeadersType,
+        nursery: trio.Nursery | None,
+        write_timeout: float | None = None,
     ) -> None:
         """Send the headers now and the body in a task of *nursery*, alongside reading the response.
 
-        A request without a body needs no nursery.
+        A request without a body needs no nursery. The upload task raises
+        :class:`.WriteTimeout` when a piece of the body (at most
+        :data:`UPLOAD_CHUNK` bytes of a ``bytes`` body, or one chunk of an
+        iterable) is not taken within *write_timeout* seconds.
         """
         content = request.content
         empty = isinstance(content, bytes) and not content
@@ -251,21 +281,41 @@ class Exchange:
         else:
             if nursery is None:
                 raise ValueError("a request with a body needs a nursery for its upload")
-            nursery.start_soon(self._send_body, content)
+            nursery.start_soon(self._send_body, content, write_timeout)
 
-    async def _send_body(self, content: bytes | AsyncIterable[bytes]) -> None:
+    async def _send_body(self, content: bytes | AsyncIterable[bytes], write_timeout: float | None) -> None:
         try:
             if isinstance(content, bytes):
-                await self.connection.send_data(self.stream_id, content, end_stream=True)
+                if write_timeout is None or len(content) <= UPLOAD_CHUNK:
+                    await self._send_piece(content, True, write_timeout)
+                else:
+                    for start in range(0, len(content), UPLOAD_CHUNK):
+                        end = start + UPLOAD_CHUNK
+                        await self._send_piece(content[start:end], end >= len(content), write_timeout)
             else:
                 async for chunk in content:
                     if chunk:
-                        await self.connection.send_data(self.stream_id, bytes(chunk))
-                await self.connection.send_data(self.stream_id, b"", end_stream=True)
+                        await self._send_piece(bytes(chunk), False, write_timeout)
+                await self._send_piece(b"", True, write_timeout)
             self.request_complete = True
         except CONNECTION_ERRORS as exc:
+            if isinstance(exc, WriteTimeout):
+                raise
             # The response (or its absence) tells the caller what happened.
             log.debug("request body not sent completely: %r", exc)
+
+    async def _send_piece(self, data: bytes, end_stream: bool, write_timeout: float | None) -> None:
+        """Send a piece of the body; raise :class:`.WriteTimeout` if it is not taken in *write_timeout*."""
+        if write_timeout is None:
+            await self.connection.send_data(self.stream_id, data, end_stream=end_stream)
+            return
+        with trio.move_on_after(write_timeout) as scope:
+            await self.connection.send_data(self.stream_id, data, end_stream=end_stream)
+        if scope.cancelled_caught:
+            raise WriteTimeout(
+                f"{self.pooled.origin} took no request data for {write_timeout} s "
+                f"({len(data)} bytes were waiting)"
+            )
 
     @property
     def http_version(self) -> str:
@@ -353,6 +403,19 @@ class Exchange:
             chunk = self._body_event(await self._next_body_event(read_timeout))
             if chunk:
                 yield chunk
+
+    async def read_body_within(self, read_timeout: float | None, limit: int) -> bytes | None:
+        """Read the rest of the body if it is at most *limit* bytes; else stop and return ``None``."""
+        chunks: list[bytes] = []
+        size = 0
+        while not self.response_complete:
+            chunk = self._body_event(await self._next_body_event(read_timeout))
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    return None
+                chunks.append(chunk)
+        return b"".join(chunks)
 
     async def read_body(self, read_timeout: float | None) -> bytes:
         """Read the rest of the body (as :meth:`receive_body` does, in one piece)."""

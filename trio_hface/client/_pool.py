@@ -7,7 +7,10 @@ Connections are reused: HTTP/1.1 ones for one request at a time (keep-alive),
 HTTP/2 and HTTP/3 ones for as many concurrent requests as the server allows.
 A connection that ends or receives GOAWAY takes no new request and is
 replaced by a new one when needed; at most ``max_connections_per_origin``
-connections exist per origin.
+connections exist per origin, and at most ``max_connections`` in all: at
+that limit, a request that would open a connection has an idle connection
+(of any origin, the least recently used) closed to make room, or waits for
+a change anywhere in the pool.
 
 :meth:`ConnectionPool.decide` is the whole policy and does no I/O: given an
 origin and whether the request goes over HTTP/3, it answers :class:`Use`
@@ -49,14 +52,23 @@ class Use:
 
 @dataclass(frozen=True)
 class Open:
-    """Open a new connection to this origin, then decide again."""
+    """Open a new connection to this origin (closing *evict* first, to make room), then decide again."""
 
     origin: Origin
+    #: An idle connection to close first, when the pool is at ``max_connections``.
+    evict: PooledConnection | None = None
 
 
 @dataclass(frozen=True)
 class Wait:
-    """Wait for a change of the pool (a connection opened, freed or ended), then decide again."""
+    """Wait for a change of the pool (a connection opened, freed or ended), then decide again.
+
+    *anywhere*: the pool is at ``max_connections``, so a change of any origin
+    may help (the request waits in the queue for any change); else only a
+    change of the request's origin.
+    """
+
+    anywhere: bool = False
 
 
 #: What :meth:`ConnectionPool.decide` answers.
@@ -85,14 +97,18 @@ class ConnectionPool:
     Implements :class:`.PoolNotifier` for its connections.
 
     :param max_connections_per_origin: how many connections one origin may have
+    :param max_connections: how many connections the pool may have in all (``None``: no limit)
     """
 
-    def __init__(self, max_connections_per_origin: int) -> None:
+    def __init__(self, max_connections_per_origin: int, max_connections: int | None = None) -> None:
         if max_connections_per_origin < 1:
             raise ValueError(
                 f"max_connections_per_origin must be positive, not {max_connections_per_origin!r}"
             )
+        if max_connections is not None and max_connections < 1:
+            raise ValueError(f"max_connections must be positive or None, not {max_connections!r}")
         self.max_connections_per_origin = max_connections_per_origin
+        self.max_connections = max_connections
         self._connections: dict[Origin, list[PooledConnection]] = {}
         self._opening: dict[Origin, int] = {}
         # Whether connections to an origin (by TCP, by QUIC) turned out multiplexed.
@@ -118,8 +134,20 @@ class ConnectionPool:
             # wait for it rather than open one connection per request.
             return Wait()
         if len(candidates) + opening < self.max_connections_per_origin:
-            return Open(origin)
+            if self.max_connections is None:
+                return Open(origin)
+            return self._open_within_limit(origin, self.max_connections)
         return Wait()
+
+    def _open_within_limit(self, origin: Origin, limit: int) -> Decision:
+        """Open a connection to *origin* if the pool is below *limit*, or in place of an idle one."""
+        pooled = [p for ps in self._connections.values() for p in ps]
+        if len(pooled) + sum(self._opening.values()) < limit:
+            return Open(origin)
+        idle = [p for p in pooled if not p.channels and not p.dead]
+        if idle:
+            return Open(origin, evict=min(idle, key=lambda p: p.last_used))
+        return Wait(anywhere=True)
 
     # -- what the session tells the pool --------------------------------------
 
