@@ -64,6 +64,13 @@ class App:
                 await self.go_on.wait()
             await send({"type": "http.response.body", "body": b"the rest\n"})
             return
+        if path.startswith("/hop/"):
+            left = int(path.rsplit("/", 1)[1])
+            target = f"/hop/{left - 1}".encode() if left > 1 else b"/agent"
+            fields = [(b"location", target), (b"content-length", b"0")]
+            await send({"type": "http.response.start", "status": 302, "headers": fields})
+            await send({"type": "http.response.body", "body": b""})
+            return
         if path == "/missing":
             status, body = 404, b"no such thing\n"
         elif path == "/agent":
@@ -238,6 +245,33 @@ async def test_user_agent_by_default_and_overridden(certs: Certs, tmp_path: Path
         by_a = await client(certs, "-A", "me/1", url, cwd=tmp_path)
         by_h = await client(certs, "-H", "User-Agent: you/2", url, cwd=tmp_path)
         assert (by_a.stdout, by_h.stdout) == (b"me/1\n", b"you/2\n")
+
+
+async def test_location_follows_redirects(certs: Certs, tmp_path: Path) -> None:
+    """-L follows redirects on every version, bounded by --max-redirs (exit 47, as curl)."""
+    curl = require_tool("curl")
+    write_out = r"%{http_code} %{num_redirects} %{url_effective}\n"
+    async with serving(certs) as base:
+        for flag in ("--http1", "--http2", "--http3"):
+            result = await client(certs, flag, "-L", "-w", write_out, f"{base}/hop/3", cwd=tmp_path)
+            assert result.returncode == 0, result.stderr
+            assert result.stdout.decode() == f"trio-hface/{__version__}\n200 3 {base}/agent\n"
+        plain = await client(certs, "-w", write_out, f"{base}/hop/3", cwd=tmp_path)
+        assert (plain.returncode, plain.stdout.decode()) == (0, f"302 0 {base}/hop/3\n")
+        too_many = await client(certs, "-L", "--max-redirs", "2", f"{base}/hop/3", cwd=tmp_path)
+        assert too_many.returncode == 47 and b"more than 2 redirects" in too_many.stderr, too_many.stderr
+        assert len(too_many.stderr.decode().splitlines()) == 1, too_many.stderr
+        enough = await client(certs, "-L", "--max-redirs", "3", f"{base}/hop/3", cwd=tmp_path)
+        assert enough.returncode == 0, enough.stderr
+        bad = await client(certs, "-L", "--max-redirs", "x", f"{base}/hop/3", cwd=tmp_path)
+        assert bad.returncode == 2
+        # curl agrees on the same server: the same count, the same final URL, the same exit status.
+        resolve = f"localhost:{base.rsplit(':', 1)[1]}:127.0.0.1"
+        curl_args = [curl, "-sS", "-L", "--cacert", certs.cafile, "--resolve", resolve, "-o", "/dev/null"]
+        theirs = await run_peer([*curl_args, "-w", write_out, f"{base}/hop/3"])
+        assert theirs.stdout.decode() == f"200 3 {base}/agent\n", theirs.stderr
+        theirs = await run_peer([*curl_args, "--max-redirs", "2", f"{base}/hop/3"])
+        assert theirs.returncode == too_many.returncode == 47
 
 
 async def test_verbose_trace(certs: Certs, tmp_path: Path) -> None:

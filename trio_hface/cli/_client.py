@@ -109,6 +109,19 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
         help="a progress bar on standard error for -o downloads (default: when standard error is a terminal)",
     )
     parser.add_argument(
+        "-L",
+        "--location",
+        action="store_true",
+        help="follow redirects (301, 302, 303, 307, 308; at most --max-redirs in a row)",
+    )
+    parser.add_argument(
+        "--max-redirs",
+        type=_redirect_limit,
+        default=20,
+        metavar="N",
+        help="with -L, how many redirects in a row are followed (default 20); more fail with exit 47",
+    )
+    parser.add_argument(
         "-f", "--fail", action="store_true", help="exit with 22, printing no body, on a status of 400 or more"
     )
     parser.add_argument(
@@ -241,10 +254,22 @@ def _client(args: argparse.Namespace) -> Client:
             proxy_tls_config=proxy_tls,
             connect_timeout=min(args.connect_timeout, args.timeout),
             read_timeout=args.timeout,
+            follow_redirects=args.location,
+            max_redirects=args.max_redirs,
             http1_factory=http1_factory(args, clients=True),
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+
+
+def _redirect_limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a number of redirects, 0 or more, not {text!r}")
+    return value
 
 
 #: What a URL's failure may be (anything else is a bug, with its traceback).
@@ -286,7 +311,8 @@ class _Transfer:
             "speed_download": str(int(self.size / total) if total > 0 else 0),
             "content_type": content_type.decode("latin-1"),
             "url": self.url,
-            "url_effective": self.url,
+            "url_effective": str(response.url) if response and response.url else self.url,
+            "num_redirects": str(len(response.history)) if response else "0",
             "remote_ip": str(address[0]) if address else "",
             "remote_port": str(address[1]) if address else "",
             "exitcode": str(self.out.status),

@@ -12,6 +12,7 @@ from ..errors import (
     ConnectError,
     ConnectionLost,
     ProxyError,
+    RedirectError,
     RemoteProtocolError,
     StreamResetError,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "FAILED",
     "HTTP_ERROR",
     "RECEIVE",
+    "REDIRECTS",
     "RESOLVE",
     "TIMEOUT",
     "TLS",
@@ -47,6 +49,9 @@ TLS = 35
 #: The connection ended or broke, the server reset the request or broke HTTP,
 #: or the proxy refused the tunnel (CURLE_RECV_ERROR).
 RECEIVE = 56
+#: ``-L`` met more than ``--max-redirs`` redirects in a row, or one it
+#: cannot follow (CURLE_TOO_MANY_REDIRECTS).
+REDIRECTS = 47
 #: The server's certificate could not be verified (CURLE_PEER_FAILED_VERIFICATION).
 TLS_VERIFY = 60
 
@@ -81,6 +86,8 @@ def classify(exc: BaseException) -> int:
 
     if has(WriteError):
         return WRITE
+    if has(RedirectError):
+        return REDIRECTS
     if has(ssl.SSLCertVerificationError):
         return TLS_VERIFY
     if has(ssl.SSLError):
