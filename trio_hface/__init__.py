@@ -10,12 +10,14 @@ from .errors import (
     ConnectionLost,
     FlowControlError,
     HFaceError,
+    ListenError,
     LocalProtocolError,
     ProtocolError,
     ProxyError,
     RemoteProtocolError,
     RequestRefused,
     StreamResetError,
+    TLSConfigError,
     WebSocketClosed,
     WebSocketHandshakeError,
 )
@@ -42,6 +44,8 @@ __all__ = [
     "ConnectionLost",
     "ProxyError",
     "ASGIError",
+    "TLSConfigError",
+    "ListenError",
     "WebSocketClosed",
     "WebSocketHandshakeError",
 ]
