@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import pickle
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trio
 
 from tests.conftest import Certs
+from tests.peers import taken_port
 from tests.server import apps
 from tests.tls_files import BAD_PAIRS, write_tls_files
 from trio_hface import ListenError, ServerTLSConfig, TLSConfigError
@@ -103,7 +102,7 @@ async def test_server_refuses_a_bad_key_before_starting(
 async def test_bind_failure_names_the_endpoint(certs: Certs, kind: int, workers: int) -> None:
     """A taken TCP or UDP port is a ListenError (an OSError with errno) whose message names the endpoint."""
     server = ASGIServer(apps.app, tls_config=certs.server)
-    with _taken_port(kind) as port:
+    with taken_port(kind) as port:
         with trio.fail_after(20), pytest.raises(ListenError) as caught:
             if workers == 1:
                 await server.run([f"https://127.0.0.1:{port}"])
@@ -112,23 +111,3 @@ async def test_bind_failure_names_the_endpoint(certs: Certs, kind: int, workers:
     where = f"https://127.0.0.1:{port}" + (" (UDP)" if kind == socket.SOCK_DGRAM else "")
     assert str(caught.value) == f"cannot listen on {where}: address already in use"
     assert caught.value.errno == errno.EADDRINUSE and isinstance(caught.value, OSError)
-
-
-@contextlib.contextmanager
-def _taken_port(kind: int) -> Iterator[int]:
-    """A port that a socket of *kind* holds; for UDP, one that is free on TCP (where the server binds first)."""
-    for _ in range(20):
-        with socket.socket(socket.AF_INET, kind) as taken:
-            taken.bind(("127.0.0.1", 0))
-            port: int = taken.getsockname()[1]
-            if kind == socket.SOCK_STREAM:
-                taken.listen()
-            else:
-                with socket.socket() as probe:
-                    try:
-                        probe.bind(("127.0.0.1", port))
-                    except OSError:
-                        continue  # another process has this port on TCP: try another
-            yield port
-            return
-    raise AssertionError("no UDP port free on TCP too")
