@@ -245,3 +245,12 @@ async def test_startup_line_says_what_listens_where(
             )
             assert result.returncode == 0 and result.stdout.startswith(b"Hello, World!"), result.stderr
         assert await server.stop(signal.SIGINT) == 0
+
+
+def test_unusable_ca_directory_is_one_line(folder: Path) -> None:
+    """A --dev-ca-dir that cannot be made (under a regular file) is one line with status 2, for ca and server."""
+    for args in (["ca"], ["server", HELLO, "https://127.0.0.1:0"]):
+        result = run(folder, *args, "--dev-ca-dir", "cert.pem/ca")
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("trio-hface") and "cert.pem/ca" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -67,7 +67,9 @@ def open_dev_ca(args: argparse.Namespace, *, save: bool) -> DevelopmentCA:
     try:
         return DevelopmentCA.open(args.dev_ca_dir, save=save)
     except OSError as exc:
-        raise DevCAError(f"cannot use the development CA in {_where(args)}: {_reason(exc)}") from None
+        raise DevCAError(
+            f"cannot use the development CA in {_where(args)}: {_reason(exc, _where(args))}"
+        ) from None
 
 
 def dev_ca_tls(args: argparse.Namespace) -> tuple[ServerTLSConfig, DevelopmentCA]:
@@ -86,7 +88,9 @@ def announce_dev_ca(ca: DevelopmentCA) -> None:
     try:
         saved = ca.save()
     except OSError as exc:
-        raise DevCAError(f"cannot save the development CA in {ca.directory}: {_reason(exc)}") from None
+        raise DevCAError(
+            f"cannot save the development CA in {ca.directory}: {_reason(exc, ca.directory)}"
+        ) from None
     cafile = ca.cafile
     if not saved:
         # Another process saved its own CA at the same moment: ours signed this
@@ -117,7 +121,9 @@ def _where(args: argparse.Namespace) -> str:
     return str(args.dev_ca_dir or default_dev_ca_directory())
 
 
-def _reason(exc: OSError) -> str:
+def _reason(exc: OSError, directory: object = None) -> str:
     text = exc.strerror or str(exc)
-    where = f" ({exc.filename})" if exc.filename else ""
+    # The file, unless it is the directory that the message names already.
+    named = exc.filename and str(exc.filename) != str(directory)
+    where = f" ({exc.filename})" if named else ""
     return f"{text[:1].lower()}{text[1:]}{where}"
