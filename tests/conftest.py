@@ -1,7 +1,10 @@
-"""Certificates for connection tests (trustme)."""
+"""Certificates for connection tests (trustme), and a private data directory for the whole run."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -9,6 +12,24 @@ import pytest
 import trustme
 
 from trio_hface import ClientTLSConfig, ServerTLSConfig
+
+_DATA_HOME: str | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Point XDG_DATA_HOME at a temporary directory for the run, before test modules copy the environment.
+
+    The development CA of ``trio-hface server`` lives there by default: no test
+    (nor a server or a client that a test starts) writes into the real home.
+    """
+    global _DATA_HOME
+    _DATA_HOME = tempfile.mkdtemp(prefix="trio-hface-tests-data-")
+    os.environ["XDG_DATA_HOME"] = _DATA_HOME
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _DATA_HOME is not None:
+        shutil.rmtree(_DATA_HOME, ignore_errors=True)
 
 
 @dataclass

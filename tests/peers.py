@@ -249,3 +249,23 @@ def refusing_port(kind: int = socket.SOCK_STREAM) -> Iterator[int]:
         if kind == socket.SOCK_DGRAM:
             sock.connect(("127.0.0.1", port))
         yield port
+
+
+@contextlib.contextmanager
+def taken_port(kind: int) -> Iterator[int]:
+    """A port that a socket of *kind* holds; for UDP, one that is free on TCP (where the server binds first)."""
+    for _ in range(20):
+        with socket.socket(socket.AF_INET, kind) as taken:
+            taken.bind(("127.0.0.1", 0))
+            port: int = taken.getsockname()[1]
+            if kind == socket.SOCK_STREAM:
+                taken.listen()
+            else:
+                with socket.socket() as probe:
+                    try:
+                        probe.bind(("127.0.0.1", port))
+                    except OSError:
+                        continue  # another process has this port on TCP: try another
+            yield port
+            return
+    raise AssertionError("no UDP port free on TCP too")

@@ -30,7 +30,7 @@ def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 
 
 #: What `trio-hface server|proxy` prints once it serves on a development certificate.
-SERVING = r"trust its CA: (?P<ca>\S+)\n.*serving on https://127\.0\.0\.1:(?P<port>\d+)\n"
+SERVING = r"trust its CA: (?P<ca>\S+)\n.*serving on https://127\.0\.0\.1:(?P<port>\d+) \("
 
 
 async def test_server_with_development_certificate() -> None:
@@ -341,7 +341,7 @@ async def test_server_imports_an_app_next_to_the_user(tmp_path: Path, where: str
     cwd = tmp_path if where == "app-dir" else project
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     async with running_peer(
-        command, ready=r"serving on http://127\.0\.0\.1:(?P<port>\d+)\n", cwd=cwd, env=env
+        command, ready=r"serving on http://127\.0\.0\.1:(?P<port>\d+) \(", cwd=cwd, env=env
     ) as server:
         stream = await trio.open_tcp_stream("127.0.0.1", server.port)
         async with stream:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from ._certificates import ServerCredentials, load_server_credentials
+
 
 @dataclass(frozen=True)
 class ClientTLSConfig:
@@ -84,6 +86,23 @@ class ServerTLSConfig:
             with open(self.keyfile, "rb") as f:
                 key = f.read()
         return chain, key
+
+    def check(self) -> None:
+        """Read and check the certificate chain and the key, as the servers do before they listen.
+
+        The files must be PEM; the chain must start with the certificate of
+        the key; the key must be unencrypted (or in the chain's file when
+        *keyfile* is not given). The servers run the same check for every
+        HTTP version, TCP and QUIC alike, so calling it yourself only moves
+        the error earlier.
+
+        :raises TLSConfigError: naming the file and the problem, in one line
+        """
+        self._credentials()
+
+    def _credentials(self) -> ServerCredentials:
+        """The checked chain and key, parsed (for the TCP and the QUIC side alike)."""
+        return load_server_credentials(self.certfile, self.keyfile, self.certdata, self.keydata)
 
 
 @dataclass(frozen=True)

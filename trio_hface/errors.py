@@ -37,6 +37,8 @@ __all__ = [
     "ASGIError",
     "StartupFailed",
     "UsageError",
+    "TLSConfigError",
+    "ListenError",
     "WebSocketClosed",
     "WebSocketHandshakeError",
 ]
@@ -257,6 +259,48 @@ class UsageError(HFaceError, RuntimeError):
 
     Also a :class:`RuntimeError`, which it used to be.
     """
+
+
+class TLSConfigError(HFaceError, ValueError):
+    """A server's certificate or private key cannot be used.
+
+    Raised by :meth:`.ServerTLSConfig.check`, and by the servers before they
+    listen, for a file that is missing or unreadable, not PEM, a key where a
+    certificate belongs (or the other way round), an encrypted key, or a key
+    that is not the certificate's. The message is one line that names the
+    file (or ``certdata``/``keydata``) and the problem. Also a
+    :class:`ValueError`, which such problems used to raise.
+
+    :param message: what is wrong, naming the file
+    :param path: the file at fault, or ``None`` (data in memory, or no file)
+    """
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        #: The file at fault (``"certdata"`` or ``"keydata"`` for data in memory), or ``None``.
+        self.path = path
+
+    def __reduce__(self) -> tuple[type[TLSConfigError], tuple[str, str | None]]:
+        return (type(self), (str(self), self.path))
+
+
+class ListenError(HFaceError, OSError):
+    """An endpoint could not be bound: its message names it.
+
+    Such as ``cannot listen on https://127.0.0.1:6443: address already in
+    use`` (``(UDP)`` after the endpoint when the UDP socket of HTTP/3 was the
+    one that failed). An :class:`OSError` with the operating system's
+    :attr:`~OSError.errno`, which the servers raised before.
+
+    :param errno: the operating system's error number, or ``None``
+    :param message: the whole message
+    """
+
+    def __init__(self, errno: int | None, message: str) -> None:
+        super().__init__(errno, message)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 class WebSocketClosed(HFaceError):

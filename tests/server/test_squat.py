@@ -119,7 +119,7 @@ async def test_squatters_cannot_keep_normal_requests_out(tmp_path: Path) -> None
     requests from fresh connections are answered within 5 s throughout, a request in flight completes,
     the server's memory stays bounded and evictions are logged a few times, not once each."""
     log_path = tmp_path / "server.log"
-    ready = r"serving on http://127\.0\.0\.1:(?P<port>\d+)\n"
+    ready = r"serving on http://127\.0\.0\.1:(?P<port>\d+) \("
     async with running_peer(SERVER, ready=ready, cwd=ROOT, env=ENV, stderr_to=log_path) as server:
         process, port = server.process, server.port
         assert (await get(port, "/")).endswith(b"\r\n\r\nhello")

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
+from ._certs import DevCAError, add_ca_parser
 from ._client import add_client_parser
 from ._proxy import add_proxy_parser
 from ._server import CommandError, add_server_parser
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_server_parser(subparsers)
     add_client_parser(subparsers)
     add_proxy_parser(subparsers)
+    add_ca_parser(subparsers)
     return parser
 
 
@@ -41,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.command(args))
-    except CommandError as exc:
+    except (CommandError, DevCAError) as exc:
         print(f"trio-hface: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

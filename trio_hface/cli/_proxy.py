@@ -10,6 +10,7 @@ from typing import Any
 import trio
 
 from ..server import Endpoint, ProxyServer, ServerProtocol
+from ._certs import add_dev_ca_dir
 from ._server import (
     CommandError,
     add_http1_impl,
@@ -29,8 +30,8 @@ def add_proxy_parser(subparsers: Any) -> None:
         "proxy",
         help="run a CONNECT proxy over HTTP/1.1, HTTP/2 and HTTP/3",
         description=(
-            "Tunnel TCP connections with CONNECT. Without --cert and --key, a development CA and a "
-            "certificate for localhost are generated and the CA file's path is printed."
+            "Tunnel TCP connections with CONNECT. Without --cert and --key, the development CA "
+            "(kept in --dev-ca-dir) issues a certificate for localhost and the CA file's path is printed."
         ),
     )
     parser.add_argument(
@@ -41,6 +42,7 @@ def add_proxy_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--cert", help="PEM file with the proxy's certificate chain")
     parser.add_argument("--key", help="PEM file with the certificate's private key")
+    add_dev_ca_dir(parser)
     versions = parser.add_mutually_exclusive_group()
     for name, value, text in (
         ("--tcp", ServerProtocol.TCP, "HTTP/1.1 and HTTP/2 (ALPN) on TCP only"),
@@ -58,7 +60,7 @@ def add_proxy_parser(subparsers: Any) -> None:
     add_max_connections(parser)
     add_workers(parser)
     add_http1_impl(parser, clients=False)
-    parser.set_defaults(command=run_proxy, protocol=ServerProtocol.ALL)
+    parser.set_defaults(command=run_proxy, protocol=ServerProtocol.ALL, dev_ca=None)
 
 
 def run_proxy(args: argparse.Namespace) -> int:
@@ -68,7 +70,11 @@ def run_proxy(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     proxy = ProxyServer(config=server_config(args, endpoints), allow=args.allow)
     try:
-        trio.run(functools.partial(serve, workers=worker_count(args), quic_lb=args.quic_lb), proxy, endpoints)
+        trio.run(
+            functools.partial(serve, workers=worker_count(args), quic_lb=args.quic_lb, dev_ca=args.dev_ca),
+            proxy,
+            endpoints,
+        )
     except BaseException as exc:
         if find_exception(exc, (KeyboardInterrupt,)) is not None:
             return 130

@@ -16,9 +16,18 @@ import trio
 
 from .._models import ServerTLSConfig
 from ..protocols import HTTPOverTCPFactory, QUICLBConfig, protocol_registry
-from ..server import ASGIApp, ASGIServer, Endpoint, ProxyServer, ServerConfig, ServerProtocol, SteeringMode
+from ..server import (
+    ASGIApp,
+    ASGIServer,
+    DevelopmentCA,
+    Endpoint,
+    ProxyServer,
+    ServerConfig,
+    ServerProtocol,
+    SteeringMode,
+)
 from ..server._config import DEFAULT_MAX_CONNECTIONS
-from ._certs import create_development_certificates
+from ._certs import add_dev_ca_dir, announce_dev_ca, dev_ca_tls
 
 __all__ = [
     "add_http1_impl",
@@ -43,9 +52,10 @@ def add_server_parser(subparsers: Any) -> None:
         "server",
         help="run an ASGI application over HTTP/1.1, HTTP/2 and HTTP/3",
         description=(
-            "Serve an ASGI application. Without --cert and --key, a development CA and a "
-            "certificate for localhost, 127.0.0.1 and ::1 are generated, and the path of the CA "
-            "file is printed so that clients (trio-hface client --cacert, curl --cacert) can trust it."
+            "Serve an ASGI application. Without --cert and --key, a certificate for localhost, "
+            "127.0.0.1 and ::1 is issued by the development CA (made once, kept in --dev-ca-dir), and "
+            "the path of the CA file is printed so that clients (trio-hface client --cacert, "
+            "curl --cacert) can trust it; trio-hface ca prints it too."
         ),
     )
     parser.add_argument(
@@ -67,6 +77,7 @@ def add_server_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--cert", help="PEM file with the server's certificate chain")
     parser.add_argument("--key", help="PEM file with the certificate's private key")
+    add_dev_ca_dir(parser)
     versions = parser.add_mutually_exclusive_group()
     versions.add_argument(
         "--tcp",
@@ -95,7 +106,7 @@ def add_server_parser(subparsers: Any) -> None:
     add_max_connections(parser)
     add_workers(parser)
     add_http1_impl(parser, clients=False)
-    parser.set_defaults(command=run_server, protocol=ServerProtocol.ALL)
+    parser.set_defaults(command=run_server, protocol=ServerProtocol.ALL, dev_ca=None)
 
 
 def add_http1_impl(parser: argparse.ArgumentParser, *, clients: bool) -> None:
@@ -243,21 +254,13 @@ def load_app(spec: str) -> ASGIApp:
 
 
 def server_tls(args: argparse.Namespace) -> ServerTLSConfig:
-    if bool(args.cert) != bool(args.key):
-        raise CommandError("give both --cert and --key, or neither")
+    """``--cert`` and ``--key``, or a certificate of the development CA (then ``args.dev_ca`` is the CA,
+    to save once the server listens)."""
     if args.cert:
-        for path in (args.cert, args.key):
-            try:
-                with open(path, "rb"):
-                    pass
-            except OSError as exc:
-                raise CommandError(f"cannot read {path}: {exc.strerror}") from None
+        # Checked (for TCP and QUIC alike) by the server before it listens.
         return ServerTLSConfig(certfile=args.cert, keyfile=args.key)
-    certs = create_development_certificates()
-    print(
-        f"development certificate for localhost, 127.0.0.1 and ::1; trust its CA: {certs.cafile}", flush=True
-    )
-    return certs.tls_config
+    tls, args.dev_ca = dev_ca_tls(args)
+    return tls
 
 
 def server_config(args: argparse.Namespace, endpoints: list[Endpoint], **settings: Any) -> ServerConfig:
@@ -265,6 +268,8 @@ def server_config(args: argparse.Namespace, endpoints: list[Endpoint], **setting
 
     :raises CommandError: for a value out of range
     """
+    if bool(args.cert) != bool(args.key):
+        raise CommandError("give both --cert and --key, or neither")
     tls = server_tls(args) if any(e.tls for e in endpoints) else None
     try:
         return ServerConfig(
@@ -301,8 +306,12 @@ async def serve(
     endpoints: list[Endpoint],
     workers: int = 1,
     quic_lb: QUICLBConfig | None = None,
+    dev_ca: DevelopmentCA | None = None,
 ) -> None:
-    """Serve until SIGINT or SIGTERM, in this process or (with workers or QUIC-LB) in worker processes."""
+    """Serve until SIGINT or SIGTERM, in this process or (with workers or QUIC-LB) in worker processes.
+
+    A development CA is saved (and its path printed) once every endpoint listens.
+    """
     tune_gc()
     async with trio.open_nursery() as nursery:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -316,8 +325,12 @@ async def serve(
                 print(f"{workers} workers (pids {', '.join(map(str, pool.pids))})", flush=True)
                 if pool.steering != SteeringMode.NONE:
                     print(f"HTTP/3 datagrams reach their worker by {pool.steering}", flush=True)
+            if dev_ca is not None:
+                announce_dev_ca(dev_ca)
             for endpoint in bound:
-                print(f"serving on {endpoint}", flush=True)
+                print(
+                    f"serving on {endpoint} ({server.config.protocol.describe(tls=endpoint.tls)})", flush=True
+                )
             async for signum in signals:
                 log.info("%s: shutting down", signal.Signals(signum).name)
                 server.shutdown()
@@ -341,7 +354,9 @@ def run_server(args: argparse.Namespace) -> int:
     server = ASGIServer(app, config=config)
     try:
         trio.run(
-            functools.partial(serve, workers=worker_count(args), quic_lb=args.quic_lb), server, endpoints
+            functools.partial(serve, workers=worker_count(args), quic_lb=args.quic_lb, dev_ca=args.dev_ca),
+            server,
+            endpoints,
         )
     except BaseException as exc:
         if find_exception(exc, (KeyboardInterrupt,)) is not None:

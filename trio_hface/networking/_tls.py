@@ -17,8 +17,9 @@ except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
 from .._models import ClientTLSConfig, ServerTLSConfig
+from ..errors import TLSConfigError
 
-__all__ = ["can_receive_without_waiting", "client_ssl_context", "server_ssl_context"]
+__all__ = ["can_receive_without_waiting", "check_server_tls", "client_ssl_context", "server_ssl_context"]
 
 #: The most bytes one TLS record takes on the wire: a 5-byte header, 2**14
 #: bytes of data and at most 2048 bytes of expansion (RFC 5246 section 6.2.3;
@@ -69,34 +70,48 @@ def _kernel_holds(transport: trio.abc.Stream) -> int:
 def server_ssl_context(tls_config: ServerTLSConfig, alpn_protocols: Sequence[str]) -> ssl.SSLContext:
     """Build a server context: the configured certificate, TLS 1.2 or later, ALPN offered.
 
-    :raises ValueError: if the configuration has no certificate
-    :raises OSError: if a file cannot be read
-    :raises ssl.SSLError: if the certificate or the key is invalid
+    The chain and key are read and checked by :meth:`.ServerTLSConfig.check`'s
+    loader, the one that the HTTP/3 side uses too, and OpenSSL gets what it read.
+
+    :raises TLSConfigError: if the certificate or the key cannot be read or used
     """
+    credentials = tls_config._credentials()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     # RFC 9113 section 9.2: HTTP/2 over TLS needs TLS 1.2 or later.
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if tls_config.certdata is None and tls_config.keydata is None:
-        if tls_config.certfile is None:
-            raise ValueError("a server TLS config needs certfile or certdata")
-        context.load_cert_chain(tls_config.certfile, tls_config.keyfile)
-    else:
-        chain, key = tls_config.load_pem()
-        _load_chain_from_memory(context, chain, key)
+    try:
+        _load_chain_from_memory(context, credentials.chain_pem, credentials.key_pem)
+    except ssl.SSLError as exc:
+        # What the loader accepts and OpenSSL does not (say, a key too small for its security level).
+        name = tls_config.certfile or "certdata"
+        raise TLSConfigError(
+            f"{name}: OpenSSL refuses the certificate or key: {exc.reason or exc}", name
+        ) from None
     if alpn_protocols:
         context.set_alpn_protocols(list(alpn_protocols))
     return context
 
 
-def _load_chain_from_memory(context: ssl.SSLContext, chain: bytes, key: bytes | None) -> None:
+def check_server_tls(tls_config: ServerTLSConfig, *, tcp: bool, quic: bool) -> None:
+    """Check a certificate and key once, as the TCP listeners (OpenSSL) and QUIC ones (aioquic) will load them.
+
+    :param tcp: TLS over TCP is served (OpenSSL must accept them too)
+    :param quic: HTTP/3 is served
+    :raises TLSConfigError: naming the file and the problem
+    """
+    if tcp:
+        server_ssl_context(tls_config, [])
+    elif quic:
+        tls_config.check()
+
+
+def _load_chain_from_memory(context: ssl.SSLContext, chain: bytes, key: bytes) -> None:
     # The ssl module loads chains from files only: use a private temporary
     # file that is removed as soon as OpenSSL has read it.
     fd, path = tempfile.mkstemp(prefix="trio-hface-", suffix=".pem")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(chain)
-            if key is not None:
-                f.write(b"\n" + key)
+            f.write(chain + b"\n" + key)
         context.load_cert_chain(path)
     finally:
         os.unlink(path)

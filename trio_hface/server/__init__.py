@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._asgi import ASGIApp, ClientDisconnected
 from ._config import ServerConfig, ServerSettings
+from ._devcerts import DevelopmentCA, default_dev_ca_directory, development_tls_config
 from ._models import Endpoint, ServerProtocol
 from ._proxy import ProxyServer
 from ._server import ASGIServer
@@ -22,4 +23,7 @@ __all__ = [
     "WorkerPool",
     "SteeringMode",
     "WebSocketConfig",
+    "DevelopmentCA",
+    "development_tls_config",
+    "default_dev_ca_directory",
 ]

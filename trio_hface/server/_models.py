@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from .._typing import AddressType
+from ..errors import ListenError
 
-__all__ = ["Endpoint", "ServerProtocol"]
+__all__ = ["Endpoint", "ServerProtocol", "naming_endpoint"]
 
 
 class ServerProtocol(enum.Enum):
@@ -25,6 +28,21 @@ class ServerProtocol(enum.Enum):
     HTTP2 = "http2"
     #: HTTP/3 only (QUIC, TLS required).
     HTTP3 = "http3"
+
+    def describe(self, *, tls: bool) -> str:
+        """What an endpoint serves, for people: ``HTTP/1.1, HTTP/2 over TCP; HTTP/3 over UDP``.
+
+        :param tls: whether the endpoint is ``https``
+        """
+        if self is ServerProtocol.HTTP3:
+            return "HTTP/3 over UDP"
+        if self is ServerProtocol.HTTP1 or (not tls and self is not ServerProtocol.HTTP2):
+            return "HTTP/1.1 over TCP"
+        if self is ServerProtocol.HTTP2:
+            return "HTTP/2 over TCP"
+        if self is ServerProtocol.ALL:
+            return "HTTP/1.1, HTTP/2 over TCP; HTTP/3 over UDP"
+        return "HTTP/1.1, HTTP/2 over TCP"
 
 
 @dataclass(frozen=True)
@@ -74,3 +92,20 @@ class Endpoint:
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}:{self.port}"
+
+
+@contextlib.contextmanager
+def naming_endpoint(endpoint: Endpoint, *, udp: bool = False) -> Iterator[None]:
+    """Turn an :class:`OSError` of binding *endpoint* into a :class:`.ListenError` that names it.
+
+    ``cannot listen on https://127.0.0.1:6443: address already in use``,
+    with ``(UDP)`` after the endpoint for the UDP socket of HTTP/3.
+    """
+    try:
+        yield
+    except ListenError:
+        raise
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        where = f"{endpoint} (UDP)" if udp else str(endpoint)
+        raise ListenError(exc.errno, f"cannot listen on {where}: {reason[:1].lower()}{reason[1:]}") from exc

@@ -49,13 +49,14 @@ from ..events import (
     HeadersReceived,
 )
 from ..networking import ServerNetworking
+from ..networking._tls import check_server_tls
 from ..protocols import ALPNHTTPFactory, HTTPOverQUICServerFactory, HTTPOverTCPFactory
 from ..protocols.http1 import HTTP1ServerFactory
 from ..protocols.http2 import HTTP2ServerFactory
 from ..protocols.http3 import HTTP3ServerFactory
 from ._asgi import ASGIApp, RequestCycle
 from ._config import ConfigAttribute, ServerConfig, ServerSettings
-from ._models import Endpoint, ServerProtocol
+from ._models import Endpoint, ServerProtocol, naming_endpoint
 from ._websocket import WebSocketConfig, WebSocketCycle
 from ._workers import WorkerMode
 
@@ -184,11 +185,13 @@ class StreamServer(WorkerMode):
         :param endpoints: where to listen: :class:`Endpoint` objects or
             strings such as ``"https://localhost:8443"``
         :raises ValueError: for an endpoint this configuration cannot serve
-        :raises OSError: if an address cannot be bound
+        :raises TLSConfigError: if the certificate or key cannot be used (before the lifespan starts)
+        :raises ListenError: an :class:`OSError` naming the endpoint that cannot be bound
         """
         parsed = [e if isinstance(e, Endpoint) else Endpoint.parse(e) for e in endpoints]
         if not parsed:
             raise ValueError("give at least one endpoint")
+        self._check_endpoints(parsed)
         with single_exception():
             async with trio.open_nursery() as outer:
                 await self._startup(outer)
@@ -264,29 +267,31 @@ class StreamServer(WorkerMode):
                     raise ValueError(f"{endpoint} needs a TLS configuration (certificate and key)")
                 port = endpoint.port
                 if tcp_factory is not None:
-                    tcp = await HTTPOverTCPListener.create(
-                        tcp_factory,
-                        self._networking,
-                        local_address=endpoint.address,
-                        tls_config=tls,
-                        handshake_timeout=self.handshake_timeout,
-                        idle_timeout=self.idle_timeout,
-                        connection_limit=limit,
-                    )
+                    with naming_endpoint(endpoint):
+                        tcp = await HTTPOverTCPListener.create(
+                            tcp_factory,
+                            self._networking,
+                            local_address=endpoint.address,
+                            tls_config=tls,
+                            handshake_timeout=self.handshake_timeout,
+                            idle_timeout=self.idle_timeout,
+                            connection_limit=limit,
+                        )
                     listeners.append(tcp)
                     port = tcp.addresses[0][1]
                     bound += [Endpoint(endpoint.scheme, host, p) for host, p in tcp.addresses]
                 if self._serves_http3(endpoint):
                     assert tls is not None
-                    quic = await HTTPOverQUICListener.create(
-                        self.http3_factory,
-                        self._networking,
-                        local_address=(endpoint.host, port),
-                        tls_config=tls,
-                        retry=self.quic_retry,
-                        retry_key=self._retry_key,
-                        connection_limit=limit,
-                    )
+                    with naming_endpoint(Endpoint(endpoint.scheme, endpoint.host, port), udp=True):
+                        quic = await HTTPOverQUICListener.create(
+                            self.http3_factory,
+                            self._networking,
+                            local_address=(endpoint.host, port),
+                            tls_config=tls,
+                            retry=self.quic_retry,
+                            retry_key=self._retry_key,
+                            connection_limit=limit,
+                        )
                     listeners.append(quic)
                     if tcp_factory is None:
                         bound += [Endpoint("https", host, p) for host, p in quic.addresses]
@@ -311,6 +316,13 @@ class StreamServer(WorkerMode):
         if endpoint.tls and self.tls_config is None:
             raise ValueError(f"{endpoint} needs a TLS configuration (certificate and key)")
         return tcp, self._serves_http3(endpoint)
+
+    def _check_endpoints(self, endpoints: Sequence[Endpoint]) -> None:
+        """Refuse what this configuration cannot serve (endpoints, certificate), before anything listens."""
+        served = [(*self._transports(endpoint), endpoint.tls) for endpoint in endpoints]
+        if self.tls_config is not None:
+            tcp, quic = any(t and tls for t, _, tls in served), any(q for _, q, _ in served)
+            check_server_tls(self.tls_config, tcp=tcp, quic=quic)
 
     def _become_worker(
         self,

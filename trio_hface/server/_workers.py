@@ -60,7 +60,7 @@ from ..networking._reuseport import (
 )
 from ..protocols import ConnectionIDRouting, HTTPOverQUICServerFactory, QUICLBConfig
 from . import _asgi
-from ._models import Endpoint
+from ._models import Endpoint, naming_endpoint
 
 
 class WorkerServer(Protocol):
@@ -74,6 +74,8 @@ class WorkerServer(Protocol):
     def _stop_timeout(self) -> float: ...
 
     def _transports(self, endpoint: Endpoint) -> tuple[bool, bool]: ...
+
+    def _check_endpoints(self, endpoints: Sequence[Endpoint]) -> None: ...
 
     def _become_worker(
         self,
@@ -219,7 +221,10 @@ class WorkerMode:
             misrouted datagrams to each other instead, as where it cannot
         :raises ValueError: for an endpoint this configuration cannot serve
             or a number of workers out of range
-        :raises OSError: if an address cannot be bound
+        :raises TLSConfigError: if the certificate or key cannot be used
+            (checked before anything is bound)
+        :raises ListenError: if an address cannot be bound (an :class:`OSError`
+            whose message names the endpoint)
         :raises StartupFailed: if a worker exits before it serves
         """
         parsed = [e if isinstance(e, Endpoint) else Endpoint.parse(e) for e in endpoints]
@@ -249,6 +254,7 @@ async def serve_workers(
     if workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers!r}")
     ConnectionIDRouting(0, workers, quic_lb)  # validates the count against QUIC-LB
+    server._check_endpoints(endpoints)  # before binding: a bad certificate fails here, not in each worker
     tcp, udp, bound, served, http3 = await _bind(server, list(endpoints), workers)
     # Per address, per resolved address: one socket pair per worker (forwarding only).
     pairs: dict[AddressType, list[list[tuple[stdlib_socket.socket, stdlib_socket.socket]]]] = {}
@@ -335,13 +341,15 @@ async def _bind(
             serves_tcp, serves_http3 = server._transports(endpoint)
             port = endpoint.port
             if serves_tcp:
-                socks = await bind_reuse_port(endpoint.address, count=workers, udp=False)
+                with naming_endpoint(endpoint):
+                    socks = await bind_reuse_port(endpoint.address, count=workers, udp=False)
                 port = socks[0][0].getsockname()[1]
                 tcp[(endpoint.host, port)] = socks
                 bound += [Endpoint(endpoint.scheme, s.getsockname()[0], port) for s in socks[0]]
             if serves_http3:
                 http3 = True
-                socks = await bind_reuse_port((endpoint.host, port), count=workers, udp=True)
+                with naming_endpoint(Endpoint(endpoint.scheme, endpoint.host, port), udp=True):
+                    socks = await bind_reuse_port((endpoint.host, port), count=workers, udp=True)
                 port = socks[0][0].getsockname()[1]
                 udp[(endpoint.host, port)] = socks
                 if not serves_tcp:

@@ -328,16 +328,15 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
 
         :param tls_config: the certificate chain and key, from files or memory
         :returns: a fresh :class:`.HTTP3ProtocolImpl`
-        :raises ValueError: if the certificate or key cannot be loaded
-        :raises OSError: if a file cannot be read
+        :raises TLSConfigError: if the certificate or key cannot be read or used
         """
         configuration = self._settings.configuration(is_client=False)
         loaded = self._certificates.get(tls_config)
         if loaded is None:
             # Parsed once per configuration, not per connection; bounded by the
             # number of configurations a server uses (normally one).
-            chain_pem, key_pem = tls_config.load_pem()
-            loaded = _load_chain_and_key(chain_pem, key_pem)
+            credentials = tls_config._credentials()
+            loaded = (credentials.certificates, credentials.private_key)
             if len(self._certificates) < _MAX_CACHED_CERTIFICATES:
                 self._certificates[tls_config] = loaded
         certificates, private_key = loaded
@@ -360,31 +359,6 @@ _MAX_CACHED_CERTIFICATES = 16
 _PrivateKey = (
     ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey
 )
-
-
-def _load_chain_and_key(
-    chain_pem: bytes, key_pem: bytes | None
-) -> tuple[list[x509.Certificate], _PrivateKey]:
-    """Parse a PEM certificate chain, and the key from *key_pem* or from the chain."""
-    try:
-        certificates = x509.load_pem_x509_certificates(chain_pem)
-    except ValueError as exc:
-        raise ValueError(f"cannot load the server's certificate chain: {exc}") from exc
-    pem = key_pem if key_pem is not None else chain_pem
-    marker = pem.find(b"-----BEGIN ")
-    while marker != -1 and pem[marker:].startswith(b"-----BEGIN CERTIFICATE-----"):
-        marker = pem.find(b"-----BEGIN ", marker + 1)
-    if marker == -1:
-        raise ValueError("no private key in the server's TLS configuration")
-    try:
-        key = serialization.load_pem_private_key(pem[marker:], password=None)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"cannot load the server's private key: {exc}") from exc
-    if not isinstance(
-        key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)
-    ):
-        raise ValueError(f"unsupported private key type {type(key).__name__}")
-    return certificates, key
 
 
 def _ca_pem(cadata: str | bytes) -> bytes:
