@@ -19,6 +19,7 @@ import trio
 from tests.conftest import Certs
 from tests.helpers import require_tool
 from tests.peers import NGHTTPD_LISTENING, refusing_port, run_peer, running_peer
+from tests.test_cli import SERVING
 from trio_hface import __version__
 from trio_hface.server import ASGIServer
 
@@ -26,8 +27,6 @@ from trio_hface.server import ASGIServer
 TRIO_HFACE = str(Path(sys.executable).parent / "trio-hface")
 #: Our programs see the checkout that the tests test, whatever the directory they run in.
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-#: What `trio-hface proxy` prints once it serves on a development certificate.
-SERVING = r"trust its CA: (?P<ca>\S+)\n.*serving on https://127\.0\.0\.1:(?P<port>\d+)\n"
 
 BIG = 50 * 1024 * 1024
 CHUNK = 256 * 1024
