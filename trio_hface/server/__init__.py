@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._access_log import ACCESS_LOG_FIELDS, DEFAULT_ACCESS_LOG_FORMAT, check_access_log_format
 from ._asgi import ASGIApp, ClientDisconnected
 from ._config import ServerConfig, ServerSettings
 from ._models import Endpoint, ServerProtocol
@@ -22,4 +23,7 @@ __all__ = [
     "WorkerPool",
     "SteeringMode",
     "WebSocketConfig",
+    "ACCESS_LOG_FIELDS",
+    "DEFAULT_ACCESS_LOG_FORMAT",
+    "check_access_log_format",
 ]
