@@ -485,3 +485,18 @@ def test_reload_refuses_workers() -> None:
     assert result.returncode == 2
     assert "--reload serves from one process" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_the_documented_config_file_is_valid(tmp_path: Path) -> None:
+    """The TOML example of docs/cli.rst is a valid configuration file of `server`, read as it says."""
+    text = (ROOT / "docs" / "cli.rst").read_text()
+    block = text.split(".. code-block:: toml\n\n", 1)[1].split("\n\n", 1)[0]
+    path = tmp_path / "trio-hface.toml"
+    path.write_text("\n".join(line.removeprefix("   ") for line in block.splitlines()) + "\n")
+    parser = build_parser()
+    server = parser.parse_args(["server"]).command_parser
+    apply_config_file(server, str(path))
+    args = parser.parse_args(["server"])
+    assert args.app == "myapp:app" and args.endpoints == ["https://127.0.0.1:6443", "http://127.0.0.1:8080"]
+    assert (args.graceful_timeout, args.root_path, args.access_log) == (5.0, "/api", "access.log")
+    assert args.protocol.name == "HTTP2" and args.command_verbose == 1
