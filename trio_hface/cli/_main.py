@@ -62,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SystemExit as exc:
             return exc.code if isinstance(exc.code, int) else 2
     configure_logging(args)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what --reload runs again
     try:
         return int(args.command(args))
     except CommandError as exc:

@@ -230,7 +230,7 @@ async def _reload(
         }
         fds = [gone_read, *(s.fileno() for t in (tcp, udp) for socks in t.values() for s in socks)]
         env = {**os.environ, CHILD_ENV: json.dumps(spec)}
-        command = [sys.executable, "-m", "trio_hface", *sys.argv[1:]]
+        command = [sys.executable, "-m", "trio_hface", *getattr(args, "argv", sys.argv[1:])]
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
 
@@ -268,7 +268,7 @@ async def _restart_forever(
                 )
             if not changed:
                 changed.append(await _wait_change(roots, extra, before))
-            log.warning("%s changed: restarting the server", changed[0])
+            log.info("%s changed: restarting the server", changed[0])
         finally:
             with trio.move_on_after(stop_timeout + KILL_TIMEOUT, shield=True):
                 await _stop(process, stop_timeout)
