@@ -133,7 +133,10 @@ class AccessLog:
         check_access_log_format(format)
         self.destination = destination
         self.format = format
-        self._uses_worker = any(name == "worker" for _, name, _, _ in string.Formatter().parse(format))
+        used = {name for _, name, _, _ in string.Formatter().parse(format)}
+        self._uses_worker = "worker" in used
+        # strftime is a third of a line's cost: only when the format shows the time.
+        self._uses_time = "time" in used
         self._file: IO[str] | None = None
         self._opened = 0
 
@@ -193,7 +196,7 @@ class AccessLog:
             "scheme": scope["scheme"],
             "user_agent": _header(scope, b"user-agent"),
             "referer": _header(scope, b"referer"),
-            "time": time.strftime("%d/%b/%Y:%H:%M:%S %z"),
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S %z") if self._uses_time else "-",
             "worker": "-" if worker is None else worker,
         }
         line = self.format.format_map(fields)
