@@ -185,7 +185,10 @@ def test_cli_value_out_of_range_is_one_line(capsys: pytest.CaptureFixture[str]) 
     """A negative --graceful-timeout is a one-line error with exit status 2, before anything is served."""
     assert _main.main(["server", HELLO, "http://127.0.0.1:0", "--graceful-timeout", "-1"]) == 2
     error = capsys.readouterr().err.strip().splitlines()
-    assert error == ["trio-hface: graceful_timeout must be a number of seconds, at least 0, not -1.0"]
+    assert error == [
+        "trio-hface server: argument --graceful-timeout: must be a number of seconds, at least 0, not -1 "
+        "(see trio-hface server --help)"
+    ]
 
 
 def test_keyword_settings_are_the_config_fields() -> None:

@@ -9,14 +9,16 @@ from typing import Any
 
 import trio
 
-from ..server import Endpoint, ProxyServer, ServerProtocol
+from ..server import ProxyServer, ServerProtocol
 from ._certs import add_dev_ca_dir
 from ._server import (
-    CommandError,
+    add_common,
+    add_graceful_timeout,
     add_http1_impl,
     add_max_connections,
     add_workers,
     find_exception,
+    parse_endpoints,
     serve,
     server_config,
     worker_count,
@@ -37,7 +39,7 @@ def add_proxy_parser(subparsers: Any) -> None:
     parser.add_argument(
         "endpoints",
         metavar="ENDPOINT",
-        nargs="+",
+        nargs="*",  # or endpoints in the configuration file (parse_endpoints checks)
         help="where to listen: http://HOST:PORT or https://HOST:PORT",
     )
     parser.add_argument("--cert", help="PEM file with the proxy's certificate chain")
@@ -57,18 +59,19 @@ def add_proxy_parser(subparsers: Any) -> None:
         metavar="HOST:PORT",
         help="allow only these destinations (shell wildcards, repeatable)",
     )
+    add_graceful_timeout(parser)
     add_max_connections(parser)
     add_workers(parser)
     add_http1_impl(parser, clients=False)
+    add_common(parser)
     parser.set_defaults(command=run_proxy, protocol=ServerProtocol.ALL, dev_ca=None)
 
 
 def run_proxy(args: argparse.Namespace) -> int:
-    try:
-        endpoints = [Endpoint.parse(value) for value in args.endpoints]
-    except ValueError as exc:
-        raise CommandError(str(exc)) from None
-    proxy = ProxyServer(config=server_config(args, endpoints), allow=args.allow)
+    endpoints = parse_endpoints(args)
+    proxy = ProxyServer(
+        config=server_config(args, endpoints, graceful_timeout=args.graceful_timeout), allow=args.allow
+    )
     try:
         trio.run(
             functools.partial(serve, workers=worker_count(args), quic_lb=args.quic_lb, dev_ca=args.dev_ca),

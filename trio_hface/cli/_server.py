@@ -7,6 +7,7 @@ import functools
 import gc
 import importlib
 import logging
+import math
 import os
 import signal
 import sys
@@ -17,6 +18,8 @@ import trio
 from .._models import ServerTLSConfig
 from ..protocols import HTTPOverTCPFactory, QUICLBConfig, protocol_registry
 from ..server import (
+    ACCESS_LOG_FIELDS,
+    DEFAULT_ACCESS_LOG_FORMAT,
     ASGIApp,
     ASGIServer,
     DevelopmentCA,
@@ -25,9 +28,13 @@ from ..server import (
     ServerConfig,
     ServerProtocol,
     SteeringMode,
+    check_access_log_format,
 )
 from ..server._config import DEFAULT_MAX_CONNECTIONS
 from ._certs import add_dev_ca_dir, announce_dev_ca, dev_ca_tls
+from ._config import add_config_option
+from ._logging import add_logging_options
+from ._reload import add_reload, reloaded_child, run_reloader, wait_readable_then_cancel
 
 __all__ = [
     "add_http1_impl",
@@ -61,6 +68,7 @@ def add_server_parser(subparsers: Any) -> None:
     parser.add_argument(
         "app",
         metavar="APP",
+        nargs="?",  # or app in the configuration file: run_server checks that there is one
         help="the ASGI application, as module:attribute (for example trio_hface.server.examples.hello:app)",
     )
     parser.add_argument(
@@ -72,7 +80,7 @@ def add_server_parser(subparsers: Any) -> None:
     parser.add_argument(
         "endpoints",
         metavar="ENDPOINT",
-        nargs="+",
+        nargs="*",  # or endpoints in the configuration file: parse_endpoints checks that there are some
         help="where to listen: http://HOST:PORT or https://HOST:PORT (IPv6 as [::1])",
     )
     parser.add_argument("--cert", help="PEM file with the server's certificate chain")
@@ -97,16 +105,102 @@ def add_server_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--no-alt-svc", action="store_true", help="do not advertise HTTP/3 with Alt-Svc")
     parser.add_argument(
+        "--root-path",
+        type=root_path,
+        default="",
+        metavar="PATH",
+        help=(
+            "the ASGI root_path, for an application mounted at PATH behind a reverse proxy "
+            "(it starts with /; the scope's path starts with it too)"
+        ),
+    )
+    add_access_log(parser)
+    add_graceful_timeout(parser)
+    add_max_connections(parser)
+    add_workers(parser)
+    add_http1_impl(parser, clients=False)
+    add_reload(parser)
+    add_common(parser)
+    parser.set_defaults(command=run_server, protocol=ServerProtocol.ALL, dev_ca=None)
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    """The options of every serving command: logging after the command's name, and ``-c FILE``."""
+    add_logging_options(parser, after_command=True)
+    add_config_option(parser)
+
+
+def root_path(text: str) -> str:
+    """``--root-path``: a path that starts with ``/`` (a trailing ``/`` is dropped)."""
+    if text and not text.startswith("/"):  # "" is the default: no root path
+        raise argparse.ArgumentTypeError(f"the root path must start with /, as /api, not {text!r}")
+    return text.rstrip("/")
+
+
+def seconds(text: str) -> float:
+    """A number of seconds, at least 0 (``--graceful-timeout``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, at least 0, not {text}")
+    return value
+
+
+def add_graceful_timeout(parser: argparse.ArgumentParser) -> None:
+    """The ``--graceful-timeout`` option of ``server`` and ``proxy``."""
+    parser.add_argument(
         "--graceful-timeout",
-        type=float,
+        type=seconds,
         default=10.0,
         metavar="SECONDS",
         help="how long requests in flight may take to finish on shutdown (default 10)",
     )
-    add_max_connections(parser)
-    add_workers(parser)
-    add_http1_impl(parser, clients=False)
-    parser.set_defaults(command=run_server, protocol=ServerProtocol.ALL, dev_ca=None)
+
+
+def access_log_format(text: str) -> str:
+    """``--access-log-format``: a format of the access log's fields."""
+    try:
+        check_access_log_format(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def add_access_log(parser: argparse.ArgumentParser) -> None:
+    """``--access-log FILE|-`` and ``--access-log-format FORMAT``."""
+    parser.add_argument(
+        "--access-log",
+        metavar="FILE",
+        help=(
+            "write the access log, one line per response, to FILE (appended to), or - for standard "
+            "output (default: with the rest of the log on standard error, shown from -v on)"
+        ),
+    )
+    parser.add_argument(
+        "--access-log-format",
+        type=access_log_format,
+        metavar="FORMAT",
+        help=(
+            "the line of each response, with the fields "
+            + ", ".join(f"{{{name}}}" for name in ACCESS_LOG_FIELDS)
+            + f" (default: {DEFAULT_ACCESS_LOG_FORMAT.replace('%', '%%')!r}, after [{{time}}] in a file)"
+        ),
+    )
+
+
+def parse_endpoints(args: argparse.Namespace) -> list[Endpoint]:
+    """The endpoints of the command line (or of its configuration file).
+
+    :raises CommandError: if there are none, or for a malformed one
+    """
+    if not args.endpoints:
+        raise CommandError("give at least one ENDPOINT (or endpoints in the configuration file)")
+    try:
+        return [Endpoint.parse(value) for value in args.endpoints]
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def add_http1_impl(parser: argparse.ArgumentParser, *, clients: bool) -> None:
@@ -240,7 +334,7 @@ def load_app(spec: str) -> ASGIApp:
         raise CommandError(f"the application must be module:attribute, not {spec!r}")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
+    except (ImportError, SyntaxError) as exc:  # a syntax error: one line, and --reload waits for a fix
         raise CommandError(f"cannot import {module_name!r}: {exc}") from None
     app = module
     for part in attribute.split("."):
@@ -307,10 +401,14 @@ async def serve(
     workers: int = 1,
     quic_lb: QUICLBConfig | None = None,
     dev_ca: DevelopmentCA | None = None,
+    parent_gone: int | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM, in this process or (with workers or QUIC-LB) in worker processes.
 
     A development CA is saved (and its path printed) once every endpoint listens.
+
+    :param parent_gone: a file descriptor that becomes readable when the
+        reloader that started this process is gone: then shut down too
     """
     tune_gc()
     async with trio.open_nursery() as nursery:
@@ -331,30 +429,54 @@ async def serve(
                 print(
                     f"serving on {endpoint} ({server.config.protocol.describe(tls=endpoint.tls)})", flush=True
                 )
-            async for signum in signals:
-                log.info("%s: shutting down", signal.Signals(signum).name)
-                server.shutdown()
-                break
+
+            async def on_signal(waiting: trio.CancelScope) -> None:
+                async for signum in signals:
+                    log.info("%s received", signal.Signals(signum).name)
+                    break
+                waiting.cancel()
+
+            async with trio.open_nursery() as waiting:
+                waiting.start_soon(on_signal, waiting.cancel_scope)
+                if parent_gone is not None:
+                    waiting.start_soon(wait_readable_then_cancel, parent_gone, waiting.cancel_scope)
+            server.shutdown()
 
 
 def run_server(args: argparse.Namespace) -> int:
     # As hypercorn and uvicorn do: an application next to the user is found
     # (worker processes inherit sys.path, spawned or not).
+    if not args.app:
+        raise CommandError("give the application, APP (or app in the configuration file)")
+    endpoints = parse_endpoints(args)
+    prebound = reloaded_child()
+    if args.reload and prebound is None:
+        return run_reloader(args)
     app_dir = os.path.abspath(args.app_dir)
     if app_dir not in sys.path:
         sys.path.insert(0, app_dir)
     app = load_app(args.app)
-    try:
-        endpoints = [Endpoint.parse(value) for value in args.endpoints]
-    except ValueError as exc:
-        raise CommandError(str(exc)) from None
     config = server_config(
         args, endpoints, alt_svc=not args.no_alt_svc, graceful_timeout=args.graceful_timeout
     )
-    server = ASGIServer(app, config=config)
+    server = ASGIServer(
+        app,
+        config=config,
+        root_path=args.root_path,
+        access_log=args.access_log,
+        access_log_format=args.access_log_format,
+    )
+    if prebound is not None:
+        endpoints = prebound.adopt(server)
     try:
         trio.run(
-            functools.partial(serve, workers=worker_count(args), quic_lb=args.quic_lb, dev_ca=args.dev_ca),
+            functools.partial(
+                serve,
+                workers=worker_count(args),
+                quic_lb=args.quic_lb,
+                dev_ca=args.dev_ca,
+                parent_gone=None if prebound is None else prebound.parent_gone,
+            ),
             server,
             endpoints,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._access_log import ACCESS_LOG_FIELDS, DEFAULT_ACCESS_LOG_FORMAT, check_access_log_format
 from ._asgi import ASGIApp, ClientDisconnected
 from ._config import ServerConfig, ServerSettings
 from ._devcerts import DevelopmentCA, default_dev_ca_directory, development_tls_config
@@ -26,4 +27,7 @@ __all__ = [
     "DevelopmentCA",
     "development_tls_config",
     "default_dev_ca_directory",
+    "ACCESS_LOG_FIELDS",
+    "DEFAULT_ACCESS_LOG_FORMAT",
+    "check_access_log_format",
 ]

@@ -28,11 +28,11 @@ from .._typing import AddressType, HeadersType
 from ..connections import CONNECTION_ERRORS, HTTPConnection, StreamInbox
 from ..errors import ASGIError
 from ..events import ConnectionTerminated, DataReceived, HeadersReceived, StreamReset
+from ._access_log import AccessLog
 
-__all__ = ["ASGIApp", "ClientDisconnected", "RequestCycle", "build_scope"]
+__all__ = ["ASGIApp", "ClientDisconnected", "RequestCycle", "build_scope", "request_target"]
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("trio_hface.server.access")
 
 #: The index of this worker process, named in the access log (``None``: not a worker).
 worker_index: int | None = None
@@ -51,13 +51,23 @@ _ASGI_VERSIONS = {"1": "1.1", "2": "2", "3": "3"}
 
 
 def build_scope(connection: HTTPConnection, headers: HeadersType, *, root_path: str = "") -> dict[str, Any]:
-    """Build the ASGI ``http`` scope of a request from its HTTP/2-style headers."""
+    """Build the ASGI ``http`` scope of a request from its HTTP/2-style headers.
+
+    With a *root_path*, ``path`` and ``raw_path`` start with it: a path that
+    does not (a reverse proxy removed the prefix) gets it put in front.
+    """
     pseudo = {name: value for name, value in headers if name.startswith(b":")}
     method = pseudo.get(b":method", b"GET").decode("ascii", "replace")
     authority = pseudo.get(b":authority")
     # A CONNECT has no path, but an extended CONNECT (:protocol, RFC 8441) has one.
     raw_path = pseudo.get(b":path", b"/") if method != "CONNECT" or b":protocol" in pseudo else b""
     path, _, query = raw_path.partition(b"?")
+    if root_path:
+        # ASGI: the path includes root_path (PATH_INFO is the path with root_path
+        # stripped), so the prefix that a reverse proxy took off goes back on.
+        prefix = root_path.encode("utf-8")
+        if path != prefix and not path.startswith(prefix + b"/"):
+            path = prefix + path
     regular = [(name, value) for name, value in headers if not name.startswith(b":")]
     if authority is not None and not any(name == b"host" for name, _ in regular):
         regular.insert(0, (b"host", authority))
@@ -119,11 +129,15 @@ class RequestCycle:
         extra_response_headers: HeadersType = (),
         root_path: str = "",
         read_timeout: float | None = None,
+        access_log: AccessLog | None = None,
     ) -> None:
+        self._started = trio.current_time()
+        self._access_log = access_log
         self._read_timeout = read_timeout
         self.connection = connection
         self.stream_id = stream_id
         self.scope = build_scope(connection, request_headers, root_path=root_path)
+        self._request_headers = request_headers
         self._events = events
         self._request_ended = request_ended
         self._body_complete_sent = False
@@ -295,16 +309,17 @@ class RequestCycle:
 
     def _finish(self) -> None:
         self.response_complete = True
-        access_log.info(
-            '%s - "%s %s HTTP/%s" %d %d%s',
-            _client(self.scope),
-            self.scope["method"],
-            self.scope["raw_path"].decode("ascii", "replace") or "/",
-            self.scope["http_version"],
-            self._status or 0,
-            self.bytes_sent,
-            "" if worker_index is None else f" worker {worker_index}",
-        )
+        if self._access_log is not None:
+            self._access_log.write(
+                self.scope,
+                target=request_target(self._request_headers),
+                method=self.scope["method"],
+                status=self._status or 0,
+                bytes_sent=self.bytes_sent,
+                started=self._started,
+                ended=trio.current_time(),
+                worker=worker_index,
+            )
 
     # -- running ------------------------------------------------------------
 
@@ -334,8 +349,9 @@ class RequestCycle:
             log.debug("cannot report the failure to the client: %r", exc)
 
 
-def _client(scope: MutableMapping[str, Any]) -> str:
-    client = scope.get("client")
-    if not client:
-        return "-"
-    return f"{client[0]}:{client[1]}"
+def request_target(headers: HeadersType) -> bytes:
+    """The ``:path`` of a request as received (with its query), for the access log."""
+    for name, value in headers:
+        if name == b":path":
+            return value
+    return b""

@@ -54,6 +54,7 @@ from ..protocols import ALPNHTTPFactory, HTTPOverQUICServerFactory, HTTPOverTCPF
 from ..protocols.http1 import HTTP1ServerFactory
 from ..protocols.http2 import HTTP2ServerFactory
 from ..protocols.http3 import HTTP3ServerFactory
+from ._access_log import AccessLog
 from ._asgi import ASGIApp, RequestCycle
 from ._config import ConfigAttribute, ServerConfig, ServerSettings
 from ._models import Endpoint, ServerProtocol, naming_endpoint
@@ -69,6 +70,9 @@ if TYPE_CHECKING:
 __all__ = ["ASGIServer", "StreamServer"]
 
 log = logging.getLogger(__name__)
+#: Where shutdown starts and ends are told (``INFO``): a logger of its own, so
+#: that the command line shows these lines and not the rest of ``INFO``.
+lifecycle_log = logging.getLogger("trio_hface.server.lifecycle")
 
 #: Seconds the lifespan startup and shutdown may take.
 LIFESPAN_TIMEOUT = 30.0
@@ -164,12 +168,20 @@ class StreamServer(WorkerMode):
     async def _cleanup(self) -> None:
         """After the last connection ended (the ASGI lifespan shutdown)."""
 
+    def _stopped(self) -> None:
+        """The run is over, whether :meth:`_cleanup` ran or its deadline passed first."""
+
     def _shutdown_by(self, deadline: float) -> None:
         """Shutdown started: whatever :meth:`_startup` left running must end by *deadline*."""
 
     def shutdown(self) -> None:
         """Start a graceful shutdown; :meth:`run` returns when it is done."""
         self._shutdown.set()
+
+    @property
+    def requests_in_flight(self) -> int:
+        """The requests (and tunnels, WebSockets) this process serves now, over every connection."""
+        return sum(len(handler._channels) for handler in self._connections)
 
     async def run(
         self,
@@ -195,8 +207,10 @@ class StreamServer(WorkerMode):
         with single_exception():
             async with trio.open_nursery() as outer:
                 await self._startup(outer)
+                served = False
                 try:
                     await outer.start(self._serve, parsed)
+                    served = True
                     task_status.started(self._bound)
                     try:
                         await self._shutdown.wait()
@@ -213,6 +227,9 @@ class StreamServer(WorkerMode):
                         with trio.move_on_after(LIFESPAN_TIMEOUT):
                             await self._cleanup()
                     outer.cancel_scope.cancel()
+                    self._stopped()
+                    if served:
+                        lifecycle_log.info("shut down")
 
     async def _serve(self, endpoints: list[Endpoint], task_status: trio.TaskStatus[None]) -> None:
         self._serving_done = trio.Event()
@@ -236,7 +253,13 @@ class StreamServer(WorkerMode):
                         # From now on the shield has a deadline of its own: the
                         # graceful period, then a margin for saying goodbye.
                         serving.deadline = trio.current_time() + self.graceful_timeout + SHUTDOWN_MARGIN
-                        log.info("shutting down: %d connections to drain", len(self._connections))
+                        in_flight = self.requests_in_flight
+                        lifecycle_log.info(
+                            "shutting down: waiting up to %g s for %d %s in flight",
+                            self.graceful_timeout,
+                            in_flight,
+                            "request" if in_flight == 1 else "requests",
+                        )
                         for listener in listeners:
                             await listener.aclose()
                         for handler in list(self._connections):
@@ -490,12 +513,22 @@ class ASGIServer(StreamServer):
         of a request body before the request is answered with 408 (or reset)
     :param websocket_config: how WebSockets run (message size, queue, pings;
         default ``WebSocketConfig()``)
+    :param access_log: where the access log goes: ``None`` (the default)
+        for the logger ``trio_hface.server.access`` at level ``INFO``,
+        ``"-"`` for standard output, or the name of a file to append to
+        (opened by each process that serves)
+    :param access_log_format: the line of each response, a :meth:`str.format`
+        string of the fields in :data:`~trio_hface.server.ACCESS_LOG_FIELDS`
+        (``None``: :data:`~trio_hface.server.DEFAULT_ACCESS_LOG_FORMAT`,
+        after ``[{time}] `` when *access_log* is a file or ``"-"``)
     :param settings: any field of :class:`ServerConfig` as a keyword argument
         (``tls_config``, ``protocol``, ``http1_factory``, ``http2_factory``,
         ``http3_factory``, ``alt_svc``, ``graceful_timeout``,
         ``idle_timeout``, ``handshake_timeout``, ``max_connections``,
         ``max_connections_per_address``, ``quic_retry``), which overrides the field of *config*
-    :raises ValueError: for a setting out of range (see :class:`ServerConfig`)
+    :raises ValueError: for a setting out of range (see :class:`ServerConfig`),
+        a *root_path* that does not start with ``/``, or an access log
+        format with an unknown field
 
     The fields of :attr:`config` are attributes of the server too
     (``server.idle_timeout``).
@@ -509,13 +542,19 @@ class ASGIServer(StreamServer):
         root_path: str = "",
         read_timeout: float | None = 60.0,
         websocket_config: WebSocketConfig | None = None,
+        access_log: str | None = None,
+        access_log_format: str | None = None,
         **settings: Unpack[ServerSettings],
     ) -> None:
+        if root_path and not root_path.startswith("/"):
+            raise ValueError(f"root_path must start with /, not {root_path!r}")
         self.app = app
         #: How WebSockets run.
         self.websocket_config = websocket_config or WebSocketConfig()
+        self._access_log = AccessLog(access_log, access_log_format)
         super().__init__(config, **settings)
-        self.root_path = root_path
+        #: The ASGI ``root_path``, without a trailing ``/``.
+        self.root_path = root_path.rstrip("/")
         self.read_timeout = read_timeout
 
     _RUN_STATE = (*StreamServer._RUN_STATE, "_lifespan", "_websockets")
@@ -527,10 +566,18 @@ class ASGIServer(StreamServer):
 
     async def _startup(self, nursery: trio.Nursery) -> None:
         self._lifespan = _Lifespan(self.app)
-        await self._lifespan.startup(nursery)
+        self._access_log.open()
+        try:
+            await self._lifespan.startup(nursery)
+        except BaseException:
+            self._access_log.close()
+            raise
 
     async def _cleanup(self) -> None:
         await self._lifespan.shutdown()
+
+    def _stopped(self) -> None:
+        self._access_log.close()
 
     def _shutdown_by(self, deadline: float) -> None:
         self._lifespan.end_by(deadline)
@@ -555,6 +602,7 @@ class ASGIServer(StreamServer):
                 extra_response_headers=extra_headers,
                 root_path=self.root_path,
                 request_ended=event.end_stream,
+                access_log=self._access_log,
             )
             websocket.scope["state"] = dict(self._lifespan.state)
             await websocket.run(self.app)
@@ -568,6 +616,7 @@ class ASGIServer(StreamServer):
             extra_response_headers=extra_headers,
             root_path=self.root_path,
             read_timeout=self.read_timeout,
+            access_log=self._access_log,
         )
         # ASGI lifespan state: each request gets a shallow copy of what startup put there.
         cycle.scope["state"] = dict(self._lifespan.state)

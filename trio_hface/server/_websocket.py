@@ -45,12 +45,13 @@ from ..connections import (
     valid_key,
 )
 from ..errors import ASGIError, WebSocketClosed
-from ._asgi import ASGIApp, ClientDisconnected, build_scope, wait_stream_end
+from . import _asgi
+from ._access_log import AccessLog
+from ._asgi import ASGIApp, ClientDisconnected, build_scope, request_target, wait_stream_end
 
 __all__ = ["WebSocketConfig", "WebSocketCycle"]
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("trio_hface.server.access")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +94,11 @@ class WebSocketCycle:
         extra_response_headers: HeadersType = (),
         root_path: str = "",
         request_ended: bool = False,
+        access_log: AccessLog | None = None,
     ) -> None:
+        self._started = trio.current_time()
+        self._access_log = access_log
+        self._body_sent = 0  # of a denial response
         self.connection = connection
         self.stream_id = stream_id
         self._headers = request_headers
@@ -222,9 +227,9 @@ class WebSocketCycle:
             if self._response_status is None or self._response_done:
                 raise ASGIError("websocket.http.response.body without a response in progress")
             more = bool(message.get("more_body", False))
-            await self.connection.send_data(
-                self.stream_id, bytes(message.get("body", b"")), end_stream=not more
-            )
+            body = bytes(message.get("body", b""))
+            await self.connection.send_data(self.stream_id, body, end_stream=not more)
+            self._body_sent += len(body)
             if not more:
                 self._response_done = True
                 self._log(self._response_status)
@@ -302,19 +307,23 @@ class WebSocketCycle:
         self._response_status = status
         await self.connection.send_headers(self.stream_id, head)
         await self.connection.send_data(self.stream_id, body, end_stream=True)
+        self._body_sent += len(body)
         self._response_done = True
         self._log(status)
 
     def _log(self, status: int) -> None:
         self.status = status
-        client = self.scope.get("client")
-        access_log.info(
-            '%s - "WEBSOCKET %s HTTP/%s" %d',
-            f"{client[0]}:{client[1]}" if client else "-",
-            self.scope["raw_path"].decode("ascii", "replace") or "/",
-            self.scope["http_version"],
-            status,
-        )
+        if self._access_log is not None:
+            self._access_log.write(
+                self.scope,
+                target=request_target(self._headers),
+                method="WEBSOCKET",
+                status=status,
+                bytes_sent=self._body_sent,
+                started=self._started,
+                ended=trio.current_time(),
+                worker=_asgi.worker_index,
+            )
 
     # -- running ------------------------------------------------------------------
 

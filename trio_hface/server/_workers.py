@@ -96,6 +96,8 @@ class WorkerServer(Protocol):
 __all__ = ["SteeringMode", "WorkerMode", "WorkerPool", "WorkerServer", "serve_workers"]
 
 log = logging.getLogger(__name__)
+#: Shutdown's start and end (the logger that ``_server.py`` tells them on).
+lifecycle_log = logging.getLogger("trio_hface.server.lifecycle")
 
 #: Seconds before the first restart of a worker that died; doubled per death in a row.
 RESTART_BACKOFF = 0.5
@@ -137,7 +139,8 @@ class _WorkerSpec:
     stateless_reset_key: bytes
     retry_key: bytes
     quic_lb: QUICLBConfig | None
-    log_level: int | None
+    #: The supervisor's logging levels, the root's under ``""`` (``None``: it does not log).
+    log_levels: dict[str, int] | None
     #: The worker's end of its pipe to the supervisor (set for each start).
     pipe: multiprocessing.connection.Connection | None = None
 
@@ -297,7 +300,7 @@ async def serve_workers(
                 stateless_reset_key=key,
                 retry_key=retry_key,
                 quic_lb=quic_lb,
-                log_level=_log_level(),
+                log_levels=_log_levels(),
             )
             for i in range(workers)
         ]
@@ -365,9 +368,16 @@ async def _bind(
     return tcp, udp, bound, served, http3
 
 
-def _log_level() -> int | None:
+def _log_levels() -> dict[str, int] | None:
+    """The levels of the root logger and of every logger whose level is set (``None``: no logging set up)."""
     root = logging.getLogger()
-    return root.getEffectiveLevel() if root.handlers else None
+    if not root.handlers:
+        return None
+    levels = {"": root.getEffectiveLevel()}
+    for name, logger in logging.Logger.manager.loggerDict.items():
+        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
+            levels[name] = logger.level
+    return levels
 
 
 async def _supervise(
@@ -390,10 +400,12 @@ async def _supervise(
             for worker, spec in zip(pool._workers, specs, strict=True):
                 nursery.start_soon(_keep, context, pool, worker, spec)
             await server._wait_shutdown()
+            lifecycle_log.info("shutting down: stopping %d workers", len(specs))
             nursery.cancel_scope.cancel()
     finally:
         with trio.move_on_after(server._stop_timeout + KILL_TIMEOUT, shield=True):
             await _stop(pool)
+    lifecycle_log.info("shut down")
 
 
 async def _start(context: Any, worker: _Worker, spec: _WorkerSpec) -> bool:
@@ -492,11 +504,15 @@ async def _stop(pool: WorkerPool) -> None:
 
 def _worker_main(spec: _WorkerSpec) -> None:
     """The entry point of a worker process (spawned: a fresh interpreter)."""
-    if spec.log_level is not None:
+    if spec.log_levels is not None:
+        # The worker logs as its supervisor does (the levels that the command line set).
         logging.basicConfig(
-            level=spec.log_level,
+            level=spec.log_levels[""],
             format=f"%(asctime)s %(levelname)s %(name)s [worker {spec.index}]: %(message)s",
         )
+        for name, level in spec.log_levels.items():
+            if name:
+                logging.getLogger(name).setLevel(level)
     _asgi.worker_index = spec.index
     trio.run(_run_worker, spec)
 
