@@ -269,3 +269,7 @@ def taken_port(kind: int) -> Iterator[int]:
             yield port
             return
     raise AssertionError("no UDP port free on TCP too")
+
+
+#: What `trio-hface server` and `trio-hface proxy` print once they serve on a development certificate.
+SERVING = r"trust its CA: (?P<ca>\S+)\n.*serving on https://127\.0\.0\.1:(?P<port>\d+) \("

@@ -16,7 +16,7 @@ import trio
 
 from tests.conftest import Certs
 from tests.helpers import require_tool
-from tests.peers import refusing_port, run_peer, running_peer
+from tests.peers import SERVING, refusing_port, run_peer, running_peer
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -27,10 +27,6 @@ def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "trio_hface", *args], capture_output=True, text=True, timeout=timeout, env=ENV
     )
-
-
-#: What `trio-hface server|proxy` prints once it serves on a development certificate.
-SERVING = r"trust its CA: (?P<ca>\S+)\n.*serving on https://127\.0\.0\.1:(?P<port>\d+) \("
 
 
 async def test_server_with_development_certificate() -> None:

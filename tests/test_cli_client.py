@@ -18,8 +18,7 @@ import trio
 
 from tests.conftest import Certs
 from tests.helpers import require_tool
-from tests.peers import NGHTTPD_LISTENING, refusing_port, run_peer, running_peer
-from tests.test_cli import SERVING
+from tests.peers import NGHTTPD_LISTENING, SERVING, refusing_port, run_peer, running_peer
 from trio_hface import __version__
 from trio_hface.server import ASGIServer
 
@@ -27,6 +26,7 @@ from trio_hface.server import ASGIServer
 TRIO_HFACE = str(Path(sys.executable).parent / "trio-hface")
 #: Our programs see the checkout that the tests test, whatever the directory they run in.
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+
 
 BIG = 50 * 1024 * 1024
 CHUNK = 256 * 1024

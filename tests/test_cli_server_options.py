@@ -15,8 +15,7 @@ import pytest
 import trio
 
 from tests.helpers import require_tool
-from tests.peers import Peer, run_peer, running_peer
-from tests.test_cli import SERVING
+from tests.peers import SERVING, Peer, run_peer, running_peer
 from trio_hface import ClientTLSConfig
 from trio_hface.cli import build_parser
 from trio_hface.cli._config import ConfigError, apply_config_file

@@ -41,7 +41,8 @@ from ._client_output import (
     trace_connection,
     trace_head,
 )
-from ._server import CommandError, add_http1_impl, find_exception, http1_factory
+from ._errors import CommandError
+from ._server import add_http1_impl, find_exception, http1_factory
 from ._websocket import is_websocket_url, run_websocket
 
 __all__ = ["add_client_parser", "run_client"]

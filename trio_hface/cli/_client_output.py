@@ -24,7 +24,7 @@ from typing import IO, Any
 import trio
 
 from ._client_status import WriteError
-from ._server import CommandError
+from ._errors import CommandError
 
 __all__ = [
     "FileSink",

@@ -11,9 +11,10 @@ from .. import __version__
 from ._certs import DevCAError, add_ca_parser
 from ._client import add_client_parser
 from ._config import ConfigError, apply_config_file
+from ._errors import CommandError
 from ._logging import add_logging_options, configure_logging
 from ._proxy import add_proxy_parser
-from ._server import CommandError, add_server_parser
+from ._server import add_server_parser
 
 __all__ = ["build_parser", "main"]
 

@@ -40,6 +40,7 @@ import trio
 from .._typing import AddressType
 from ..networking._reuseport import PreboundNetworking, bind_reuse_port
 from ..server import ASGIServer, Endpoint, ServerProtocol
+from ._errors import CommandError
 
 __all__ = [
     "CHILD_ENV",
@@ -122,7 +123,6 @@ async def wait_readable_then_cancel(fd: int, scope: trio.CancelScope) -> None:
 
 def run_reloader(args: argparse.Namespace) -> int:
     """Run the server of *args* in a child process, restarted on every change of a source file."""
-    from ._server import CommandError  # here: _server imports this module
 
     if args.workers != 1 or args.quic_lb is not None:
         raise CommandError("--reload serves from one process: leave out --workers and --quic-lb")

@@ -33,6 +33,7 @@ from ..server import (
 from ..server._config import DEFAULT_MAX_CONNECTIONS
 from ._certs import add_dev_ca_dir, announce_dev_ca, dev_ca_tls
 from ._config import add_config_option
+from ._errors import CommandError
 from ._logging import add_logging_options
 from ._reload import add_reload, reloaded_child, run_reloader, wait_readable_then_cancel
 
@@ -48,10 +49,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class CommandError(Exception):
-    """A problem with the command line's input: printed as one line, exit status 2."""
 
 
 def add_server_parser(subparsers: Any) -> None:

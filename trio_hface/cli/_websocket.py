@@ -16,7 +16,8 @@ import trio
 from .._typing import HeadersType
 from ..client import Client
 from ..errors import HFaceError, WebSocketClosed
-from ._server import CommandError, find_exception
+from ._errors import CommandError
+from ._server import find_exception
 
 __all__ = ["is_websocket_url", "run_websocket"]
 

@@ -44,7 +44,6 @@ from ..connections import (
     WebSocketStream,
     is_websocket_request,
 )
-from ..errors import StartupFailed
 from ..events import (
     HeadersReceived,
 )
@@ -57,6 +56,7 @@ from ..protocols.http3 import HTTP3ServerFactory
 from ._access_log import AccessLog
 from ._asgi import ASGIApp, RequestCycle
 from ._config import ConfigAttribute, ServerConfig, ServerSettings
+from ._lifespan import LIFESPAN_TIMEOUT, Lifespan
 from ._models import Endpoint, ServerProtocol, naming_endpoint
 from ._websocket import WebSocketConfig, WebSocketCycle
 from ._workers import WorkerMode
@@ -74,8 +74,6 @@ log = logging.getLogger(__name__)
 #: that the command line shows these lines and not the rest of ``INFO``.
 lifecycle_log = logging.getLogger("trio_hface.server.lifecycle")
 
-#: Seconds the lifespan startup and shutdown may take.
-LIFESPAN_TIMEOUT = 30.0
 
 #: Seconds that closing may take after the graceful period (listeners, the
 #: goodbyes of connections): the deadline of the shields around shutdown.
@@ -561,11 +559,11 @@ class ASGIServer(StreamServer):
 
     def _init_state(self) -> None:
         super()._init_state()
-        self._lifespan = _Lifespan(self.app)
+        self._lifespan = Lifespan(self.app)
         self._websockets: set[WebSocketStream] = set()
 
     async def _startup(self, nursery: trio.Nursery) -> None:
-        self._lifespan = _Lifespan(self.app)
+        self._lifespan = Lifespan(self.app)
         self._access_log.open()
         try:
             await self._lifespan.startup(nursery)
@@ -621,76 +619,3 @@ class ASGIServer(StreamServer):
         # ASGI lifespan state: each request gets a shallow copy of what startup put there.
         cycle.scope["state"] = dict(self._lifespan.state)
         await cycle.run(self.app)
-
-
-class _Lifespan:
-    """The ASGI lifespan protocol, if the application supports it."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self._app = app
-        self._to_app_send, self._to_app = trio.open_memory_channel[dict[str, Any]](1)
-        self._from_app_send, self._from_app = trio.open_memory_channel[dict[str, Any]](1)
-        self._supported = False
-        self._done = trio.Event()
-        # The app's lifespan task outlives a cancellation of the server, so
-        # that it can still run its shutdown; shutdown() then stops it, and
-        # end_by() gives the shield its deadline once the server shuts down.
-        self._scope = trio.CancelScope(shield=True)
-        self.state: dict[str, Any] = {}
-
-    async def startup(self, nursery: trio.Nursery) -> None:
-        nursery.start_soon(self._run)
-        await self._to_app_send.send({"type": "lifespan.startup"})
-        with trio.fail_after(LIFESPAN_TIMEOUT):
-            message = await self._from_app.receive()
-        if message["type"] == "lifespan.startup.failed":
-            self._scope.cancel()  # no shutdown follows: the app's task ends now
-            raise StartupFailed(f"the application's startup failed: {message.get('message', '')}")
-        self._supported = message["type"] == "lifespan.startup.complete"
-
-    def end_by(self, deadline: float) -> None:
-        """The app's lifespan task ends by *deadline* at the latest."""
-        self._scope.deadline = min(self._scope.deadline, deadline)
-
-    async def shutdown(self) -> None:
-        try:
-            if not self._supported or self._done.is_set():
-                return
-            await self._to_app_send.send({"type": "lifespan.shutdown"})
-            with trio.move_on_after(LIFESPAN_TIMEOUT):
-                async with trio.open_nursery() as waiter:
-                    # The app answers, or its task ends without answering.
-                    async def until_done() -> None:
-                        await self._done.wait()
-                        waiter.cancel_scope.cancel()
-
-                    waiter.start_soon(until_done)
-                    message = await self._from_app.receive()
-                    waiter.cancel_scope.cancel()
-                    if message["type"] == "lifespan.shutdown.failed":
-                        log.error("the application's shutdown failed: %s", message.get("message", ""))
-        finally:
-            self._scope.cancel()
-
-    async def _run(self) -> None:
-        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": self.state}
-
-        async def receive() -> dict[str, Any]:
-            return await self._to_app.receive()
-
-        async def send(message: Any) -> None:
-            await self._from_app_send.send(dict(message))
-
-        try:
-            with self._scope:
-                await self._app(scope, receive, send)
-        except Exception as exc:
-            # ASGI: an application that does not support lifespan raises; go on without it.
-            log.debug("no lifespan support in the application: %r", exc)
-        finally:
-            if not self._supported:
-                try:
-                    self._from_app_send.send_nowait({"type": "lifespan.unsupported"})
-                except trio.WouldBlock:
-                    pass
-            self._done.set()
