@@ -1,4 +1,4 @@
-"""Requests with Client: the version is chosen by ALPN, and HTTP/3 after an Alt-Svc advertisement.
+"""Requests with Client: the version is chosen by ALPN, then HTTP/3 after Alt-Svc.
 
 Trusts certs/cacert.pem (create it with examples/make_certs.py) and asks
 https://localhost:6443/ (run examples/server.py first) twice: the first answer
@@ -18,7 +18,8 @@ async def main(url: str) -> None:
     async with client.session() as session:
         for _ in range(2):
             response = await session.dispatch(Request("GET", url))
-            print(f"HTTP/{response.http_version} {response.status}:", response.content.decode(), end="")
+            version, status = response.http_version, response.status
+            print(f"HTTP/{version} {status}:", response.content.decode(), end="")
 
 
 if __name__ == "__main__":

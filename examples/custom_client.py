@@ -10,15 +10,27 @@ import argparse
 import trio
 
 from trio_hface import ClientTLSConfig
-from trio_hface.connections import HTTPConnection, HTTPOpener, HTTPOverQUICOpener, HTTPOverTCPOpener
-from trio_hface.events import ConnectionTerminated, DataReceived, HeadersReceived, StreamReset
+from trio_hface.connections import (
+    HTTPConnection,
+    HTTPOpener,
+    HTTPOverQUICOpener,
+    HTTPOverTCPOpener,
+)
+from trio_hface.events import (
+    ConnectionTerminated,
+    DataReceived,
+    HeadersReceived,
+    StreamReset,
+)
 from trio_hface.protocols import ALPNHTTPFactory
 from trio_hface.protocols.http1 import HTTP1ClientFactory
 from trio_hface.protocols.http2 import HTTP2ClientFactory
 from trio_hface.protocols.http3 import HTTP3ClientFactory
 
 
-async def make_request(connection: HTTPConnection, authority: bytes, path: bytes) -> bytes:
+async def make_request(
+    connection: HTTPConnection, authority: bytes, path: bytes
+) -> bytes:
     stream_id = connection.get_available_stream_id()
     headers = [
         (b":method", b"GET"),
@@ -30,7 +42,10 @@ async def make_request(connection: HTTPConnection, authority: bytes, path: bytes
     body = bytearray()
     while True:
         event = await connection.receive_event()
-        if isinstance(event, (HeadersReceived, DataReceived)) and event.stream_id == stream_id:
+        if (
+            isinstance(event, (HeadersReceived, DataReceived))
+            and event.stream_id == stream_id
+        ):
             if isinstance(event, DataReceived):
                 body += event.data
             if event.end_stream:
@@ -65,6 +80,8 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=6443)
     group = parser.add_mutually_exclusive_group()
     for name in ("http1", "http2", "http3", "alpn"):
-        group.add_argument(f"--{name}", dest="version", action="store_const", const=name)
+        group.add_argument(
+            f"--{name}", dest="version", action="store_const", const=name
+        )
     args = parser.parse_args()
     trio.run(main, args.version or "http1", args.port)

@@ -28,14 +28,18 @@ from trio_hface.protocols.http3 import HTTP3ServerFactory
 async def handler(connection: HTTPConnection) -> None:
     while True:
         event = await connection.receive_event()
-        if isinstance(event, HeadersReceived) and any(name == b":method" for name, _ in event.headers):
+        if isinstance(event, HeadersReceived) and any(
+            name == b":method" for name, _ in event.headers
+        ):
             await connection.send_headers(event.stream_id, [(b":status", b"200")])
             await connection.send_data(event.stream_id, b"It works!\n", end_stream=True)
         elif isinstance(event, ConnectionTerminated):
             break
 
 
-async def create_listener(version: str, port: int, tls_config: ServerTLSConfig) -> HTTPListener:
+async def create_listener(
+    version: str, port: int, tls_config: ServerTLSConfig
+) -> HTTPListener:
     address = ("localhost", port)
     if version == "http1":
         return await HTTPOverTCPListener.create(
@@ -57,7 +61,9 @@ async def create_listener(version: str, port: int, tls_config: ServerTLSConfig) 
     )
     quic_port = tcp.addresses[0][1]
     quic = await HTTPOverQUICListener.create(
-        HTTP3ServerFactory(), local_address=("localhost", quic_port), tls_config=tls_config
+        HTTP3ServerFactory(),
+        local_address=("localhost", quic_port),
+        tls_config=tls_config,
     )
     return HTTPMultiListener([tcp, quic])
 
@@ -67,7 +73,8 @@ async def main(version: str, port: int) -> None:
     listener = await create_listener(version, port, tls_config)
     async with listener, trio.open_nursery() as nursery:
         addresses = await nursery.start(listener.serve, handler)
-        print("listening on", " ".join(f"{host}:{port}" for host, port in addresses), flush=True)
+        bound = " ".join(f"{host}:{port}" for host, port in addresses)
+        print("listening on", bound, flush=True)
 
 
 if __name__ == "__main__":
@@ -77,6 +84,8 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=6443)
     group = parser.add_mutually_exclusive_group()
     for name in ("http1", "http2", "http3", "all"):
-        group.add_argument(f"--{name}", dest="version", action="store_const", const=name)
+        group.add_argument(
+            f"--{name}", dest="version", action="store_const", const=name
+        )
     args = parser.parse_args()
     trio.run(main, args.version or "http1", args.port)

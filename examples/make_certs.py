@@ -17,7 +17,9 @@ def main() -> None:
     cert = ca.issue_cert("localhost", "127.0.0.1", "::1")
     ca.cert_pem.write_to_path(folder / "cacert.pem")
     cert.private_key_pem.write_to_path(folder / "key.pem")
-    (folder / "cert.pem").write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    (folder / "cert.pem").write_bytes(
+        b"".join(blob.bytes() for blob in cert.cert_chain_pems)
+    )
     print(f"wrote {folder}/cacert.pem, {folder}/cert.pem and {folder}/key.pem")
 
 

@@ -18,8 +18,9 @@ async def main(port: int) -> None:
     proxy = ProxyServer(tls_config=tls_config)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            endpoints = await nursery.start(proxy.run, [Endpoint("https", "localhost", port)])
-            print("proxying on", " ".join(str(endpoint) for endpoint in endpoints), flush=True)
+            endpoint = Endpoint("https", "localhost", port)
+            endpoints = await nursery.start(proxy.run, [endpoint])
+            print("proxying on", *endpoints, flush=True)
             async for _ in signals:
                 proxy.shutdown()  # graceful: tunnels in use get graceful_timeout to end
                 break

@@ -18,7 +18,8 @@ async def app(scope, receive, send):  # type: ignore[no-untyped-def]
     if scope["type"] != "http":
         return
     body = f"Hello from HTTP/{scope['http_version']}!\n".encode()
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    headers = [(b"content-type", b"text/plain")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -27,8 +28,9 @@ async def main(port: int) -> None:
     server = ASGIServer(app, tls_config=tls_config)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            endpoints = await nursery.start(server.run, [Endpoint("https", "localhost", port)])
-            print("serving on", " ".join(str(endpoint) for endpoint in endpoints), flush=True)
+            endpoint = Endpoint("https", "localhost", port)
+            endpoints = await nursery.start(server.run, [endpoint])
+            print("serving on", *endpoints, flush=True)
             async for _ in signals:
                 server.shutdown()  # graceful: requests in flight finish first
                 break

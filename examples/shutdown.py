@@ -7,10 +7,14 @@ import trio
 from trio_hface.connections import Handler, HTTPListener
 
 
-async def serve_until(listener: HTTPListener, handler: Handler, stop: trio.Event, grace: float = 30) -> None:
+async def serve_until(
+    listener: HTTPListener, handler: Handler, stop: trio.Event, grace: float = 30
+) -> None:
     async with trio.open_nursery() as nursery:
         async with trio.open_nursery() as connections:
-            await nursery.start(functools.partial(listener.serve, handler, handler_nursery=connections))
+            await nursery.start(
+                functools.partial(listener.serve, handler, handler_nursery=connections)
+            )
             await stop.wait()  # a trio.Event set when the server should stop
             await listener.aclose()
             connections.cancel_scope.deadline = trio.current_time() + grace
