@@ -1,4 +1,4 @@
-"""The client the httpx way: get/post, params, json, raise_for_status, redirects and event hooks.
+"""The client the httpx way: get/post, params, json, raise_for_status, redirects, hooks.
 
 Run it as ``python examples/client_api.py``: it serves a small application on
 a throwaway certificate and asks it over HTTP/1.1, HTTP/2 and HTTP/3.
@@ -21,9 +21,11 @@ Message = MutableMapping[str, Any]
 
 
 async def app(
-    scope: Message, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
+    scope: Message,
+    receive: Callable[[], Awaitable[Message]],
+    send: Callable[[Message], Awaitable[None]],
 ) -> None:
-    """``/old`` redirects to ``/new``, ``/missing`` is 404, anything else describes the request in JSON."""
+    """``/old`` redirects to ``/new``, ``/missing`` is 404; else the request in JSON."""
     if scope["type"] != "http":
         return  # (no lifespan in this example)
     body = b""
@@ -54,13 +56,22 @@ async def log_request(request: Request) -> None:
 
 
 async def main() -> None:
-    ca = trustme.CA()  # a throwaway certificate authority, so that https works without files
+    ca = (
+        trustme.CA()
+    )  # a throwaway certificate authority, so that https works without files
     cert = ca.issue_cert("localhost")
-    with cert.private_key_and_cert_chain_pem.tempfile() as pem, ca.cert_pem.tempfile() as cafile:
+    with (
+        cert.private_key_and_cert_chain_pem.tempfile() as pem,
+        ca.cert_pem.tempfile() as cafile,
+    ):
         server = ASGIServer(app, tls_config=ServerTLSConfig(certfile=pem, keyfile=pem))
         async with trio.open_nursery() as nursery:
             (endpoint, *_) = await nursery.start(server.run, ["https://127.0.0.1:0"])
-            for protocol in (ClientProtocol.HTTP1, ClientProtocol.HTTP2, ClientProtocol.HTTP3):
+            for protocol in (
+                ClientProtocol.HTTP1,
+                ClientProtocol.HTTP2,
+                ClientProtocol.HTTP3,
+            ):
                 client = Client(
                     tls_config=ClientTLSConfig(cafile=cafile),
                     protocol=protocol,
@@ -69,10 +80,21 @@ async def main() -> None:
                     event_hooks={"request": [log_request]},
                 )
                 async with client.session() as session:
-                    response = await session.get("search", params={"q": "trio hface", "page": 2})
-                    print(f"HTTP/{response.http_version}", response.raise_for_status().json())
-                    response = await session.post("old", json={"name": "trio"})  # 308 keeps the POST
-                    print(response.status, response.fields["content-type"], response.json()["body"])
+                    response = await session.get(
+                        "search", params={"q": "trio hface", "page": 2}
+                    )
+                    print(
+                        f"HTTP/{response.http_version}",
+                        response.raise_for_status().json(),
+                    )
+                    response = await session.post(
+                        "old", json={"name": "trio"}
+                    )  # 308 keeps the POST
+                    print(
+                        response.status,
+                        response.fields["content-type"],
+                        response.json()["body"],
+                    )
                     try:
                         (await session.get("missing")).raise_for_status()
                     except HTTPStatusError as exc:

@@ -64,6 +64,12 @@ CODE_WIDTH = 88
 
 #: Lines that a program prints as they are, longer than :data:`CODE_WIDTH`, and why.
 WIDE_OUTPUT = {
+    "$ trio-hface server --cert cert.pem --key other-key.pem trio_hface.server.examples.hello:app https://localhost:6443": "one command or one line of output, as typed or printed (wrapped by the page CSS)",
+    "trio-hface server: other-key.pem: the private key does not match the certificate in cert.pem": "one command or one line of output, as typed or printed (wrapped by the page CSS)",
+    "$ trio-hface server trio_hface.server.examples.hello:app https://localhost:0 http://127.0.0.1:8080": "one command or one line of output, as typed or printed (wrapped by the page CSS)",
+    "2026-12-02 07:40:01,204 INFO trio_hface.server.lifecycle: shutting down: waiting up to 10 s for 3 requests in flight": "one command or one line of output, as typed or printed (wrapped by the page CSS)",
+    "$ trio-hface client -s -o /dev/null -w '%{http_code} HTTP/%{http_version} %{size_download} bytes in %{time_total} s\\n' --cacert \"$(trio-hface ca)\" https://localhost:6443/": "one command or one line of output, as typed or printed (wrapped by the page CSS)",
+    "trio-hface client: https://localhost:6444/: cannot open an HTTP/3 connection to localhost: nobody listens at UDP port 6444 of 127.0.0.1": "one command or one line of output, as typed or printed (wrapped by the page CSS)",
     "development certificate for localhost, 127.0.0.1 and ::1; trust its CA: "
     "/home/me/.local/share/trio-hface/dev-ca/ca.pem": "the CA line of trio-hface server, printed as one line",
     "trio-hface client: https://localhost:6443/: cannot connect to localhost:6443: TLS "
@@ -80,6 +86,44 @@ WIDE_OUTPUT = {
 
 #: The blocks that do not run here, by page and first line, and why.
 SKIPPED = {
+    (
+        "cli.rst",
+        "$ trio-hface server --cert cert.pem --key other-key.pem trio_hface.server.examples.hello:app https://localhost:6443",
+    ): "tests/test_cli_startup.py runs it through the real entry point",
+    (
+        "cli.rst",
+        "$ trio-hface server trio_hface.server.examples.hello:app https://localhost:0 http://127.0.0.1:8080",
+    ): "tests/test_cli_startup.py runs it through the real entry point",
+    (
+        "cli.rst",
+        "$ trio-hface server trio_hface.server.examples.hello:app https://127.0.0.1:6443",
+    ): "tests/test_cli_startup.py runs it through the real entry point (a port in use)",
+    (
+        "cli.rst",
+        "2026-12-02 07:40:01,204 INFO trio_hface.server.lifecycle: shutting down: waiting up to 10 s for 3 requests in flight",
+    ): "log output; tests/test_cli_server_options.py runs it through the real entry point",
+    (
+        "cli.rst",
+        'app = "myapp:app"',
+    ): "a configuration file; tests/test_cli_server_options.py runs it through the real entry point (test_the_documented_config_file_is_valid)",
+    (
+        "cli.rst",
+        "$ trio-hface server -c trio-hface.toml",
+    ): "tests/test_cli_server_options.py runs it through the real entry point",
+    (
+        "cli.rst",
+        "[#########           ]  45%  22.5 MiB of 50.0 MiB  12.3 MiB/s  big.bin",
+    ): "progress output; tests/test_cli_client.py runs it through the real entry point",
+    (
+        "cli.rst",
+        "$ trio-hface client -s -o /dev/null -w '%{http_code} HTTP/%{http_version} %{size_download} bytes in %{time_total} s\\n' --cacert \"$(trio-hface ca)\" https://localhost:6443/",
+    ): "tests/test_cli_client.py runs it through the real entry point",
+    ("cli.rst", "trio-hface ca [--dev-ca-dir DIR] [--write FILE]"): "a usage synopsis",
+    ("cli.rst", "$ trio-hface ca"): "tests/test_cli_startup.py runs it through the real entry point",
+    (
+        "facade.rst",
+        "from trio_hface.server import ASGIServer, DevelopmentCA, development_tls_config",
+    ): "a fragment (no app); tests/server/test_devcerts.py tests the helpers",
     ("quickstart.rst", "$ python3 -m venv .venv"): "installs the package: the suite runs installed",
     ("quickstart.rst", "$ pip wheel --no-deps -w dist ."): "builds and installs a wheel (slow)",
     ("install.rst", "$ python3 -m venv .venv"): "installs the package: the suite runs installed",
@@ -275,6 +319,7 @@ class Session:
 def expected_pattern(lines: list[str], session: Session) -> re.Pattern[str]:
     """A regular expression for output *lines*: ``...`` for any lines, placeholders captured."""
     parts = []
+    defined: set[str] = set()  # the port groups that an earlier line of the output captures
     for line in lines:
         if line.strip() == "...":
             parts.append(r"(?:[^\n]*\n)*?")
@@ -282,7 +327,10 @@ def expected_pattern(lines: list[str], session: Session) -> re.Pattern[str]:
         part = re.escape(session.substitute(line.rstrip()))
         for index, port in enumerate(PORTS):
             if port not in session.learned:
-                part = part.replace(port, f"(?P<port{index}>\\d+)", 1).replace(port, f"(?P=port{index})")
+                if port in part and f"port{index}" not in defined:
+                    part = part.replace(port, f"(?P<port{index}>\\d+)", 1)
+                    defined.add(f"port{index}")
+                part = part.replace(port, f"(?P=port{index})")
         if CAFILE not in session.learned:
             part = part.replace(re.escape(CAFILE), r"(?P<cafile>\S+)", 1)
         parts.append(part + r"[ \t]*\n")
