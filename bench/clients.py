@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import partial
@@ -30,6 +30,10 @@ SMALL = b"Hello, World!\n"
 BATCH = 100  # requests in flight at once in the concurrent test
 #: How long one client test may take before it counts as failed.
 TEST_TIMEOUT = 300.0
+#: Bytes asked of a raw TLS stream per read (as much as our connections ask).
+RAW_RECEIVE_SIZE = 65536
+#: Downloads per figure of the download comparison (the best one counts).
+DOWNLOAD_RUNS = 3
 
 
 @dataclass(frozen=True)
@@ -221,6 +225,88 @@ def peers(plan: Plan, certs: Certs, folder: Path) -> list[Peer]:
             f"https://127.0.0.1:{h3}/large",
         ),
     ]
+
+
+async def raw_download(url: str, certs: Certs) -> int:
+    """GET *url* over a raw Trio TLS stream (HTTP/1.1 bytes written and parsed by hand, nothing
+    else): read the head, then count the body as it arrives; return the body length.
+
+    The reference of the download rows: the same bytes through the same TLS, without HTTP.
+    """
+    parsed = httpx.URL(url)
+    host, port = parsed.host, parsed.port or 443
+    context = ssl.create_default_context(cafile=str(certs.ca))
+    context.set_alpn_protocols(["http/1.1"])
+    stream = await trio.open_ssl_over_tcp_stream(host, port, ssl_context=context)
+    async with stream:
+        target = parsed.raw_path.decode()
+        await stream.send_all(f"GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = await stream.receive_some(RAW_RECEIVE_SIZE)
+            if not data:
+                raise AssertionError(f"{url}: the connection ended in the response head")
+            head += data
+        head, _, body = head.partition(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        received = len(body)
+        while received < length:
+            data = await stream.receive_some(RAW_RECEIVE_SIZE)
+            if not data:
+                break
+            received += len(data)
+    return received
+
+
+async def timed_download(download: Callable[[], Awaitable[int]], plan: Plan) -> float:
+    """The best MB/s of DOWNLOAD_RUNS downloads (a large transfer is at the mercy of the scheduler)."""
+    best = 0.0
+    with trio.fail_after(TEST_TIMEOUT):
+        for _ in range(DOWNLOAD_RUNS):
+            start = time.perf_counter()
+            size = await download()
+            best = max(best, size / (time.perf_counter() - start) / 1e6)
+            if size != plan.download_mib * MIB:
+                raise AssertionError(f"downloaded {size} bytes of {plan.download_mib * MIB}")
+    return best
+
+
+async def ours_download(peer: Peer, plan: Plan, certs: Certs) -> float:
+    client = Client(tls_config=ClientTLSConfig(cafile=str(certs.ca)), protocol=peer.protocol)
+    async with client.session() as session:
+        return await timed_download(partial(OurFetcher(session).download, peer.large), plan)
+
+
+def run_downloads(section: Section, plan: Plan, certs: Certs, folder: Path) -> None:
+    """Our client's downloads (HTTP/1.1 from nginx, HTTP/2 from nghttpd) against a raw Trio TLS
+    stream reading the same file from nginx; add the rows to *section*."""
+    found: list[Peer] = []
+    section.part("download peers", lambda: found.extend(peers(plan, certs, folder)[:2]))
+    if not found:
+        return
+    http1 = found[0]
+    raw: list[float] = []
+
+    def reference() -> None:
+        with http1.start():
+            raw.append(trio.run(timed_download, partial(raw_download, http1.large, certs), plan))
+
+    section.part(f"raw TLS download ({http1.version})", reference)
+    if not raw:
+        return
+    for peer in found:
+
+        def compare(peer: Peer = peer) -> None:
+            with peer.start():
+                mine = trio.run(ours_download, peer, plan, certs)
+            name = f"{peer.version}, {plan.download_mib} MiB download (raw: the same file from nginx)"
+            section.add(name, "MB/s", Figure(raw[0]), Figure(mine))
+
+        section.part(f"download {peer.version}", compare)
 
 
 def run(section: Section, plan: Plan, certs: Certs, folder: Path) -> None:

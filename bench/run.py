@@ -326,6 +326,22 @@ def client_section(plan: Plan, certs: Certs, folder: Path) -> Section:
     return section
 
 
+def downloads_section(plan: Plan, certs: Certs, folder: Path) -> Section:
+    """Our client's downloads against a raw Trio TLS stream reading the same bytes."""
+    section = Section(
+        f"Client downloads vs a raw Trio TLS stream: {plan.client.download_mib} MiB, best of "
+        f"{clients.DOWNLOAD_RUNS}, in this process (core 1)",
+        "raw trio TLS stream",
+    )
+    section.header()
+    clients.run_downloads(section, plan.client, certs, folder)
+    for row in section.rows:
+        ratio = row.ratio
+        if ratio is not None:
+            print(f"{row.test.split(',')[0]}: {ratio:.2f} of a raw TLS stream (target >= 0.70)")
+    return section
+
+
 def streams_section(plan: Plan, certs: Certs, folder: Path) -> Section:
     """Each connection type against a raw Trio stream moving the same bytes."""
     section = Section(
@@ -341,6 +357,7 @@ SECTIONS: dict[str, Callable[[Plan, Certs, Path], Section]] = {
     "server": server_section,
     "grid": grid_section,
     "client": client_section,
+    "downloads": downloads_section,
     "streams": streams_section,
 }
 
