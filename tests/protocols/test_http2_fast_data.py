@@ -1,0 +1,221 @@
+"""HTTP/2 DATA frames taken past h2's parser: the same events, windows and answers as h2's own path.
+
+Each test feeds the same bytes, cut at the same places, to two protocols: one
+takes plain DATA frames of open streams itself (the default), the other leaves
+every frame to h2 (``fast_data = False``). Whatever the frames (padding,
+END_STREAM, windows overrun, content-length exceeded, DATA inside a header
+block, unknown streams), both must report the same and answer the same bytes.
+"""
+
+from __future__ import annotations
+
+import h2.events
+import hpack
+import hyperframe.frame
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.helpers import drain, xfer
+from trio_hface.events import ConnectionTerminated, DataReceived, Event, HeadersReceived
+from trio_hface.protocols.http2 import HTTP2ClientFactory, HTTP2ProtocolImpl, HTTP2ServerFactory
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+WINDOW = 1000  # small, so that the frames drawn below can overrun it
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def request_headers(encoder: hpack.Encoder, stream_id: int, extra: list[tuple[bytes, bytes]]) -> bytes:
+    frame = hyperframe.frame.HeadersFrame(stream_id)
+    fields = [(b":method", b"POST"), (b":scheme", b"https"), (b":authority", b"a"), (b":path", b"/")]
+    frame.data = encoder.encode(fields + extra)
+    frame.flags.add("END_HEADERS")
+    return frame.serialize()
+
+
+def data_frame(stream_id: int, payload: bytes, *, end_stream: bool = False, padding: int = 0) -> bytes:
+    frame = hyperframe.frame.DataFrame(stream_id, payload)
+    if end_stream:
+        frame.flags.add("END_STREAM")
+    if padding:
+        frame.flags.add("PADDED")
+        frame.pad_length = padding
+    return frame.serialize()
+
+
+def other_frame(kind: str, stream_id: int, encoder: hpack.Encoder) -> bytes:
+    if kind == "window":
+        return hyperframe.frame.WindowUpdateFrame(stream_id, window_increment=500).serialize()
+    if kind == "ping":
+        return hyperframe.frame.PingFrame(0, b"12345678").serialize()
+    if kind == "reset":
+        return hyperframe.frame.RstStreamFrame(stream_id, error_code=8).serialize()
+    if kind == "open-block":  # a header block left open: DATA must not come before its CONTINUATION
+        frame = hyperframe.frame.HeadersFrame(stream_id)
+        frame.data = encoder.encode([(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/")])
+        return frame.serialize()
+    if kind == "continuation":
+        continuation = hyperframe.frame.ContinuationFrame(stream_id)
+        continuation.data = encoder.encode([(b":authority", b"a")])
+        continuation.flags.add("END_HEADERS")
+        return continuation.serialize()
+    raise AssertionError(kind)
+
+
+FRAMES = st.one_of(
+    st.tuples(
+        st.just("data"),
+        st.sampled_from([1, 3, 5, 7, 2]),  # open, open with content-length, idle, never, even
+        st.integers(0, 700),
+        st.booleans(),
+        st.sampled_from([0, 0, 0, 9]),
+    ),
+    st.tuples(
+        st.sampled_from(["window", "ping", "reset", "open-block", "continuation"]),
+        st.sampled_from([1, 3, 9]),
+        st.just(0),
+        st.just(False),
+        st.just(0),
+    ),
+)
+
+
+def client_bytes(frames: list[tuple[str, int, int, bool, int]]) -> bytes:
+    encoder = hpack.Encoder()
+    out = bytearray(PREFACE)
+    out += hyperframe.frame.SettingsFrame(0).serialize()
+    out += request_headers(encoder, 1, [])
+    out += request_headers(encoder, 3, [(b"content-length", b"300")])
+    for kind, stream_id, size, end_stream, padding in frames:
+        if kind == "data":
+            out += data_frame(
+                stream_id, bytes([65 + size % 26]) * size, end_stream=end_stream, padding=padding
+            )
+        else:
+            out += other_frame(kind, stream_id, encoder)
+    return bytes(out)
+
+
+def summary(events: list[Event]) -> list[tuple[object, ...]]:
+    """What must be equal: each event's kind, stream, payload and end."""
+    result: list[tuple[object, ...]] = []
+    for event in events:
+        if isinstance(event, DataReceived):
+            result.append(("data", event.stream_id, event.data, event.end_stream))
+        elif isinstance(event, HeadersReceived):
+            result.append(("headers", event.stream_id, tuple(event.headers), event.end_stream))
+        elif isinstance(event, ConnectionTerminated):
+            result.append(("terminated", event.error_code))
+        else:
+            result.append((repr(event),))
+    return result
+
+
+def fed(protocol: HTTP2ProtocolImpl, data: bytes, cuts: list[int]) -> tuple[list[tuple[object, ...]], bytes]:
+    """Feed *data* cut at *cuts*, taking events after each piece; return them and the answer."""
+    events: list[Event] = []
+    answer = bytearray(protocol.bytes_to_send())
+    start = 0
+    for end in [*sorted(set(cuts)), len(data)]:
+        if end > start:
+            protocol.bytes_received(data[start:end])
+            events += drain(protocol)
+            answer += protocol.bytes_to_send()
+            start = end
+    return summary(events), bytes(answer)
+
+
+def server_pair() -> tuple[HTTP2ProtocolImpl, HTTP2ProtocolImpl]:
+    factory = HTTP2ServerFactory(stream_window=WINDOW, connection_window=3 * WINDOW)
+    fast, slow = factory(), factory()
+    assert isinstance(fast, HTTP2ProtocolImpl) and isinstance(slow, HTTP2ProtocolImpl)
+    slow._h2.fast_data = False
+    return fast, slow
+
+
+@FUZZ
+@given(
+    frames=st.lists(FRAMES, max_size=12),
+    cuts=st.lists(st.integers(0, 12000), max_size=8),
+)
+def test_a_server_reports_and_answers_as_h2_does(
+    frames: list[tuple[str, int, int, bool, int]], cuts: list[int]
+) -> None:
+    data = client_bytes(frames)
+    fast, slow = server_pair()
+    assert fed(fast, data, cuts) == fed(slow, data, cuts)
+    assert fast._h2.inbound_flow_control_window == slow._h2.inbound_flow_control_window
+
+
+def test_the_fast_path_takes_the_plain_frames() -> None:
+    """Plain DATA frames of an open stream do not reach h2's frame parser (so the test above
+    compares two different paths), and frames split across reads are joined."""
+    fast, slow = server_pair()
+    data = client_bytes([("data", 1, 100, False, 0)] * 3)
+    parsed: list[object] = []
+    receive_frame = fast._h2._receive_frame
+
+    def recording(frame: hyperframe.frame.Frame) -> list[h2.events.Event]:
+        parsed.append(frame)
+        return receive_frame(frame)
+
+    fast._h2._receive_frame = recording  # type: ignore[method-assign]
+    events, _ = fed(fast, data, [len(data) - 150])
+    assert [e for e in events if e[0] == "data"] == [("data", 1, b"W" * 100, False)] * 3
+    assert not any(isinstance(frame, hyperframe.frame.DataFrame) for frame in parsed)
+    assert fed(slow, data, [len(data) - 150])[0] == events
+
+
+def test_a_window_overrun_is_a_flow_control_error_on_the_fast_path() -> None:
+    fast, slow = server_pair()
+    data = client_bytes([("data", 1, 600, False, 0), ("data", 1, 600, False, 0)])
+    events, answer = fed(fast, data, [])
+    assert (events, answer) == fed(slow, data, [])
+    assert events[-1] == ("terminated", 3)  # FLOW_CONTROL_ERROR
+
+
+def test_a_client_download_is_the_same_on_both_paths() -> None:
+    """The client side (CLIENT_OPEN, a half-closed stream): a body of many frames, then its end."""
+    results = []
+    for fast_data in (True, False):
+        window = 8 * 1024 * 1024
+        client = HTTP2ClientFactory(stream_window=window, connection_window=window)()
+        server = HTTP2ServerFactory()()
+        assert isinstance(client, HTTP2ProtocolImpl)
+        client._h2.fast_data = fast_data
+        xfer(client, server)
+        xfer(server, client)
+        xfer(client, server)
+        sid = client.get_available_stream_id()
+        client.submit_headers(
+            sid, [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"a"), (b":path", b"/")], True
+        )
+        xfer(client, server)
+        server.submit_headers(sid, [(b":status", b"200"), (b"content-length", b"200000")])
+        server.submit_data(sid, bytes(range(256)) * 781 + b"x" * 64, end_stream=True)
+        wire = server.bytes_to_send()
+        results.append(fed(client, wire, list(range(0, len(wire), 7000))))
+    assert results[0] == results[1]
+    body = b"".join(e[2] for e in results[0][0] if e[0] == "data")  # type: ignore[misc]
+    assert body == bytes(range(256)) * 781 + b"x" * 64
+    assert results[0][0][-1][-1] is True  # the last event ends the stream
+
+
+def test_more_than_the_content_length_resets_the_stream_on_the_fast_path() -> None:
+    fast, slow = server_pair()
+    data = client_bytes([("data", 3, 200, False, 0), ("data", 3, 200, False, 0), ("data", 1, 10, False, 0)])
+    events, answer = fed(fast, data, [])
+    assert (events, answer) == fed(slow, data, [])
+    assert ("data", 3, b"S" * 200, False) in events
+    assert ("data", 1, b"K" * 10, False) in events  # the connection goes on
+    reset = [f for f in hyperframe_frames(answer) if isinstance(f, hyperframe.frame.RstStreamFrame)]
+    assert [(f.stream_id, f.error_code) for f in reset] == [(3, 1)]  # PROTOCOL_ERROR
+
+
+def hyperframe_frames(data: bytes) -> list[hyperframe.frame.Frame]:
+    result = []
+    while data:
+        frame, length = hyperframe.frame.Frame.parse_frame_header(memoryview(data[:9]))
+        frame.parse_body(memoryview(data[9 : 9 + length]))
+        result.append(frame)
+        data = data[9 + length :]
+    return result
