@@ -101,43 +101,59 @@ class HTTPOverTCPConnection(HTTPConnection):
     async def _read_while_wanted(self) -> bool:
         """Feed the protocol while input is wanted; return whether the input has ended.
 
-        Waiters are woken once per run of reads that return at once (the TLS
-        records of one network read), up to ``RECEIVE_BATCH`` bytes, not once
-        per read: one event per 16 KiB record costs the dispatcher and the
-        consumer a round each.
+        The reads of one run that return at once (the TLS records of one
+        network read), up to ``RECEIVE_BATCH`` bytes, are fed to the protocol
+        together and its waiters are woken once, not per read: each 16 KiB
+        record fed by itself would be an event for the dispatcher and the
+        consumer to route, and a piece for the inbox to join again.
         """
         tcp, stream = self._tcp, self._stream
+        run: list[bytes | bytearray] = []  # the reads of this run, not fed yet
         fed = 0
-        while self._reading_wanted():
-            try:
-                data = await stream.receive_some(RECEIVE_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                tcp.connection_lost()
-                return True
-            except Exception as exc:
-                # Any other failure of the transport (a tunnel, a custom stream)
-                # ends this connection, not the code around it.
-                log.debug("transport failed: %r", exc)
-                tcp.connection_lost()
-                return True
-            self._last_activity = trio.current_time()
-            if not data:
-                tcp.eof_received()
-                return True
-            if self._draining:  # the protocol has ended: what comes is dropped
-                self._drained += len(data)
-                if self._drained > LINGER_MAX_BYTES:
+        try:
+            while self._reading_wanted():
+                try:
+                    data = await stream.receive_some(RECEIVE_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self._feed(run)
+                    tcp.connection_lost()
                     return True
-                continue
-            tcp.bytes_received(bytes(data))
-            fed += len(data)
-            if fed < RECEIVE_BATCH and can_receive_without_waiting(stream):
-                continue  # more is here already: take it before waking anyone
-            fed = 0
-            self._input()
-        if fed:
-            self._input()
-        return False
+                except Exception as exc:
+                    # Any other failure of the transport (a tunnel, a custom stream)
+                    # ends this connection, not the code around it.
+                    log.debug("transport failed: %r", exc)
+                    self._feed(run)
+                    tcp.connection_lost()
+                    return True
+                self._last_activity = trio.current_time()
+                if not data:
+                    self._feed(run)
+                    tcp.eof_received()
+                    return True
+                if self._draining:  # the protocol has ended: what comes is dropped
+                    self._feed(run)
+                    self._drained += len(data)
+                    if self._drained > LINGER_MAX_BYTES:
+                        return True
+                    continue
+                run.append(data)
+                fed += len(data)
+                if fed < RECEIVE_BATCH and can_receive_without_waiting(stream):
+                    continue  # more is here already: take it before waking anyone
+                self._feed(run)
+                fed = 0
+                self._input()
+            return False
+        finally:
+            if run:  # reading stopped being wanted (or was cancelled) with reads not fed
+                self._feed(run)
+                self._input()
+
+    def _feed(self, run: list[bytes | bytearray]) -> None:
+        """Feed the reads of *run* to the protocol as one piece, and empty it."""
+        if run:
+            self._tcp.bytes_received(bytes(run[0]) if len(run) == 1 else b"".join(run))
+            run.clear()
 
     async def _writer(self) -> None:
         try:
