@@ -282,7 +282,11 @@ class StrictH2Connection(h2.connection.H2Connection):
 
     def _split_frames(self, data: bytes, events: list[h2.events.Event]) -> None:
         """Handle the whole frames of h2's buffered bytes and *data*, each DATA frame that
-        :meth:`_take_data` takes here and the others through h2; leave the rest buffered."""
+        :meth:`_take_data` takes here and the others through h2; leave the rest buffered.
+
+        Consecutive DATA frames of one stream taken here become one event (their payloads
+        joined: one copy, as slicing each would be).
+        """
         buffer = self.incoming_buffer
         pending = buffer._data
         if pending:
@@ -291,41 +295,42 @@ class StrictH2Connection(h2.connection.H2Connection):
             buffer._data = bytearray()
         else:
             work = data
+        view = memoryview(work)
+        run: list[memoryview] = []  # payloads of the frames taken for run_stream, in order
+        run_stream = 0
         position, size = 0, len(work)
         while size - position >= FRAME_HEADER_SIZE:
             length = int.from_bytes(work[position : position + 3], "big")
-            end = position + FRAME_HEADER_SIZE + length
+            start = position + FRAME_HEADER_SIZE
+            end = start + length
             if end > size:
                 break  # the rest of this frame comes later
-            if (
-                work[position + 3] == DATA_FRAME_TYPE
-                and not work[position + 4] & DATA_SLOW_FLAGS
-                and not buffer._headers_buffer
-                and self._take_data(
-                    int.from_bytes(work[position + 5 : end - length], "big") & STREAM_ID_MASK,
-                    work,
-                    end - length,
-                    end,
-                    events,
-                )
-            ):
-                position = end
-                continue
-            buffer.add_data(memoryview(work)[position:end])
+            if work[position + 3] == DATA_FRAME_TYPE and not work[position + 4] & DATA_SLOW_FLAGS:
+                stream_id = int.from_bytes(work[position + 5 : start], "big") & STREAM_ID_MASK
+                if not buffer._headers_buffer and self._take_data(stream_id, length):
+                    if stream_id != run_stream and run:
+                        events.append(_data_event(run_stream, run))
+                    run_stream = stream_id
+                    run.append(view[start:end])
+                    position = end
+                    continue
+            if run:
+                events.append(_data_event(run_stream, run))
+            buffer.add_data(view[position:end])
             position = end
             self._receive_buffered(events)
+        if run:
+            events.append(_data_event(run_stream, run))
         if position < size:
-            buffer.add_data(memoryview(work)[position:])
+            buffer.add_data(view[position:])
 
-    def _take_data(
-        self, stream_id: int, work: bytes | bytearray, start: int, end: int, events: list[h2.events.Event]
-    ) -> bool:
-        """Take the payload ``work[start:end]`` of an unpadded DATA frame without END_STREAM
-        for *stream_id*, as h2's ``_receive_data_frame`` would, if nothing about it can fail:
+    def _take_data(self, stream_id: int, length: int) -> bool:
+        """Account for an unpadded DATA frame of *length* bytes without END_STREAM for
+        *stream_id*, as h2's ``_receive_data_frame`` would, if nothing about it can fail:
         the connection and the stream are open for input, the stream had its headers, both
         windows hold the payload and the content-length allows it. Otherwise return False
-        and leave it to h2 (which raises or resets as it should)."""
-        if end == start or self.state_machine.state not in _OPEN_CONNECTION:
+        and leave the frame to h2 (which raises or resets as it should)."""
+        if not length or self.state_machine.state not in _OPEN_CONNECTION:
             return False
         stream = self.streams.get(stream_id)
         if stream is None:
@@ -333,7 +338,6 @@ class StrictH2Connection(h2.connection.H2Connection):
         machine = stream.state_machine
         if machine.state not in _RECEIVING_STREAM or not machine.headers_received:
             return False
-        length = end - start
         connection_window = self._inbound_flow_control_window_manager
         stream_window = stream._inbound_window_manager
         expected = stream._expected_content_length
@@ -346,12 +350,14 @@ class StrictH2Connection(h2.connection.H2Connection):
         connection_window.current_window_size -= length
         stream_window.current_window_size -= length
         stream._actual_content_length += length
-        events.append(
-            h2.events.DataReceived(
-                stream_id=stream_id, data=bytes(work[start:end]), flow_controlled_length=length
-            )
-        )
         return True
+
+
+def _data_event(stream_id: int, payloads: list[memoryview]) -> h2.events.DataReceived:
+    """The event of consecutive DATA frames of *stream_id* taken past h2 (*payloads* is emptied)."""
+    data = payloads[0].tobytes() if len(payloads) == 1 else b"".join(payloads)
+    payloads.clear()
+    return h2.events.DataReceived(stream_id=stream_id, data=data, flow_controlled_length=len(data))
 
 
 #: The type of DATA frames (RFC 9113 section 6.1), and the flags that send one through
