@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hyperframe.frame
+
 from trio_hface.events import Event
 from trio_hface.protocols import HTTPOverTCPProtocol, HTTPProtocol
 from trio_hface.protocols.http1._factories import HTTP1FactoryBase
@@ -78,3 +80,14 @@ def http1_factories(name: str) -> tuple[type[HTTP1FactoryBase], type[HTTP1Factor
     if name == "h11":
         return http1.HTTP1ClientFactory, http1.HTTP1ServerFactory
     return http1.HTTPToolsClientFactory, http1.HTTPToolsServerFactory
+
+
+def h2_frames(data: bytes) -> list[hyperframe.frame.Frame]:
+    """Parse the HTTP/2 frames in *data* (what a protocol sent, after any preface)."""
+    frames = []
+    while data:
+        frame, length = hyperframe.frame.Frame.parse_frame_header(memoryview(data[:9]))
+        frame.parse_body(memoryview(data[9 : 9 + length]))
+        frames.append(frame)
+        data = data[9 + length :]
+    return frames

@@ -7,7 +7,7 @@ import hpack
 import hyperframe.frame
 import pytest
 
-from tests.helpers import drain, exchange, xfer
+from tests.helpers import drain, exchange, h2_frames, xfer
 from trio_hface.errors import LocalProtocolError, StreamResetByPeerError
 from trio_hface.events import (
     ConnectionTerminated,
@@ -104,13 +104,7 @@ def test_data_is_split_at_max_frame_size() -> None:
     client.submit_headers(sid, POST)
     xfer(client, server)
     client.submit_data(sid, b"z" * 40000, end_stream=True)
-    wire = client.bytes_to_send()
-    lengths = []
-    while wire:  # the frames as they go out: 3-byte length, type, flags, stream ID, payload
-        length = int.from_bytes(wire[:3], "big")
-        lengths.append(length)
-        wire = wire[9 + length :]
-    assert lengths == [16384, 16384, 7232]
+    assert [frame.body_len for frame in h2_frames(client.bytes_to_send())] == [16384, 16384, 7232]
 
 
 def test_reset_of_unseen_stream_is_dropped() -> None:
@@ -317,20 +311,9 @@ def test_malformed_response_is_a_stream_error() -> None:
     assert isinstance(xfer(client, server)[0], HeadersReceived)
 
 
-def _frames(data: bytes) -> list[hyperframe.frame.Frame]:
-    """Parse the frames in *data* (what a protocol sent, after any preface)."""
-    frames = []
-    while data:
-        frame, length = hyperframe.frame.Frame.parse_frame_header(memoryview(data[:9]))
-        frame.parse_body(memoryview(data[9 : 9 + length]))
-        frames.append(frame)
-        data = data[9 + length :]
-    return frames
-
-
 def _goaway_code(data: bytes) -> int | None:
     """The error code of the GOAWAY frame in *data*, if there is one."""
-    codes = [f.error_code for f in _frames(data) if isinstance(f, hyperframe.frame.GoAwayFrame)]
+    codes = [f.error_code for f in h2_frames(data) if isinstance(f, hyperframe.frame.GoAwayFrame)]
     assert len(codes) <= 1
     return codes[0] if codes else None
 
@@ -483,7 +466,7 @@ def test_settings_first_then_anything() -> None:
     server.bytes_to_send()
     server.bytes_received(_PREFACE + bytes(hyperframe.frame.SettingsFrame(0).serialize()) + _ping())
     assert drain(server) == []
-    frames = _frames(server.bytes_to_send())
+    frames = h2_frames(server.bytes_to_send())
     assert [type(f).__name__ for f in frames] == ["SettingsFrame", "PingFrame"]
 
 

@@ -7,7 +7,7 @@ import binascii
 import hyperframe.frame
 import pytest
 
-from tests.helpers import exchange, xfer
+from tests.helpers import exchange, h2_frames, xfer
 from trio_hface.events import DataReceived
 from trio_hface.protocols.http2 import HTTP2ClientFactory, HTTP2ProtocolImpl, HTTP2ServerFactory
 
@@ -30,16 +30,6 @@ def answered_pair() -> tuple[HTTP2ProtocolImpl, HTTP2ProtocolImpl, int]:
     return client, server, sid
 
 
-def frames(data: bytes) -> list[hyperframe.frame.Frame]:
-    result = []
-    while data:
-        frame, length = hyperframe.frame.Frame.parse_frame_header(memoryview(data[:9]))
-        frame.parse_body(memoryview(data[9 : 9 + length]))
-        result.append(frame)
-        data = data[9 + length :]
-    return result
-
-
 @pytest.mark.parametrize("size", [0, 1, FRAME, 2 * FRAME, 2 * FRAME + 1, 5 * FRAME - 3, 1024 * 1024])
 @pytest.mark.parametrize("end_stream", [False, True])
 def test_data_frames_are_those_h2_sends(size: int, end_stream: bool) -> None:
@@ -57,7 +47,7 @@ def test_data_frames_are_those_h2_sends(size: int, end_stream: bool) -> None:
     assert ours._h2.outbound_flow_control_window == reference._h2.outbound_flow_control_window
     wire = ours.bytes_to_send()
     assert wire == reference.bytes_to_send()
-    sent = frames(wire)
+    sent = h2_frames(wire)
     assert all(isinstance(frame, hyperframe.frame.DataFrame) for frame in sent)
     assert [("END_STREAM" in frame.flags) for frame in sent] == [False] * (len(sent) - 1) + [end_stream]
     ours_client.bytes_received(wire)
@@ -71,7 +61,7 @@ def test_data_frames_keep_their_place_among_other_output() -> None:
     server.submit_ping(b"12345678")
     server.submit_data(sid, b"x" * (4 * FRAME), end_stream=True)
     server.submit_goaway()
-    sent = frames(server.bytes_to_send())
+    sent = h2_frames(server.bytes_to_send())
     kinds = [type(frame).__name__ for frame in sent]
     assert kinds == ["PingFrame", *["DataFrame"] * 4, "GoAwayFrame"]
     assert not server.has_output()

@@ -15,7 +15,7 @@ import hyperframe.frame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import drain, xfer
+from tests.helpers import drain, h2_frames, xfer
 from trio_hface.events import ConnectionTerminated, DataReceived, Event, HeadersReceived
 from trio_hface.protocols.http2 import HTTP2ClientFactory, HTTP2ProtocolImpl, HTTP2ServerFactory
 
@@ -172,7 +172,7 @@ def answered(protocol: HTTP2ProtocolImpl, answer: bytes) -> tuple[list[bytes], d
     """What must be equal in the answers: every frame but WINDOW_UPDATE, and the credit of the
     connection and of each stream still known, granted or due (when a WINDOW_UPDATE goes out
     depends on how the data was cut into events: h2 sends one when half a window is due)."""
-    frames = [frame.serialize() for frame in hyperframe_frames(answer)]
+    frames = [frame.serialize() for frame in h2_frames(answer)]
     others = [frame for frame in frames if frame[3] != 0x8]
     connection = protocol._h2._inbound_flow_control_window_manager
     credit = {0: connection.current_window_size + connection._bytes_processed}
@@ -247,18 +247,8 @@ def test_more_than_the_content_length_resets_the_stream_on_the_fast_path() -> No
     assert (events, answer) == fed(slow, data, [])
     assert ("data", 3, b"S" * 200, False) in events
     assert ("data", 1, b"K" * 10, False) in events  # the connection goes on
-    reset = [f for f in hyperframe_frames(answer) if isinstance(f, hyperframe.frame.RstStreamFrame)]
+    reset = [f for f in h2_frames(answer) if isinstance(f, hyperframe.frame.RstStreamFrame)]
     assert [(f.stream_id, f.error_code) for f in reset] == [(3, 1)]  # PROTOCOL_ERROR
-
-
-def hyperframe_frames(data: bytes) -> list[hyperframe.frame.Frame]:
-    result = []
-    while data:
-        frame, length = hyperframe.frame.Frame.parse_frame_header(memoryview(data[:9]))
-        frame.parse_body(memoryview(data[9 : 9 + length]))
-        result.append(frame)
-        data = data[9 + length :]
-    return result
 
 
 def test_frames_of_two_streams_in_one_read_are_events_of_each() -> None:
