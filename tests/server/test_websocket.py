@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import ssl
+import subprocess
 import sys
 from typing import Any
 
@@ -347,16 +348,51 @@ async def test_cli_client_like_websocat(certs: Certs) -> None:
     async with running(server) as bound:
         for flag, version in (("--http1", "1.1"), ("--http2", "2")):
             url = f"wss://localhost:{bound.port}"
-            result = await trio.run_process(
-                [sys.executable, "-m", "trio_hface", "client", flag, "--cacert", certs.cafile, f"{url}/echo"],
-                stdin=b"hello\nw\xc3\xb6rld\n",
-                capture_stdout=True,
-                capture_stderr=True,
-                check=False,
-                env=OUR_ENV,
+            # Each line goes in once the previous one came back: the server may
+            # answer our close before echoing what came just before it (RFC 6455
+            # section 5.5.1), so a whole stdin at once could lose the last echo.
+            command = [
+                sys.executable,
+                "-m",
+                "trio_hface",
+                "client",
+                flag,
+                "--cacert",
+                certs.cafile,
+                f"{url}/echo",
+            ]
+            process = await trio.lowlevel.open_process(
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=OUR_ENV
             )
-            assert result.returncode == 0, result.stderr.decode()
-            assert result.stdout == "hello\nwörld\n".encode(), version
+            try:
+                with trio.fail_after(30):
+                    assert (
+                        process.stdin is not None
+                        and process.stdout is not None
+                        and process.stderr is not None
+                    )
+                    printed = b""
+                    for line in (b"hello\n", "wörld\n".encode()):
+                        await process.stdin.send_all(line)
+                        expected = printed + line
+                        while len(printed) < len(expected):
+                            chunk = await process.stdout.receive_some()
+                            assert chunk, (version, printed)
+                            printed += chunk
+                        assert printed == expected, version
+                    await process.stdin.aclose()
+                    assert await process.stdout.receive_some() == b"", version
+                    errors = b""
+                    while chunk := await process.stderr.receive_some():
+                        errors += chunk
+                    assert await process.wait() == 0, errors.decode()
+            finally:
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+                for pipe in (process.stdin, process.stdout, process.stderr):
+                    if pipe is not None:
+                        await pipe.aclose()
             result = await trio.run_process(
                 [sys.executable, "-m", "trio_hface", "client", flag, "--cacert", certs.cafile, f"{url}/bye"],
                 stdin=b"",
