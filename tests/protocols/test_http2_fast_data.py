@@ -9,6 +9,8 @@ block, unknown streams), both must report the same and answer the same bytes.
 
 from __future__ import annotations
 
+import itertools
+
 import h2.events
 import hpack
 import hyperframe.frame
@@ -262,3 +264,48 @@ def test_frames_of_two_streams_in_one_read_are_events_of_each() -> None:
         (1, b"N" * 13, True),
     ]
     assert (summary(events), answer) == fed(slow, data, [])
+
+
+@FUZZ
+@given(
+    frames=st.lists(st.tuples(st.sampled_from([0x0, 0x1, 0x4, 0x8]), st.integers(0, 32)), max_size=30),
+    long_at=st.none() | st.integers(0, 30),
+    cuts=st.lists(st.integers(0, 700), max_size=60),
+    preface=st.booleans(),
+)
+def test_frame_scanner_refuses_the_first_long_frame_wherever_the_reads_are_cut(
+    frames: list[tuple[int, int]], long_at: int | None, cuts: list[int], preface: bool
+) -> None:
+    """The scanner that checks each frame header as soon as it arrives finds the first frame
+    over the limit (or a first frame that is not SETTINGS) at the same offset however the
+    bytes are cut into reads, including in its whole-header fast loop, and never later: a
+    read that lost the scanner its place would make it misread a payload as a header."""
+    from trio_hface.protocols.http2._h2 import FrameScanner
+
+    limit = 32
+    if long_at is not None:
+        frames.insert(min(long_at, len(frames)), (0x0, limit + 1))
+    stream = bytearray(PREFACE if preface else b"")
+    expected: int | None = None
+    for index, (kind, length) in enumerate(frames):
+        frame_type = 0x4 if index == 0 and kind != 0x8 else kind  # mostly SETTINGS first; 0x8: not
+        if expected is None and ((index == 0 and frame_type != 0x4) or length > limit):
+            expected = len(stream)
+        stream += length.to_bytes(3, "big") + bytes([frame_type, 0]) + (1).to_bytes(4, "big")
+        stream += b"x" * length
+    data = bytes(stream)
+    bounds = sorted({0, len(data), *(cut for cut in cuts if cut < len(data))})
+    scanner = FrameScanner(server=preface)
+    found: int | None = None
+    for start, end in itertools.pairwise(bounds):
+        refused = scanner.scan(data[start:end], limit)
+        if refused is not None:
+            found = start + refused.offset
+            break
+    if expected is None:
+        assert found is None
+    else:
+        # Refused once its header is whole, at the header's first byte (or, for a header
+        # split over reads, at the start of the read in which it completed).
+        read_start = max(b for b in bounds if b < expected + 9)
+        assert found == max(expected, read_start)

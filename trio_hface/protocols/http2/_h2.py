@@ -15,6 +15,7 @@ and the frame-header check in front of it.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -48,6 +49,10 @@ CLIENT_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 #: Length of a frame header: 3 bytes of length, type, flags, 4 bytes of stream ID (RFC 9113 section 4.1).
 FRAME_HEADER_SIZE = 9
+#: A frame header (RFC 9113 section 4.1): the 24-bit length as 16 + 8 bits, type,
+#: flags, the reserved bit and stream ID; and its length alone.
+FRAME_HEADER = struct.Struct(">HBBBL")
+FRAME_LENGTH = struct.Struct(">HB")
 
 #: The type of SETTINGS frames and their ACK flag (RFC 9113 section 6.5).
 SETTINGS_FRAME_TYPE = 0x4
@@ -299,14 +304,16 @@ class StrictH2Connection(h2.connection.H2Connection):
         run: list[memoryview] = []  # payloads of the frames taken for run_stream, in order
         run_stream = 0
         position, size = 0, len(work)
+        unpack = FRAME_HEADER.unpack_from
         while size - position >= FRAME_HEADER_SIZE:
-            length = int.from_bytes(work[position : position + 3], "big")
+            high, low, frame_type, flags, stream_id = unpack(work, position)
+            length = high << 8 | low
             start = position + FRAME_HEADER_SIZE
             end = start + length
             if end > size:
                 break  # the rest of this frame comes later
-            if work[position + 3] == DATA_FRAME_TYPE and not work[position + 4] & DATA_SLOW_FLAGS:
-                stream_id = int.from_bytes(work[position + 5 : start], "big") & STREAM_ID_MASK
+            if frame_type == DATA_FRAME_TYPE and not flags & DATA_SLOW_FLAGS:
+                stream_id &= STREAM_ID_MASK
                 if not buffer._headers_buffer and self._take_data(stream_id, length):
                     if stream_id != run_stream and run:
                         events.append(_data_event(run_stream, run))
@@ -451,6 +458,22 @@ class FrameScanner:
         position = 0
         end = len(data)
         while position < end:
+            if not (self._preface or self._payload or self._header or self._first):
+                # The common case, a frame header that starts here whole: skip it and its
+                # payload without copying the header, while no length breaks the limit.
+                unpack = FRAME_LENGTH.unpack_from
+                last = end - FRAME_HEADER_SIZE
+                while position <= last:
+                    high, low = unpack(data, position)
+                    length = high << 8 | low
+                    if length > max_frame_size:
+                        break  # the slow path below refuses it
+                    position += FRAME_HEADER_SIZE + length
+                if position > end:  # a payload that goes on in the next read
+                    self._payload = position - end
+                    return None
+                if position == end:
+                    return None
             if self._preface:
                 taken = min(self._preface, end - position)
                 self._preface -= taken
