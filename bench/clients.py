@@ -3,7 +3,7 @@
 httpx runs on trio through anyio (fine for a benchmark; trio_hface itself never uses anyio).
 Peers, on the server core: nginx for HTTP/1.1 (one foreground process with its own
 configuration in the benchmark's folder; ``trio-hface server`` when nginx is not installed,
-said in the table), nghttpd for HTTP/2, ngtcp2's gtlsserver for HTTP/3 (httpx has none).
+said in the table), nginx for HTTP/2 too (nghttpd when nginx is absent), ngtcp2's gtlsserver for HTTP/3 (httpx has none).
 Both clients keep at most 10 connections per origin (our default; httpx is told so).
 """
 
@@ -157,7 +157,7 @@ http {{
     uwsgi_temp_path {folder}/uwsgi;
     scgi_temp_path {folder}/scgi;
     server {{
-        listen 127.0.0.1:{port} ssl;
+        listen 127.0.0.1:{port} ssl{http2};
         ssl_certificate {cert};
         ssl_certificate_key {key};
         root {docs};
@@ -166,30 +166,74 @@ http {{
 """
 
 
-def http1_peer(plan: Plan, certs: Certs, folder: Path, docs: Path) -> Peer:
-    """nginx serving *docs* over HTTP/1.1 TLS, or ``trio-hface server`` when nginx is absent."""
-    port = free_port()
+def nginx_peer(plan: Plan, certs: Certs, folder: Path, docs: Path, protocol: ClientProtocol) -> Peer | None:
+    """nginx serving *docs* over TLS, HTTP/1.1 or HTTP/2; ``None`` when nginx is absent."""
     try:
         nginx = tool("nginx")
     except BenchError:
-        app = "trio_hface.server.examples.payload:app"
-        h1 = Ports(port, free_port())
-        return Peer(
-            "HTTP/1.1 TLS (peer: trio-hface server, nginx not installed)",
-            ClientProtocol.HTTP1,
-            partial(server, ours_argv(app, certs, h1), folder / "client-h1.log", tcp_ports=[h1.tls]),
-            f"https://127.0.0.1:{h1.tls}/{len(SMALL)}",
-            f"https://127.0.0.1:{h1.tls}/{plan.download_mib * MIB}",
-        )
-    prefix = folder / "nginx"
+        return None
+    http2 = protocol is ClientProtocol.HTTP2
+    port = free_port()
+    prefix = folder / ("nginx-h2" if http2 else "nginx")
     prefix.mkdir(exist_ok=True)
     conf = prefix / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(folder=prefix, port=port, cert=certs.cert, key=certs.key, docs=docs))
+    conf.write_text(
+        NGINX_CONF.format(
+            folder=prefix,
+            port=port,
+            http2=" http2" if http2 else "",
+            cert=certs.cert,
+            key=certs.key,
+            docs=docs,
+        )
+    )
     argv = [nginx, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf), "-g", "daemon off;"]
+    log = folder / ("client-h2.log" if http2 else "client-h1.log")
     return Peer(
-        "HTTP/1.1 TLS (peer: nginx)",
+        f"HTTP/{'2' if http2 else '1.1'} TLS (peer: nginx)",
+        protocol,
+        partial(server, argv, log, tcp_ports=[port]),
+        f"https://127.0.0.1:{port}/small",
+        f"https://127.0.0.1:{port}/large",
+    )
+
+
+def http1_peer(plan: Plan, certs: Certs, folder: Path, docs: Path) -> Peer:
+    """nginx serving *docs* over HTTP/1.1 TLS, or ``trio-hface server`` when nginx is absent."""
+    peer = nginx_peer(plan, certs, folder, docs, ClientProtocol.HTTP1)
+    if peer is not None:
+        return peer
+    app = "trio_hface.server.examples.payload:app"
+    h1 = Ports(free_port(), free_port())
+    return Peer(
+        "HTTP/1.1 TLS (peer: trio-hface server, nginx not installed)",
         ClientProtocol.HTTP1,
-        partial(server, argv, folder / "client-h1.log", tcp_ports=[port]),
+        partial(server, ours_argv(app, certs, h1), folder / "client-h1.log", tcp_ports=[h1.tls]),
+        f"https://127.0.0.1:{h1.tls}/{len(SMALL)}",
+        f"https://127.0.0.1:{h1.tls}/{plan.download_mib * MIB}",
+    )
+
+
+def http2_peer(plan: Plan, certs: Certs, folder: Path, docs: Path) -> Peer:
+    """nginx serving *docs* over HTTP/2 (TLS, ALPN), or nghttpd when nginx is absent."""
+    peer = nginx_peer(plan, certs, folder, docs, ClientProtocol.HTTP2)
+    if peer is not None:
+        return peer
+    port = free_port()
+    nghttpd = [
+        tool("nghttpd"),
+        "-a",
+        "127.0.0.1",
+        "-d",
+        str(docs),
+        str(port),
+        str(certs.key),
+        str(certs.cert),
+    ]
+    return Peer(
+        "HTTP/2 TLS (peer: nghttpd, nginx not installed)",
+        ClientProtocol.HTTP2,
+        partial(server, nghttpd, folder / "client-h2.log", tcp_ports=[port]),
         f"https://127.0.0.1:{port}/small",
         f"https://127.0.0.1:{port}/large",
     )
@@ -204,19 +248,12 @@ def peers(plan: Plan, certs: Certs, folder: Path) -> list[Peer]:
         block = b"x" * MIB
         for _ in range(plan.download_mib):
             large.write(block)
-    h2, h3 = free_port(), free_port()
+    h3 = free_port()
     key, cert = str(certs.key), str(certs.cert)
-    nghttpd = [tool("nghttpd"), "-a", "127.0.0.1", "-d", str(docs), str(h2), key, cert]
     gtlsserver = [tool("gtlsserver"), "-q", "-d", str(docs), "127.0.0.1", str(h3), key, cert]
     return [
         http1_peer(plan, certs, folder, docs),
-        Peer(
-            "HTTP/2 TLS (peer: nghttpd)",
-            ClientProtocol.HTTP2,
-            partial(server, nghttpd, folder / "client-h2.log", tcp_ports=[h2]),
-            f"https://127.0.0.1:{h2}/small",
-            f"https://127.0.0.1:{h2}/large",
-        ),
+        http2_peer(plan, certs, folder, docs),
         Peer(
             "HTTP/3 (peer: gtlsserver)",
             ClientProtocol.HTTP3,
@@ -282,7 +319,7 @@ async def ours_download(peer: Peer, plan: Plan, certs: Certs) -> float:
 
 
 def run_downloads(section: Section, plan: Plan, certs: Certs, folder: Path) -> None:
-    """Our client's downloads (HTTP/1.1 from nginx, HTTP/2 from nghttpd) against a raw Trio TLS
+    """Our client's downloads (HTTP/1.1 and HTTP/2 from nginx) against a raw Trio TLS
     stream reading the same file from nginx; add the rows to *section*."""
     found: list[Peer] = []
     section.part("download peers", lambda: found.extend(peers(plan, certs, folder)[:2]))

@@ -15,7 +15,7 @@ Sections (each a table of test, reference, trio_hface, ratio; ratio > 1 favours 
 ``client``
     ``trio_hface.client.Client`` against httpx on trio: sequential GETs, batches of 100
     concurrent GETs, one large download, for each HTTP version (peers: nginx for HTTP/1.1, or
-    ``trio-hface server`` when nginx is absent; nghttpd for HTTP/2, gtlsserver for HTTP/3;
+    ``trio-hface server`` when nginx is absent; nginx for HTTP/2 too, or nghttpd; gtlsserver for HTTP/3;
     httpx has no HTTP/3).
 ``streams``
     Bulk transfer through each connection type against a raw Trio stream moving the same bytes.
