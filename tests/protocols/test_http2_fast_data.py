@@ -309,3 +309,20 @@ def test_frame_scanner_refuses_the_first_long_frame_wherever_the_reads_are_cut(
         # split over reads, at the start of the read in which it completed).
         read_start = max(b for b in bounds if b < expected + 9)
         assert found == max(expected, read_start)
+
+
+def test_data_after_our_own_reset_is_not_taken_past_h2() -> None:
+    """What we send between two reads changes a stream's state: a stream whose DATA the fast
+    path took in one read, and that we then reset, is closed for the DATA of the next read,
+    on the fast path as on h2's own."""
+    data = client_bytes([("data", 1, 100, False, 0), ("data", 1, 100, False, 0)])
+    cut = len(data) - 109  # the second DATA frame (9 + 100 bytes) comes in a read of its own
+    results = []
+    for protocol in server_pair():
+        events = fed_events(protocol, data[:cut], [])[0]
+        protocol.submit_stream_reset(1, 8)  # CANCEL
+        protocol.bytes_to_send()
+        later = fed_events(protocol, data[cut:], [])[0]
+        results.append((summary(events), summary(later)))
+    assert results[0] == results[1]
+    assert not any(event[0] == "data" for event in results[0][1])  # nothing of stream 1 after its reset

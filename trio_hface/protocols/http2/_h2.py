@@ -78,6 +78,8 @@ class StrictH2Connection(h2.connection.H2Connection):
     def __init__(self, config: h2.config.H2Configuration) -> None:
         super().__init__(config=config)
         self.scanner = FrameScanner(server=not config.client_side)
+        #: The stream of the last DATA frame taken past h2 in this read (see :meth:`_take_data`).
+        self._taking: h2.stream.H2Stream | None = None
         self.open_streams = OpenStreams()
         self._frame_dispatch_table[_DataFrame] = self._receive_data_frame
         # Output that goes before h2's own buffer: its earlier contents and
@@ -293,6 +295,7 @@ class StrictH2Connection(h2.connection.H2Connection):
         joined: one copy, as slicing each would be).
         """
         buffer = self.incoming_buffer
+        self._taking = None  # what we sent since the last read may have changed any state
         pending = buffer._data
         if pending:
             pending += data  # as h2 would buffer it (a frame that began in an earlier read)
@@ -325,6 +328,7 @@ class StrictH2Connection(h2.connection.H2Connection):
                 events.append(_data_event(run_stream, run))
             buffer.add_data(view[position:end])
             position = end
+            self._taking = None  # h2 may change any state now
             self._receive_buffered(events)
         if run:
             events.append(_data_event(run_stream, run))
@@ -336,15 +340,26 @@ class StrictH2Connection(h2.connection.H2Connection):
         *stream_id*, as h2's ``_receive_data_frame`` would, if nothing about it can fail:
         the connection and the stream are open for input, the stream had its headers, both
         windows hold the payload and the content-length allows it. Otherwise return False
-        and leave the frame to h2 (which raises or resets as it should)."""
-        if not length or self.state_machine.state not in _OPEN_CONNECTION:
+        and leave the frame to h2 (which raises or resets as it should).
+
+        The stream found open for the last frame taken is remembered until a frame goes
+        through h2 (:attr:`_taking` is reset then): the frames taken here change no state,
+        so the next frame of that stream needs only its windows checked."""
+        if not length:
             return False
-        stream = self.streams.get(stream_id)
-        if stream is None:
-            return False
-        machine = stream.state_machine
-        if machine.state not in _RECEIVING_STREAM or not machine.headers_received:
-            return False
+        taking = self._taking
+        if taking is not None and taking.stream_id == stream_id:
+            stream = taking
+        else:
+            if self.state_machine.state not in _OPEN_CONNECTION:
+                return False
+            found = self.streams.get(stream_id)
+            if found is None:
+                return False
+            machine = found.state_machine
+            if machine.state not in _RECEIVING_STREAM or not machine.headers_received:
+                return False
+            stream = self._taking = found
         connection_window = self._inbound_flow_control_window_manager
         stream_window = stream._inbound_window_manager
         expected = stream._expected_content_length
