@@ -325,3 +325,23 @@ def test_field_checks_by_pattern_agree_with_aioquics_byte_loops(name: bytes, val
 
     assert refused(_h3.validate_header_name, name) == refused(_h3._check_name_by_byte, name)
     assert refused(_h3.validate_header_value, name, value) == refused(_h3._check_value_by_byte, name, value)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.integers(min_value=-20, max_value=2**63)
+    | st.sampled_from([0, 1, 2, 3, 64, 65, 66, 67, 16385, 16386, 16387, 16388, 16389, 2**30 + 4, 2**30 + 5])
+)
+def test_data_payload_room_is_the_largest_frame_that_fits(credit: int) -> None:
+    """The DATA payload room is the largest payload whose frame (type, varint length, payload) fits."""
+    from trio_hface.protocols.http3._protocol import VARINT_LIMITS, _data_payload_room
+
+    def frame_size(payload: int) -> int:
+        length_size = next(size for size, largest in VARINT_LIMITS if payload <= largest)
+        return 1 + length_size + payload
+
+    room = _data_payload_room(credit)
+    assert room >= 0
+    assert room == 0 or (room <= VARINT_LIMITS[-1][1] and frame_size(room) <= credit)
+    if room < VARINT_LIMITS[-1][1]:
+        assert frame_size(room + 1) > credit

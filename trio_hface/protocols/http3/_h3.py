@@ -61,7 +61,7 @@ from aioquic.h3.connection import (
     encode_frame,
 )
 from aioquic.h3.events import H3Event, HeadersReceived
-from aioquic.quic.connection import QuicConnection, stream_is_unidirectional
+from aioquic.quic.connection import QuicConnection, stream_is_client_initiated, stream_is_unidirectional
 
 from ._qpack import EncoderScanner, field_section_bound, field_section_bound_cap, field_section_size
 
@@ -114,6 +114,30 @@ class GoawayFrameReceived(H3Event):
     """The peer sent GOAWAY with this stream ID (from a server) or push ID (from a client)."""
 
     identifier: int
+
+
+class _StreamScope:
+    """What aioquic's ``_get_or_create_stream`` yields, without a generator.
+
+    aioquic enters that context manager for every frame handled and every
+    HEADERS or DATA sent (six times per small request): as a class of two
+    slots it costs a fraction of ``contextlib.contextmanager``. On exit it
+    forgets a stream that ended, as aioquic's does.
+    """
+
+    __slots__ = ("_stream", "_streams")
+
+    def __init__(self, streams: dict[int, H3Stream], stream: H3Stream) -> None:
+        self._streams = streams
+        self._stream = stream
+
+    def __enter__(self) -> H3Stream:
+        return self._stream
+
+    def __exit__(self, *exc_info: object) -> None:
+        stream = self._stream
+        if stream.is_ended():
+            self._streams.pop(stream.stream_id)
 
 
 class _ControlScanner:
@@ -394,6 +418,22 @@ class HFaceH3Connection(H3Connection):
         self._quic.send_stream_data(
             self._local_control_stream_id, encode_frame(FrameType.GOAWAY, encode_uint_var(identifier))
         )
+
+    # -- streams ---------------------------------------------------------------
+
+    def _get_or_create_stream(self, stream_id: int) -> _StreamScope:  # type: ignore[override]
+        streams = self._stream
+        stream = streams.get(stream_id)
+        if stream is None:
+            stream = H3Stream(stream_id)
+            if stream_is_unidirectional(stream_id):
+                # As aioquic: a unidirectional stream has one half; the other is ended.
+                if stream_is_client_initiated(stream_id) == self._is_client:
+                    stream.receiving_ended = True
+                else:
+                    stream.sending_ended = True
+            streams[stream_id] = stream
+        return _StreamScope(streams, stream)
 
     # -- QPACK streams ---------------------------------------------------------
 
