@@ -264,7 +264,8 @@ class HFaceH3Connection(H3Connection):
             self._head_requests.add(self._stream[stream_id])
 
     def _check_content_length(self, stream: H3Stream) -> None:
-        if stream not in self._head_requests:
+        # (A server has no HEAD requests of its own: no weak reference to make.)
+        if not self._head_requests or stream not in self._head_requests:
             super()._check_content_length(stream)
 
     def _handle_request_or_push_frame(
