@@ -327,12 +327,20 @@ class SwarmResult:
 
 
 def quic_swarm(
-    port: int, *, size: int, processes: int, streams: int, folder: Path, cap: float
+    port: int,
+    *,
+    size: int,
+    processes: int,
+    streams: int,
+    folder: Path,
+    cap: float,
+    idle_timeout: float = 5.0,
 ) -> SwarmResult:
     """*processes* gtlsclient processes at once, each GETting *streams* bodies of *size* bytes.
 
     Each response goes to a file of its own (the paths differ after the size), so that the
     responses delivered complete can be counted. *size* 0 asks the hello app (any path).
+    *idle_timeout* is gtlsclient's ``--timeout`` (longer for a server under valgrind).
     """
     gtlsclient = tool("gtlsclient")
     prefix = f"https://localhost:{port}/" + (f"{size}/" if size else "")
@@ -342,7 +350,14 @@ def quic_swarm(
         shutil.rmtree(download, ignore_errors=True)
         download.mkdir(parents=True)
         urls = [f"{prefix}{index}-{n}" for n in range(streams)]
-        argv = [gtlsclient, "-q", "--exit-on-all-streams-close", "--timeout=5s", "-n", str(streams)]
+        argv = [
+            gtlsclient,
+            "-q",
+            "--exit-on-all-streams-close",
+            f"--timeout={idle_timeout:g}s",
+            "-n",
+            str(streams),
+        ]
         commands.append((download, [*argv, "--download", str(download), "127.0.0.1", str(port), *urls]))
     start = time.perf_counter()
     running = [

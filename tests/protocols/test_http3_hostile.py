@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tracemalloc
+from collections.abc import Callable
 
 import pylsqpack
 import pytest
@@ -26,6 +27,7 @@ from trio_hface.protocols.http3._qpack import (
     STATIC_NAME_MAX,
     EncoderScanner,
     field_section_bound,
+    field_section_bound_cap,
     field_section_size,
 )
 from trio_hface.protocols.http3._streams import _Stream
@@ -245,6 +247,26 @@ def test_field_section_bound_is_never_below_the_decoded_size(
         assert bound is not None and bound >= field_section_size(headers)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.integers(min_value=0, max_value=4096))
+def test_field_section_bound_cap_is_never_below_the_bound(block: bytes, largest: int) -> None:
+    """No block, valid or not, has a bound above the cap of its length (which skips the walk)."""
+    bound = field_section_bound(block, dynamic_entry_max=largest)
+    assert bound is None or bound <= field_section_bound_cap(len(block), dynamic_entry_max=largest)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_field, min_size=1, max_size=30))
+def test_field_section_bound_cap_holds_for_pylsqpack_blocks(fields: list[tuple[bytes, bytes]]) -> None:
+    """Blocks that pylsqpack encodes, with and without a dynamic table, stay under the cap."""
+    encoder = pylsqpack.Encoder()
+    encoder.apply_settings(max_table_capacity=4096, blocked_streams=16)
+    for largest in (0, 4096):
+        _, block = encoder.encode(0, fields)
+        bound = field_section_bound(block, dynamic_entry_max=largest)
+        assert bound is not None and bound <= field_section_bound_cap(len(block), dynamic_entry_max=largest)
+
+
 def test_request_blocked_on_qpack_with_its_fin_is_delivered(certs: Certs) -> None:
     """A complete request whose header block waits for the encoder stream is delivered once unblocked."""
     link = make_link(certs)
@@ -265,3 +287,61 @@ def test_request_blocked_on_qpack_with_its_fin_is_delivered(certs: Certs) -> Non
     # (The client's own encoder then closes the connection with
     # QPACK_DECODER_STREAM_ERROR: it never encoded the block acknowledged.)
     assert drain(link.server)[0] == HeadersReceived(stream_id, [*headers, (b"x-a", b"b")], end_stream=True)
+
+
+_field_bytes = st.binary(max_size=12) | st.sampled_from(
+    [
+        b"",
+        b":path",
+        b"a:b",
+        b"Host",
+        b"x\x7f",
+        b" v",
+        b"v ",
+        b"\tv",
+        b"v\t",
+        b"a\rb",
+        b"a\nb",
+        b"a\x00",
+        b"ok",
+    ]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_field_bytes, _field_bytes)
+def test_field_checks_by_pattern_agree_with_aioquics_byte_loops(name: bytes, value: bytes) -> None:
+    """The patterns that replace aioquic's per-byte field checks refuse exactly what those refuse."""
+    from aioquic.h3.connection import MessageError
+
+    from trio_hface.protocols.http3 import _h3
+
+    def refused(check: Callable[..., None], *args: bytes) -> bool:
+        try:
+            check(*args)
+        except MessageError:
+            return True
+        return False
+
+    assert refused(_h3.validate_header_name, name) == refused(_h3._check_name_by_byte, name)
+    assert refused(_h3.validate_header_value, name, value) == refused(_h3._check_value_by_byte, name, value)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.integers(min_value=-20, max_value=2**63)
+    | st.sampled_from([0, 1, 2, 3, 64, 65, 66, 67, 16385, 16386, 16387, 16388, 16389, 2**30 + 4, 2**30 + 5])
+)
+def test_data_payload_room_is_the_largest_frame_that_fits(credit: int) -> None:
+    """The DATA payload room is the largest payload whose frame (type, varint length, payload) fits."""
+    from trio_hface.protocols.http3._protocol import VARINT_LIMITS, _data_payload_room
+
+    def frame_size(payload: int) -> int:
+        length_size = next(size for size, largest in VARINT_LIMITS if payload <= largest)
+        return 1 + length_size + payload
+
+    room = _data_payload_room(credit)
+    assert room >= 0
+    assert room == 0 or (room <= VARINT_LIMITS[-1][1] and frame_size(room) <= credit)
+    if room < VARINT_LIMITS[-1][1]:
+        assert frame_size(room + 1) > credit

@@ -375,7 +375,11 @@ class HTTPConnection(_ConnectionFacts, metaclass=ABCMeta):
             else:
                 piece = bytes(view[offset : offset + size])
             self._protocol.submit_data(stream_id, piece, end_stream and last)
-            if last:
+            if last and not self._protocol.multiplexed:
+                # As in submit_headers: finishing an HTTP/1.1 message may let
+                # a pipelined request out; a multiplexed protocol makes no
+                # event of what is sent (waking its receivers for nothing
+                # costs a round of the dispatcher per response).
                 self._poke_receivers()
             offset += size
             await self._flush()

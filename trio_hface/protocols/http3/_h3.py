@@ -40,9 +40,11 @@ Internals of aioquic used here (checked against aioquic 1.7.2):
 
 from __future__ import annotations
 
+import re
 import weakref
 from dataclasses import dataclass
 
+import aioquic.h3.connection as aioquic_h3
 import pylsqpack
 from aioquic._buffer import Buffer, BufferReadError
 from aioquic.buffer import encode_uint_var
@@ -53,14 +55,15 @@ from aioquic.h3.connection import (
     H3Stream,
     IdError,
     MessageError,
+    QpackDecompressionFailed,
     Setting,
     StreamType,
     encode_frame,
 )
 from aioquic.h3.events import H3Event, HeadersReceived
-from aioquic.quic.connection import QuicConnection, stream_is_unidirectional
+from aioquic.quic.connection import QuicConnection, stream_is_client_initiated, stream_is_unidirectional
 
-from ._qpack import EncoderScanner, field_section_bound, field_section_size
+from ._qpack import EncoderScanner, field_section_bound, field_section_bound_cap, field_section_size
 
 __all__ = ["HFaceH3Connection", "GoawayFrameReceived"]
 
@@ -76,11 +79,65 @@ MAX_GOAWAY_PAYLOAD = 8
 DECODE_BOUND_FACTOR = 4
 
 
+# aioquic checks every received field name and value byte by byte in Python
+# (validate_header_name, validate_header_value: RFC 9113 section 8.2.1), which
+# is a good part of the cost of a small request. The same rules as one
+# precompiled pattern each; only a field that breaks them goes through
+# aioquic's own check, which raises its usual MessageError.
+# A name: no byte <= 0x20, no upper case, nothing >= 0x7f; a colon only first.
+_FIELD_NAME = re.compile(rb":?[\x21-\x39\x3b-\x40\x5b-\x7e]*\Z")
+# A value: no NUL, LF or CR, and no space or tab first or last.
+_BAD_FIELD_VALUE = re.compile(rb"[\x00\n\r]|\A[ \t]|[ \t]\Z")
+_check_name_by_byte = aioquic_h3.validate_header_name
+_check_value_by_byte = aioquic_h3.validate_header_value
+
+
+def validate_header_name(key: bytes) -> None:
+    """aioquic's check of a field name, by pattern (RFC 9113 section 8.2.1)."""
+    if _FIELD_NAME.match(key) is None:
+        _check_name_by_byte(key)
+
+
+def validate_header_value(key: bytes, value: bytes) -> None:
+    """aioquic's check of a field value, by pattern (RFC 9113 section 8.2.1)."""
+    if _BAD_FIELD_VALUE.search(value) is not None:
+        _check_value_by_byte(key, value)
+
+
+# aioquic's validate_headers looks both up in its module when it runs.
+aioquic_h3.validate_header_name = validate_header_name
+aioquic_h3.validate_header_value = validate_header_value
+
+
 @dataclass
 class GoawayFrameReceived(H3Event):
     """The peer sent GOAWAY with this stream ID (from a server) or push ID (from a client)."""
 
     identifier: int
+
+
+class _StreamScope:
+    """What aioquic's ``_get_or_create_stream`` yields, without a generator.
+
+    aioquic enters that context manager for every frame handled and every
+    HEADERS or DATA sent (six times per small request): as a class of two
+    slots it costs a fraction of ``contextlib.contextmanager``. On exit it
+    forgets a stream that ended, as aioquic's does.
+    """
+
+    __slots__ = ("_stream", "_streams")
+
+    def __init__(self, streams: dict[int, H3Stream], stream: H3Stream) -> None:
+        self._streams = streams
+        self._stream = stream
+
+    def __enter__(self) -> H3Stream:
+        return self._stream
+
+    def __exit__(self, *exc_info: object) -> None:
+        stream = self._stream
+        if stream.is_ended():
+            self._streams.pop(stream.stream_id)
 
 
 class _ControlScanner:
@@ -207,7 +264,8 @@ class HFaceH3Connection(H3Connection):
             self._head_requests.add(self._stream[stream_id])
 
     def _check_content_length(self, stream: H3Stream) -> None:
-        if stream not in self._head_requests:
+        # (A server has no HEAD requests of its own: no weak reference to make.)
+        if not self._head_requests or stream not in self._head_requests:
             super()._check_content_length(stream)
 
     def _handle_request_or_push_frame(
@@ -222,14 +280,18 @@ class HFaceH3Connection(H3Connection):
             return []
         if frame_type == FrameType.HEADERS:
             block = frame_data if frame_data is not None else self._blocked_blocks.pop(stream_id, None)
-            bound = (
-                None
-                if block is None
-                else field_section_bound(block, dynamic_entry_max=self._encoder_scanner.largest)
-            )
-            if bound is not None and bound > DECODE_BOUND_FACTOR * self._max_field_section_size:
-                self._refuse_oversized(stream_id, f"a field section of up to {bound} bytes is too large")
-                return []
+            largest = self._encoder_scanner.largest
+            refuse_over = DECODE_BOUND_FACTOR * self._max_field_section_size
+            # A block too short to reach the limit whatever its lines (the usual
+            # case) needs no walk.
+            if (
+                block is not None
+                and field_section_bound_cap(len(block), dynamic_entry_max=largest) > refuse_over
+            ):
+                bound = field_section_bound(block, dynamic_entry_max=largest)
+                if bound is not None and bound > refuse_over:
+                    self._refuse_oversized(stream_id, f"a field section of up to {bound} bytes is too large")
+                    return []
         try:
             events = super()._handle_request_or_push_frame(
                 frame_type=frame_type, frame_data=frame_data, stream=stream, stream_ended=stream_ended
@@ -357,6 +419,50 @@ class HFaceH3Connection(H3Connection):
         self._quic.send_stream_data(
             self._local_control_stream_id, encode_frame(FrameType.GOAWAY, encode_uint_var(identifier))
         )
+
+    # -- streams ---------------------------------------------------------------
+
+    def _get_or_create_stream(self, stream_id: int) -> _StreamScope:  # type: ignore[override]
+        streams = self._stream
+        stream = streams.get(stream_id)
+        if stream is None:
+            stream = H3Stream(stream_id)
+            if stream_is_unidirectional(stream_id):
+                # As aioquic: a unidirectional stream has one half; the other is ended.
+                if stream_is_client_initiated(stream_id) == self._is_client:
+                    stream.receiving_ended = True
+                else:
+                    stream.sending_ended = True
+            streams[stream_id] = stream
+        return _StreamScope(streams, stream)
+
+    # -- QPACK streams ---------------------------------------------------------
+
+    def _encode_headers(self, stream_id: int, headers: list[tuple[bytes, bytes]]) -> bytes:
+        # As aioquic, without writing nothing to the encoder stream when the
+        # block adds no dynamic-table entry (most blocks).
+        encoder, frame_data = self._encoder.encode(stream_id, headers)
+        if encoder:
+            self._encoder_bytes_sent += len(encoder)
+            assert self._local_encoder_stream_id is not None
+            self._quic.send_stream_data(self._local_encoder_stream_id, encoder)
+        return frame_data
+
+    def _decode_headers(self, stream_id: int, frame_data: bytes | None) -> list[tuple[bytes, bytes]]:
+        # As aioquic, without writing nothing to the decoder stream when there
+        # is nothing to acknowledge (a block that refers to no dynamic entry).
+        try:
+            if frame_data is None:
+                decoder, headers = self._decoder.resume_header(stream_id)
+            else:
+                decoder, headers = self._decoder.feed_header(stream_id, frame_data)
+        except pylsqpack.DecompressionFailed as exc:
+            raise QpackDecompressionFailed() from exc
+        if decoder:
+            self._decoder_bytes_sent += len(decoder)
+            assert self._local_decoder_stream_id is not None
+            self._quic.send_stream_data(self._local_decoder_stream_id, decoder)
+        return headers
 
     # -- sending ---------------------------------------------------------------
 

@@ -72,11 +72,18 @@ PRE_HANDSHAKE_SEND_LIMIT = 14720
 
 
 def _data_payload_room(credit: int) -> int:
-    """Return the largest DATA payload whose frame fits in *credit* bytes."""
+    """Return the largest DATA payload whose frame fits in *credit* bytes.
+
+    The payload's length takes the first varint size whose largest value
+    holds what is left after it; if none, the payload is the largest value
+    of the size before (asked before every body piece: no loop).
+    """
     best = 0
     for length_size, largest in VARINT_LIMITS:
-        payload = min(credit - DATA_FRAME_TYPE_SIZE - length_size, largest)
-        best = max(best, payload)
+        payload = credit - DATA_FRAME_TYPE_SIZE - length_size
+        if payload <= largest:
+            return max(best, payload)
+        best = largest
     return best
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "STATIC_ENTRY_MAX",
     "STATIC_NAME_MAX",
     "field_section_bound",
+    "field_section_bound_cap",
     "field_section_size",
 ]
 
@@ -142,6 +143,20 @@ def field_section_bound(block: bytes, *, dynamic_entry_max: int) -> int | None:
         return total
     except (_Truncated, _Malformed):
         return None
+
+
+def field_section_bound_cap(length: int, *, dynamic_entry_max: int) -> int:
+    """Return what :func:`field_section_bound` can at most say of any block of *length* bytes.
+
+    Checked in O(1) before the block is walked: a block that cannot reach a limit this way
+    needs no walk. Each field line takes at least one byte per entry it counts: an indexed
+    line (one byte or more) counts one entry, at most ``max(STATIC_ENTRY_MAX,
+    dynamic_entry_max)``; a literal line takes at least two bytes (the name's index or
+    length, the value's length) besides its strings and counts a name of at most
+    *dynamic_entry_max* (or ``STATIC_NAME_MAX``), 32 and ``8 / 5`` per string byte. So no
+    line counts more than ``max(STATIC_ENTRY_MAX, dynamic_entry_max)`` per byte it takes.
+    """
+    return length * max(STATIC_ENTRY_MAX, dynamic_entry_max)
 
 
 class EncoderScanner:

@@ -279,7 +279,14 @@ class FlowControlledQuicConnection(QuicConnection):
         return max(0, stream.max_stream_data_remote - stream.sender._buffer_stop)
 
     def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
-        super().send_stream_data(stream_id, data, end_stream)
+        stream = self._streams.get(stream_id)
+        # A stream that exists is not discarded, and we can send on it unless
+        # it is the peer's unidirectional one: then aioquic's lookup and checks
+        # (twice per response) would find it as it is.
+        if stream is not None and (not stream_id & 2 or (stream_id & 1) == (not self._is_client)):
+            stream.sender.write(data, end_stream=end_stream)
+        else:
+            super().send_stream_data(stream_id, data, end_stream)
         self._queued_total += len(data)
 
     def reset_stream(self, stream_id: int, error_code: int) -> None:

@@ -59,6 +59,9 @@ log = logging.getLogger(__name__)
 # is too large is answered 431.
 TOO_LARGE_RESPONSE = [(b":status", b"431"), (b"content-length", b"0")]
 
+# No stream rejected (the usual case): nothing to copy.
+_NONE_REJECTED: dict[int, str] = {}
+
 
 class _Stream(StreamState):
     """What we know about one request stream.
@@ -257,7 +260,7 @@ class RequestStreams:
     def _translate(self, h3_events: list[H3Event]) -> None:
         h3 = self._h3
         assert h3 is not None
-        rejected = dict(h3.rejected)
+        rejected = dict(h3.rejected) if h3.rejected else _NONE_REJECTED
         for h3_event in h3_events:
             if isinstance(h3_event, GoawayFrameReceived):
                 self._goaway(h3_event.identifier)
