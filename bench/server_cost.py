@@ -20,9 +20,11 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
+import ssl
 import subprocess
 import tempfile
 import time
+import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -42,29 +44,34 @@ from bench.peers import (
     stop,
     tail,
     tool,
-    wait_accepting,
 )
 
 #: Requests in the two runs of each server (h2load spreads them over ten connections).
 COUNTS = (500, 2000)
 CLIENTS = 10
 #: How long a server under valgrind may take to start (Python runs about 50 times slower).
-STARTUP_TIMEOUT = 180.0
+STARTUP_TIMEOUT = 600.0
 #: How long one h2load run may take, and a stopped server to write its callgrind totals.
 LOAD_TIMEOUT = 600.0
 EXIT_TIMEOUT = 120.0
 TOTALS = re.compile(r"^(?:summary|totals): (\d+)", re.MULTILINE)
 
 
-def _wait_accepting(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+def _wait_serving(process: subprocess.Popen[bytes], url: str, ca: Path, log: Path) -> None:
+    """Return once *url* answers a GET (a listening socket alone may not serve yet)."""
+    context = ssl.create_default_context(cafile=str(ca))
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while True:
+        if process.poll() is not None:
+            raise BenchError(f"server exited with {process.returncode}: {tail(log)}")
         try:
-            wait_accepting(process, [port], log)
+            with urllib.request.urlopen(url, timeout=30, context=context) as response:
+                response.read()
             return
-        except BenchError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise
+        except OSError:
+            if time.monotonic() > deadline:
+                raise BenchError(f"server did not answer {url}: {tail(log)}") from None
+            time.sleep(0.5)
 
 
 def _load(url: str, count: int) -> None:
@@ -81,7 +88,7 @@ def _load(url: str, count: int) -> None:
         raise BenchError(f"h2load: {match.group(1)} of {count} succeeded ({match.group(2)} failed)")
 
 
-def instructions(argv: list[str], port: int, url: str, count: int, out: Path, log: Path) -> int:
+def instructions(argv: list[str], url: str, ca: Path, count: int, out: Path, log: Path) -> int:
     """The instruction total of one server process that served *count* requests, start to exit."""
     valgrind = [shutil.which("valgrind") or "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
     with log.open("wb") as output:
@@ -89,7 +96,7 @@ def instructions(argv: list[str], port: int, url: str, count: int, out: Path, lo
             [*valgrind, *argv], stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
         )
     try:
-        _wait_accepting(process, port, log)
+        _wait_serving(process, url, ca, log)
         _load(url, count)
         process.terminate()  # both servers exit cleanly on SIGTERM; callgrind then writes its file
         process.wait(EXIT_TIMEOUT)
@@ -115,7 +122,7 @@ def per_request(kind: str, args: argparse.Namespace, certs: Certs, folder: Path)
         url = f"{'https' if args.tls else 'http'}://127.0.0.1:{port}/"
         stem = f"{kind}-{'tls' if args.tls else 'clear'}-{args.impl if kind == 'ours' else 'h11'}-{count}"
         out, log = folder / f"callgrind.{stem}", folder / f"{stem}.log"
-        totals.append(instructions(argv, port, url, count, out, log))
+        totals.append(instructions(argv, url, certs.ca, count, out, log))
     small, large = args.counts
     slope: float = (totals[1] - totals[0]) / (large - small)
     return slope
