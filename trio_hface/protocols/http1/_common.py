@@ -215,6 +215,16 @@ class HTTP1Base(HTTP1Protocol):
     def has_output(self) -> bool:
         return bool(self._out) or self._eof_to_send
 
+    def output_may_release_events(self) -> bool:
+        # An event comes from input only: one queued, input buffered behind
+        # the exchange in progress (pipelined), or the peer's end. Finishing
+        # our message with none of them makes none.
+        return bool(self._events) or self._eof_received or self._end.terminated or self._input_buffered()
+
+    @abstractmethod
+    def _input_buffered(self) -> bool:
+        """Whether received bytes wait unparsed (behind the exchange in progress)."""
+
     def bytes_to_send(self) -> bytes:
         out = self._out
         if not out:

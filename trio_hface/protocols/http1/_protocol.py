@@ -220,6 +220,9 @@ class HTTP1ProtocolImpl(HTTP1Base):
 
     # -- internals --------------------------------------------------------
 
+    def _input_buffered(self) -> bool:
+        return bool(len(self._h11._receive_buffer))
+
     def _body_received(self, data: bytes) -> bool:
         """Take *data* as body bytes, past h11, if all of it is body that does not end the message.
 
