@@ -322,24 +322,32 @@ class HTTPConnection(_ConnectionFacts, metaclass=ABCMeta):
         self.submit_headers(stream_id, headers, end_stream)
         await self._flush()
 
-    def submit_headers(self, stream_id: int, headers: HeadersType, end_stream: bool = False) -> None:
+    def submit_headers(
+        self, stream_id: int, headers: HeadersType, end_stream: bool = False, *, data_follows: bool = False
+    ) -> None:
         """Queue a header block without waiting: it goes out with what follows.
 
         For headers that data follows at once (a response and its body): the
         next :meth:`send_data` sends both in one write. Without one, the
         writer sends them on its next round. Never yields to other tasks.
 
+        :param data_follows: the caller calls :meth:`send_data` next, before
+            any checkpoint: the writer is not woken for the headers alone
+            (that send sends them)
+
         :raises LocalProtocolError: if the headers or the stream are invalid
         :raises trio.ClosedResourceError: if the connection was closed
         """
         self._check_usable()
         self._protocol.submit_headers(stream_id, headers, end_stream)
-        if not self._protocol.multiplexed:
+        protocol = self._protocol
+        if not protocol.multiplexed and protocol.output_may_release_events():
             # Finishing an HTTP/1.1 response may let a request pipelined behind
             # it out of the protocol's buffer. A multiplexed protocol makes no
             # event of submitted headers: its receivers need not look again.
             self._poke_receivers()
-        self._wake_writer()
+        if not data_follows:
+            self._wake_writer()
 
     async def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         """Send body data of any size, waiting for flow-control credit as needed.
@@ -375,11 +383,11 @@ class HTTPConnection(_ConnectionFacts, metaclass=ABCMeta):
             else:
                 piece = bytes(view[offset : offset + size])
             self._protocol.submit_data(stream_id, piece, end_stream and last)
-            if last and not self._protocol.multiplexed:
-                # As in submit_headers: finishing an HTTP/1.1 message may let
-                # a pipelined request out; a multiplexed protocol makes no
-                # event of what is sent (waking its receivers for nothing
-                # costs a round of the dispatcher per response).
+            if last and not self._protocol.multiplexed and self._protocol.output_may_release_events():
+                # As in submit_headers: finishing an HTTP/1.1 message may let a
+                # pipelined request out (the protocol tells whether it may); a
+                # multiplexed protocol makes no event of what is sent (waking its
+                # receivers for nothing costs a round of the dispatcher per response).
                 self._poke_receivers()
             offset += size
             await self._flush()

@@ -81,9 +81,9 @@ def is_websocket_request(headers: HeadersType) -> bool:
         return protocol is not None and protocol.lower() == b"websocket"
     if method != b"GET":
         return False
-    upgrade = [t.lower() for t in header_tokens(headers, b"upgrade")]
-    connection = [t.lower() for t in header_tokens(headers, b"connection")]
-    return "websocket" in upgrade and "upgrade" in connection
+    if "websocket" not in [t.lower() for t in header_tokens(headers, b"upgrade")]:
+        return False
+    return "upgrade" in [t.lower() for t in header_tokens(headers, b"connection")]
 
 
 class BoundedDeflate(PerMessageDeflate):

@@ -16,7 +16,7 @@ from ._abc import (
 )
 from ._quic import QUICListener, QUICListenerStatistics, UDPStream, resolve_udp
 from ._system import SystemNetworking
-from ._tls import can_receive_without_waiting, client_ssl_context, server_ssl_context
+from ._tls import can_receive_without_waiting, client_ssl_context, send_space_probe, server_ssl_context
 
 __all__ = [
     "ByteStream",
@@ -36,5 +36,6 @@ __all__ = [
     "resolve_udp",
     "can_receive_without_waiting",
     "client_ssl_context",
+    "send_space_probe",
     "server_ssl_context",
 ]

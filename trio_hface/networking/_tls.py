@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import select
 import ssl
 import struct
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import trio
 
@@ -19,7 +20,13 @@ except ImportError:  # pragma: no cover
 from .._models import ClientTLSConfig, ServerTLSConfig
 from ..errors import TLSConfigError
 
-__all__ = ["can_receive_without_waiting", "check_server_tls", "client_ssl_context", "server_ssl_context"]
+__all__ = [
+    "can_receive_without_waiting",
+    "check_server_tls",
+    "send_space_probe",
+    "client_ssl_context",
+    "server_ssl_context",
+]
 
 #: The most bytes one TLS record takes on the wire: a 5-byte header, 2**14
 #: bytes of data and at most 2048 bytes of expansion (RFC 5246 section 6.2.3;
@@ -53,6 +60,36 @@ def can_receive_without_waiting(stream: trio.abc.Stream) -> bool:
     if held + _kernel_holds(stream.transport_stream) >= MAX_TLS_RECORD:
         return True
     return bool(stream.pending())
+
+
+def send_space_probe(stream: trio.abc.Stream) -> Callable[[], bool] | None:
+    """A function telling whether the socket under *stream* takes more bytes now, or ``None``.
+
+    For a :class:`trio.SocketStream`, or a :class:`trio.SSLStream` over one:
+    the probe polls the socket (without waiting) for room in its send
+    buffer, so that a small write made then completes at once. ``None`` for
+    other streams, and where there is no ``poll``.
+    """
+    transport = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+    if not isinstance(transport, trio.SocketStream) or not hasattr(select, "poll"):
+        return None
+    try:
+        fd = transport.socket.fileno()
+    except OSError:  # pragma: no cover
+        return None
+    if fd < 0:
+        return None
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+
+    def has_room() -> bool:
+        try:
+            ready = poller.poll(0)
+        except OSError:  # pragma: no cover
+            return False
+        return bool(ready) and ready[0][1] == select.POLLOUT
+
+    return has_room
 
 
 def _kernel_holds(transport: trio.abc.Stream) -> int:

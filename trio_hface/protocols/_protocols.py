@@ -213,6 +213,18 @@ class HTTPProtocol(metaclass=ABCMeta):
         """Whether :meth:`submit_ping` works (HTTP/2's PING frame). False by default."""
         return False
 
+    def output_may_release_events(self) -> bool:
+        """Whether what was just submitted may have made :meth:`next_event` return something new.
+
+        The connection asks it after a header block and after the end of a
+        body, and wakes its receivers only when it is ``True``. HTTP/1.1
+        cannot have a new event then unless input is buffered (a request
+        pipelined behind the exchange just finished), the peer's input has
+        ended, or events are queued already. The default says ``True``:
+        implementations that cannot tell lose nothing but that saving.
+        """
+        return True
+
     def submit_ping(self, data: bytes) -> None:
         """Send a PING; a :class:`~trio_hface.events.PingAckReceived` follows its acknowledgement.
 

@@ -159,6 +159,12 @@ class AccessLog:
             self._file.close()
             self._file = None
 
+    def active(self) -> bool:
+        """Whether :meth:`write` writes a line now (one can skip gathering its fields otherwise)."""
+        if self.destination is None:
+            return access_logger.isEnabledFor(logging.INFO)
+        return self.destination == "-" or self._file is not None
+
     def write(
         self,
         scope: MutableMapping[str, Any],

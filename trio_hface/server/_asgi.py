@@ -56,11 +56,34 @@ def build_scope(connection: HTTPConnection, headers: HeadersType, *, root_path: 
     With a *root_path*, ``path`` and ``raw_path`` start with it: a path that
     does not (a reverse proxy removed the prefix) gets it put in front.
     """
-    pseudo = {name: value for name, value in headers if name.startswith(b":")}
-    method = pseudo.get(b":method", b"GET").decode("ascii", "replace")
-    authority = pseudo.get(b":authority")
+    # One pass over the headers: the pseudo-headers (the last of a name wins),
+    # the regular fields in order, and whether Host is among them.
+    method_value = b"GET"
+    authority = path_value = scheme_value = protocol = None
+    regular: list[tuple[bytes, bytes]] = []
+    has_host = False
+    for name, value in headers:
+        if name.startswith(b":"):
+            if name == b":method":
+                method_value = value
+            elif name == b":path":
+                path_value = value
+            elif name == b":authority":
+                authority = value
+            elif name == b":scheme":
+                scheme_value = value
+            elif name == b":protocol":
+                protocol = value
+        else:
+            if name == b"host":
+                has_host = True
+            regular.append((name, value))
+    method = method_value.decode("ascii", "replace")
     # A CONNECT has no path, but an extended CONNECT (:protocol, RFC 8441) has one.
-    raw_path = pseudo.get(b":path", b"/") if method != "CONNECT" or b":protocol" in pseudo else b""
+    if method != "CONNECT" or protocol is not None:
+        raw_path = b"/" if path_value is None else path_value
+    else:
+        raw_path = b""
     path, _, query = raw_path.partition(b"?")
     if root_path:
         # ASGI: the path includes root_path (PATH_INFO is the path with root_path
@@ -68,11 +91,13 @@ def build_scope(connection: HTTPConnection, headers: HeadersType, *, root_path: 
         prefix = root_path.encode("utf-8")
         if path != prefix and not path.startswith(prefix + b"/"):
             path = prefix + path
-    regular = [(name, value) for name, value in headers if not name.startswith(b":")]
-    if authority is not None and not any(name == b"host" for name, _ in regular):
+    if authority is not None and not has_host:
         regular.insert(0, (b"host", authority))
-    scheme = pseudo.get(b":scheme", b"https" if connection.extra_attributes.get("tls_version") else b"http")
     extra = connection.extra_attributes
+    if scheme_value is not None:
+        scheme = scheme_value
+    else:
+        scheme = b"https" if extra.get("tls_version") else b"http"
     server: AddressType | None = extra.get("local_address")
     client: AddressType | None = extra.get("remote_address")
     scope: dict[str, Any] = {
@@ -90,10 +115,8 @@ def build_scope(connection: HTTPConnection, headers: HeadersType, *, root_path: 
         "server": list(server) if server else None,
         "extensions": {"http.response.trailers": {}},
     }
-    if b":protocol" in pseudo:
-        scope["extensions"]["http.extended_connect"] = {
-            "protocol": pseudo[b":protocol"].decode("ascii", "replace")
-        }
+    if protocol is not None:
+        scope["extensions"]["http.extended_connect"] = {"protocol": protocol.decode("ascii", "replace")}
     return scope
 
 
@@ -142,7 +165,8 @@ class RequestCycle:
         self._request_ended = request_ended
         self._body_complete_sent = False
         self._extra_headers = list(extra_response_headers)
-        self._expect_continue = any(
+        # A request that ended has no body to invite (and nothing to look for).
+        self._expect_continue = not request_ended and any(
             name == b"expect" and value.lower() == b"100-continue" for name, value in request_headers
         )
         self._continue_sent = False
@@ -277,8 +301,11 @@ class RequestCycle:
                     await self._send_headers(end_stream=True)
                     self._finish()
                     return
-                # The head goes out with the first piece of the body, in one write.
-                self.connection.submit_headers(self.stream_id, self._response_head(), end_stream=False)
+                # The head goes out with the first piece of the body, in one write
+                # (an empty piece that does not end the body is not sent: the writer takes the head).
+                self.connection.submit_headers(
+                    self.stream_id, self._response_head(), end_stream=False, data_follows=bool(body)
+                )
                 self._headers_sent = True
             if body or end:
                 await self.connection.send_data(self.stream_id, body, end_stream=end)
@@ -309,7 +336,7 @@ class RequestCycle:
 
     def _finish(self) -> None:
         self.response_complete = True
-        if self._access_log is not None:
+        if self._access_log is not None and self._access_log.active():
             self._access_log.write(
                 self.scope,
                 target=request_target(self._request_headers),

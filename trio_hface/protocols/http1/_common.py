@@ -215,6 +215,16 @@ class HTTP1Base(HTTP1Protocol):
     def has_output(self) -> bool:
         return bool(self._out) or self._eof_to_send
 
+    def output_may_release_events(self) -> bool:
+        # An event comes from input only: one queued, input buffered behind
+        # the exchange in progress (pipelined), or the peer's end. Finishing
+        # our message with none of them makes none.
+        return bool(self._events) or self._eof_received or self._end.terminated or self._input_buffered()
+
+    @abstractmethod
+    def _input_buffered(self) -> bool:
+        """Whether received bytes wait unparsed (behind the exchange in progress)."""
+
     def bytes_to_send(self) -> bytes:
         out = self._out
         if not out:
@@ -257,7 +267,13 @@ class HTTP1Base(HTTP1Protocol):
             self._mergeable and self._events and isinstance(self._events[-1], (HeadersReceived, DataReceived))
         ):
             last = cast("HeadersReceived | DataReceived", self._events.pop())
-            self._events.append(replace(last, end_stream=True))
+            # Built anew where the class is known (dataclasses.replace costs several times more).
+            if type(last) is HeadersReceived:
+                self._events.append(HeadersReceived(last.stream_id, last.headers, end_stream=True))
+            elif type(last) is DataReceived:
+                self._events.append(DataReceived(last.stream_id, last.data, end_stream=True))
+            else:
+                self._events.append(replace(last, end_stream=True))
         elif exchange.method != b"CONNECT" or self._client:
             self._events.append(DataReceived(exchange.stream_id, b"", end_stream=True))
         self._mergeable = False

@@ -94,7 +94,8 @@ def block_complete(data: bytearray, what: str, *, may_be_empty: bool) -> bool:
 
 
 def _check_framing(event: h11.Request | h11.Response | h11.InformationalResponse) -> None:
-    names = [name for name, _ in event.headers]
+    full: list[tuple[bytes, bytes, bytes]] | None = getattr(event.headers, "_full_items", None)
+    names = [name for name, _ in event.headers] if full is None else [name for _, name, _ in full]
     if b"transfer-encoding" not in names:
         return
     if b"content-length" in names:

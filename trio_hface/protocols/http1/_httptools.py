@@ -245,6 +245,9 @@ class HTTPToolsProtocol(HTTP1Base):
 
     # -- internals --------------------------------------------------------
 
+    def _input_buffered(self) -> bool:
+        return bool(len(self._buf))
+
     def _pull(self) -> None:
         """Translate what is buffered into events, one message per exchange (as h11 reads)."""
         try:

@@ -220,6 +220,9 @@ class HTTP1ProtocolImpl(HTTP1Base):
 
     # -- internals --------------------------------------------------------
 
+    def _input_buffered(self) -> bool:
+        return bool(len(self._h11._receive_buffer))
+
     def _body_received(self, data: bytes) -> bool:
         """Take *data* as body bytes, past h11, if all of it is body that does not end the message.
 
@@ -288,7 +291,7 @@ class HTTP1ProtocolImpl(HTTP1Base):
 
     def _translate(self, event: h11.Event) -> None:
         if isinstance(event, (h11.Request, h11.InformationalResponse, h11.Response, h11.EndOfMessage)):
-            size = sum(len(n) + len(v) + 4 for n, v in event.headers)
+            size = sum(len(n) + len(v) + 4 for n, v in _items(event.headers))
             if size > self._max_header_size:
                 # h11 checks only blocks that arrive in pieces; check complete ones too.
                 status = 431 if isinstance(event, h11.Request) else 400
@@ -405,6 +408,17 @@ def _request_from_h11(event: h11.Request, scheme: bytes) -> list[tuple[bytes, by
     return request_headers(bytes(event.method), bytes(event.target), _fields(event.headers), scheme)
 
 
+def _items(headers: Sequence[tuple[bytes, bytes]]) -> Sequence[tuple[bytes, bytes]]:
+    """h11's fields as (lower-case name, value) pairs, without its item-by-item ``Headers`` view."""
+    full: list[tuple[bytes, bytes, bytes]] | None = getattr(headers, "_full_items", None)
+    if full is None:
+        return headers
+    return [(name, value) for _, name, value in full]
+
+
 def _fields(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     # h11 lower-cases names (RFC 9110 section 5.1: names are case-insensitive).
-    return [(bytes(n), bytes(v)) for n, v in headers]
+    full: list[tuple[bytes, bytes, bytes]] | None = getattr(headers, "_full_items", None)
+    if full is None:
+        return [(bytes(n), bytes(v)) for n, v in headers]
+    return [(bytes(n), bytes(v)) for _, n, v in full]
