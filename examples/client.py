@@ -10,16 +10,16 @@ import argparse
 import trio
 
 from trio_hface import ClientTLSConfig
-from trio_hface.client import Client, Request
+from trio_hface.client import Client
 
 
 async def main(url: str) -> None:
     client = Client(tls_config=ClientTLSConfig(cafile="certs/cacert.pem"))
     async with client.session() as session:
         for _ in range(2):
-            response = await session.dispatch(Request("GET", url))
+            response = await session.get(url)
             version, status = response.http_version, response.status
-            print(f"HTTP/{version} {status}:", response.content.decode(), end="")
+            print(f"HTTP/{version} {status}:", response.text, end="")
 
 
 if __name__ == "__main__":

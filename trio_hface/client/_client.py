@@ -72,7 +72,9 @@ class Client:
 
         client = Client()
         async with client.session() as session:
-            response = await session.dispatch(Request("GET", "https://example.com/"))
+            response = await session.get("https://example.com/")
+
+    (:meth:`ClientSession.dispatch` sends a :class:`.Request` built by hand.)
 
     :param tls_config: TLS settings (certificates are verified by default)
     :param protocol: which HTTP versions to use (default: HTTP/1.1 or HTTP/2
