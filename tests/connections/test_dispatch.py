@@ -164,3 +164,103 @@ async def test_quic_listener_capabilities_are_asked_not_assumed(
     assert "no admission control" in caplog.text
     await listener.aclose()
     assert bare.closed
+
+
+async def test_a_router_takes_events_where_they_are_made_and_leaves_the_rest_in_order() -> None:
+    """set_event_router: events the router takes never reach receive_event (nobody waiting there
+    wakes for them); one it declines comes from receive_event first, then every event after it,
+    in order, and only once none waits are events offered to the router again."""
+    client, server = pair(HTTP2ClientFactory(), HTTP2ServerFactory())
+    offered: list[object] = []
+    received: list[object] = []
+    changed = trio.Event()
+
+    def note(into: list[object], event: object) -> None:
+        nonlocal changed
+        into.append(event)
+        changed.set()
+        changed = trio.Event()
+
+    async def until(into: list[object], count: int) -> None:
+        while len(into) < count:
+            await changed.wait()
+
+    def router(event: object) -> bool:
+        note(offered, event)
+        return not (isinstance(event, HeadersReceived) and event.stream_id == 3)  # those need a task
+
+    async def receive(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            note(received, await client.receive_event())
+
+    async with client, server, trio.open_nursery() as nursery:
+        client.set_event_router(router)
+        await nursery.start(receive)
+        for _ in range(2):
+            stream_id = client.get_available_stream_id()
+            await client.send_headers(stream_id, REQUEST, end_stream=True)
+        with trio.fail_after(5):
+            for stream_id in (1, 3):
+                while not isinstance(event := await server.receive_event(), HeadersReceived):
+                    pass
+                assert event.stream_id == stream_id
+            # Stream 1 is answered: the router takes it all, and receive() sleeps on.
+            server.submit_headers(1, [(b":status", b"200")])
+            await server.send_data(1, b"one", end_stream=True)
+            await until(offered, 2)
+            await trio.testing.wait_all_tasks_blocked()
+            assert [type(e) for e in offered] == [HeadersReceived, DataReceived]
+            assert received == []
+            # Stream 3's headers are declined: they and the data behind them come to receive().
+            server.submit_headers(3, [(b":status", b"200")])
+            await server.send_data(3, b"three", end_stream=True)
+            await until(received, 2)
+            assert [type(e) for e in received] == [HeadersReceived, DataReceived]
+            assert received[1] == DataReceived(3, b"three", end_stream=True)
+            assert len(offered) == 3  # the data behind the declined headers was not offered
+            # Nothing waits any more: the router is offered what comes next (a GOAWAY).
+            await server.send_goaway()
+            await until(offered, 4)
+            assert isinstance(offered[3], GoawayReceived) and len(received) == 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_full_http1_inbox_still_holds_the_reading_back() -> None:
+    """With the dispatcher routing in the reader, an HTTP/1.1 response nobody reads fills its inbox
+    to its bound and no further (the reader stops: TCP pushes back), and all of it arrives once read."""
+    client, server = pair(HTTP1ClientFactory(), HTTP1ServerFactory())
+    body = bytes(range(256)) * (4 * 4096)  # 4 MiB
+    async with client, server, trio.open_nursery() as nursery:
+
+        async def answer(event: HeadersReceived) -> None:
+            async def respond() -> None:
+                await server.send_headers(event.stream_id, [(b":status", b"200")])
+                for start in range(0, len(body), 65536):
+                    await server.send_data(event.stream_id, body[start : start + 65536])
+                await server.send_data(event.stream_id, b"", end_stream=True)
+
+            nursery.start_soon(respond)
+
+        served = StreamDispatcher(server, on_new_stream=answer)
+        asking = StreamDispatcher(client)
+        nursery.start_soon(served.run)
+        nursery.start_soon(asking.run)
+        stream_id = client.get_available_stream_id()
+        inbox = asking.open_inbox(stream_id)
+        await client.send_headers(stream_id, [(b":method", b"GET"), *REQUEST[1:]], end_stream=True)
+        with trio.fail_after(10):
+            assert isinstance(await inbox.receive(), HeadersReceived)
+            for _ in range(20):
+                await trio.testing.wait_all_tasks_blocked()
+                await trio.sleep(0.01)
+            assert 0 < inbox.buffered <= 1024 * 1024  # its bound (256 KiB) and a read or so more
+            received = bytearray()
+            while True:
+                event = await inbox.receive()
+                assert isinstance(event, DataReceived)
+                received += event.data
+                if event.end_stream:
+                    break
+        assert received == body
+        nursery.cancel_scope.cancel()

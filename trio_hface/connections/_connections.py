@@ -25,6 +25,16 @@ flow-control credit goes back to the peer. A sender whose window is empty
 waits for input (the reader is always reading on multiplexed connections),
 so a sender waiting for credit and a receiver waiting for the sender cannot
 deadlock: credit arrives through the reader, which waits for neither.
+
+Events can also be routed where they are made: with
+:meth:`HTTPConnection.set_event_router`, the task whose input or submission
+made an event (the reader, most often) offers it at once to a router, which
+puts it where it belongs (a stream's queue) without waiting, and no task is
+woken in :meth:`HTTPConnection.receive_event` for it. What the router cannot
+take without waiting it leaves to :meth:`HTTPConnection.receive_event`, in
+order. The :class:`.StreamDispatcher` of servers and clients works so: a
+response's events go from the reader to the task that waits for them, with
+no task in between.
 """
 
 from __future__ import annotations
@@ -43,9 +53,9 @@ import trio
 from .._models import HTTPErrorCodes
 from .._typing import AddressType, HeadersType
 from ..errors import HFaceError, UsageError
-from ..events import ConnectionTerminated, Event
 from ..protocols import HTTPProtocol
 from ._limit import ConnectionSlot
+from ._receiving import _EventReceiving
 
 __all__ = ["CLOSE_TIMEOUT", "CONNECTION_ERRORS", "HTTPConnection"]
 
@@ -111,7 +121,7 @@ class _ConnectionFacts:
         return self._protocol
 
 
-class HTTPConnection(_ConnectionFacts, metaclass=ABCMeta):
+class HTTPConnection(_ConnectionFacts, _EventReceiving, metaclass=ABCMeta):
     """One HTTP connection of any version.
 
     Obtain connections from a listener (:class:`.HTTPListener`) or an opener
@@ -158,6 +168,13 @@ class HTTPConnection(_ConnectionFacts, metaclass=ABCMeta):
         self._input_done = False
         # HTTP/1 reads only while someone waits.
         self._waiting = 0
+        # The receiving side's state (see _EventReceiving).
+        self._events_event = trio.Event()
+        self._event_waiters = 0
+        self._router = None
+        self._declined = None
+        self._routing_paused = False
+        self._routing = False
         self._want_input = trio.Event()
         # Output: senders bump _submitted, the writer records what it flushed.
         self._submitted = 0
@@ -455,36 +472,6 @@ class HTTPConnection(_ConnectionFacts, metaclass=ABCMeta):
         self._protocol.acknowledge_data(stream_id, length)
         self._wake_writer_for_output()
 
-    async def receive_event(self) -> Event:
-        """Wait for the next event of any stream.
-
-        Handing out data returns its flow-control credit to the peer (unless
-        :attr:`manual_acknowledgement` is on). The last event is
-        :class:`~trio_hface.events.ConnectionTerminated`.
-
-        :raises trio.ClosedResourceError: if called after the connection ended
-        """
-        while True:
-            event = self._protocol.next_event()
-            if event is not None:
-                self._wake_writer_for_output()  # handing out data may produce WINDOW_UPDATE
-                if isinstance(event, ConnectionTerminated):
-                    self._terminated = True
-                    self._peer_error = event.error_code != 0
-                return event
-            if self._terminated or self._closed:
-                raise trio.ClosedResourceError("the connection is closed")
-            if self._input_done:
-                if not self._broken and not self._protocol.has_expired():
-                    # The peer half-closed (an HTTP/1.1 tunnel) but we may still
-                    # send: the protocol ends the connection once we are done too.
-                    await self._input_event.wait()
-                    continue
-                # The transport ended without the protocol saying so: say it here.
-                self._terminated = True
-                return ConnectionTerminated(self.error_codes.internal_error, "the transport ended")
-            await self._wait_input()
-
     # -- internals ----------------------------------------------------------
 
     def _check_usable(self) -> None:
@@ -514,16 +501,6 @@ class HTTPConnection(_ConnectionFacts, metaclass=ABCMeta):
         """Called by the reader after feeding input: wake waiters, and the writer if there is output."""
         self._poke_receivers()
         self._wake_writer_for_output()
-
-    def _poke_receivers(self) -> None:
-        """Make waiting receivers look at the protocol again.
-
-        Input is not the only thing that makes events available: finishing an
-        HTTP/1.1 response lets the protocol parse a request that was pipelined
-        behind it, already in its buffer.
-        """
-        event, self._input_event = self._input_event, trio.Event()
-        event.set()
 
     def _idle_deadline(self) -> float:
         if self._idle_timeout is None:

@@ -17,6 +17,16 @@ sender), and routes:
   streams it did not open);
 * GOAWAY and PING acknowledgements to their hooks.
 
+While :meth:`StreamDispatcher.run` runs, it is the connection's event
+router (:meth:`.HTTPConnection.set_event_router`): what can be routed
+without waiting (an event into an inbox with room, data to the bin, GOAWAY
+and PING acknowledgements to their hooks) is routed by the task that made
+it, the connection's reader most often, and the task that waits in
+:meth:`.StreamInbox.receive` is the next to run, with no task in between.
+The rest (a full inbox, a new stream, the connection's end, and on
+HTTP/1.1 whatever leaves no inbox behind) comes to :meth:`run`'s own loop,
+in order, which routes it as before.
+
 :meth:`StreamDispatcher.run` returns why it stopped: the connection ended,
 the receive deadline passed (a server's keep-alive clock), or an HTTP/1.1
 connection must close after its last exchange. The server and the client
@@ -124,6 +134,14 @@ class StreamDispatcher:
 
     async def run(self) -> DispatchEnd:
         """Route events until the connection ends, the deadline passes, or HTTP/1.1 is done."""
+        connection = self.connection
+        connection.set_event_router(self._route_now)
+        try:
+            return await self._run()
+        finally:
+            connection.set_event_router(None)
+
+    async def _run(self) -> DispatchEnd:
         while True:
             # One cancel scope for many events, not one per event (entering
             # and leaving a scope costs more than routing an event). It is
@@ -176,6 +194,42 @@ class StreamDispatcher:
         if connection.has_expired() and not self.inboxes and not connection.multiplexed:
             return DispatchEnd.EXPIRED  # HTTP/1.1 that must close after its last exchange
         return None
+
+    def _route_now(self, event: Event) -> bool:
+        """Route *event* if that needs no waiting (the connection's router); else leave it to :meth:`run`.
+
+        Whatever is left to :meth:`run` is left before any of its effects
+        (:meth:`run` routes it from the start). On HTTP/1.1, an event that
+        leaves no inbox behind goes to :meth:`run` too, which then checks
+        whether the connection is done.
+        """
+        multiplexed = self.connection.multiplexed
+        if isinstance(event, StreamEvent):
+            inbox = self.inboxes.get(event.stream_id)
+            if inbox is None:
+                if not multiplexed:
+                    return False
+                if isinstance(event, DataReceived):  # for a stream we are done with: its credit is due
+                    self.connection.acknowledge_data(event.stream_id, len(event.data))
+                elif isinstance(event, HeadersReceived) and self._on_new_stream is not None:
+                    return False  # starting a stream may wait
+                return True
+            try:
+                inbox.put_nowait(event)
+            except (trio.WouldBlock, trio.ClosedResourceError):
+                return False  # full: run() waits for room; ended: run() forgets it
+            if isinstance(event, StreamReset):
+                inbox.end()
+            return True
+        if not multiplexed or isinstance(event, ConnectionTerminated):
+            return False
+        if isinstance(event, GoawayReceived):
+            if self._on_goaway is not None:
+                self._on_goaway(event)
+        elif isinstance(event, PingAckReceived):
+            if self._on_ping_ack is not None:
+                self._on_ping_ack(event)
+        return True
 
     async def _route(self, event: StreamEvent) -> None:
         inbox = self.inboxes.get(event.stream_id)

@@ -95,7 +95,8 @@ class StreamInbox:
         self._others = 0
         self._ended = False
         self._closed = False
-        self._changed = trio.Event()
+        # Made when a task waits (most inboxes of small responses never need one).
+        self._changed: trio.Event | None = None
         # Tasks waiting on _changed: with none, a change allocates no new Event.
         self._waiters = 0
 
@@ -111,12 +112,15 @@ class StreamInbox:
 
     def _notify(self) -> None:
         if self._waiters:
-            changed, self._changed = self._changed, trio.Event()
-            changed.set()
+            changed, self._changed = self._changed, None
+            if changed is not None:
+                changed.set()
 
     async def _wait_changed(self) -> None:
         self._waiters += 1
         try:
+            if self._changed is None:
+                self._changed = trio.Event()
             await self._changed.wait()
         finally:
             self._waiters -= 1

@@ -176,7 +176,10 @@ class HTTPOverTCPConnection(HTTPConnection):
                 mark = self._submitted
                 pieces = self._take_output()
                 if pieces:
-                    await self._send_pieces(pieces)
+                    if len(pieces) == 1:
+                        await self._stream.send_all(pieces[0])
+                    else:
+                        await self._send_pieces(pieces)
                     self._last_activity = trio.current_time()
                     if self._tcp.multiplexed:
                         # What was submitted up to the mark is out: its senders

@@ -95,6 +95,11 @@ class HTTP1ProtocolImpl(HTTP1Base):
         self._h11 = StrictConnection(
             h11.CLIENT if client else h11.SERVER, max_incomplete_event_size=max_header_size
         )
+        # Whether h11 may have an event to give: not after it said it needs
+        # data (or is paused), until it is given data or its states change
+        # (we send, a cycle starts). Asking it again before that costs a
+        # parse attempt and gives nothing.
+        self._h11_changed = True
 
     # -- state ------------------------------------------------------------
 
@@ -201,6 +206,7 @@ class HTTP1ProtocolImpl(HTTP1Base):
                 f"the peer sent more than {self._max_buffer_size} bytes ahead of the application",
             )
             return
+        self._h11_changed = True
         try:
             self._h11.receive_data(data)
         except h11.RemoteProtocolError as exc:
@@ -213,6 +219,7 @@ class HTTP1ProtocolImpl(HTTP1Base):
         if self._tunnel:
             self._tunnel_eof()
             return
+        self._h11_changed = True
         try:
             self._h11.receive_data(b"")
         except h11.RemoteProtocolError as exc:
@@ -257,6 +264,7 @@ class HTTP1ProtocolImpl(HTTP1Base):
         return True
 
     def _h11_send(self, event: h11.Event) -> None:
+        self._h11_changed = True
         try:
             # The pieces as h11 writes them: a body stays the object it was
             # handed (h11's send() would join it with the chunk framing).
@@ -272,13 +280,18 @@ class HTTP1ProtocolImpl(HTTP1Base):
         Pulls until h11 needs data, so that an ``EndOfMessage`` right after
         headers or data folds into that event's ``end_stream``. What is
         pulled is bounded by h11's buffer, which ``bytes_received`` bounds.
+        Nothing is asked of h11 while nothing changed since it last needed data.
         """
+        if not self._h11_changed:
+            return
         while not self._end.terminated and not self._tunnel:
             try:
                 event = self._h11.next_event()
             except h11.RemoteProtocolError as exc:
                 self._remote_error(exc)
                 return
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                self._h11_changed = False
             if event is h11.NEED_DATA:
                 if self._eof_received and self._h11.their_state is not h11.CLOSED:
                     self._terminate(0, "connection closed by the peer")
@@ -351,6 +364,7 @@ class HTTP1ProtocolImpl(HTTP1Base):
         if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
             self._exchange = None
             if not self._closing:
+                self._h11_changed = True
                 try:
                     self._h11.start_next_cycle()
                 except h11.LocalProtocolError:  # keep-alive is off
@@ -372,6 +386,7 @@ class HTTP1ProtocolImpl(HTTP1Base):
             self.eof_received()
 
     def _try_error_response(self, status: int) -> None:
+        self._h11_changed = True
         try:
             data = self._h11.send(
                 h11.Response(

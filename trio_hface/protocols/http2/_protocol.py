@@ -165,14 +165,17 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
         self._unsent_acks = 0
         self._resets = PeerResets()
         self._goaway_sent = False
+        # The peer's settings that each request asks for, read again when they change.
+        self._peer_max_streams = 0
+        self._peer_connect_protocol = False
+        self._read_peer_settings()
 
     # -- state ------------------------------------------------------------
 
     def is_available(self) -> bool:
         if not self._client or self.has_expired():
             return False
-        limit = self._h2.remote_settings.max_concurrent_streams
-        return bool(self._h2.open_outbound_streams < limit)
+        return bool(self._h2.open_outbound_streams < self._peer_max_streams)
 
     def has_expired(self) -> bool:
         return self._end.terminated or self._goaway_received or self._goaway_sent
@@ -210,7 +213,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
                 headers,
                 kind,
                 multiplexed=True,
-                allow_extended_connect=bool(self._h2.remote_settings.enable_connect_protocol),
+                allow_extended_connect=self._peer_connect_protocol,
             )
         except HeaderError as exc:
             raise LocalProtocolError(str(exc)) from None
@@ -299,7 +302,7 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
 
     @property
     def peer_allows_extended_connect(self) -> bool:
-        return bool(self._h2.remote_settings.enable_connect_protocol)
+        return self._peer_connect_protocol
 
     def submit_ping(self, data: bytes) -> None:
         self._end.check_open()
@@ -408,13 +411,21 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
             elif isinstance(ev, h2.events.PingAckReceived):
                 assert ev.ping_data is not None
                 self._queue(PingAckReceived(bytes(ev.ping_data)))
-            elif isinstance(ev, (h2.events.PingReceived, h2.events.RemoteSettingsChanged)):
+            elif isinstance(ev, h2.events.RemoteSettingsChanged):
+                self._read_peer_settings()  # h2 applied them already
+                self._count_unsent_answer()
+            elif isinstance(ev, h2.events.PingReceived):
                 self._count_unsent_answer()
             elif isinstance(ev, h2.events.StreamEnded):
                 assert ev.stream_id is not None
                 self._forget_closed(ev.stream_id)
             # Other h2 events (settings, window updates, pings, priority,
             # unknown frames) are handled inside h2.
+
+    def _read_peer_settings(self) -> None:
+        settings = self._h2.remote_settings
+        self._peer_max_streams = int(settings.max_concurrent_streams)
+        self._peer_connect_protocol = bool(settings.enable_connect_protocol)
 
     def _on_reset(self, stream_id: int, error_code: int, remote: bool) -> None:
         self._sent.pop(stream_id, None)
