@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import hpack
 import httpx
+import hyperframe.frame
 import trio
 
 from bench.peers import BenchError, Certs, Ports, free_port, ours_argv, server, tool
@@ -299,6 +301,75 @@ async def raw_download(url: str, certs: Certs) -> int:
     return received
 
 
+async def raw_h2_download(url: str, certs: Certs) -> int:
+    """GET *url* over HTTP/2 on a raw Trio TLS stream: the request's frames made once by hand,
+    then the response read by its frame headers alone (each DATA payload counted, not parsed,
+    until END_STREAM); return the body length.
+
+    The reference of an HTTP/2 download row: the same bytes, cut into TLS records the way the
+    server cuts an HTTP/2 response, through the same TLS, with no HTTP/2 implementation. Our
+    windows are opened wide at the start, so no WINDOW_UPDATE is due during the download.
+    """
+    parsed = httpx.URL(url)
+    host, port = parsed.host, parsed.port or 443
+    context = ssl.create_default_context(cafile=str(certs.ca))
+    context.set_alpn_protocols(["h2"])
+    stream = await trio.open_ssl_over_tcp_stream(host, port, ssl_context=context)
+    async with stream:
+        await stream.do_handshake()
+        if stream.selected_alpn_protocol() != "h2":
+            raise AssertionError(f"{url}: the server did not choose HTTP/2")
+        largest_window = 2**31 - 1
+        settings = hyperframe.frame.SettingsFrame(0, settings={0x4: largest_window})  # INITIAL_WINDOW_SIZE
+        window = hyperframe.frame.WindowUpdateFrame(0, window_increment=largest_window - 65535)
+        headers = hyperframe.frame.HeadersFrame(1, flags=["END_HEADERS", "END_STREAM"])
+        fields = [(":method", "GET"), (":scheme", "https"), (":authority", f"{host}:{port}")]
+        headers.data = hpack.Encoder().encode([*fields, (":path", parsed.raw_path.decode())])
+        request = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + settings.serialize() + window.serialize()
+        await stream.send_all(request + headers.serialize())
+        received = 0
+        header = b""  # the part of a frame header received so far
+        skip = 0  # payload bytes of the current frame still to come
+        counting = ending = False  # the current frame: stream 1's DATA, with END_STREAM
+        while True:
+            data = await stream.receive_some(RAW_RECEIVE_SIZE)
+            if not data:
+                raise AssertionError(f"{url}: the connection ended in the response")
+            position, size = 0, len(data)
+            while True:
+                if skip:
+                    taken = min(skip, size - position)
+                    if counting:
+                        received += taken
+                    skip -= taken
+                    position += taken
+                    if skip:
+                        break  # the payload goes on in the next read
+                    if ending:
+                        return received
+                if position >= size:
+                    break
+                need = 9 - len(header)
+                header += data[position : position + need]
+                position += min(need, size - position)
+                if len(header) < 9:
+                    break
+                length = int.from_bytes(header[:3], "big")
+                kind, flags, stream_id = header[3], header[4], int.from_bytes(header[5:9], "big")
+                header = b""
+                counting = kind == 0x0 and stream_id == 1
+                ending = counting and bool(flags & 0x1)
+                if counting and flags & 0x8:
+                    raise AssertionError(f"{url}: padded DATA (not counted here)")
+                if kind in (0x3, 0x7):
+                    raise AssertionError(f"{url}: the server reset the stream or the connection")
+                if kind == 0x4 and not flags & 0x1:  # the server's SETTINGS: acknowledge them
+                    await stream.send_all(hyperframe.frame.SettingsFrame(0, flags=["ACK"]).serialize())
+                skip = length
+                if ending and not skip:
+                    return received
+
+
 async def timed_download(download: Callable[[], Awaitable[int]], plan: Plan) -> float:
     """The best MB/s of DOWNLOAD_RUNS downloads (a large transfer is at the mercy of the scheduler)."""
     best = 0.0
@@ -319,29 +390,20 @@ async def ours_download(peer: Peer, plan: Plan, certs: Certs) -> float:
 
 
 def run_downloads(section: Section, plan: Plan, certs: Certs, folder: Path) -> None:
-    """Our client's downloads (HTTP/1.1 and HTTP/2 from nginx) against a raw Trio TLS
-    stream reading the same file from nginx; add the rows to *section*."""
+    """Our client's downloads (HTTP/1.1 and HTTP/2 from nginx), each against a raw Trio TLS
+    stream reading the same response from the same server (for HTTP/2, its frames walked by
+    hand: :func:`raw_h2_download`); add the rows to *section*."""
     found: list[Peer] = []
     section.part("download peers", lambda: found.extend(peers(plan, certs, folder)[:2]))
-    if not found:
-        return
-    http1 = found[0]
-    raw: list[float] = []
-
-    def reference() -> None:
-        with http1.start():
-            raw.append(trio.run(timed_download, partial(raw_download, http1.large, certs), plan))
-
-    section.part(f"raw TLS download ({http1.version})", reference)
-    if not raw:
-        return
     for peer in found:
 
         def compare(peer: Peer = peer) -> None:
+            raw = raw_h2_download if peer.protocol is ClientProtocol.HTTP2 else raw_download
             with peer.start():
+                reference = trio.run(timed_download, partial(raw, peer.large, certs), plan)
                 mine = trio.run(ours_download, peer, plan, certs)
-            name = f"{peer.version}, {plan.download_mib} MiB download (raw: the same file from nginx)"
-            section.add(name, "MB/s", Figure(raw[0]), Figure(mine))
+            name = f"{peer.version}, {plan.download_mib} MiB download (raw: the same response, same server)"
+            section.add(name, "MB/s", Figure(reference), Figure(mine))
 
         section.part(f"download {peer.version}", compare)
 
