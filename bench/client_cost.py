@@ -36,7 +36,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable from
 
 import trio
 
-from bench.peers import PAYLOAD_APP, Certs, Ports, free_port, ours_argv, server, tool
+from bench.peers import PAYLOAD_APP, Certs, Ports, free_port, nghttpd_argv, ours_argv, server
 
 SMALL = b"Hello, World!\n"
 BATCH = 100
@@ -171,16 +171,7 @@ def main() -> None:
             argv = ours_argv(PAYLOAD_APP, certs, h1)
             stack.enter_context(server(argv, folder / "h1.log", tcp_ports=[h1.tls]))
         if "2" in versions:
-            nghttpd = [
-                tool("nghttpd"),
-                "-a",
-                "127.0.0.1",
-                "-d",
-                str(docs),
-                str(h2),
-                str(certs.key),
-                str(certs.cert),
-            ]
+            nghttpd = nghttpd_argv(docs, h2, certs)
             stack.enter_context(server(nghttpd, folder / "h2.log", tcp_ports=[h2]))
         unit = "instructions/request" if args.callgrind else "CPU us/request"
         print(f"{'case':<28} {'ours':>14} {'httpx':>14} {'httpx/ours':>10}   ({unit})")

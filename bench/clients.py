@@ -22,7 +22,7 @@ import httpx
 import hyperframe.frame
 import trio
 
-from bench.peers import BenchError, Certs, Ports, free_port, ours_argv, server, tool
+from bench.peers import BenchError, Certs, Ports, free_port, nghttpd_argv, ours_argv, server, tool
 from bench.report import Figure, Section
 from trio_hface import ClientTLSConfig
 from trio_hface.client import Client, ClientProtocol, ClientSession, Request
@@ -168,7 +168,7 @@ http {{
 """
 
 
-def nginx_peer(plan: Plan, certs: Certs, folder: Path, docs: Path, protocol: ClientProtocol) -> Peer | None:
+def nginx_peer(certs: Certs, folder: Path, docs: Path, protocol: ClientProtocol) -> Peer | None:
     """nginx serving *docs* over TLS, HTTP/1.1 or HTTP/2; ``None`` when nginx is absent."""
     try:
         nginx = tool("nginx")
@@ -202,7 +202,7 @@ def nginx_peer(plan: Plan, certs: Certs, folder: Path, docs: Path, protocol: Cli
 
 def http1_peer(plan: Plan, certs: Certs, folder: Path, docs: Path) -> Peer:
     """nginx serving *docs* over HTTP/1.1 TLS, or ``trio-hface server`` when nginx is absent."""
-    peer = nginx_peer(plan, certs, folder, docs, ClientProtocol.HTTP1)
+    peer = nginx_peer(certs, folder, docs, ClientProtocol.HTTP1)
     if peer is not None:
         return peer
     app = "trio_hface.server.examples.payload:app"
@@ -218,20 +218,11 @@ def http1_peer(plan: Plan, certs: Certs, folder: Path, docs: Path) -> Peer:
 
 def http2_peer(plan: Plan, certs: Certs, folder: Path, docs: Path) -> Peer:
     """nginx serving *docs* over HTTP/2 (TLS, ALPN), or nghttpd when nginx is absent."""
-    peer = nginx_peer(plan, certs, folder, docs, ClientProtocol.HTTP2)
+    peer = nginx_peer(certs, folder, docs, ClientProtocol.HTTP2)
     if peer is not None:
         return peer
     port = free_port()
-    nghttpd = [
-        tool("nghttpd"),
-        "-a",
-        "127.0.0.1",
-        "-d",
-        str(docs),
-        str(port),
-        str(certs.key),
-        str(certs.cert),
-    ]
+    nghttpd = nghttpd_argv(docs, port, certs)
     return Peer(
         "HTTP/2 TLS (peer: nghttpd, nginx not installed)",
         ClientProtocol.HTTP2,

@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make ``bench`` importable from the checkout
@@ -103,25 +104,12 @@ def instructions(streams: int, processes: int, certs: Certs, folder: Path) -> tu
         _wait_ready(process, ports, log)
         # Warm up with one connection first: a cold server under valgrind can take longer over
         # its first handshakes than gtlsclient waits (five seconds).
-        for clients in (1, processes):
-            quic_swarm(
-                ports.tls,
-                size=0,
-                processes=clients,
-                streams=WARM_UP_STREAMS,
-                folder=folder,
-                cap=SWARM_CAP,
-                idle_timeout=SWARM_IDLE_TIMEOUT,
-            )
-        swarm = quic_swarm(
-            ports.tls,
-            size=0,
-            processes=processes,
-            streams=streams,
-            folder=folder,
-            cap=SWARM_CAP,
-            idle_timeout=SWARM_IDLE_TIMEOUT,
+        swarm_of = partial(
+            quic_swarm, ports.tls, size=0, folder=folder, cap=SWARM_CAP, idle_timeout=SWARM_IDLE_TIMEOUT
         )
+        for clients in (1, processes):
+            swarm_of(processes=clients, streams=WARM_UP_STREAMS)
+        swarm = swarm_of(processes=processes, streams=streams)
         if swarm.lost:
             raise BenchError(f"{swarm.lost} of {swarm.expected} responses were lost under callgrind")
         process.send_signal(signal.SIGTERM)

@@ -108,6 +108,11 @@ def ours_argv(
     return [*argv, app, f"https://127.0.0.1:{ports.tls}", f"http://127.0.0.1:{ports.clear}"]
 
 
+def nghttpd_argv(docs: Path, port: int, certs: Certs) -> list[str]:
+    """nghttpd serving the files of *docs* over HTTP/2 with TLS on 127.0.0.1:*port*."""
+    return [tool("nghttpd"), "-a", "127.0.0.1", "-d", str(docs), str(port), str(certs.key), str(certs.cert)]
+
+
 def hypercorn_argv(app: str, certs: Certs, ports: Ports) -> list[str]:
     """hypercorn's trio worker serving *app* over TLS, QUIC and cleartext (HTTP/2 prior knowledge too)."""
     return [

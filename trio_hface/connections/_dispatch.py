@@ -184,12 +184,8 @@ class StreamDispatcher:
         elif isinstance(event, ConnectionTerminated):
             self.terminated = event
             return DispatchEnd.TERMINATED
-        elif isinstance(event, GoawayReceived):
-            if self._on_goaway is not None:
-                self._on_goaway(event)
-        elif isinstance(event, PingAckReceived):
-            if self._on_ping_ack is not None:
-                self._on_ping_ack(event)
+        else:
+            self._to_hooks(event)
         connection = self.connection
         if connection.has_expired() and not self.inboxes and not connection.multiplexed:
             return DispatchEnd.EXPIRED  # HTTP/1.1 that must close after its last exchange
@@ -223,13 +219,17 @@ class StreamDispatcher:
             return True
         if not multiplexed or isinstance(event, ConnectionTerminated):
             return False
+        self._to_hooks(event)
+        return True
+
+    def _to_hooks(self, event: Event) -> None:
+        """Hand a GOAWAY or a PING acknowledgement to its hook (other events: nothing)."""
         if isinstance(event, GoawayReceived):
             if self._on_goaway is not None:
                 self._on_goaway(event)
         elif isinstance(event, PingAckReceived):
             if self._on_ping_ack is not None:
                 self._on_ping_ack(event)
-        return True
 
     async def _route(self, event: StreamEvent) -> None:
         inbox = self.inboxes.get(event.stream_id)
