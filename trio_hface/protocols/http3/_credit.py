@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...events import DataReceived
-from ._quic import FlowControlledQuicConnection
+from ._quic import PacedQuicConnection
 
 __all__ = ["Credit", "StreamCredit"]
 
@@ -34,7 +34,7 @@ class StreamCredit:
 
     def __init__(self) -> None:
         #: The QUIC connection to credit (a server creates it with the first datagram).
-        self.quic: FlowControlledQuicConnection | None = None
+        self.quic: PacedQuicConnection | None = None
         # With manual acknowledgement: credit held per stream, and data
         # handed out per stream that was not acknowledged yet.
         self._held: dict[int, int] = {}

@@ -12,13 +12,13 @@ to :class:`~._streams.RequestStreams`; the events of the connection itself
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import cast
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 from aioquic.h3.connection import ErrorCode
 from aioquic.quic import events as quic_events
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnectionState, stream_is_unidirectional
+from aioquic.quic.connection import stream_is_unidirectional
 from aioquic.quic.packet import QuicErrorCode
 
 from ..._typing import AddressType, DatagramType
@@ -26,7 +26,7 @@ from ...errors import LocalProtocolError
 from .._cids import ConnectionIDRouting
 from ._h3 import HFaceH3Connection
 from ._header import parse_quic_header
-from ._quic import FlowControlledQuicConnection
+from ._quic import FlowControlledQuicConnection, PacedQuicConnection
 from ._streams import RequestStreams
 
 __all__ = ["QuicDriver"]
@@ -37,10 +37,6 @@ log = logging.getLogger(__name__)
 # most 8 bytes each (RFC 9000 section 16).
 MAX_FRAME_HEADER_SIZE = 16
 
-END_STATES = frozenset(
-    {QuicConnectionState.CLOSING, QuicConnectionState.DRAINING, QuicConnectionState.TERMINATED}
-)
-
 
 class QuicDriver:
     """The QUIC connection under an HTTP/3 protocol (see the module's documentation).
@@ -50,7 +46,7 @@ class QuicDriver:
 
     def __init__(
         self,
-        configuration: QuicConfiguration,
+        configuration: QuicConfiguration | Any,
         *,
         max_concurrent_streams: int,
         enable_connect_protocol: bool,
@@ -58,8 +54,10 @@ class QuicDriver:
         remote_address: AddressType | None = None,
         stateless_reset_key: bytes | None = None,
         connection_id_routing: ConnectionIDRouting | None = None,
+        connection_class: Callable[..., PacedQuicConnection] = FlowControlledQuicConnection,
     ) -> None:
         self._configuration = configuration
+        self._connection_class = connection_class
         self._connection_id_routing = connection_id_routing
         self._is_client = configuration.is_client
         self._max_concurrent_streams = max_concurrent_streams
@@ -69,7 +67,7 @@ class QuicDriver:
         self._stateless_reset_key = stateless_reset_key
         self._now: float | None = None
         self._connected = False
-        self._quic: FlowControlledQuicConnection | None = None
+        self._quic: PacedQuicConnection | None = None
         self._h3: HFaceH3Connection | None = None
         self._original_cid: bytes | None = None
         # After a Retry: (original destination CID, retry source CID).
@@ -89,7 +87,7 @@ class QuicDriver:
             self._create_connection()
 
     def _create_connection(self, original_cid: bytes | None = None) -> None:
-        self._quic = FlowControlledQuicConnection(
+        self._quic = self._connection_class(
             configuration=self._configuration,
             max_streams_bidi=self._max_concurrent_streams,
             original_destination_connection_id=(

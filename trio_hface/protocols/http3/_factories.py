@@ -5,19 +5,20 @@ from __future__ import annotations
 import os
 import ssl
 from collections.abc import Sequence
+from typing import Any, ClassVar, Self
 
 from aioquic.h3.connection import H3_ALPN
-from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE, QuicConfiguration
+from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE
 from aioquic.quic.packet import QuicProtocolVersion
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from ..._models import ClientTLSConfig, ServerTLSConfig
 from ..._typing import AddressType
 from .._cids import ConnectionIDRouting
 from .._factories import HTTPOverQUICClientFactory, HTTPOverQUICServerFactory
 from ._protocol import HTTP3ProtocolImpl
+from ._stacks import AIOQUIC, QuicStack
 
 __all__ = ["HTTP3ClientFactory", "HTTP3ServerFactory"]
 
@@ -93,9 +94,9 @@ class _QUICSettings:
         self.max_concurrent_streams = max_concurrent_streams
         self.max_field_section_size = max_field_section_size
 
-    def configuration(self, *, is_client: bool) -> QuicConfiguration:
+    def configuration(self, stack: QuicStack, *, is_client: bool) -> Any:
         # No secrets log and no qlog: nothing is written anywhere.
-        return QuicConfiguration(
+        return stack.configuration(
             alpn_protocols=list(H3_ALPN),
             is_client=is_client,
             idle_timeout=self.idle_timeout,
@@ -110,7 +111,7 @@ class _QUICSettings:
 
 
 class HTTP3ClientFactory(HTTPOverQUICClientFactory):
-    """Creates HTTP/3 client connections on aioquic.
+    """Creates HTTP/3 client connections on aioquic (a subclass may choose another QUIC stack).
 
     Implements :class:`.HTTPOverQUICClientFactory`.
 
@@ -133,6 +134,9 @@ class HTTP3ClientFactory(HTTPOverQUICClientFactory):
         does, and advertised in SETTINGS_MAX_FIELD_SECTION_SIZE; a larger
         response is reset with H3_EXCESSIVE_LOAD
     """
+
+    #: The QUIC stack the connections are made on.
+    _stack: ClassVar[QuicStack] = AIOQUIC
 
     def __init__(
         self,
@@ -187,19 +191,17 @@ class HTTP3ClientFactory(HTTPOverQUICClientFactory):
         :returns: a fresh :class:`.HTTP3ProtocolImpl`
         :raises ValueError: if *tls_config* holds CA data that is not PEM or DER
         """
-        configuration = self._settings.configuration(is_client=True)
+        stack = self._stack
+        configuration = self._settings.configuration(stack, is_client=True)
         configuration.server_name = server_name
         if tls_config.insecure:
             configuration.verify_mode = ssl.CERT_NONE
         else:
-            configuration.verify_mode = ssl.CERT_REQUIRED
             cadata = _ca_pem(tls_config.cadata) if tls_config.cadata is not None else None
-            if tls_config.cafile is not None or tls_config.capath is not None or cadata is not None:
-                configuration.load_verify_locations(
-                    cafile=tls_config.cafile, capath=tls_config.capath, cadata=cadata
-                )
+            stack.verify(configuration, cafile=tls_config.cafile, capath=tls_config.capath, cadata=cadata)
         return HTTP3ProtocolImpl(
             configuration,
+            connection_class=stack.connection_class,
             max_concurrent_streams=self._settings.max_concurrent_streams,
             max_field_section_size=self._settings.max_field_section_size,
             enable_connect_protocol=False,
@@ -208,7 +210,7 @@ class HTTP3ClientFactory(HTTPOverQUICClientFactory):
 
 
 class HTTP3ServerFactory(HTTPOverQUICServerFactory):
-    """Creates HTTP/3 server connections on aioquic.
+    """Creates HTTP/3 server connections on aioquic (a subclass may choose another QUIC stack).
 
     Implements :class:`.HTTPOverQUICServerFactory`.
 
@@ -240,6 +242,9 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
         is QUIC-LB's length if it has a configuration
     """
 
+    #: The QUIC stack the connections are made on.
+    _stack: ClassVar[QuicStack] = AIOQUIC
+
     def __init__(
         self,
         *,
@@ -256,7 +261,7 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
         connection_id_routing: ConnectionIDRouting | None = None,
     ) -> None:
         self._stateless_reset_key = stateless_reset_key or os.urandom(32)
-        self._certificates: dict[ServerTLSConfig, tuple[list[x509.Certificate], _PrivateKey]] = {}
+        self._certificates: dict[ServerTLSConfig, tuple[Any, Any, Any]] = {}
         self._routing = connection_id_routing
         if connection_id_routing is not None:
             quic_connection_id_length = connection_id_routing.connection_id_length(quic_connection_id_length)
@@ -297,15 +302,13 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
         """How the connection IDs name their worker, if they do."""
         return self._routing
 
-    def for_worker(
-        self, routing: ConnectionIDRouting, *, stateless_reset_key: bytes | None = None
-    ) -> HTTP3ServerFactory:
+    def for_worker(self, routing: ConnectionIDRouting, *, stateless_reset_key: bytes | None = None) -> Self:
         """A copy of this factory whose connection IDs follow *routing*.
 
         :param routing: the worker (and QUIC-LB server ID) to name
         :param stateless_reset_key: the key every worker shares (default: this factory's)
         """
-        copy = HTTP3ServerFactory.__new__(HTTP3ServerFactory)
+        copy = type(self).__new__(type(self))
         copy.__dict__.update(self.__dict__)
         copy._certificates = {}
         copy._routing = routing
@@ -330,21 +333,23 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
         :returns: a fresh :class:`.HTTP3ProtocolImpl`
         :raises TLSConfigError: if the certificate or key cannot be read or used
         """
-        configuration = self._settings.configuration(is_client=False)
+        stack = self._stack
+        configuration = self._settings.configuration(stack, is_client=False)
         loaded = self._certificates.get(tls_config)
         if loaded is None:
             # Parsed once per configuration, not per connection; bounded by the
             # number of configurations a server uses (normally one).
             credentials = tls_config._credentials()
-            loaded = (credentials.certificates, credentials.private_key)
+            loaded = stack.credentials(credentials.certificates, credentials.private_key)
             if len(self._certificates) < _MAX_CACHED_CERTIFICATES:
                 self._certificates[tls_config] = loaded
-        certificates, private_key = loaded
-        configuration.certificate = certificates[0]
-        configuration.certificate_chain = certificates[1:]
+        certificate, chain, private_key = loaded
+        configuration.certificate = certificate
+        configuration.certificate_chain = list(chain)
         configuration.private_key = private_key
         return HTTP3ProtocolImpl(
             configuration,
+            connection_class=stack.connection_class,
             max_concurrent_streams=self._settings.max_concurrent_streams,
             max_field_section_size=self._settings.max_field_section_size,
             enable_connect_protocol=self._enable_connect_protocol,
@@ -355,10 +360,6 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
 
 #: Certificate configurations a server factory keeps parsed.
 _MAX_CACHED_CERTIFICATES = 16
-
-_PrivateKey = (
-    ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey
-)
 
 
 def _ca_pem(cadata: str | bytes) -> bytes:

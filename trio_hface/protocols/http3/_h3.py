@@ -43,6 +43,7 @@ from __future__ import annotations
 import re
 import weakref
 from dataclasses import dataclass
+from typing import cast
 
 import aioquic.h3.connection as aioquic_h3
 import pylsqpack
@@ -64,6 +65,7 @@ from aioquic.h3.events import H3Event, HeadersReceived
 from aioquic.quic.connection import QuicConnection, stream_is_client_initiated, stream_is_unidirectional
 
 from ._qpack import EncoderScanner, field_section_bound, field_section_bound_cap, field_section_size
+from ._quic import PacedQuicConnection
 
 __all__ = ["HFaceH3Connection", "GoawayFrameReceived"]
 
@@ -207,7 +209,7 @@ class HFaceH3Connection(H3Connection):
 
     def __init__(
         self,
-        quic: QuicConnection,
+        quic: PacedQuicConnection,
         *,
         enable_connect_protocol: bool,
         max_headers_frame: int,
@@ -229,7 +231,9 @@ class HFaceH3Connection(H3Connection):
         # Streams of our HEAD requests: their responses have no content, whatever
         # their content-length says (RFC 9110 section 9.3.2), which aioquic checks.
         self._head_requests: weakref.WeakSet[H3Stream] = weakref.WeakSet()
-        super().__init__(quic)
+        # H3Connection calls only methods that every stack's QuicConnection
+        # has (aioquic's forks keep them): see PacedQuicConnection.
+        super().__init__(cast(QuicConnection, quic))
         self._encoder_scanner = EncoderScanner(self._max_table_capacity)
 
     # -- settings and push ---------------------------------------------------

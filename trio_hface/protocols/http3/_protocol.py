@@ -40,7 +40,7 @@ from ...events import Event, StreamResetSent
 from .._headers import HeaderError, HeaderKind, validate_headers
 from .._message import MessageState, server_cannot_open
 from .._protocols import HTTP3Protocol
-from ._driver import END_STATES, QuicDriver
+from ._driver import QuicDriver
 from ._h3 import HFaceH3Connection
 
 # RFC 9220 section 3: the HTTP/3 setting that allows extended CONNECT.
@@ -133,7 +133,7 @@ class HTTP3ProtocolImpl(QuicDriver, HTTP3Protocol):
         if requests.goaway_sent is not None or requests.goaway_received is not None:
             return True
         quic = self._quic
-        return quic is not None and (quic._state in END_STATES or quic._close_event is not None)
+        return quic is not None and (quic.ending or quic._close_event is not None)
 
     def get_available_stream_id(self) -> int:
         """Return the ID of the next stream a client opens.
@@ -341,7 +341,7 @@ class HTTP3ProtocolImpl(QuicDriver, HTTP3Protocol):
             raise LocalProtocolError("the connection is not open")
         quic = self._quic
         assert quic is not None
-        if quic._close_event is not None or quic._state in END_STATES:
+        if quic._close_event is not None or quic.ending:
             raise LocalProtocolError("the connection is closing")
         return self._h3
 

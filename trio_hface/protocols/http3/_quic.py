@@ -75,11 +75,17 @@ this also stops a peer from flooding us with ACKs of made-up packets.
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import Any, Protocol
 
 from aioquic._buffer import Buffer
+from aioquic.quic import events as quic_events
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection, QuicConnectionError, QuicReceiveContext
+from aioquic.quic.connection import (
+    QuicConnection,
+    QuicConnectionError,
+    QuicConnectionState,
+    QuicReceiveContext,
+)
 from aioquic.quic.packet import QuicErrorCode
 from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
@@ -88,7 +94,7 @@ from aioquic.quic.stream import QuicStream
 from .._cids import ConnectionIDRouting
 from ._header import stateless_reset_token
 
-__all__ = ["FlowControlledQuicConnection"]
+__all__ = ["FlowControlledQuicConnection", "PacedCredit", "PacedQuicConnection"]
 
 #: The smallest STREAM frame header aioquic writes: type, a one-byte stream
 #: ID and a two-byte length (no offset field at offset 0); aioquic builds no
@@ -96,7 +102,271 @@ __all__ = ["FlowControlledQuicConnection"]
 MIN_STREAM_FRAME_OVERHEAD = 4
 
 
-class FlowControlledQuicConnection(QuicConnection):
+class PacedQuicConnection(Protocol):
+    """What the HTTP/3 layer uses of a QUIC connection, whichever stack it is on:
+    the stack's public methods, the few internals named in the module's
+    documentation, and what :class:`PacedCredit` adds."""
+
+    host_cid: bytes
+    _close_event: Any
+    _handshake_complete: bool
+    _network_paths: Any
+    _remote_max_streams_bidi: int
+    _streams: Any
+
+    @property
+    def ending(self) -> bool: ...
+    @property
+    def consumed_total(self) -> int: ...
+    @property
+    def received_total(self) -> int: ...
+    @property
+    def connection_window(self) -> int: ...
+    def connect(self, addr: Any, now: float) -> None: ...
+    def close(
+        self, error_code: int = ..., frame_type: int | None = ..., reason_phrase: str = ...
+    ) -> None: ...
+    def get_timer(self) -> float | None: ...
+    def handle_timer(self, now: float) -> None: ...
+    def receive_datagram(self, data: bytes, addr: Any, now: float) -> None: ...
+    def datagrams_to_send(self, now: float) -> Any: ...
+    def next_event(self) -> quic_events.QuicEvent | None: ...
+    def get_next_available_stream_id(self, is_unidirectional: bool = False) -> int: ...
+    def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None: ...
+    def reset_stream(self, stream_id: int, error_code: int) -> None: ...
+    def stop_stream(self, stream_id: int, error_code: int) -> None: ...
+    def consume(self, stream_id: int, count: int) -> None: ...
+    def stream_send_credit(self, stream_id: int) -> int: ...
+    def connection_send_credit(self) -> int: ...
+    def connection_send_credit_by_streams(self) -> int: ...
+    def request_bytes_queued(self) -> int: ...
+
+
+class PacedCredit:
+    """What the QUIC connection classes of every stack share (mixed in before
+    the stack's ``QuicConnection``): receive credit that follows consumption,
+    the send-credit figures, stateless reset tokens derived from the server's
+    key, and connection IDs that name a worker.
+
+    The names it uses are those of aioquic's ``QuicConnection``, which
+    aioquic's forks keep; see the module's documentation for the list. How the
+    limits computed here reach the wire is the stack's own (its ``_write_*``
+    methods), as is :attr:`ending`.
+    """
+
+    # Attributes of the stack's QuicConnection (typed loosely: stacks differ).
+    _configuration: Any
+    _host_cids: Any
+    _host_cid_seq: int
+    _local_initial_source_connection_id: bytes
+    _local_max_data: Any
+    _local_max_streams_bidi: Any
+    _local_max_streams_uni: Any
+    _remote_max_data: int
+    _remote_max_data_used: int
+    _streams: Any
+    _is_client: bool
+    host_cid: bytes
+
+    def _init_credit(
+        self,
+        configuration: Any,
+        *,
+        max_streams_bidi: int,
+        stateless_reset_key: bytes | None,
+        connection_id_routing: ConnectionIDRouting | None,
+    ) -> None:
+        """Set up what the stack's constructor did not; call it right after that constructor."""
+        self._stateless_reset_key = None if configuration.is_client else stateless_reset_key
+        self._routing = None if configuration.is_client else connection_id_routing
+        if self._routing is not None:
+            # Our first connection ID (the Source CID of our Initial) names
+            # this worker too, before anything is sent.
+            first = self._host_cids[0]
+            first.cid = self._routing.issue(configuration.connection_id_length)
+            self.host_cid = self._local_initial_source_connection_id = first.cid
+            self._connection_ids_replaced()
+        self._derive_reset_tokens()
+        self._connection_window: int = configuration.max_data
+        self._stream_window: int = configuration.max_stream_data
+        # The stacks hard-code 128; the transport parameters are serialized
+        # during the handshake, after this.
+        self._local_max_streams_bidi.value = max_streams_bidi
+        self._local_max_streams_bidi.sent = max_streams_bidi
+        self._consumed_total = 0
+        # Send side: bytes queued on all streams, and bytes of reset streams never to be sent.
+        self._queued_total = 0
+        self._abandoned_total = 0
+        # Bytes consumed per stream, forgotten with the stream object.
+        self._consumed: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        # Streams consumed from since their limit was last worked out (at most
+        # one more than the streams the stack holds: see consume()).
+        self._credit_due: set[int] = set()
+
+    @property
+    def ending(self) -> bool:
+        """Whether the connection is closing, draining or terminated."""
+        raise NotImplementedError
+
+    # -- connection IDs and stateless reset --------------------------------
+
+    def _connection_ids_replaced(self) -> None:
+        """Hook: the IDs of ``_host_cids`` were changed (a stack that indexes them reindexes)."""
+
+    def _derive_reset_tokens(self) -> None:
+        """Give our connection IDs tokens derived from the server's key, so the
+        server can reset connections it has forgotten (RFC 9000 section 10.3.2)."""
+        if self._stateless_reset_key is None:
+            return
+        for host_cid in self._host_cids:
+            host_cid.stateless_reset_token = stateless_reset_token(self._stateless_reset_key, host_cid.cid)
+
+    def _replenish_connection_ids(self) -> None:
+        issued = self._host_cid_seq
+        super()._replenish_connection_ids()  # type: ignore[misc]
+        if self._routing is not None:
+            # The stack's new connection IDs are random: make them name this
+            # worker (they are sent later, in NEW_CONNECTION_ID frames).
+            for host_cid in self._host_cids:
+                if host_cid.sequence_number >= issued:
+                    host_cid.cid = self._routing.issue(self._configuration.connection_id_length)
+            self._connection_ids_replaced()
+        self._derive_reset_tokens()
+
+    # -- receive side ------------------------------------------------------
+
+    def consume(self, stream_id: int, count: int) -> None:
+        """Report that *count* more bytes of a stream have been consumed.
+
+        :param stream_id: the stream (it may already be gone from the QUIC
+            connection, in which case only the connection credit grows)
+        :param count: the number of bytes, counted on the QUIC stream
+        """
+        if count <= 0:
+            return
+        self._consumed_total += count
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            self._consumed[stream] = self._consumed.get(stream, 0) + count
+            due = self._credit_due
+            due.add(stream_id)
+            if len(due) > len(self._streams):  # forget streams the stack discarded meanwhile
+                due.intersection_update(self._streams)
+
+    @property
+    def consumed_total(self) -> int:
+        """Bytes consumed on all streams since the connection started."""
+        return self._consumed_total
+
+    @property
+    def received_total(self) -> int:
+        """Bytes received on all streams (what counts against our MAX_DATA)."""
+        return int(self._local_max_data.used)
+
+    @property
+    def connection_window(self) -> int:
+        """The connection-level receive window."""
+        return self._connection_window
+
+    def _grow_connection_limit(self) -> None:
+        """Raise our MAX_DATA to consumed + window, once that grows it by half a window."""
+        max_data = self._local_max_data
+        target = self._consumed_total + self._connection_window
+        if target - max_data.value >= self._connection_window // 2:
+            max_data.value = target
+
+    def _grow_stream_limit(self, stream: Any) -> None:
+        """Raise a stream's MAX_STREAM_DATA likewise, if it was consumed from since last asked."""
+        due = self._credit_due
+        if due and stream.stream_id in due:
+            due.discard(stream.stream_id)
+            if stream.max_stream_data_local and not stream.receiver.is_finished:
+                target = self._consumed.get(stream, 0) + self._stream_window
+                if target - stream.max_stream_data_local >= self._stream_window // 2:
+                    stream.max_stream_data_local = target
+
+    # -- send side ---------------------------------------------------------
+
+    def stream_send_credit(self, stream_id: int) -> int:
+        """Return how many more bytes may be queued on a stream for the peer's
+        stream limit (not counting the connection limit).
+
+        :param stream_id: a stream that exists in the QUIC connection
+        """
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return 0
+        return max(0, int(stream.max_stream_data_remote - stream.sender._buffer_stop))
+
+    def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        stream = self._streams.get(stream_id)
+        # A stream that exists is not discarded, and we can send on it unless
+        # it is the peer's unidirectional one: then the stack's lookup and
+        # checks (twice per response) would find it as it is.
+        if stream is not None and (not stream_id & 2 or (stream_id & 1) == (not self._is_client)):
+            stream.sender.write(data, end_stream=end_stream)
+        else:
+            super().send_stream_data(stream_id, data, end_stream)  # type: ignore[misc]
+        self._queued_total += len(data)
+
+    def reset_stream(self, stream_id: int, error_code: int) -> None:
+        stream = self._streams.get(stream_id)
+        unsent = self._unsent(stream)
+        super().reset_stream(stream_id, error_code)  # type: ignore[misc]
+        self._abandon(stream, unsent)
+
+    def _handle_stop_sending_frame(self, context: Any, frame_type: int, buf: Any) -> None:
+        # The stack resets the stream's sending part when STOP_SENDING arrives.
+        start = buf.tell()
+        stream_id = buf.pull_uint_var()
+        buf.seek(start)
+        stream = self._streams.get(stream_id)
+        unsent = self._unsent(stream)
+        super()._handle_stop_sending_frame(context, frame_type, buf)  # type: ignore[misc]
+        self._abandon(stream, unsent)
+
+    @staticmethod
+    def _unsent(stream: Any) -> int | None:
+        """Bytes queued on a stream but never sent yet, or ``None`` if it is gone or already reset."""
+        if stream is None or stream.sender._reset_error_code is not None:
+            return None
+        return int(stream.sender._buffer_stop - stream.sender.highest_offset)
+
+    def _abandon(self, stream: Any, unsent: int | None) -> None:
+        """Count a stream's unsent bytes as never to be sent if it was reset just now."""
+        if stream is not None and unsent is not None and stream.sender._reset_error_code is not None:
+            self._abandoned_total += unsent
+
+    def request_bytes_queued(self) -> int:
+        """Return how many bytes were queued on bidirectional streams so far (sent or not)."""
+        return sum(
+            int(stream.sender._buffer_stop)
+            for stream_id, stream in self._streams.items()
+            if not stream_id & 2
+        )
+
+    def connection_send_credit(self) -> int:
+        """Return how many more bytes may be queued on all streams for the
+        peer's connection limit.
+
+        Bytes already queued but not sent yet are subtracted: they will use
+        the credit when the stack sends them.
+        """
+        # The unsent bytes are queued - abandoned - sent, and the sent ones are
+        # _remote_max_data_used: what is left is the limit less what will use it.
+        return max(0, self._remote_max_data - self._queued_total + self._abandoned_total)
+
+    def connection_send_credit_by_streams(self) -> int:
+        """:meth:`connection_send_credit` computed stream by stream (for tests: the totals must agree)."""
+        unsent = 0
+        for stream in self._streams.values():
+            sender = stream.sender
+            if sender._reset_error_code is None:
+                unsent += max(0, sender._buffer_stop - sender.highest_offset)
+        return max(0, self._remote_max_data - self._remote_max_data_used - unsent)
+
+
+class FlowControlledQuicConnection(PacedCredit, QuicConnection):
     """A :class:`~aioquic.quic.connection.QuicConnection` that extends receive
     credit only for consumed data.
 
@@ -116,52 +386,18 @@ class FlowControlledQuicConnection(QuicConnection):
         connection_id_routing: ConnectionIDRouting | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(configuration=configuration, **kwargs)
-        self._stateless_reset_key = None if configuration.is_client else stateless_reset_key
-        self._routing = None if configuration.is_client else connection_id_routing
-        if self._routing is not None:
-            # Our first connection ID (the Source CID of our Initial) names
-            # this worker too, before anything is sent.
-            first = self._host_cids[0]
-            first.cid = self._routing.issue(configuration.connection_id_length)
-            self.host_cid = self._local_initial_source_connection_id = first.cid
-        self._derive_reset_tokens()
-        self._connection_window = configuration.max_data
-        self._stream_window = configuration.max_stream_data
-        # aioquic hard-codes 128; the transport parameters are serialized
-        # during the handshake, after this.
-        self._local_max_streams_bidi.value = max_streams_bidi
-        self._local_max_streams_bidi.sent = max_streams_bidi
-        self._consumed_total = 0
-        # Send side: bytes queued on all streams, and bytes of reset streams never to be sent.
-        self._queued_total = 0
-        self._abandoned_total = 0
-        # Bytes consumed per stream, forgotten with the stream object.
-        self._consumed: weakref.WeakKeyDictionary[QuicStream, int] = weakref.WeakKeyDictionary()
-        # Streams consumed from since their limit was last worked out (at most
-        # one more than the streams aioquic holds: see consume()).
-        self._credit_due: set[int] = set()
+        QuicConnection.__init__(self, configuration=configuration, **kwargs)
+        self._init_credit(
+            configuration,
+            max_streams_bidi=max_streams_bidi,
+            stateless_reset_key=stateless_reset_key,
+            connection_id_routing=connection_id_routing,
+        )
 
-    # -- stateless reset ---------------------------------------------------
-
-    def _derive_reset_tokens(self) -> None:
-        """Give our connection IDs tokens derived from the server's key, so the
-        server can reset connections it has forgotten (RFC 9000 section 10.3.2)."""
-        if self._stateless_reset_key is None:
-            return
-        for host_cid in self._host_cids:
-            host_cid.stateless_reset_token = stateless_reset_token(self._stateless_reset_key, host_cid.cid)
-
-    def _replenish_connection_ids(self) -> None:
-        issued = self._host_cid_seq
-        super()._replenish_connection_ids()
-        if self._routing is not None:
-            # aioquic's new connection IDs are random: make them name this
-            # worker (they are sent later, in NEW_CONNECTION_ID frames).
-            for host_cid in self._host_cids:
-                if host_cid.sequence_number >= issued:
-                    host_cid.cid = self._routing.issue(self._configuration.connection_id_length)
-        self._derive_reset_tokens()
+    @property
+    def ending(self) -> bool:
+        """Whether the connection is closing, draining or terminated."""
+        return self._state in _END_STATES
 
     # -- hostile peers -----------------------------------------------------
 
@@ -178,46 +414,11 @@ class FlowControlledQuicConnection(QuicConnection):
             )
         super()._handle_ack_frame(context, frame_type, buf)
 
-    # -- receive side ------------------------------------------------------
-
-    def consume(self, stream_id: int, count: int) -> None:
-        """Report that *count* more bytes of a stream have been consumed.
-
-        :param stream_id: the stream (it may already be gone from aioquic, in
-            which case only the connection credit grows)
-        :param count: the number of bytes, counted on the QUIC stream
-        """
-        if count <= 0:
-            return
-        self._consumed_total += count
-        stream = self._streams.get(stream_id)
-        if stream is not None:
-            self._consumed[stream] = self._consumed.get(stream, 0) + count
-            due = self._credit_due
-            due.add(stream_id)
-            if len(due) > len(self._streams):  # forget streams aioquic discarded meanwhile
-                due.intersection_update(self._streams)
-
-    @property
-    def consumed_total(self) -> int:
-        """Bytes consumed on all streams since the connection started."""
-        return self._consumed_total
-
-    @property
-    def received_total(self) -> int:
-        """Bytes received on all streams (what counts against our MAX_DATA)."""
-        return self._local_max_data.used
-
-    @property
-    def connection_window(self) -> int:
-        """The connection-level receive window."""
-        return self._connection_window
+    # -- our limits on the wire ----------------------------------------------
 
     def _write_connection_limits(self, builder: QuicPacketBuilder, space: QuicPacketSpace) -> None:
+        self._grow_connection_limit()
         max_data = self._local_max_data
-        target = self._consumed_total + self._connection_window
-        if target - max_data.value >= self._connection_window // 2:
-            max_data.value = target
         if (
             max_data.value == max_data.sent
             and self._local_max_streams_bidi.value == self._local_max_streams_bidi.sent
@@ -239,13 +440,7 @@ class FlowControlledQuicConnection(QuicConnection):
         # This runs for every stream in every packet: the new limit is worked
         # out only for a stream consumed from since, and nothing else is done
         # when there is nothing to announce.
-        due = self._credit_due
-        if due and stream.stream_id in due:
-            due.discard(stream.stream_id)
-            if stream.max_stream_data_local and not stream.receiver.is_finished:
-                target = self._consumed.get(stream, 0) + self._stream_window
-                if target - stream.max_stream_data_local >= self._stream_window // 2:
-                    stream.max_stream_data_local = target
+        self._grow_stream_limit(stream)
         if stream.max_stream_data_local == stream.max_stream_data_local_sent:
             return
         receiver = stream.receiver
@@ -267,78 +462,7 @@ class FlowControlledQuicConnection(QuicConnection):
             return 0  # the packet is full: aioquic would find no room for a frame either
         return int(super()._write_stream_frame(builder, space, stream, max_offset))
 
-    def stream_send_credit(self, stream_id: int) -> int:
-        """Return how many more bytes may be queued on a stream for the peer's
-        stream limit (not counting the connection limit).
 
-        :param stream_id: a stream that exists in aioquic
-        """
-        stream = self._streams.get(stream_id)
-        if stream is None:
-            return 0
-        return max(0, stream.max_stream_data_remote - stream.sender._buffer_stop)
-
-    def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
-        stream = self._streams.get(stream_id)
-        # A stream that exists is not discarded, and we can send on it unless
-        # it is the peer's unidirectional one: then aioquic's lookup and checks
-        # (twice per response) would find it as it is.
-        if stream is not None and (not stream_id & 2 or (stream_id & 1) == (not self._is_client)):
-            stream.sender.write(data, end_stream=end_stream)
-        else:
-            super().send_stream_data(stream_id, data, end_stream)
-        self._queued_total += len(data)
-
-    def reset_stream(self, stream_id: int, error_code: int) -> None:
-        stream = self._streams.get(stream_id)
-        unsent = self._unsent(stream)
-        super().reset_stream(stream_id, error_code)
-        self._abandon(stream, unsent)
-
-    def _handle_stop_sending_frame(self, context: QuicReceiveContext, frame_type: int, buf: Buffer) -> None:
-        # aioquic resets the stream's sending part when STOP_SENDING arrives.
-        start = buf.tell()
-        stream_id = buf.pull_uint_var()
-        buf.seek(start)
-        stream = self._streams.get(stream_id)
-        unsent = self._unsent(stream)
-        super()._handle_stop_sending_frame(context, frame_type, buf)
-        self._abandon(stream, unsent)
-
-    @staticmethod
-    def _unsent(stream: QuicStream | None) -> int | None:
-        """Bytes queued on a stream but never sent yet, or ``None`` if it is gone or already reset."""
-        if stream is None or stream.sender._reset_error_code is not None:
-            return None
-        return int(stream.sender._buffer_stop - stream.sender.highest_offset)
-
-    def _abandon(self, stream: QuicStream | None, unsent: int | None) -> None:
-        """Count a stream's unsent bytes as never to be sent if it was reset just now."""
-        if stream is not None and unsent is not None and stream.sender._reset_error_code is not None:
-            self._abandoned_total += unsent
-
-    def request_bytes_queued(self) -> int:
-        """Return how many bytes were queued on bidirectional streams so far (sent or not)."""
-        return sum(
-            stream.sender._buffer_stop for stream_id, stream in self._streams.items() if not stream_id & 2
-        )
-
-    def connection_send_credit(self) -> int:
-        """Return how many more bytes may be queued on all streams for the
-        peer's connection limit.
-
-        Bytes already queued but not sent yet are subtracted: they will use
-        the credit when aioquic sends them.
-        """
-        # The unsent bytes are queued - abandoned - sent, and the sent ones are
-        # _remote_max_data_used: what is left is the limit less what will use it.
-        return max(0, self._remote_max_data - self._queued_total + self._abandoned_total)
-
-    def connection_send_credit_by_streams(self) -> int:
-        """:meth:`connection_send_credit` computed stream by stream (for tests: the totals must agree)."""
-        unsent = 0
-        for stream in self._streams.values():
-            sender = stream.sender
-            if sender._reset_error_code is None:
-                unsent += max(0, sender._buffer_stop - sender.highest_offset)
-        return max(0, self._remote_max_data - self._remote_max_data_used - unsent)
+_END_STATES = frozenset(
+    {QuicConnectionState.CLOSING, QuicConnectionState.DRAINING, QuicConnectionState.TERMINATED}
+)

@@ -49,7 +49,7 @@ from .._message import Phase, StreamState, Termination
 from .._resets import PeerResets
 from ._credit import Credit, StreamCredit
 from ._h3 import GoawayFrameReceived, HFaceH3Connection
-from ._quic import FlowControlledQuicConnection
+from ._quic import PacedQuicConnection
 
 __all__ = ["RequestStreams"]
 
@@ -98,7 +98,7 @@ class RequestStreams:
     def __init__(self, *, client: bool, enable_connect_protocol: bool) -> None:
         self._client = client
         self._enable_connect_protocol = enable_connect_protocol
-        self._quic: FlowControlledQuicConnection | None = None
+        self._quic: PacedQuicConnection | None = None
         self._h3: HFaceH3Connection | None = None
         self.streams: dict[int, _Stream] = {}
         self.events: deque[Event | Credit] = deque()
@@ -111,7 +111,7 @@ class RequestStreams:
         self.goaway_sent: int | None = None
         self.goaway_received: int | None = None
 
-    def attach(self, quic: FlowControlledQuicConnection, h3: HFaceH3Connection) -> None:
+    def attach(self, quic: PacedQuicConnection, h3: HFaceH3Connection) -> None:
         """Work on this QUIC connection and its HTTP/3 layer (created with the first datagram on a server)."""
         self._quic = quic
         self._h3 = h3
