@@ -6,6 +6,8 @@ from a counter that only moves when a test (or the link) advances it.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,47 @@ H3_MESSAGE_ERROR = 0x10E
 GET = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"localhost"), (b":path", b"/")]
 POST = [(b":method", b"POST"), (b":scheme", b"https"), (b":authority", b"localhost"), (b":path", b"/upload")]
 OK = [(b":status", b"200"), (b"content-type", b"text/plain")]
+
+
+#: The QUIC stacks HTTP/3 runs on, as pytest parameters: aioquic, and qh3 where installed.
+QUIC_STACKS = [
+    pytest.param("aioquic"),
+    pytest.param(
+        "qh3",
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec("qh3") is None, reason="qh3 is not installed (the qh3 extra)"
+        ),
+    ),
+]
+
+
+def _use_stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, *, clients: bool) -> str:
+    stack: str = request.param
+    if stack == "qh3":
+        import tests.pairs
+        from trio_hface.protocols.http3 import Qh3ClientFactory, Qh3ServerFactory
+
+        names: dict[str, type[object]] = {"HTTP3ServerFactory": Qh3ServerFactory}
+        if clients:
+            names["HTTP3ClientFactory"] = Qh3ClientFactory
+        for module in {request.module, sys.modules[__name__], tests.pairs}:
+            for name, factory in names.items():
+                if hasattr(module, name):
+                    monkeypatch.setattr(module, name, factory)
+    return stack
+
+
+@pytest.fixture(params=QUIC_STACKS)
+def quic_stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test on each QUIC stack: the HTTP/3 factories that its module,
+    :func:`make_link` and ``tests.pairs.make_pair`` name are that stack's."""
+    return _use_stack(request, monkeypatch, clients=True)
+
+
+@pytest.fixture(params=QUIC_STACKS)
+def quic_server_stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """As :func:`quic_stack`, for the server only (the client stays on aioquic)."""
+    return _use_stack(request, monkeypatch, clients=False)
 
 
 @dataclass(frozen=True)

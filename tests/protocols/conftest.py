@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tests.h3link import certs, link
+from tests.h3link import certs, link, quic_server_stack, quic_stack
 
-__all__ = ["certs", "link"]
+__all__ = ["certs", "link", "quic_server_stack", "quic_stack"]

@@ -32,6 +32,9 @@ from trio_hface.protocols.http3._qpack import (
 )
 from trio_hface.protocols.http3._streams import _Stream
 
+#: Every test runs on each QUIC stack (tests/h3link.py).
+pytestmark = pytest.mark.usefixtures("quic_stack")
+
 H3_EXCESSIVE_LOAD = 0x107
 SETTINGS_MAX_FIELD_SECTION_SIZE = 0x6
 LIMIT = 64 * 1024

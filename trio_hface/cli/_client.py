@@ -42,7 +42,7 @@ from ._client_output import (
     trace_head,
 )
 from ._errors import CommandError
-from ._server import add_http1_impl, find_exception, http1_factory
+from ._server import add_implementations, find_exception, http1_factory, http3_factory
 from ._websocket import is_websocket_url, run_websocket
 
 __all__ = ["add_client_parser", "run_client"]
@@ -85,7 +85,7 @@ def add_client_parser(subparsers: Any) -> None:
     parser.add_argument("-d", "--data", help="request body; @FILE reads a file")
     _add_output_options(parser)
     _add_connection_options(parser)
-    add_http1_impl(parser, clients=True)
+    add_implementations(parser, clients=True)
     parser.set_defaults(command=run_client, protocol=ClientProtocol.ALL, proxy_protocol=None)
 
 
@@ -258,6 +258,7 @@ def _client(args: argparse.Namespace) -> Client:
             follow_redirects=args.location,
             max_redirects=args.max_redirs,
             http1_factory=http1_factory(args, clients=True),
+            http3_factory=http3_factory(args, clients=True),
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None

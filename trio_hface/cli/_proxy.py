@@ -14,7 +14,7 @@ from ._certs import add_dev_ca_dir
 from ._server import (
     add_common,
     add_graceful_timeout,
-    add_http1_impl,
+    add_implementations,
     add_max_connections,
     add_workers,
     find_exception,
@@ -62,7 +62,7 @@ def add_proxy_parser(subparsers: Any) -> None:
     add_graceful_timeout(parser)
     add_max_connections(parser)
     add_workers(parser)
-    add_http1_impl(parser, clients=False)
+    add_implementations(parser, clients=False)
     add_common(parser)
     parser.set_defaults(command=run_proxy, protocol=ServerProtocol.ALL, dev_ca=None)
 

@@ -38,11 +38,12 @@ from ._logging import add_logging_options
 from ._reload import add_reload, reloaded_child, run_reloader, wait_readable_then_cancel
 
 __all__ = [
-    "add_http1_impl",
+    "add_implementations",
     "add_server_parser",
     "add_workers",
     "worker_count",
     "http1_factory",
+    "http3_factory",
     "load_app",
     "run_server",
     "server_config",
@@ -115,7 +116,7 @@ def add_server_parser(subparsers: Any) -> None:
     add_graceful_timeout(parser)
     add_max_connections(parser)
     add_workers(parser)
-    add_http1_impl(parser, clients=False)
+    add_implementations(parser, clients=False)
     add_reload(parser)
     add_common(parser)
     parser.set_defaults(command=run_server, protocol=ServerProtocol.ALL, dev_ca=None)
@@ -200,18 +201,46 @@ def parse_endpoints(args: argparse.Namespace) -> list[Endpoint]:
         raise CommandError(str(exc)) from None
 
 
-def add_http1_impl(parser: argparse.ArgumentParser, *, clients: bool) -> None:
-    """The ``--http1-impl`` option: an HTTP/1.1 implementation by its name in the protocol registry."""
-    names = sorted(protocol_registry.http1_clients if clients else protocol_registry.http1_servers)
-    parser.add_argument(
-        "--http1-impl",
-        default="default",
-        metavar="NAME",
-        help=(
-            f"the HTTP/1.1 implementation, by its name in the protocol registry: {', '.join(names)} "
-            "(default: default, on h11; httptools comes with pip install trio_hface[speedups])"
-        ),
-    )
+#: The implementations the CLI chooses from the protocol registry: the option,
+#: the registry's groups (servers, clients), the default's stack, and the extra
+#: that installs each optional one.
+_IMPLEMENTATIONS = {
+    "http1": ("--http1-impl", "HTTP/1.1", "h11", {"httptools": "speedups"}),
+    "http3": ("--http3-impl", "HTTP/3", "aioquic", {"qh3": "qh3"}),
+}
+
+
+def add_implementations(parser: argparse.ArgumentParser, *, clients: bool) -> None:
+    """The ``--http1-impl`` and ``--http3-impl`` options: implementations by their
+    names in the protocol registry."""
+    for version, (option, label, stack, extras) in _IMPLEMENTATIONS.items():
+        names = sorted(getattr(protocol_registry, f"{version}_{'clients' if clients else 'servers'}"))
+        optional = "; ".join(
+            f"{name} comes with pip install trio_hface[{extra}]" for name, extra in extras.items()
+        )
+        parser.add_argument(
+            option,
+            default="default",
+            metavar="NAME",
+            help=(
+                f"the {label} implementation, by its name in the protocol registry: {', '.join(names)} "
+                f"(default: default, on {stack}; {optional})"
+            ),
+        )
+
+
+def _implementation(args: argparse.Namespace, version: str, *, clients: bool) -> Any:
+    option, label, _, extras = _IMPLEMENTATIONS[version]
+    name = getattr(args, option[2:].replace("-", "_"))
+    registry = getattr(protocol_registry, f"{version}_{'clients' if clients else 'servers'}")
+    try:
+        return registry[name]
+    except KeyError:
+        hint = f" (pip install trio_hface[{extras[name]}])" if name in extras else ""
+        raise CommandError(
+            f"no {label} implementation {name!r} is installed{hint}; "
+            f"the registry has {', '.join(sorted(registry))}"
+        ) from None
 
 
 def http1_factory(args: argparse.Namespace, *, clients: bool) -> HTTPOverTCPFactory:
@@ -219,15 +248,16 @@ def http1_factory(args: argparse.Namespace, *, clients: bool) -> HTTPOverTCPFact
 
     :raises CommandError: if no implementation of that name is registered
     """
-    registry = protocol_registry.http1_clients if clients else protocol_registry.http1_servers
-    try:
-        return registry[args.http1_impl]
-    except KeyError:
-        hint = " (pip install trio_hface[speedups])" if args.http1_impl == "httptools" else ""
-        raise CommandError(
-            f"no HTTP/1.1 implementation {args.http1_impl!r} is installed{hint}; "
-            f"the registry has {', '.join(sorted(registry))}"
-        ) from None
+    factory: HTTPOverTCPFactory = _implementation(args, "http1", clients=clients)
+    return factory
+
+
+def http3_factory(args: argparse.Namespace, *, clients: bool) -> Any:
+    """The factory that ``--http3-impl`` names (a server's or a client's).
+
+    :raises CommandError: if no implementation of that name is registered
+    """
+    return _implementation(args, "http3", clients=clients)
 
 
 def add_max_connections(parser: argparse.ArgumentParser) -> None:
@@ -370,6 +400,7 @@ def server_config(args: argparse.Namespace, endpoints: list[Endpoint], **setting
             max_connections_per_address=args.max_connections_per_address,
             quic_retry=args.quic_retry,
             http1_factory=http1_factory(args, clients=False),
+            http3_factory=http3_factory(args, clients=False),
             **settings,
         )
     except ValueError as exc:

@@ -41,7 +41,7 @@ Internals of aioquic used here (checked against aioquic 1.7.2):
 ``_remote_max_streams_bidi``,
 ``QuicStream.max_stream_data_local`` / ``max_stream_data_remote``,
 ``QuicStreamReceiver.highest_offset`` / ``is_finished`` and
-``QuicStreamSender.highest_offset`` / ``_buffer_stop`` / ``_reset_error_code``,
+``QuicStreamSender.highest_offset`` / ``write``,
 ``_handle_stop_sending_frame``,
 ``_host_cids``, ``_host_cid_seq``, ``_local_initial_source_connection_id`` and
 ``_replenish_connection_ids`` (stateless reset tokens, connection IDs that name a worker),
@@ -74,7 +74,6 @@ this also stops a peer from flooding us with ACKs of made-up packets.
 
 from __future__ import annotations
 
-import weakref
 from typing import Any, Protocol
 
 from aioquic._buffer import Buffer
@@ -197,8 +196,15 @@ class PacedCredit:
         # Send side: bytes queued on all streams, and bytes of reset streams never to be sent.
         self._queued_total = 0
         self._abandoned_total = 0
-        # Bytes consumed per stream, forgotten with the stream object.
-        self._consumed: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        # Bytes queued per stream, and the streams whose sending part was
+        # reset, kept here since stacks keep them where Python cannot see
+        # (pruned as _consumed is).
+        self._queued: dict[int, int] = {}
+        self._reset_ids: set[int] = set()
+        # Bytes consumed per stream ID (IDs are never reused), pruned of the
+        # streams the stack discarded once they outnumber the live ones (a
+        # stack's stream objects may not take weak references).
+        self._consumed: dict[int, int] = {}
         # Streams consumed from since their limit was last worked out (at most
         # one more than the streams the stack holds: see consume()).
         self._credit_due: set[int] = set()
@@ -247,7 +253,11 @@ class PacedCredit:
         self._consumed_total += count
         stream = self._streams.get(stream_id)
         if stream is not None:
-            self._consumed[stream] = self._consumed.get(stream, 0) + count
+            streams = self._streams
+            consumed = self._consumed
+            consumed[stream_id] = consumed.get(stream_id, 0) + count
+            if len(consumed) > 2 * len(streams) + 8:
+                self._consumed = {sid: n for sid, n in consumed.items() if sid in streams}
             due = self._credit_due
             due.add(stream_id)
             if len(due) > len(self._streams):  # forget streams the stack discarded meanwhile
@@ -281,7 +291,7 @@ class PacedCredit:
         if due and stream.stream_id in due:
             due.discard(stream.stream_id)
             if stream.max_stream_data_local and not stream.receiver.is_finished:
-                target = self._consumed.get(stream, 0) + self._stream_window
+                target = self._consumed.get(stream.stream_id, 0) + self._stream_window
                 if target - stream.max_stream_data_local >= self._stream_window // 2:
                     stream.max_stream_data_local = target
 
@@ -296,7 +306,7 @@ class PacedCredit:
         stream = self._streams.get(stream_id)
         if stream is None:
             return 0
-        return max(0, int(stream.max_stream_data_remote - stream.sender._buffer_stop))
+        return max(0, int(stream.max_stream_data_remote) - self._queued.get(stream_id, 0))
 
     def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         stream = self._streams.get(stream_id)
@@ -307,7 +317,14 @@ class PacedCredit:
             stream.sender.write(data, end_stream=end_stream)
         else:
             super().send_stream_data(stream_id, data, end_stream)  # type: ignore[misc]
-        self._queued_total += len(data)
+        size = len(data)
+        self._queued_total += size
+        queued = self._queued
+        queued[stream_id] = queued.get(stream_id, 0) + size
+        if len(queued) > 2 * len(self._streams) + 8:
+            streams = self._streams
+            self._queued = {sid: n for sid, n in queued.items() if sid in streams}
+            self._reset_ids.intersection_update(streams)
 
     def reset_stream(self, stream_id: int, error_code: int) -> None:
         stream = self._streams.get(stream_id)
@@ -325,25 +342,22 @@ class PacedCredit:
         super()._handle_stop_sending_frame(context, frame_type, buf)  # type: ignore[misc]
         self._abandon(stream, unsent)
 
-    @staticmethod
-    def _unsent(stream: Any) -> int | None:
+    def _unsent(self, stream: Any) -> int | None:
         """Bytes queued on a stream but never sent yet, or ``None`` if it is gone or already reset."""
-        if stream is None or stream.sender._reset_error_code is not None:
+        if stream is None or stream.stream_id in self._reset_ids:
             return None
-        return int(stream.sender._buffer_stop - stream.sender.highest_offset)
+        return max(0, self._queued.get(stream.stream_id, 0) - int(stream.sender.highest_offset))
 
     def _abandon(self, stream: Any, unsent: int | None) -> None:
-        """Count a stream's unsent bytes as never to be sent if it was reset just now."""
-        if stream is not None and unsent is not None and stream.sender._reset_error_code is not None:
+        """Count a stream's unsent bytes as never to be sent: it was reset just now."""
+        if stream is not None and unsent is not None:
             self._abandoned_total += unsent
+            self._reset_ids.add(stream.stream_id)
 
     def request_bytes_queued(self) -> int:
         """Return how many bytes were queued on bidirectional streams so far (sent or not)."""
-        return sum(
-            int(stream.sender._buffer_stop)
-            for stream_id, stream in self._streams.items()
-            if not stream_id & 2
-        )
+        queued = self._queued
+        return sum(queued.get(stream_id, 0) for stream_id in self._streams if not stream_id & 2)
 
     def connection_send_credit(self) -> int:
         """Return how many more bytes may be queued on all streams for the
@@ -360,9 +374,7 @@ class PacedCredit:
         """:meth:`connection_send_credit` computed stream by stream (for tests: the totals must agree)."""
         unsent = 0
         for stream in self._streams.values():
-            sender = stream.sender
-            if sender._reset_error_code is None:
-                unsent += max(0, sender._buffer_stop - sender.highest_offset)
+            unsent += self._unsent(stream) or 0
         return max(0, self._remote_max_data - self._remote_max_data_used - unsent)
 
 
