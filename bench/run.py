@@ -215,6 +215,12 @@ if importlib.util.find_spec("httptools") is not None:  # the speedups extra: HTT
     ]
 
 
+#: The gtlsclient tests of the server section: a name suffix, options of ours.
+QUIC_TESTS: list[tuple[str, tuple[str, ...]]] = [("", ())]
+if importlib.util.find_spec("qh3") is not None:  # the qh3 extra: HTTP/3 over qh3's QUIC too
+    QUIC_TESTS.append((", ours on qh3", ("--http3-impl", "qh3")))
+
+
 def loaded(served: Served, measure: Callable[[int], Figure]) -> Figure:
     """Measure against *served*; a server that died meanwhile gives no figure but its epitaph."""
     figure = measure(served.port)
@@ -261,11 +267,12 @@ def server_app(section: Section, plan: Plan, certs: Certs, folder: Path, large: 
         )
         return swarm_figure(swarm, large)
 
-    with servers(app, certs, folder) as found:
-        figures = [loaded(found[kind], run_swarm) for kind in SERVERS]
-    test = f"HTTP/3 ({processes} gtlsclient x {count} streams), {size}"
-    section.add(test, unit, *figures)
-    check_ours(section, test, figures[1])
+    for suffix, options in QUIC_TESTS:
+        with servers(app, certs, folder, options=options) as found:
+            figures = [loaded(found[kind], run_swarm) for kind in SERVERS]
+        test = f"HTTP/3 ({processes} gtlsclient x {count} streams){suffix}, {size}"
+        section.add(test, unit, *figures)
+        check_ours(section, test, figures[1])
 
 
 def server_section(plan: Plan, certs: Certs, folder: Path) -> Section:

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
@@ -241,34 +242,40 @@ def test_admission_flags_reach_the_server(command: str, monkeypatch: pytest.Monk
         assert servers.pop().quic_retry is retry
 
 
+@pytest.mark.parametrize("version", ["http1", "http3"])
 @pytest.mark.parametrize("command", ["server", "proxy", "client"])
-def test_http1_impl_flag_chooses_from_the_registry(command: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """--http1-impl NAME gives the server, the proxy and the client that registry entry (default: h11's)."""
+def test_impl_flags_choose_from_the_registry(
+    command: str, version: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--http1-impl and --http3-impl NAME give the server, the proxy and the client that
+    registry entry (default: h11's, aioquic's)."""
     import trio
 
     from trio_hface.cli import _client, _main
     from trio_hface.protocols import protocol_registry
 
-    registry = protocol_registry.http1_clients if command == "client" else protocol_registry.http1_servers
+    side = "clients" if command == "client" else "servers"
+    registry = getattr(protocol_registry, f"{version}_{side}")
     built: list[Any] = []
     monkeypatch.setattr(trio, "run", lambda serve, server, endpoints: built.append(server))
     app = [HELLO] if command == "server" else []
     url = "http://127.0.0.1:1/" if command == "client" else "http://127.0.0.1:0"
     for name in sorted(registry):
-        flags = [] if name == "default" else ["--http1-impl", name]
+        flags = [] if name == "default" else [f"--{version}-impl", name]
         args = _main.build_parser().parse_args([command, *app, url, *flags])
         if command == "client":
-            assert _client._client(args).http1_factory is registry[name]
+            assert getattr(_client._client(args), f"{version}_factory") is registry[name]
         else:
             assert args.command(args) == 0
-            assert built.pop().http1_factory is registry[name]
+            assert getattr(built.pop(), f"{version}_factory") is registry[name]
 
 
-def test_unknown_http1_impl_is_a_one_line_error() -> None:
-    """An --http1-impl that is not registered exits with status 2 and names what is."""
-    result = cli("server", HELLO, "http://127.0.0.1:0", "--http1-impl", "nonesuch")
+@pytest.mark.parametrize(("option", "label"), [("--http1-impl", "HTTP/1.1"), ("--http3-impl", "HTTP/3")])
+def test_unknown_impl_is_a_one_line_error(option: str, label: str) -> None:
+    """An --http1-impl or --http3-impl that is not registered exits with status 2 and names what is."""
+    result = cli("server", HELLO, "http://127.0.0.1:0", option, "nonesuch")
     assert result.returncode == 2
-    assert "no HTTP/1.1 implementation 'nonesuch'" in result.stderr and "default" in result.stderr
+    assert f"no {label} implementation 'nonesuch'" in result.stderr and "default" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
@@ -297,6 +304,38 @@ async def test_httptools_server_and_client_end_to_end() -> None:
         assert result.returncode == 0, result.stderr
         text = result.stdout.decode()
         assert text.startswith("HTTP/1.1 200") and text.endswith("Hello, World! (HTTP/1.1)\n")
+        assert await server.stop(signal.SIGINT) == 0
+
+
+async def test_qh3_server_and_client_end_to_end() -> None:
+    """`server --http3-impl qh3` answers ngtcp2's gtlsclient and our aioquic client over HTTP/3,
+    and `client --http3-impl qh3` gets the page from it."""
+    pytest.importorskip("qh3", reason="qh3 is not installed (the qh3 extra)")
+    gtlsclient = require_tool("gtlsclient")
+    command = [
+        sys.executable,
+        "-m",
+        "trio_hface",
+        "server",
+        HELLO,
+        "https://127.0.0.1:0",
+        "--http3-impl",
+        "qh3",
+    ]
+    async with running_peer(command, ready=SERVING, env=ENV) as server:
+        url = f"https://localhost:{server.port}/"
+        cafile = server.group("ca")
+        with tempfile.TemporaryDirectory() as download:
+            peer = [gtlsclient, "-q", "--exit-on-all-streams-close", "--timeout=20s", "--download", download]
+            result = await run_peer([*peer, "127.0.0.1", str(server.port), f"{url}hello"])
+            assert result.returncode == 0, result.stderr
+            assert (Path(download) / "hello").read_text() == "Hello, World! (HTTP/3)\n"
+        for impl in ("default", "qh3"):
+            our = [sys.executable, "-m", "trio_hface", "client", "-i", "--http3", "--http3-impl", impl]
+            result = await run_peer([*our, "--cacert", cafile, url], env=ENV)
+            assert result.returncode == 0, result.stderr
+            text = result.stdout.decode()
+            assert text.startswith("HTTP/3 200") and text.endswith("Hello, World! (HTTP/3)\n"), text
         assert await server.stop(signal.SIGINT) == 0
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pytest
 import trio
 
 from tests.conftest import Certs
+from tests.h3link import quic_stack
 from tests.handlers import hello_handler
 from tests.helpers import require_tool
 from tests.peers import Peer, running_peer
@@ -16,6 +18,11 @@ from trio_hface.errors import ConnectError
 from trio_hface.events import DataReceived, HeadersReceived
 from trio_hface.networking import QUICListener
 from trio_hface.protocols.http3 import HTTP3ClientFactory, HTTP3ServerFactory
+
+__all__ = ["quic_stack"]  # the fixture
+
+#: Every test runs on each QUIC stack (tests/h3link.py).
+pytestmark = pytest.mark.usefixtures("quic_stack")
 
 
 async def test_gtlsclient_against_quic_listener(certs: Certs, tmp_path: Path) -> None:
