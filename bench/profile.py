@@ -6,7 +6,8 @@
 Scenarios: ``h1-small`` (h2load --h1 -c 10, hello app, cleartext), ``h1-large`` (the same with
 1 MiB responses), ``h1-large-tls`` (the same over TLS), ``h2-large`` (h2load -c 10 -m 10 over
 TLS, 1 MiB responses), ``h2-100x100`` (h2load -c 100 -m 100 over TLS, hello app), ``h3-large`` (ten
-gtlsclient processes x 10 streams of 1 MiB). For each, the server runs on core 0 and the load on
+gtlsclient processes x 10 streams of 1 MiB), ``h3-small`` (ten x 200 streams, hello app), and
+``h3-large-qh3`` and ``h3-small-qh3``, the same with ``--http3-impl qh3`` (the qh3 extra). For each, the server runs on core 0 and the load on
 core 1 while py-spy samples the server (``--nonblocking``, idle samples left out, so the
 percentages are of the time the server was busy); then the functions are listed by their own
 time (the innermost frame of a sample) and by the time spent in them and below.
@@ -76,13 +77,27 @@ def h3_load(ports: Ports, folder: Path, seconds: float) -> str:
     return f"{swarm.mbps:,.1f} MB/s, {swarm.delivered} of {swarm.expected} delivered in {swarm.seconds:.1f} s"
 
 
-SCENARIOS: dict[str, tuple[str, Load]] = {
-    "h1-small": (HELLO_APP, h1_load("/")),
-    "h1-large": (PAYLOAD_APP, h1_load(f"/{MIB}")),
-    "h1-large-tls": (PAYLOAD_APP, h1_load(f"/{MIB}", tls=True)),
-    "h2-large": (PAYLOAD_APP, h2_large_load),
-    "h2-100x100": (HELLO_APP, h2_load),
-    "h3-large": (PAYLOAD_APP, h3_load),
+def h3_small_load(ports: Ports, folder: Path, seconds: float) -> str:
+    swarm = quic_swarm(ports.tls, size=0, processes=10, streams=200, folder=folder, cap=seconds + 30)
+    return (
+        f"{swarm.rate:,.0f} req/s, {swarm.delivered} of {swarm.expected} delivered in {swarm.seconds:.1f} s"
+    )
+
+
+#: The HTTP/3 implementation on qh3 (the qh3 extra), for the scenarios that name it.
+QH3 = ("--http3-impl", "qh3")
+
+#: name: (application, load, options of ours)
+SCENARIOS: dict[str, tuple[str, Load, tuple[str, ...]]] = {
+    "h1-small": (HELLO_APP, h1_load("/"), ()),
+    "h1-large": (PAYLOAD_APP, h1_load(f"/{MIB}"), ()),
+    "h1-large-tls": (PAYLOAD_APP, h1_load(f"/{MIB}", tls=True), ()),
+    "h2-large": (PAYLOAD_APP, h2_large_load, ()),
+    "h2-100x100": (HELLO_APP, h2_load, ()),
+    "h3-large": (PAYLOAD_APP, h3_load, ()),
+    "h3-large-qh3": (PAYLOAD_APP, h3_load, QH3),
+    "h3-small": (HELLO_APP, h3_small_load, ()),
+    "h3-small-qh3": (HELLO_APP, h3_small_load, QH3),
 }
 
 
@@ -121,12 +136,12 @@ def top(raw: Path, count: int) -> str:
 
 def profile(name: str, seconds: float, count: int, folder: Path) -> str:
     """Run scenario *name* against a fresh server sampled by py-spy; return the summary."""
-    app, load = SCENARIOS[name]
+    app, load, options = SCENARIOS[name]
     certs = Certs.create(folder)
     ports = Ports(free_port(), free_port())
     raw = folder / f"{name}.txt"
     with server(
-        ours_argv(app, certs, ports),
+        ours_argv(app, certs, ports, options=options),
         folder / f"{name}.log",
         tcp_ports=[ports.tls, ports.clear],
         udp_port=ports.tls,

@@ -128,7 +128,7 @@ SKIPPED = {
     ("quickstart.rst", "$ pip wheel --no-deps -w dist ."): "builds and installs a wheel (slow)",
     ("install.rst", "$ python3 -m venv .venv"): "installs the package: the suite runs installed",
     ("install.rst", "$ pip wheel --no-deps -w dist ."): "builds and installs a wheel (slow)",
-    ("install.rst", "$ pip install -e '.[speedups,test,docs,bench]'"): "installs the package",
+    ("install.rst", "$ pip install -e '.[speedups,qh3,test,docs,bench]'"): "installs the package",
     ("install.rst", "$ .venv/bin/sphinx-build -W -b html docs docs/_build/html"): (
         ".ci/run builds the documentation with -W"
     ),

@@ -1,0 +1,153 @@
+"""The QUIC connection on qh3 (see ``_qh3.py``): imported with the first qh3 connection.
+
+What differs from aioquic, and is handled here (checked against qh3 1.9.4):
+
+* qh3 writes every frame of a 1-RTT packet in one method,
+  ``_write_application``, where aioquic has ``_write_connection_limits`` and
+  ``_write_stream_limits``: the new limits are set before it runs, and the
+  figures it doubles limits by (``_local_max_data.used``,
+  ``receiver.highest_offset`` of the streams in ``_streams_dirty_limits``) are
+  hidden while it runs, so only our policy applies.
+* qh3 doubles a limit when the peer says DATA_BLOCKED or STREAM_DATA_BLOCKED
+  at it; a peer could so make us buffer without bound. The limit is put back.
+* qh3 indexes its connection IDs (``_host_cid_seq_map``); it is rebuilt when
+  the IDs are made to name a worker.
+* qh3's events are its own classes: :meth:`Qh3QuicConnection.next_event`
+  hands out aioquic's, which the HTTP/3 layer dispatches on.
+* qh3 checks by itself that an ACK acknowledges only packets that were sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aioquic.quic import events as quic_events
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from qh3.quic import events as qh3_events
+from qh3.quic.configuration import QuicConfiguration as Qh3Configuration
+from qh3.quic.connection import END_STATES as QH3_END_STATES
+from qh3.quic.connection import QuicConnection as Qh3Connection
+from qh3.tls import load_pem_private_key, load_pem_x509_certificates
+
+from ...errors import TLSConfigError
+from .._cids import ConnectionIDRouting
+from ._quic import PacedCredit
+
+__all__ = ["Qh3QuicConnection", "qh3_credentials"]
+
+
+class Qh3QuicConnection(PacedCredit, Qh3Connection):
+    """A qh3 ``QuicConnection`` that extends receive credit only for consumed data.
+
+    :param configuration: a qh3 ``QuicConfiguration``; its ``max_data`` and
+        ``max_stream_data`` are the connection and stream windows
+    :param max_streams_bidi: how many bidirectional streams the peer may have
+        open at once
+    :param kwargs: passed on to qh3's ``QuicConnection``
+    """
+
+    def __init__(
+        self,
+        *,
+        configuration: Qh3Configuration,
+        max_streams_bidi: int,
+        stateless_reset_key: bytes | None = None,
+        connection_id_routing: ConnectionIDRouting | None = None,
+        **kwargs: Any,
+    ) -> None:
+        Qh3Connection.__init__(self, configuration=configuration, **kwargs)
+        self._init_credit(
+            configuration,
+            max_streams_bidi=max_streams_bidi,
+            stateless_reset_key=stateless_reset_key,
+            connection_id_routing=connection_id_routing,
+        )
+
+    @property
+    def ending(self) -> bool:
+        """Whether the connection is closing, draining or terminated."""
+        return self._state in QH3_END_STATES
+
+    def next_event(self) -> quic_events.QuicEvent | None:  # type: ignore[override]
+        """The next event, as aioquic's class of it."""
+        event = Qh3Connection.next_event(self)
+        if event is None:
+            return None
+        if type(event) is qh3_events.StreamDataReceived:
+            return quic_events.StreamDataReceived(
+                data=event.data, end_stream=event.end_stream, stream_id=event.stream_id
+            )
+        translated: quic_events.QuicEvent = getattr(quic_events, type(event).__name__)(**vars(event))
+        return translated
+
+    def _connection_ids_replaced(self) -> None:
+        self._host_cid_seq_map = {host_cid.cid: host_cid.sequence_number for host_cid in self._host_cids}
+
+    # -- our limits on the wire ----------------------------------------------
+
+    def _write_application(self, builder: Any, network_path: Any, now: float) -> None:
+        self._grow_connection_limit()
+        dirty = self._streams_dirty_limits
+        due = self._credit_due
+        if due:
+            streams = self._streams
+            for stream_id in list(due):
+                stream = streams.get(stream_id)
+                if stream is None:
+                    due.discard(stream_id)
+                    continue
+                self._grow_stream_limit(stream)
+                if stream.max_stream_data_local != stream.max_stream_data_local_sent:
+                    dirty.add(stream)
+        # qh3 doubles MAX_DATA when used * 2 > value, and a stream's limit when
+        # highest_offset * 2 > its limit: hide both while it writes the frames.
+        max_data = self._local_max_data
+        used = max_data.used
+        hidden = [(stream.receiver, stream.receiver.highest_offset) for stream in dirty]
+        max_data.used = 0
+        for receiver, _ in hidden:
+            receiver.highest_offset = 0
+        try:
+            Qh3Connection._write_application(self, builder, network_path, now)
+        finally:
+            max_data.used = used
+            for receiver, highest in hidden:
+                receiver.highest_offset = highest
+
+    def _handle_data_blocked_frame(self, context: Any, frame_type: int, buf: Any) -> None:
+        # Credit follows consumption, not the peer's wish for more.
+        max_data = self._local_max_data
+        value = max_data.value
+        Qh3Connection._handle_data_blocked_frame(self, context, frame_type, buf)
+        max_data.value = value
+
+    def _handle_stream_data_blocked_frame(self, context: Any, frame_type: int, buf: Any) -> None:
+        start = buf.tell()
+        stream_id = buf.pull_uint_var()
+        buf.seek(start)
+        stream = self._streams.get(stream_id)
+        before = None if stream is None else stream.max_stream_data_local
+        Qh3Connection._handle_stream_data_blocked_frame(self, context, frame_type, buf)
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            # A stream this frame created starts at the limit it was created with.
+            stream.max_stream_data_local = stream.max_stream_data_local_sent if before is None else before
+
+
+def qh3_credentials(certificates: Sequence[x509.Certificate], private_key: Any) -> tuple[Any, Any, Any]:
+    """The chain and key as qh3's own (Rust) objects, by way of PEM.
+
+    :raises TLSConfigError: if qh3 cannot use them (an Ed448 key, for one)
+    """
+    chain_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates)
+    key_pem = private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    try:
+        chain = load_pem_x509_certificates(chain_pem)
+        key = load_pem_private_key(key_pem)
+    except Exception as exc:
+        raise TLSConfigError(f"qh3 cannot use this certificate or key: {exc}") from exc
+    return chain[0], chain[1:], key
