@@ -26,13 +26,11 @@ from aioquic.quic import events as quic_events
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from qh3.quic import events as qh3_events
-from qh3.quic.configuration import QuicConfiguration as Qh3Configuration
 from qh3.quic.connection import END_STATES as QH3_END_STATES
 from qh3.quic.connection import QuicConnection as Qh3Connection
 from qh3.tls import load_pem_private_key, load_pem_x509_certificates
 
 from ...errors import TLSConfigError
-from .._cids import ConnectionIDRouting
 from ._quic import PacedCredit
 
 __all__ = ["Qh3QuicConnection", "qh3_credentials"]
@@ -48,27 +46,7 @@ class Qh3QuicConnection(PacedCredit, Qh3Connection):
     :param kwargs: passed on to qh3's ``QuicConnection``
     """
 
-    def __init__(
-        self,
-        *,
-        configuration: Qh3Configuration,
-        max_streams_bidi: int,
-        stateless_reset_key: bytes | None = None,
-        connection_id_routing: ConnectionIDRouting | None = None,
-        **kwargs: Any,
-    ) -> None:
-        Qh3Connection.__init__(self, configuration=configuration, **kwargs)
-        self._init_credit(
-            configuration,
-            max_streams_bidi=max_streams_bidi,
-            stateless_reset_key=stateless_reset_key,
-            connection_id_routing=connection_id_routing,
-        )
-
-    @property
-    def ending(self) -> bool:
-        """Whether the connection is closing, draining or terminated."""
-        return self._state in QH3_END_STATES
+    _end_states = QH3_END_STATES
 
     def next_event(self) -> quic_events.QuicEvent | None:  # type: ignore[override]
         """The next event, as aioquic's class of it."""

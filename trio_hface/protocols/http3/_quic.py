@@ -78,7 +78,6 @@ from typing import Any, Protocol
 
 from aioquic._buffer import Buffer
 from aioquic.quic import events as quic_events
-from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import (
     QuicConnection,
     QuicConnectionError,
@@ -150,7 +149,7 @@ class PacedCredit:
     The names it uses are those of aioquic's ``QuicConnection``, which
     aioquic's forks keep; see the module's documentation for the list. How the
     limits computed here reach the wire is the stack's own (its ``_write_*``
-    methods), as is :attr:`ending`.
+    methods).
     """
 
     # Attributes of the stack's QuicConnection (typed loosely: stacks differ).
@@ -165,17 +164,23 @@ class PacedCredit:
     _remote_max_data_used: int
     _streams: Any
     _is_client: bool
+    _state: Any
     host_cid: bytes
 
-    def _init_credit(
+    #: The stack's closing, draining and terminated states (its own enum).
+    _end_states: frozenset[Any] = frozenset()
+
+    def __init__(
         self,
-        configuration: Any,
         *,
+        configuration: Any,
         max_streams_bidi: int,
-        stateless_reset_key: bytes | None,
-        connection_id_routing: ConnectionIDRouting | None,
+        stateless_reset_key: bytes | None = None,
+        connection_id_routing: ConnectionIDRouting | None = None,
+        **kwargs: Any,
     ) -> None:
-        """Set up what the stack's constructor did not; call it right after that constructor."""
+        """The stack's constructor takes *configuration* and *kwargs*; then what it did not set up."""
+        super().__init__(configuration=configuration, **kwargs)  # type: ignore[call-arg]
         self._stateless_reset_key = None if configuration.is_client else stateless_reset_key
         self._routing = None if configuration.is_client else connection_id_routing
         if self._routing is not None:
@@ -212,7 +217,7 @@ class PacedCredit:
     @property
     def ending(self) -> bool:
         """Whether the connection is closing, draining or terminated."""
-        raise NotImplementedError
+        return self._state in self._end_states
 
     # -- connection IDs and stateless reset --------------------------------
 
@@ -389,27 +394,9 @@ class FlowControlledQuicConnection(PacedCredit, QuicConnection):
     :param kwargs: passed on to :class:`~aioquic.quic.connection.QuicConnection`
     """
 
-    def __init__(
-        self,
-        *,
-        configuration: QuicConfiguration,
-        max_streams_bidi: int,
-        stateless_reset_key: bytes | None = None,
-        connection_id_routing: ConnectionIDRouting | None = None,
-        **kwargs: Any,
-    ) -> None:
-        QuicConnection.__init__(self, configuration=configuration, **kwargs)
-        self._init_credit(
-            configuration,
-            max_streams_bidi=max_streams_bidi,
-            stateless_reset_key=stateless_reset_key,
-            connection_id_routing=connection_id_routing,
-        )
-
-    @property
-    def ending(self) -> bool:
-        """Whether the connection is closing, draining or terminated."""
-        return self._state in _END_STATES
+    _end_states = frozenset(
+        {QuicConnectionState.CLOSING, QuicConnectionState.DRAINING, QuicConnectionState.TERMINATED}
+    )
 
     # -- hostile peers -----------------------------------------------------
 
@@ -473,8 +460,3 @@ class FlowControlledQuicConnection(PacedCredit, QuicConnection):
         if builder.remaining_flight_space < MIN_STREAM_FRAME_OVERHEAD:
             return 0  # the packet is full: aioquic would find no room for a frame either
         return int(super()._write_stream_frame(builder, space, stream, max_offset))
-
-
-_END_STATES = frozenset(
-    {QuicConnectionState.CLOSING, QuicConnectionState.DRAINING, QuicConnectionState.TERMINATED}
-)
