@@ -225,6 +225,39 @@ async def test_udp_stream_hands_out_a_burst_without_waiting() -> None:
     server.close()
 
 
+async def _receive_into(stream: DatagramStream, raised: list[BaseException]) -> None:
+    try:
+        await stream.receive()
+    except trio.ClosedResourceError as exc:
+        raised.append(exc)
+
+
+async def test_udp_stream_closed_while_a_receive_yields() -> None:
+    """A receive that yields with a datagram pending, while another task closes the stream, raises ClosedResourceError.
+
+    Trio runs the two tasks in either order; 20 rounds meet the interleaving
+    where the close lands inside the receive's checkpoint.
+    """
+    server = await bound_udp_socket()
+    for _ in range(20):
+        stream = await open_udp_stream(server.getsockname())
+        await stream.send_batch([(b"hello", server.getsockname())])
+        with trio.fail_after(5):
+            ((_, client),) = await server.receive_batch()
+        await server.send_batch([(b"one", client), (b"two", client)])
+        with trio.fail_after(5):
+            assert (await stream.receive())[0] == b"one"
+        # Loopback delivers within the send, so b"two" came in the same batch
+        # and is pending now: the receive below checkpoints before handing it out.
+        raised: list[BaseException] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_receive_into, stream, raised)
+            await trio.lowlevel.checkpoint()
+            await stream.aclose()
+        assert len(raised) == 1
+    server.close()
+
+
 class _ListStream(DatagramStream):
     """A datagram stream with only the required methods, recording what it sends."""
 

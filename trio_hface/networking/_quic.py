@@ -468,11 +468,13 @@ class UDPStream(DatagramStream):
     async def receive(self) -> DatagramType:
         if self._pending:
             await trio.lowlevel.checkpoint()
-            return self._pending.popleft()
-        try:
-            self._pending.extend(await self._udp.receive_batch())
-        except trio.ClosedResourceError:
-            raise trio.ClosedResourceError("the UDP stream is closed") from None
+        # The stream may have been closed (and the rest of its batch dropped)
+        # while this task yielded: then the socket says it is closed.
+        while not self._pending:
+            try:
+                self._pending.extend(await self._udp.receive_batch())
+            except trio.ClosedResourceError:
+                raise trio.ClosedResourceError("the UDP stream is closed") from None
         return self._pending.popleft()
 
     def receive_nowait(self) -> DatagramType:
