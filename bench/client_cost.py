@@ -1,7 +1,7 @@
 """What one client request costs: instructions (callgrind) or CPU microseconds, ours beside httpx.
 
-    .venv/bin/python bench/client_cost.py [--callgrind] [--only ours|httpx] [--version 1.1|2]
-                                          [--mode sequential|concurrent]
+    .venv/bin/python bench/client_cost.py [--callgrind | --py-spy] [--only ours|httpx]
+                                          [--version 1.1|2] [--mode sequential|concurrent]
 
 Starts the same peers as the ``client`` section of ``bench/run.py`` (``trio-hface server`` for
 HTTP/1.1 over TLS, nghttpd for HTTP/2), then runs each client in a process of its own: a
@@ -12,7 +12,9 @@ the machine's load and caches move it. With ``--callgrind`` each client process 
 ``valgrind --tool=callgrind`` twice, with a small and a larger number of requests, and the
 difference of the instruction counts divided by the difference of the numbers is the cost of
 one request, start-up and warm-up cancelled out: the same on a loaded machine as on an idle
-one (up to how the reads happen to batch). The peers run outside valgrind. Everything is on
+one (up to how the reads happen to batch). The peers run outside valgrind. With ``--py-spy``
+each client process runs under ``py-spy record`` instead, and where its time went is listed
+as ``bench/profile.py`` lists a server's. Everything is on
 loopback, bounded in count and time.
 """
 
@@ -140,11 +142,26 @@ def instructions(client: str, url: str, version: str, ca: Path, mode: str, folde
     return (counts[1] - counts[0]) / (large - small)
 
 
+def sampled(client: str, url: str, version: str, ca: Path, mode: str, folder: Path) -> str:
+    """Where one client process's time goes (py-spy), with its CPU time per request."""
+    from bench.profile import spy_path, top
+
+    raw = folder / f"py-spy.{client}.{version}.{mode}.txt"
+    argv = [spy_path(), "record", "--format", "raw", "--nolineno", "--rate", "500", "--output", str(raw)]
+    done = _run([*argv, "--", *_worker_argv(client, url, version, ca, TIMED_COUNT * 3, mode)])
+    match = re.search(r"cpu-per-request ([0-9.]+)", done.stdout)
+    assert match is not None, done.stdout
+    return (
+        f"{client}, HTTP/{version} {mode}: {float(match.group(1)) * 1e6:,.0f} CPU us/request\n{top(raw, 30)}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--callgrind", action="store_true", help="count instructions (slow)")
+    parser.add_argument("--py-spy", action="store_true", help="sample each client with py-spy")
     parser.add_argument("--only", choices=("ours", "httpx"), action="append")
     parser.add_argument("--version", choices=("1.1", "2"), action="append")
     parser.add_argument("--mode", choices=("sequential", "concurrent"), action="append")
@@ -173,6 +190,12 @@ def main() -> None:
         if "2" in versions:
             nghttpd = nghttpd_argv(docs, h2, certs)
             stack.enter_context(server(nghttpd, folder / "h2.log", tcp_ports=[h2]))
+        if args.py_spy:
+            for version in versions:
+                for mode in modes:
+                    for client in clients:
+                        print(sampled(client, urls[version], version, certs.ca, mode, folder), flush=True)
+            return
         unit = "instructions/request" if args.callgrind else "CPU us/request"
         print(f"{'case':<28} {'ours':>14} {'httpx':>14} {'httpx/ours':>10}   ({unit})")
         for version in versions:

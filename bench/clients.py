@@ -23,7 +23,7 @@ import hyperframe.frame
 import trio
 
 from bench.peers import BenchError, Certs, Ports, free_port, nghttpd_argv, ours_argv, server, tool
-from bench.report import Figure, Section
+from bench.report import Figure, Section, median
 from trio_hface import ClientTLSConfig
 from trio_hface.client import Client, ClientProtocol, ClientSession, Request
 
@@ -45,6 +45,7 @@ class Plan:
     sequential: int
     concurrent: int  # a multiple of BATCH
     download_mib: int
+    rounds: int = 1  # runs of both clients, in turn; each figure is the median of its rounds
 
 
 @dataclass(frozen=True)
@@ -406,18 +407,24 @@ def run(section: Section, plan: Plan, certs: Certs, folder: Path) -> None:
     for peer in found:
 
         def compare(peer: Peer = peer) -> None:
+            mine: list[dict[str, float]] = []
+            other: list[dict[str, float]] = []
             with peer.start():
-                mine = trio.run(ours, peer, plan, certs)
-                other: dict[str, float] | None = None
-                if peer.protocol is not ClientProtocol.HTTP3:
-                    other = trio.run(theirs, peer, plan, certs)
+                for _ in range(plan.rounds):
+                    mine.append(trio.run(ours, peer, plan, certs))
+                    if peer.protocol is not ClientProtocol.HTTP3:
+                        other.append(trio.run(theirs, peer, plan, certs))
             tests = (
                 ("sequential", f"{plan.sequential} sequential GETs", "req/s"),
                 ("concurrent", f"batches of {BATCH} concurrent GETs", "req/s"),
                 ("download", f"{plan.download_mib} MiB download", "MB/s"),
             )
             for key, name, unit in tests:
-                reference = Figure(other[key]) if other else Figure(None, "no HTTP/3")
-                section.add(f"{peer.version}, {name}", unit, reference, Figure(mine[key]))
+                reference = (
+                    median([Figure(run[key]) for run in other]) if other else Figure(None, "no HTTP/3")
+                )
+                section.add(
+                    f"{peer.version}, {name}", unit, reference, median([Figure(run[key]) for run in mine])
+                )
 
         section.part(f"client {peer.version}", compare)

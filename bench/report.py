@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -18,13 +19,36 @@ class Figure:
 
     value: float | None = None
     note: str = ""
+    #: The lowest and highest of the rounds it is the median of ("" for one run).
+    spread: str = ""
 
     def text(self, digits: int) -> str:
         """The figure as a table cell."""
         if self.value is None:
             return self.note or "-"
         number = f"{self.value:,.{digits}f}"
+        if self.spread:
+            number += f" [{self.spread}]"
         return f"{number} ({self.note})" if self.note else number
+
+
+def median(figures: list[Figure]) -> Figure:
+    """The median of the rounds of one measurement, saying the spread; a round without a figure wins.
+
+    A machine shared with other work (a VM's neighbours, wake-up latency between cores) moves a
+    single run by tens of percent; the median of rounds taken in turn with the reference's is
+    the figure a ratio can stand on.
+    """
+    for figure in figures:
+        if figure.value is None:
+            return figure
+    if len(figures) == 1:
+        return figures[0]
+    values = [figure.value for figure in figures if figure.value is not None]
+    notes = sorted({figure.note for figure in figures if figure.note})
+    digits = 0 if max(values) >= 100 else 1
+    spread = f"{min(values):,.{digits}f}-{max(values):,.{digits}f}"
+    return Figure(statistics.median(values), "; ".join(notes), spread)
 
 
 @dataclass
