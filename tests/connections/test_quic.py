@@ -30,6 +30,7 @@ from trio_hface.protocols import ALPNHTTPFactory, HTTPOverQUICProtocol
 from trio_hface.protocols.http1 import HTTP1ClientFactory, HTTP1ServerFactory
 from trio_hface.protocols.http2 import HTTP2ClientFactory, HTTP2ServerFactory
 from trio_hface.protocols.http3 import HTTP3ClientFactory, HTTP3ServerFactory
+from trio_hface.protocols.http3._factories import MAX_UDP_PAYLOAD_SIZE
 
 
 async def test_http3_end_to_end(certs: Certs) -> None:
@@ -46,6 +47,27 @@ async def test_http3_end_to_end(certs: Certs) -> None:
                 headers, data = await client.fetch(b"/", body, reply_size=1024 * 1024)
                 assert headers[b"x-sha256"] == hashlib.sha256(body).hexdigest().encode()
                 assert len(data) == 1024 * 1024
+        await listener.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_http3_over_loopback_discovers_its_path_mtu(certs: Certs) -> None:
+    """Over loopback (64 KiB) path MTU discovery raises the client's datagrams to the
+    stack's largest, and a 1 MiB upload and download cross intact at that size."""
+    async with trio.open_nursery() as nursery:
+        listener, address = await start_quic(nursery, certs)
+        opener = HTTPOverQUICOpener(HTTP3ClientFactory(), tls_config=certs.client)
+        with trio.fail_after(30):
+            async with await opener(address, server_name="localhost") as connection:
+                client = Client(connection)
+                nursery.start_soon(client.run)
+                await client.fetch(b"/", b"", reply_size=10)
+                body = bytes(range(256)) * 4096
+                headers, data = await client.fetch(b"/", body, reply_size=1024 * 1024)
+                assert headers[b"x-sha256"] == hashlib.sha256(body).hexdigest().encode()
+                assert len(data) == 1024 * 1024
+                quic = connection._quic._quic  # type: ignore[attr-defined]  # (aioquic's, in the driver)
+                assert quic._max_datagram_size == MAX_UDP_PAYLOAD_SIZE
         await listener.aclose()
         nursery.cancel_scope.cancel()
 

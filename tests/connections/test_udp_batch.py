@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -196,6 +197,33 @@ async def test_socket_buffers_are_enlarged() -> None:
     # Linux reports double the size asked for (its bookkeeping overhead).
     assert udp._sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 2 * min(cap, SOCKET_BUFFER_SIZE)
     udp.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="IP_MTU_DISCOVER is Linux's")
+async def test_udp_sockets_set_dont_fragment() -> None:
+    """Datagrams leave with DF set and the kernel's ICMP-learnt path MTU ignored (RFC 9000 section 14)."""
+    udp = await bound_udp_socket()
+    assert udp._sock.getsockopt(socket.IPPROTO_IP, _udp.IP_MTU_DISCOVER) == _udp.PMTUDISC_PROBE
+    udp.close()
+    sock = trio.socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    await sock.bind(("::1", 0))
+    udp6 = UDPSocket(sock)
+    assert udp6._sock.getsockopt(socket.IPPROTO_IPV6, _udp.IPV6_MTU_DISCOVER) == _udp.PMTUDISC_PROBE
+    udp6.close()
+
+
+async def test_a_datagram_larger_than_the_path_is_lost_not_fatal() -> None:
+    """A send the kernel refuses as too large (EMSGSIZE, as for a path MTU probe beyond
+    the interface's MTU) is lost, as UDP allows, and the socket goes on sending."""
+    sender = await bound_udp_socket()
+    receiver = await bound_udp_socket()
+    target = receiver.getsockname()
+    await sender.send_batch([(b"x" * 65000 + b"y" * 600, target), (b"after", target)])  # over any UDP payload
+    with trio.fail_after(5):
+        ((data, _),) = await receiver.receive_batch()
+    assert data == b"after"
+    sender.close()
+    receiver.close()
 
 
 async def test_udp_stream_hands_out_a_burst_without_waiting() -> None:

@@ -192,10 +192,12 @@ def test_large_body_moves_in_window_sized_pieces(link: Link) -> None:
     assert pieces >= 5  # the 1 MiB windows were used up and granted again
 
 
-def test_full_packets_offer_no_more_stream_frames(link: Link, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_full_packets_offer_no_more_stream_frames(certs: Certs, monkeypatch: pytest.MonkeyPatch) -> None:
     """Ten responses sent at once arrive whole, and once a packet is full aioquic's STREAM
     frame writer is not asked again for it: about one call per packet, not one per stream."""
     from aioquic.quic.connection import QuicConnection
+
+    link = make_link(certs, small_datagrams=True)
 
     calls = 0
     write_stream_frame = QuicConnection._write_stream_frame

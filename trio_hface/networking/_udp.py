@@ -63,6 +63,14 @@ RECEIVE_BATCH = 64
 #: default, 208 KiB, overflows under them). The kernel caps it.
 SOCKET_BUFFER_SIZE = 4 * 1024 * 1024
 
+#: Don't Fragment, which RFC 9000 section 14 has set where possible: Linux's
+#: ``IP_MTU_DISCOVER`` and ``IPV6_MTU_DISCOVER`` set to ``IP_PMTUDISC_PROBE``
+#: (linux/in.h, linux/in6.h): the DF bit on, and the kernel's path MTU, learnt
+#: from ICMP messages that anyone can forge, ignored: QUIC discovers its own.
+IP_MTU_DISCOVER = 10
+IPV6_MTU_DISCOVER = 23
+PMTUDISC_PROBE = 3
+
 #: ``SOL_UDP`` options (linux/udp.h); Python 3.11's socket module lacks them.
 SOL_UDP = 17
 UDP_SEGMENT = 103
@@ -149,6 +157,20 @@ def _runs(datagrams: Sequence[DatagramType]) -> list[tuple[list[bytes], AddressT
     return runs
 
 
+def _set_dont_fragment(sock: stdlib_socket.socket) -> None:
+    """Set DF on *sock*'s datagrams (see :data:`IP_MTU_DISCOVER`); where the system has no such option, leave it."""
+    if sock.family == stdlib_socket.AF_INET:
+        level, option = stdlib_socket.IPPROTO_IP, IP_MTU_DISCOVER
+    elif sock.family == stdlib_socket.AF_INET6:
+        level, option = stdlib_socket.IPPROTO_IPV6, IPV6_MTU_DISCOVER
+    else:
+        return
+    try:
+        sock.setsockopt(level, option, PMTUDISC_PROBE)
+    except OSError:  # not Linux: the system decides
+        log.debug("cannot set DF on UDP socket")
+
+
 class UDPSocket:
     """Batched, non-blocking I/O on a bound Trio UDP socket (see the module's documentation).
 
@@ -175,6 +197,7 @@ class UDPSocket:
                 self.gro = True
             except OSError:
                 pass
+        _set_dont_fragment(self._sock)
         for option in (stdlib_socket.SO_RCVBUF, stdlib_socket.SO_SNDBUF):
             try:
                 if self._sock.getsockopt(stdlib_socket.SOL_SOCKET, option) < SOCKET_BUFFER_SIZE:

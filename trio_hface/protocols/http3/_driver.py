@@ -55,9 +55,11 @@ class QuicDriver:
         stateless_reset_key: bytes | None = None,
         connection_id_routing: ConnectionIDRouting | None = None,
         connection_class: Callable[..., PacedQuicConnection] = FlowControlledQuicConnection,
+        max_probed_datagram_size: int | None = None,
     ) -> None:
         self._configuration = configuration
         self._connection_class = connection_class
+        self._max_probed_datagram_size = max_probed_datagram_size
         self._connection_id_routing = connection_id_routing
         self._is_client = configuration.is_client
         self._max_concurrent_streams = max_concurrent_streams
@@ -96,6 +98,7 @@ class QuicDriver:
             retry_source_connection_id=self._validated[1] if self._validated is not None else None,
             stateless_reset_key=self._stateless_reset_key,
             connection_id_routing=self._connection_id_routing,
+            max_probed_datagram_size=self._max_probed_datagram_size,
         )
         self._original_cid = original_cid
         self._cids = [self._quic.host_cid]

@@ -32,6 +32,12 @@ DEFAULT_MAX_DATA = 4 * 1024 * 1024
 DEFAULT_MAX_STREAM_DATA = 1024 * 1024
 # RFC 9000 section 14: every QUIC path carries 1200-byte datagrams.
 DEFAULT_MAX_DATAGRAM_SIZE = SMALLEST_MAX_DATAGRAM_SIZE
+#: The largest datagram the stacks build correctly: aioquic (and qh3) write the
+#: length of a packet, and of its STREAM and CRYPTO frames, as two-byte
+#: variable-length integers, so none of them may exceed 16,383 bytes.
+MAX_UDP_PAYLOAD_SIZE = 16384
+#: The ceiling of path MTU discovery: as large as the stacks allow (loopback carries 64 KiB).
+DEFAULT_MAX_PROBED_DATAGRAM_SIZE = MAX_UDP_PAYLOAD_SIZE
 # aioquic's default local connection-ID length (QuicConfiguration.connection_id_length).
 DEFAULT_CONNECTION_ID_LENGTH = 8
 # RFC 9114 section 6.1: a server should allow at least 100 concurrent requests.
@@ -57,6 +63,7 @@ class _QUICSettings:
         max_data: int,
         max_stream_data: int,
         max_datagram_size: int,
+        max_probed_datagram_size: int | None,
         quic_connection_id_length: int,
         quic_supported_versions: Sequence[int],
         max_concurrent_streams: int,
@@ -68,9 +75,17 @@ class _QUICSettings:
             raise ValueError(
                 f"flow-control windows must be positive, not {max_data!r} and {max_stream_data!r}"
             )
-        if max_datagram_size < SMALLEST_MAX_DATAGRAM_SIZE:
+        if not SMALLEST_MAX_DATAGRAM_SIZE <= max_datagram_size <= MAX_UDP_PAYLOAD_SIZE:
             raise ValueError(
-                f"max_datagram_size must be at least {SMALLEST_MAX_DATAGRAM_SIZE}, not {max_datagram_size!r}"
+                f"max_datagram_size must be in {SMALLEST_MAX_DATAGRAM_SIZE}-{MAX_UDP_PAYLOAD_SIZE}, "
+                f"not {max_datagram_size!r}"
+            )
+        if max_probed_datagram_size is not None and not (
+            max_datagram_size <= max_probed_datagram_size <= MAX_UDP_PAYLOAD_SIZE
+        ):
+            raise ValueError(
+                f"max_probed_datagram_size must be None or in {max_datagram_size}-{MAX_UDP_PAYLOAD_SIZE}, "
+                f"not {max_probed_datagram_size!r}"
             )
         if not MIN_CONNECTION_ID_LENGTH <= quic_connection_id_length <= MAX_CONNECTION_ID_LENGTH:
             raise ValueError(
@@ -89,6 +104,7 @@ class _QUICSettings:
         self.max_data = max_data
         self.max_stream_data = max_stream_data
         self.max_datagram_size = max_datagram_size
+        self.max_probed_datagram_size = max_probed_datagram_size
         self.connection_id_length = quic_connection_id_length
         self.supported_versions = versions
         self.max_concurrent_streams = max_concurrent_streams
@@ -120,12 +136,16 @@ class HTTP3ClientFactory(HTTPOverQUICClientFactory):
     :param max_data: the connection's receive window, in bytes: how far the
         peer may send beyond what the application consumed
     :param max_stream_data: each stream's receive window, in bytes
-    :param max_datagram_size: the largest UDP payload to send; the default,
-        1200 bytes (RFC 9000 section 14), crosses every path. A larger value
-        (1452 for 1500-byte Ethernet over IPv6) sends the same bytes in fewer
-        packets, and aioquic's cost is per packet, but set it only for paths
-        known to carry it, to peers whose max_udp_payload_size allows it:
-        there is no path MTU discovery, and a packet too large is lost
+    :param max_datagram_size: the largest UDP payload to send before path MTU
+        discovery found more; the default, 1200 bytes (RFC 9000 section 14),
+        crosses every path. Set it higher only for paths known to carry more
+    :param max_probed_datagram_size: the largest UDP payload that path MTU
+        discovery (RFC 8899, RFC 9000 section 14.3) probes for once the handshake
+        is confirmed: sizes from 1452 up to this (and the peer's
+        ``max_udp_payload_size``) are tried in turn with padded PINGs, and each
+        one acknowledged becomes the datagram size. Larger datagrams move the
+        same bytes in fewer packets, and aioquic's cost is per packet. ``None``
+        turns discovery off. On the qh3 stack there is no discovery
     :param quic_connection_id_length: length of the connection IDs we issue (8-20)
     :param quic_supported_versions: QUIC versions, most preferred first
     :param max_concurrent_streams: how many request streams the peer may open at once
@@ -145,6 +165,7 @@ class HTTP3ClientFactory(HTTPOverQUICClientFactory):
         max_data: int = DEFAULT_MAX_DATA,
         max_stream_data: int = DEFAULT_MAX_STREAM_DATA,
         max_datagram_size: int = DEFAULT_MAX_DATAGRAM_SIZE,
+        max_probed_datagram_size: int | None = DEFAULT_MAX_PROBED_DATAGRAM_SIZE,
         quic_connection_id_length: int = DEFAULT_CONNECTION_ID_LENGTH,
         quic_supported_versions: Sequence[int] = DEFAULT_SUPPORTED_VERSIONS,
         max_concurrent_streams: int = DEFAULT_MAX_CONCURRENT_STREAMS,
@@ -155,6 +176,7 @@ class HTTP3ClientFactory(HTTPOverQUICClientFactory):
             max_data=max_data,
             max_stream_data=max_stream_data,
             max_datagram_size=max_datagram_size,
+            max_probed_datagram_size=max_probed_datagram_size,
             quic_connection_id_length=quic_connection_id_length,
             quic_supported_versions=quic_supported_versions,
             max_concurrent_streams=max_concurrent_streams,
@@ -204,6 +226,7 @@ class HTTP3ClientFactory(HTTPOverQUICClientFactory):
             connection_class=stack.connection_class,
             max_concurrent_streams=self._settings.max_concurrent_streams,
             max_field_section_size=self._settings.max_field_section_size,
+            max_probed_datagram_size=self._settings.max_probed_datagram_size,
             enable_connect_protocol=False,
             remote_address=remote_address,
         )
@@ -219,12 +242,16 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
     :param max_data: the connection's receive window, in bytes: how far the
         peer may send beyond what the application consumed
     :param max_stream_data: each stream's receive window, in bytes
-    :param max_datagram_size: the largest UDP payload to send; the default,
-        1200 bytes (RFC 9000 section 14), crosses every path. A larger value
-        (1452 for 1500-byte Ethernet over IPv6) sends the same bytes in fewer
-        packets, and aioquic's cost is per packet, but set it only for paths
-        known to carry it, to peers whose max_udp_payload_size allows it:
-        there is no path MTU discovery, and a packet too large is lost
+    :param max_datagram_size: the largest UDP payload to send before path MTU
+        discovery found more; the default, 1200 bytes (RFC 9000 section 14),
+        crosses every path. Set it higher only for paths known to carry more
+    :param max_probed_datagram_size: the largest UDP payload that path MTU
+        discovery (RFC 8899, RFC 9000 section 14.3) probes for once the handshake
+        is confirmed: sizes from 1452 up to this (and the peer's
+        ``max_udp_payload_size``) are tried in turn with padded PINGs, and each
+        one acknowledged becomes the datagram size. Larger datagrams move the
+        same bytes in fewer packets, and aioquic's cost is per packet. ``None``
+        turns discovery off. On the qh3 stack there is no discovery
     :param quic_connection_id_length: length of the connection IDs we issue (8-20)
     :param quic_supported_versions: QUIC versions, most preferred first
     :param max_concurrent_streams: how many request streams the peer may open at once
@@ -252,6 +279,7 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
         max_data: int = DEFAULT_MAX_DATA,
         max_stream_data: int = DEFAULT_MAX_STREAM_DATA,
         max_datagram_size: int = DEFAULT_MAX_DATAGRAM_SIZE,
+        max_probed_datagram_size: int | None = DEFAULT_MAX_PROBED_DATAGRAM_SIZE,
         quic_connection_id_length: int = DEFAULT_CONNECTION_ID_LENGTH,
         quic_supported_versions: Sequence[int] = DEFAULT_SUPPORTED_VERSIONS,
         max_concurrent_streams: int = DEFAULT_MAX_CONCURRENT_STREAMS,
@@ -270,6 +298,7 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
             max_data=max_data,
             max_stream_data=max_stream_data,
             max_datagram_size=max_datagram_size,
+            max_probed_datagram_size=max_probed_datagram_size,
             quic_connection_id_length=quic_connection_id_length,
             quic_supported_versions=quic_supported_versions,
             max_concurrent_streams=max_concurrent_streams,
@@ -352,6 +381,7 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
             connection_class=stack.connection_class,
             max_concurrent_streams=self._settings.max_concurrent_streams,
             max_field_section_size=self._settings.max_field_section_size,
+            max_probed_datagram_size=self._settings.max_probed_datagram_size,
             enable_connect_protocol=self._enable_connect_protocol,
             stateless_reset_key=self._stateless_reset_key,
             connection_id_routing=self._routing,

@@ -47,7 +47,13 @@ Internals of aioquic used here (checked against aioquic 1.7.2):
 ``_replenish_connection_ids`` (stateless reset tokens, connection IDs that name a worker),
 ``_handle_ack_frame`` and ``_packet_number`` (one counter for every packet
 number space: the next packet number we send), ``_write_stream_frame`` and
-``QuicPacketBuilder.remaining_flight_space``.
+``QuicPacketBuilder.remaining_flight_space``; for path MTU discovery
+(``_pmtu.py``): ``_max_datagram_size``, ``_parse_transport_parameters``,
+``_flush_builder``, ``_network_paths``, ``_cryptos``, ``_handshake_confirmed``,
+``_close_pending``, ``_peer_cid``, ``_peer_token``, ``_spin_bit``, ``_version``,
+``_quic_logger``, the recovery's ``_pto_count``, ``_pacer._max_datagram_size``
+and its congestion control's ``_max_datagram_size`` (and cubic's
+``additive_increase_factor``), and ``QuicSentPacket.in_flight``.
 
 Speed
 -----
@@ -76,21 +82,30 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from aioquic import tls
 from aioquic._buffer import Buffer
 from aioquic.quic import events as quic_events
 from aioquic.quic.connection import (
+    NetworkAddress,
     QuicConnection,
     QuicConnectionError,
     QuicConnectionState,
+    QuicNetworkPath,
     QuicReceiveContext,
 )
-from aioquic.quic.packet import QuicErrorCode
-from aioquic.quic.packet_builder import QuicPacketBuilder
+from aioquic.quic.packet import (
+    QuicErrorCode,
+    QuicFrameType,
+    QuicPacketType,
+    pull_quic_transport_parameters,
+)
+from aioquic.quic.packet_builder import QuicDeliveryState, QuicPacketBuilder, QuicSentPacket
 from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.quic.stream import QuicStream
 
 from .._cids import ConnectionIDRouting
 from ._header import stateless_reset_token
+from ._pmtu import BLACK_HOLE_PTOS, PathMTUSearch
 
 __all__ = ["FlowControlledQuicConnection", "PacedCredit", "PacedQuicConnection"]
 
@@ -177,10 +192,23 @@ class PacedCredit:
         max_streams_bidi: int,
         stateless_reset_key: bytes | None = None,
         connection_id_routing: ConnectionIDRouting | None = None,
+        max_probed_datagram_size: int | None = None,
         **kwargs: Any,
     ) -> None:
-        """The stack's constructor takes *configuration* and *kwargs*; then what it did not set up."""
+        """The stack's constructor takes *configuration* and *kwargs*; then what it did not set up.
+
+        *max_probed_datagram_size* is the ceiling of path MTU discovery (``None``: none), on
+        the stacks that implement it (``_pmtu.py``); the others send every datagram at
+        the configuration's ``max_datagram_size``.
+        """
         super().__init__(configuration=configuration, **kwargs)  # type: ignore[call-arg]
+        self._pmtu: PathMTUSearch | None = None
+        self._pmtu_path: Any = None  # the network path the search is about
+        if (
+            max_probed_datagram_size is not None
+            and max_probed_datagram_size > configuration.max_datagram_size
+        ):
+            self._pmtu = PathMTUSearch(configuration.max_datagram_size, max_probed_datagram_size)
         self._stateless_reset_key = None if configuration.is_client else stateless_reset_key
         self._routing = None if configuration.is_client else connection_id_routing
         if self._routing is not None:
@@ -460,3 +488,91 @@ class FlowControlledQuicConnection(PacedCredit, QuicConnection):
         if builder.remaining_flight_space < MIN_STREAM_FRAME_OVERHEAD:
             return 0  # the packet is full: aioquic would find no room for a frame either
         return int(super()._write_stream_frame(builder, space, stream, max_offset))
+
+    # -- path MTU discovery (see _pmtu.py) ---------------------------------------
+
+    def _parse_transport_parameters(self, data: bytes, from_session_ticket: bool = False) -> None:
+        super()._parse_transport_parameters(data, from_session_ticket)
+        if self._pmtu is not None and not from_session_ticket:
+            # (aioquic checked the parameters, and keeps no max_udp_payload_size.)
+            peer_max = pull_quic_transport_parameters(Buffer(data=data)).max_udp_payload_size
+            if peer_max is not None:
+                self._pmtu.limit(peer_max)
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, NetworkAddress]]:
+        datagrams = super().datagrams_to_send(now)
+        search = self._pmtu
+        # Probes go with other traffic (an idle connection is not probed), after it,
+        # so that a batch of equal datagrams stays one GSO send.
+        if datagrams and search is not None and not (search.done and search.size == search.base):
+            datagrams += self._discover_path_mtu(search, now)
+        return datagrams
+
+    def _discover_path_mtu(self, search: PathMTUSearch, now: float) -> list[tuple[bytes, NetworkAddress]]:
+        path = self._network_paths[0]
+        if path is not self._pmtu_path:
+            if self._pmtu_path is not None:  # the peer moved: a new path starts from the base
+                search.restart()
+                self._use_datagram_size(search.size)
+            self._pmtu_path = path
+        if search.size > search.base and self._loss._pto_count >= BLACK_HOLE_PTOS:
+            if search.black_hole():
+                self._use_datagram_size(search.size)
+            return []
+        if self._close_pending or not (self._handshake_confirmed and path.is_validated):
+            return []
+        crypto = self._cryptos[tls.Epoch.ONE_RTT]
+        if not crypto.send.is_valid() or self._version is None:
+            return []
+        size = search.next_probe()
+        if size is None:
+            return []
+        builder = _ProbeBuilder(
+            host_cid=self.host_cid,
+            is_client=self._is_client,
+            max_datagram_size=size,
+            packet_number=self._packet_number,
+            peer_cid=self._peer_cid.cid,
+            peer_token=self._peer_token,
+            quic_logger=self._quic_logger,
+            spin_bit=self._spin_bit,
+            version=self._version,
+        )
+        # A probe is a PING padded to the size: nothing in it is sent again if it is lost.
+        builder.start_packet(QuicPacketType.ONE_RTT, crypto)
+        builder.start_frame(QuicFrameType.PING, handler=self._path_mtu_probed, handler_args=(size, path))
+        padding = builder.remaining_buffer_space
+        builder.start_frame(QuicFrameType.PADDING, capacity=padding).push_bytes(bytes(padding - 1))
+        return self._flush_builder(builder=builder, network_path=path, peer_cid=self._peer_cid.cid, now=now)
+
+    def _path_mtu_probed(self, delivery: QuicDeliveryState, size: int, path: QuicNetworkPath) -> None:
+        search = self._pmtu
+        if search is None or path is not self._pmtu_path:
+            return
+        if delivery == QuicDeliveryState.ACKED:
+            if search.acknowledged(size):
+                self._use_datagram_size(size)
+        else:
+            search.lost(size)
+
+    def _use_datagram_size(self, size: int) -> None:
+        """Send datagrams of up to *size* bytes from now on; congestion control and pacing count in them."""
+        self._max_datagram_size = size
+        recovery = self._loss
+        recovery._pacer._max_datagram_size = size
+        control = recovery._cc
+        if hasattr(control, "_max_datagram_size"):  # reno and cubic: their minimum window and growth
+            control._max_datagram_size = size
+        if hasattr(control, "additive_increase_factor"):
+            control.additive_increase_factor = size
+
+
+class _ProbeBuilder(QuicPacketBuilder):
+    """Builds path MTU probes: packets that are not counted in flight, so that
+    congestion control neither waits for nor reacts to them (RFC 9000 section 14.4)."""
+
+    def flush(self) -> tuple[list[bytes], list[QuicSentPacket]]:
+        datagrams, packets = super().flush()
+        for packet in packets:
+            packet.in_flight = False
+        return datagrams, packets
