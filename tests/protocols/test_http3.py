@@ -388,6 +388,34 @@ def test_trailers_before_a_separate_fin_are_held(link: Link) -> None:
     assert drain(link.server) == [HeadersReceived(stream_id, [(b"x-late", b"1")], end_stream=True)]
 
 
+def test_a_request_retransmitted_after_its_answer_is_ignored(link: Link) -> None:
+    """The request comes again in a new packet (the client's PTO fired before our ACK
+    arrived) after the server answered and forgot the stream: it is a duplicate, not a
+    new request, and the answer, lost once, still arrives whole."""
+    stream_id = request(link)
+    link.xfer(link.client, link.server)
+    assert [type(e) for e in drain(link.server)] == [HeadersReceived]
+    link.server.submit_headers(stream_id, OK)
+    link.server.submit_data(stream_id, b"hello", end_stream=True)
+    assert link.server.datagrams_to_send()  # the answer and the ACK of the request: lost
+    timer = link.client.get_timer()
+    assert timer is not None
+    link.tick(timer)  # the client's PTO: it sends its oldest packet's data again
+    assert link.xfer(link.client, link.server)
+    assert drain(link.server) == []
+    events: list[Event] = []
+
+    def answered() -> bool:
+        events.extend(drain(link.client))
+        return any(
+            isinstance(e, (DataReceived, StreamResetReceived)) and e.stream_id == stream_id for e in events
+        )
+
+    link.run_timers_until(answered, limit=link.now + 5)
+    assert not [e for e in events if isinstance(e, StreamResetReceived)]
+    assert body_of(events, stream_id) == b"hello"
+
+
 # -- resets ------------------------------------------------------------------
 
 

@@ -15,6 +15,12 @@ What differs from aioquic, and is handled here (checked against qh3 1.9.4):
 * qh3's events are its own classes: :meth:`Qh3QuicConnection.next_event`
   hands out aioquic's, which the HTTP/3 layer dispatches on.
 * qh3 checks by itself that an ACK acknowledges only packets that were sent.
+* qh3 delivers a STREAM frame that the peer retransmitted after the stream's
+  data was all delivered (its ACK was late) as a second end of the stream,
+  with no data; on a request whose state is gone that read as a new request
+  ended before its headers, and the server reset it with
+  H3_REQUEST_INCOMPLETE, dropping the answer not yet acknowledged. Such
+  frames deliver nothing here, as in aioquic.
 """
 
 from __future__ import annotations
@@ -100,6 +106,20 @@ class Qh3QuicConnection(PacedCredit, Qh3Connection):
         value = max_data.value
         Qh3Connection._handle_data_blocked_frame(self, context, frame_type, buf)
         max_data.value = value
+
+    def _handle_stream_frame(self, context: Any, frame_type: int, buf: Any) -> None:
+        start = buf.tell()
+        stream_id = buf.pull_uint_var()
+        buf.seek(start)
+        stream = self._streams.get(stream_id)
+        finished = stream is not None and stream.receiver.is_finished
+        queued = len(self._events)
+        Qh3Connection._handle_stream_frame(self, context, frame_type, buf)
+        if finished:
+            # Everything up to the FIN was delivered (or the stream was reset):
+            # a retransmitted STREAM frame delivers nothing more, as in aioquic.
+            while len(self._events) > queued:
+                self._events.pop()
 
     def _handle_stream_data_blocked_frame(self, context: Any, frame_type: int, buf: Any) -> None:
         start = buf.tell()
