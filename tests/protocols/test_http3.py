@@ -416,6 +416,22 @@ def test_a_request_retransmitted_after_its_answer_is_ignored(link: Link) -> None
     assert body_of(events, stream_id) == b"hello"
 
 
+def test_a_reset_after_the_whole_request_was_delivered_is_ignored(link: Link) -> None:
+    """RFC 9000 section 3.2: once all of a stream's data was received, a RESET_STREAM
+    may be ignored, and it is, on every stack (as aioquic does): the answer goes out."""
+    stream_id = request(link)
+    link.pump()
+    assert [type(e) for e in drain(link.server)] == [HeadersReceived]
+    quic = link.client._quic
+    assert quic is not None
+    quic.reset_stream(stream_id, H3_REQUEST_CANCELLED)  # RESET_STREAM alone, no STOP_SENDING
+    link.pump()
+    assert drain(link.server) == []
+    link.server.submit_headers(stream_id, OK, end_stream=True)
+    link.pump()
+    assert [type(e) for e in drain(link.client)] == [HeadersReceived]
+
+
 # -- resets ------------------------------------------------------------------
 
 

@@ -17,7 +17,8 @@ What differs from aioquic, and is handled here (checked against qh3 1.9.4):
 * qh3 checks by itself that an ACK acknowledges only packets that were sent.
 * qh3 delivers a STREAM frame that the peer retransmitted after the stream's
   data was all delivered (its ACK was late) as a second end of the stream,
-  with no data; on a request whose state is gone that read as a new request
+  with no data, and a RESET_STREAM after the end (or a second one) as a
+  reset; on a request whose state is gone the first read as a new request
   ended before its headers, and the server reset it with
   H3_REQUEST_INCOMPLETE, dropping the answer not yet acknowledged. Such
   frames deliver nothing here, as in aioquic.
@@ -108,16 +109,23 @@ class Qh3QuicConnection(PacedCredit, Qh3Connection):
         max_data.value = value
 
     def _handle_stream_frame(self, context: Any, frame_type: int, buf: Any) -> None:
+        self._unless_received(Qh3Connection._handle_stream_frame, context, frame_type, buf)
+
+    def _handle_reset_stream_frame(self, context: Any, frame_type: int, buf: Any) -> None:
+        self._unless_received(Qh3Connection._handle_reset_stream_frame, context, frame_type, buf)
+
+    def _unless_received(self, handle: Any, context: Any, frame_type: int, buf: Any) -> None:
+        """Handle a STREAM or RESET_STREAM frame, whose events are dropped if the stream's
+        receiving side was already done (all delivered up to the FIN, or reset): a frame
+        the peer sent again delivers nothing more, as in aioquic."""
         start = buf.tell()
         stream_id = buf.pull_uint_var()
         buf.seek(start)
         stream = self._streams.get(stream_id)
-        finished = stream is not None and stream.receiver.is_finished
+        done = stream is not None and stream.receiver.is_finished
         queued = len(self._events)
-        Qh3Connection._handle_stream_frame(self, context, frame_type, buf)
-        if finished:
-            # Everything up to the FIN was delivered (or the stream was reset):
-            # a retransmitted STREAM frame delivers nothing more, as in aioquic.
+        handle(self, context, frame_type, buf)
+        if done:
             while len(self._events) > queued:
                 self._events.pop()
 
