@@ -176,6 +176,24 @@ def tail(log: Path, lines: int = 5) -> str:
         return "(no log)"
 
 
+#: The line of a traceback that names the exception (``| trio.BusyResourceError: ...``).
+_RAISED = re.compile(r"^[\s|+]*((?:[\w.]+\.)?\w*(?:Error|Exception|Group|Interrupt|Exit)\b.*)$")
+
+
+def epitaph(log: Path) -> str:
+    """Why a server died, from its log: the innermost exception of its last traceback, or the last line."""
+    try:
+        lines = log.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    for line in reversed(lines):
+        if (raised := _RAISED.match(line)) and not raised.group(1).startswith(
+            ("ExceptionGroup", "BaseExceptionGroup")
+        ):
+            return raised.group(1).strip()
+    return lines[-1].strip() if lines else "(empty log)"
+
+
 def start(argv: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
     """Start a server pinned to the server core, its output going to *log*."""
     with log.open("wb") as output:

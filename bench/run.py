@@ -57,6 +57,7 @@ from bench.peers import (
     LoadResult,
     Ports,
     SwarmResult,
+    epitaph,
     free_port,
     h2load,
     hypercorn_argv,
@@ -66,7 +67,6 @@ from bench.peers import (
     settle,
     start,
     stop,
-    tail,
     wait_ready,
 )
 from bench.report import Figure, Section, median, save_json
@@ -138,7 +138,7 @@ class Served:
         """Why the server is gone, or ``""`` while it runs."""
         if self.process.poll() is None:
             return ""
-        return f"server exited with {self.process.returncode}: {tail(self.log, 1)}"
+        return f"server exited with {self.process.returncode}: {epitaph(self.log)}"
 
 
 @contextmanager
