@@ -21,6 +21,7 @@ from aioquic.quic.packet_builder import QuicPacketBuilder
 from tests.h3link import (
     CLIENT_ADDRESS,
     GET,
+    H3_REQUEST_CANCELLED,
     Certs,
     Link,
     drain,
@@ -117,6 +118,30 @@ def test_ack_flood_with_many_ranges_stays_cheap(certs: Certs) -> None:
     print(f"ACK flood: 2000 datagrams, {cpu:.2f} s CPU, {peak} bytes peak")
     assert cpu < 60, f"{cpu:.1f} s of CPU"
     assert peak < 5_000_000
+    link.pump()
+    assert close_code(link.server) is None
+    still_serves(link)
+
+
+@pytest.mark.parametrize("padding", [1, 700, 1100])
+def test_the_frame_after_padding_is_read(certs: Certs, padding: int) -> None:
+    """PADDING is skipped to its last zero byte and no further (trio_hface steps over it in C,
+    not a byte at a time): the CONNECTION_CLOSE behind it, in the same packet, closes the
+    connection with its code."""
+    link = make_link(certs)
+    close = encode_uint_var(H3_REQUEST_CANCELLED) + encode_uint_var(0)
+    frames = bytes(padding) + encode_uint_var(QuicFrameType.APPLICATION_CLOSE) + close
+    # One frame of the builder's carrying both (the builder starts a packet per frame).
+    feed(link.server, sealed(link, [(QuicFrameType.PADDING, frames[1:])]))
+    link.pump()
+    assert close_code(link.server) == H3_REQUEST_CANCELLED
+
+
+def test_datagrams_of_nothing_but_padding_are_ignored(certs: Certs) -> None:
+    """Full datagrams of PADDING alone (not ack-eliciting) change nothing."""
+    link = make_link(certs)
+    for _ in range(50):
+        feed(link.server, sealed(link, [(QuicFrameType.PADDING, bytes(1100))]))
     link.pump()
     assert close_code(link.server) is None
     still_serves(link)

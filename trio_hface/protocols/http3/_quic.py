@@ -35,7 +35,7 @@ or by the peer's STOP_SENDING). Every other queued byte is sent or will be, and
 uses the peer's MAX_DATA: the credit is that limit less the difference.
 
 Internals of aioquic used here (checked against aioquic 1.7.2):
-``_local_max_data`` (a ``Limit`` with ``value``, ``used``, ``sent``),
+``_handle_padding_frame``, ``_local_max_data`` (a ``Limit`` with ``value``, ``used``, ``sent``),
 ``_local_max_streams_bidi``, ``_write_connection_limits``, ``_write_stream_limits``,
 ``_streams``, ``_remote_max_data``, ``_remote_max_data_used``, ``_handshake_complete``,
 ``_remote_max_streams_bidi``,
@@ -440,6 +440,18 @@ class FlowControlledQuicConnection(PacedCredit, QuicConnection):
                 reason_phrase=f"packet {largest_acknowledged} acknowledged but never sent",
             )
         super()._handle_ack_frame(context, frame_type, buf)
+
+    def _handle_padding_frame(self, context: QuicReceiveContext, frame_type: int, buf: Buffer) -> None:
+        # aioquic steps over padding one byte at a time in Python: a datagram of
+        # it (every client Initial is padded to 1200 bytes, a path MTU probe to
+        # up to 16 KiB, and a hostile peer can send nothing else) cost a loop
+        # round per byte. The bytes' own lstrip finds the end in C.
+        start = buf.tell()
+        rest = buf.data_slice(start, buf.capacity)
+        buf.seek(start + len(rest) - len(rest.lstrip(b"\x00")))
+        logged = context.quic_logger_frames
+        if self._quic_logger is not None and logged is not None:
+            logged.append(self._quic_logger.encode_padding_frame())
 
     # -- our limits on the wire ----------------------------------------------
 
