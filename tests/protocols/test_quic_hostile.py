@@ -147,6 +147,19 @@ def test_datagrams_of_nothing_but_padding_are_ignored(certs: Certs) -> None:
     still_serves(link)
 
 
+def test_a_fin_below_data_already_received_is_final_size_error(certs: Certs) -> None:
+    """RFC 9000 section 4.5: a final size smaller than the data already received on the
+    stream is a FINAL_SIZE_ERROR, on every stack (qh3 alone took the smaller size)."""
+    link = make_link(certs)
+    stream_id = link.client.get_available_stream_id()
+    # The start of a HEADERS frame of 200 bytes: the HTTP/3 layer waits for the rest.
+    data = b"\x01\x40\xc8" + bytes(97)
+    feed(link.server, sealed(link, [stream_frame(stream_id, 0, data)]))
+    feed(link.server, sealed(link, [stream_frame(stream_id, 0, data[:10], fin=True)]))
+    link.pump()
+    assert close_code(link.server) == QuicErrorCode.FINAL_SIZE_ERROR
+
+
 def test_ack_of_a_packet_never_sent_is_a_protocol_violation(certs: Certs) -> None:
     """(a) An ACK for packet numbers the server never sent (RFC 9000 section 13.1) closes with PROTOCOL_VIOLATION."""
     link = make_link(certs)
@@ -182,10 +195,10 @@ def test_path_challenge_flood_queues_few_responses(certs: Certs) -> None:
     still_serves(link)
 
 
-def stream_frame(stream_id: int, offset: int, data: bytes) -> tuple[int, bytes]:
-    # STREAM with the OFF and LEN bits (RFC 9000 section 19.8).
+def stream_frame(stream_id: int, offset: int, data: bytes, *, fin: bool = False) -> tuple[int, bytes]:
+    # STREAM with the OFF and LEN bits, and FIN if asked (RFC 9000 section 19.8).
     return (
-        QuicFrameType.STREAM_BASE | 0x04 | 0x02,
+        QuicFrameType.STREAM_BASE | 0x04 | 0x02 | (0x01 if fin else 0),
         encode_uint_var(stream_id) + encode_uint_var(offset) + encode_uint_var(len(data)) + data,
     )
 

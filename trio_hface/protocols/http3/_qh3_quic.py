@@ -22,6 +22,8 @@ What differs from aioquic, and is handled here (checked against qh3 1.9.4):
   ended before its headers, and the server reset it with
   H3_REQUEST_INCOMPLETE, dropping the answer not yet acknowledged. Such
   frames deliver nothing here, as in aioquic.
+* qh3 took a FIN below data already received as the final size (and the
+  stream never ended); it is a FINAL_SIZE_ERROR here, as in aioquic.
 """
 
 from __future__ import annotations
@@ -35,12 +37,17 @@ from cryptography.hazmat.primitives import serialization
 from qh3.quic import events as qh3_events
 from qh3.quic.connection import END_STATES as QH3_END_STATES
 from qh3.quic.connection import QuicConnection as Qh3Connection
+from qh3.quic.connection import QuicConnectionError
+from qh3.quic.packet import QuicErrorCode
 from qh3.tls import load_pem_private_key, load_pem_x509_certificates
 
 from ...errors import TLSConfigError
 from ._quic import PacedCredit
 
 __all__ = ["Qh3QuicConnection", "qh3_credentials"]
+
+# RFC 9000 section 19.8: the flags in a STREAM frame's type.
+_STREAM_FIN, _STREAM_LEN, _STREAM_OFF = 0x01, 0x02, 0x04
 
 
 class Qh3QuicConnection(PacedCredit, Qh3Connection):
@@ -109,7 +116,25 @@ class Qh3QuicConnection(PacedCredit, Qh3Connection):
         max_data.value = value
 
     def _handle_stream_frame(self, context: Any, frame_type: int, buf: Any) -> None:
+        if frame_type & _STREAM_FIN:
+            self._check_final_size(frame_type, buf)
         self._unless_received(Qh3Connection._handle_stream_frame, context, frame_type, buf)
+
+    def _check_final_size(self, frame_type: int, buf: Any) -> None:
+        """RFC 9000 section 4.5: a STREAM frame with FIN may not end the stream below data
+        already received (qh3 took the smaller size, and the stream never ended)."""
+        start = buf.tell()
+        stream = self._streams.get(buf.pull_uint_var())
+        if stream is not None:
+            offset = buf.pull_uint_var() if frame_type & _STREAM_OFF else 0
+            length = buf.pull_uint_var() if frame_type & _STREAM_LEN else buf.capacity - buf.tell()
+            if offset + length < stream.receiver.highest_offset:
+                raise QuicConnectionError(
+                    error_code=QuicErrorCode.FINAL_SIZE_ERROR,
+                    frame_type=frame_type,
+                    reason_phrase="final size below data already received",
+                )
+        buf.seek(start)
 
     def _handle_reset_stream_frame(self, context: Any, frame_type: int, buf: Any) -> None:
         self._unless_received(Qh3Connection._handle_reset_stream_frame, context, frame_type, buf)
