@@ -115,38 +115,45 @@ class Qh3QuicConnection(PacedCredit, Qh3Connection):
         Qh3Connection._handle_data_blocked_frame(self, context, frame_type, buf)
         max_data.value = value
 
-    def _handle_stream_frame(self, context: Any, frame_type: int, buf: Any) -> None:
-        if frame_type & _STREAM_FIN:
-            self._check_final_size(frame_type, buf)
-        self._unless_received(Qh3Connection._handle_stream_frame, context, frame_type, buf)
+    @staticmethod
+    def _frame_stream_id(buf: Any) -> int:
+        """The stream ID that the frame at *buf*'s position starts with, the position kept."""
+        start = buf.tell()
+        stream_id: int = buf.pull_uint_var()
+        buf.seek(start)
+        return stream_id
 
-    def _check_final_size(self, frame_type: int, buf: Any) -> None:
+    def _handle_stream_frame(self, context: Any, frame_type: int, buf: Any) -> None:
+        stream = self._streams.get(self._frame_stream_id(buf))
+        if stream is not None and frame_type & _STREAM_FIN:
+            self._check_final_size(stream, frame_type, buf)
+        self._unless_received(stream, Qh3Connection._handle_stream_frame, context, frame_type, buf)
+
+    @staticmethod
+    def _check_final_size(stream: Any, frame_type: int, buf: Any) -> None:
         """RFC 9000 section 4.5: a STREAM frame with FIN may not end the stream below data
         already received (qh3 took the smaller size, and the stream never ended)."""
         start = buf.tell()
-        stream = self._streams.get(buf.pull_uint_var())
-        if stream is not None:
-            offset = buf.pull_uint_var() if frame_type & _STREAM_OFF else 0
-            length = buf.pull_uint_var() if frame_type & _STREAM_LEN else buf.capacity - buf.tell()
-            if offset + length < stream.receiver.highest_offset:
-                raise QuicConnectionError(
-                    error_code=QuicErrorCode.FINAL_SIZE_ERROR,
-                    frame_type=frame_type,
-                    reason_phrase="final size below data already received",
-                )
+        buf.pull_uint_var()  # the stream ID
+        offset = buf.pull_uint_var() if frame_type & _STREAM_OFF else 0
+        length = buf.pull_uint_var() if frame_type & _STREAM_LEN else buf.capacity - buf.tell()
         buf.seek(start)
+        if offset + length < stream.receiver.highest_offset:
+            raise QuicConnectionError(
+                error_code=QuicErrorCode.FINAL_SIZE_ERROR,
+                frame_type=frame_type,
+                reason_phrase="final size below data already received",
+            )
 
     def _handle_reset_stream_frame(self, context: Any, frame_type: int, buf: Any) -> None:
-        self._unless_received(Qh3Connection._handle_reset_stream_frame, context, frame_type, buf)
+        stream = self._streams.get(self._frame_stream_id(buf))
+        self._unless_received(stream, Qh3Connection._handle_reset_stream_frame, context, frame_type, buf)
 
-    def _unless_received(self, handle: Any, context: Any, frame_type: int, buf: Any) -> None:
-        """Handle a STREAM or RESET_STREAM frame, whose events are dropped if the stream's
-        receiving side was already done (all delivered up to the FIN, or reset): a frame
-        the peer sent again delivers nothing more, as in aioquic."""
-        start = buf.tell()
-        stream_id = buf.pull_uint_var()
-        buf.seek(start)
-        stream = self._streams.get(stream_id)
+    def _unless_received(self, stream: Any, handle: Any, context: Any, frame_type: int, buf: Any) -> None:
+        """Handle a STREAM or RESET_STREAM frame of *stream* (``None`` if it is new or gone),
+        whose events are dropped if the stream's receiving side was already done (all
+        delivered up to the FIN, or reset): a frame the peer sent again delivers nothing
+        more, as in aioquic."""
         done = stream is not None and stream.receiver.is_finished
         queued = len(self._events)
         handle(self, context, frame_type, buf)
@@ -155,9 +162,7 @@ class Qh3QuicConnection(PacedCredit, Qh3Connection):
                 self._events.pop()
 
     def _handle_stream_data_blocked_frame(self, context: Any, frame_type: int, buf: Any) -> None:
-        start = buf.tell()
-        stream_id = buf.pull_uint_var()
-        buf.seek(start)
+        stream_id = self._frame_stream_id(buf)
         stream = self._streams.get(stream_id)
         before = None if stream is None else stream.max_stream_data_local
         Qh3Connection._handle_stream_data_blocked_frame(self, context, frame_type, buf)
