@@ -303,21 +303,24 @@ class HTTP1ProtocolImpl(HTTP1Base):
             self._translate(cast(h11.Event, event))
 
     def _translate(self, event: h11.Event) -> None:
-        if isinstance(event, (h11.Request, h11.InformationalResponse, h11.Response, h11.EndOfMessage)):
-            size = sum(len(n) + len(v) + 4 for n, v in _items(event.headers))
+        # h11's events are exact classes under an ABC: the type is compared, not
+        # isinstance()d (each isinstance() against an ABC subclass is a slow check).
+        kind = type(event)
+        if kind in _EVENTS_WITH_FIELDS:
+            size = _fields_size(cast(_EventWithFields, event).headers)
             if size > self._max_header_size:
                 # h11 checks only blocks that arrive in pieces; check complete ones too.
-                status = 431 if isinstance(event, h11.Request) else 400
+                status = 431 if kind is h11.Request else 400
                 if not self._client:
                     self._try_error_response(status)
                 self._terminate(
                     status, f"the peer sent {size} bytes of headers, over {self._max_header_size}"
                 )
                 return
-        if isinstance(event, h11.Request):
-            self._on_request(event)
+        if kind is h11.Request:
+            self._on_request(cast(h11.Request, event))
             return
-        if isinstance(event, h11.ConnectionClosed):
+        if kind is h11.ConnectionClosed:
             self._terminate(0, "connection closed by the peer")
             return
         exchange = self._exchange
@@ -325,7 +328,14 @@ class HTTP1ProtocolImpl(HTTP1Base):
             # h11 lets a server answer before any request (with an error); our client asked nothing.
             self._terminate(400, "the peer broke HTTP/1.1: a response without a request")
             return
-        if isinstance(event, h11.InformationalResponse):
+        if kind is h11.Data:
+            data = cast(h11.Data, event).data
+            self._events.append(DataReceived(exchange.stream_id, bytes(data)))
+            exchange.receive.data(end_stream=False)
+            self._mergeable = True
+        elif kind is h11.EndOfMessage:
+            self._on_end_of_message(exchange, cast(h11.EndOfMessage, event))
+        elif isinstance(event, h11.InformationalResponse):
             headers = [(b":status", str(event.status_code).encode()), *_fields(event.headers)]
             self._events.append(HeadersReceived(exchange.stream_id, headers))
             self._mergeable = False
@@ -339,12 +349,6 @@ class HTTP1ProtocolImpl(HTTP1Base):
             if self._h11.our_state is h11.SWITCHED_PROTOCOL:
                 self._mergeable = False
                 self._enter_tunnel()
-        elif isinstance(event, h11.Data):
-            self._events.append(DataReceived(exchange.stream_id, bytes(event.data)))
-            exchange.receive.data(end_stream=False)
-            self._mergeable = True
-        elif isinstance(event, h11.EndOfMessage):
-            self._on_end_of_message(exchange, event)
 
     def _on_request(self, event: h11.Request) -> None:
         stream_id = self._next_stream_id
@@ -423,12 +427,17 @@ def _request_from_h11(event: h11.Request, scheme: bytes) -> list[tuple[bytes, by
     return request_headers(bytes(event.method), bytes(event.target), _fields(event.headers), scheme)
 
 
-def _items(headers: Sequence[tuple[bytes, bytes]]) -> Sequence[tuple[bytes, bytes]]:
-    """h11's fields as (lower-case name, value) pairs, without its item-by-item ``Headers`` view."""
+#: The h11 events that carry fields (a head, or a chunked body's trailers).
+_EVENTS_WITH_FIELDS = frozenset({h11.Request, h11.InformationalResponse, h11.Response, h11.EndOfMessage})
+_EventWithFields = h11.Request | h11.InformationalResponse | h11.Response | h11.EndOfMessage
+
+
+def _fields_size(headers: Sequence[tuple[bytes, bytes]]) -> int:
+    """The size of h11's fields as the limit counts it: name, value and 4 bytes of framing each."""
     full: list[tuple[bytes, bytes, bytes]] | None = getattr(headers, "_full_items", None)
     if full is None:
-        return headers
-    return [(name, value) for _, name, value in full]
+        return sum(len(n) + len(v) + 4 for n, v in headers)
+    return sum([len(name) + len(value) for _, name, value in full]) + 4 * len(full)
 
 
 def _fields(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
