@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import socket
 import ssl
 from collections.abc import Iterator
 from functools import partial
@@ -15,7 +16,12 @@ import trustme
 
 from tests.handlers import Client, echo_handler
 from trio_hface import ClientTLSConfig, ServerTLSConfig
-from trio_hface.connections import HTTPConnection, HTTPOverTCPListener, HTTPOverTCPOpener
+from trio_hface.connections import (
+    HTTPConnection,
+    HTTPOverTCPConnection,
+    HTTPOverTCPListener,
+    HTTPOverTCPOpener,
+)
 from trio_hface.errors import ALPNError
 from trio_hface.events import ConnectionTerminated, DataReceived
 from trio_hface.protocols import ALPNHTTPFactory
@@ -273,3 +279,75 @@ async def test_curl_against_listener(version: str, tls_files: tuple[str, str, st
         assert hashlib.sha256(b"hello curl").hexdigest() in out
         await listener.aclose()
         nursery.cancel_scope.cancel()
+
+
+GET_HEAD = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a"), (b":path", b"/")]
+
+
+def plain_listener() -> tuple[socket.socket, tuple[str, int]]:
+    """A stdlib listening socket, so that the peer's reads need no checkpoint of ours."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    return server, server.getsockname()
+
+
+async def test_a_small_submitted_head_is_written_by_the_calling_task() -> None:
+    """HTTP/1.1 over a socket with room: send_submitted writes a GET's head itself, so it is at
+    the peer when the call returns, before the connection's writer task could have run."""
+    server, address = plain_listener()
+    with server:
+        async with await HTTPOverTCPOpener(HTTP1ClientFactory())(address) as connection:
+            peer, _ = server.accept()
+            with peer:
+                peer.setblocking(False)
+                await trio.testing.wait_all_tasks_blocked()  # the writer has started and waits
+                sid = connection.get_available_stream_id()
+                connection.submit_headers(sid, GET_HEAD, end_stream=True, data_follows=True)
+                await connection.send_submitted()
+                assert peer.recv(65536).startswith(b"GET / HTTP/1.1\r\n")
+
+
+async def test_send_submitted_never_waits_for_the_network() -> None:
+    """A head the transport does not take at once is left to the writer: send_submitted returns
+    while the peer reads nothing, and the head arrives once it reads."""
+    big = b"v" * 20000
+    head = [*GET_HEAD, (b"x-filler", big)]
+    client_stream, peer = trio.testing.lockstep_stream_pair()  # a write waits for the peer's read
+    async with HTTPOverTCPConnection(HTTP1ClientFactory()(), client_stream, {}) as connection:
+        sid = connection.get_available_stream_id()
+        connection.submit_headers(sid, head, end_stream=True, data_follows=True)
+        with trio.fail_after(1):
+            await connection.send_submitted()
+        received = b""
+        with trio.fail_after(5):
+            while not received.endswith(b"\r\n\r\n"):
+                received += await peer.receive_some()
+        assert big in received
+
+
+async def test_a_failed_direct_write_ends_the_connection_without_raising(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """send_submitted whose own write fails: no error from the call (as when the writer's
+    write fails); the connection is broken, and its events report the end."""
+    server, address = plain_listener()
+    with server:
+        async with await HTTPOverTCPOpener(HTTP1ClientFactory())(address) as connection:
+            peer, _ = server.accept()
+
+            async def failing_send_all(self: trio.SocketStream, data: object) -> None:
+                raise trio.BrokenResourceError("the peer went away")
+
+            await trio.testing.wait_all_tasks_blocked()  # the writer has started and waits
+            with monkeypatch.context() as patched:
+                patched.setattr(trio.SocketStream, "send_all", failing_send_all)
+                sid = connection.get_available_stream_id()
+                connection.submit_headers(sid, GET_HEAD, end_stream=True, data_follows=True)
+                await connection.send_submitted()
+            assert connection.has_expired() and not connection.is_available()
+            peer.close()
+            with trio.fail_after(5):
+                event = await connection.receive_event()
+                while not isinstance(event, ConnectionTerminated):
+                    event = await connection.receive_event()

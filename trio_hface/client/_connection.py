@@ -271,14 +271,17 @@ class Exchange:
         """
         content = request.content
         empty = isinstance(content, bytes) and not content
-        # Queued, not flushed: the writer sends them while this task goes on to
-        # wait for the response (or sends them with the first piece of the
-        # body). A failed write ends the connection, and so the exchange.
-        self.connection.submit_headers(self.stream_id, headers, end_stream=empty)
-        await trio.lowlevel.checkpoint_if_cancelled()
+        # Not waited for: they go out now (written here when the socket takes
+        # them at once, else by the writer while this task goes on to wait for
+        # the response, or to send the body: a body may wait for a 100
+        # Continue). A failed write ends the connection, and so the exchange.
         if empty:
+            self.connection.submit_headers(self.stream_id, headers, end_stream=True, data_follows=True)
+            await self.connection.send_submitted()
             self.request_complete = True
         else:
+            self.connection.submit_headers(self.stream_id, headers, end_stream=False)
+            await trio.lowlevel.checkpoint_if_cancelled()
             if nursery is None:
                 raise ValueError("a request with a body needs a nursery for its upload")
             nursery.start_soon(self._send_body, content, write_timeout)

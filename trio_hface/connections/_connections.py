@@ -366,6 +366,21 @@ class HTTPConnection(_ConnectionFacts, _EventReceiving, metaclass=ABCMeta):
         if not data_follows:
             self._wake_writer()
 
+    async def send_submitted(self) -> None:
+        """Hand what was submitted (:meth:`submit_headers`) to the network, without waiting for it.
+
+        On HTTP/1.1 over TCP, bytes that the socket takes at once are written
+        by the calling task (cheaper than waking the connection's writer);
+        otherwise the writer is woken and sends them on its next round while
+        the caller goes on. Never waits for the network: a checkpoint that
+        raises :exc:`trio.Cancelled` only before anything was written (what
+        was submitted is sent all the same). A write that fails is not
+        raised here: the connection ends, and its streams' events say so, as
+        when the writer's write fails.
+        """
+        self._wake_writer()
+        await trio.lowlevel.checkpoint_if_cancelled()
+
     async def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         """Send body data of any size, waiting for flow-control credit as needed.
 

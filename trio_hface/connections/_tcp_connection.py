@@ -220,37 +220,62 @@ class HTTPOverTCPConnection(HTTPConnection):
 
         Handing bytes to the writer costs two task switches (the writer
         wakes, then the sender). An HTTP/1.1 sender whose few bytes the
-        socket takes at once (the writer idle, nothing else being written,
-        room in the send buffer, at most ``DIRECT_SEND_MAX`` bytes) writes
-        them itself instead. Such a write completes without waiting, so no
-        cancellation can cut it: a sender cancelled before it leaves its
-        bytes to the writer, which sends them all the same, as it would
-        had the sender waited for the writer. A write that has to wait
-        after all and is cancelled there, or fails, leaves the connection
-        broken (its bytes went out in part).
+        socket takes at once writes them itself instead (see
+        :meth:`_write_directly`).
+        """
+        if not self._can_write_directly() or not await self._write_directly():
+            await super()._flush()
+        elif self._tcp.has_output():  # an EOF to send (or bytes submitted meanwhile): the writer's
+            await super()._flush()
+
+    async def send_submitted(self) -> None:
+        # HTTP/1.1 over a socket with room: written here, as _flush does, but
+        # never waiting for the writer (what is too large is left to it).
+        # A failed write is not raised: as when the writer's fails, the
+        # connection ends, and its streams learn that from their events.
+        if self._can_write_directly():
+            try:
+                if await self._write_directly() and not self._tcp.has_output():
+                    return
+            except trio.BrokenResourceError:
+                return
+        await super().send_submitted()
+
+    def _can_write_directly(self) -> bool:
+        """Whether a sender may write its own bytes: the writer idle, nothing else being
+        written, room in the socket's send buffer, and one stream (HTTP/1.1)."""
+        return (
+            self._writer_parked
+            and not self._direct_sending
+            and self._held is None
+            and not self._broken
+            and self._send_space is not None
+            and not self._tcp.multiplexed
+            and self._send_space()
+        )
+
+    async def _write_directly(self) -> bool:
+        """Write the protocol's output in this task; return ``False`` if it was left to the writer.
+
+        For a sender that :meth:`_can_write_directly`: bytes that the socket
+        takes at once (at most ``DIRECT_SEND_MAX``) are written here, and
+        such a write completes without waiting, so no cancellation can cut
+        it. A sender cancelled before it leaves its bytes to the writer,
+        which sends them all the same, as it would had the sender waited
+        for the writer; so does a sender with more bytes than that. A
+        write that has to wait after all and is cancelled there, or fails,
+        leaves the connection broken (its bytes went out in part).
         """
         tcp = self._tcp
-        if (
-            not self._writer_parked
-            or self._direct_sending
-            or self._held is not None
-            or self._broken
-            or self._send_space is None
-            or tcp.multiplexed
-            or not self._send_space()
-        ):
-            await super()._flush()
-            return
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
         except trio.Cancelled:
-            await super()._flush()  # the writer sends them; waiting raises Cancelled again
+            self._wake_writer()  # the writer sends them
             raise
         pieces = tcp.buffers_to_send()
         if not pieces or sum(map(len, pieces)) > DIRECT_SEND_MAX:
             self._held = pieces or None  # the writer sends them, before anything newer
-            await super()._flush()
-            return
+            return False
         self._submitted += 1
         mark = self._submitted
         self._direct_sending = True
@@ -272,8 +297,7 @@ class HTTPOverTCPConnection(HTTPConnection):
                 self._direct_done = None
         self._last_activity = trio.current_time()
         self._flushed_up_to(mark)
-        if tcp.has_output():  # an EOF to send (or bytes submitted meanwhile): the writer's
-            await super()._flush()
+        return True
 
     def _take_output(self) -> list[bytes | bytearray]:
         """The protocol's output, after what a sender left to the writer."""
