@@ -4,7 +4,7 @@
     .venv/bin/python bench/profile.py [SCENARIO ...] [--seconds 15] [--top 15] [--keep DIR]
 
 Scenarios: ``h1-small`` (h2load --h1 -c 10, hello app, cleartext), ``h1-small-tls`` (the same over
-TLS), ``h1-large`` (the same with
+TLS), ``h1-small-httptools`` (cleartext, ``--http1-impl httptools``: the speedups extra), ``h1-large`` (the same with
 1 MiB responses), ``h1-large-tls`` (the same over TLS), ``h2-large`` (h2load -c 10 -m 10 over
 TLS, 1 MiB responses), ``h2-100x100`` (h2load -c 100 -m 100 over TLS, hello app), ``h3-large`` (ten
 gtlsclient processes x 10 streams of 1 MiB), ``h3-small`` (ten x 200 streams, hello app), and
@@ -88,10 +88,14 @@ def h3_small_load(ports: Ports, folder: Path, seconds: float) -> str:
 #: The HTTP/3 implementation on qh3 (the qh3 extra), for the scenarios that name it.
 QH3 = ("--http3-impl", "qh3")
 
+#: HTTP/1.1 on httptools (the speedups extra), for the scenarios that name it.
+HTTPTOOLS = ("--http1-impl", "httptools")
+
 #: name: (application, load, options of ours)
 SCENARIOS: dict[str, tuple[str, Load, tuple[str, ...]]] = {
     "h1-small": (HELLO_APP, h1_load("/"), ()),
     "h1-small-tls": (HELLO_APP, h1_load("/", tls=True), ()),
+    "h1-small-httptools": (HELLO_APP, h1_load("/"), HTTPTOOLS),
     "h1-large": (PAYLOAD_APP, h1_load(f"/{MIB}"), ()),
     "h1-large-tls": (PAYLOAD_APP, h1_load(f"/{MIB}", tls=True), ()),
     "h2-large": (PAYLOAD_APP, h2_large_load, ()),
