@@ -70,20 +70,34 @@ def is_websocket_request(headers: HeadersType) -> bool:
     HTTP/2 and HTTP/3: extended ``CONNECT`` with ``:protocol websocket``.
     """
     method = protocol = None
+    upgrade: list[bytes] = []
+    connection: list[bytes] = []
+    # One walk: the pseudo-headers, then the two fields (every request of a
+    # server goes through here, nearly all of them no WebSocket).
     for name, value in headers:
-        if name == b":method":
-            method = value
-        elif name == b":protocol":
-            protocol = value
-        elif not name.startswith(b":"):
+        if name.startswith(b":"):
+            if name == b":method":
+                method = value
+            elif name == b":protocol":
+                protocol = value
+            continue
+        if method != b"GET":
             break
+        if len(name) == 7:
+            if name.lower() == b"upgrade":
+                upgrade.append(value)
+        elif len(name) == 10 and name.lower() == b"connection":
+            connection.append(value)
     if method == b"CONNECT":
         return protocol is not None and protocol.lower() == b"websocket"
-    if method != b"GET":
+    if method != b"GET" or not upgrade or not connection:
         return False
-    if "websocket" not in [t.lower() for t in header_tokens(headers, b"upgrade")]:
-        return False
-    return "upgrade" in [t.lower() for t in header_tokens(headers, b"connection")]
+    return _has_token(upgrade, b"websocket") and _has_token(connection, b"upgrade")
+
+
+def _has_token(values: list[bytes], token: bytes) -> bool:
+    """Whether one of the comma-separated elements of *values* is *token* (case-insensitive)."""
+    return any(element.strip().lower() == token for value in values for element in value.split(b","))
 
 
 class BoundedDeflate(PerMessageDeflate):
