@@ -14,10 +14,13 @@ machine has two CPUs). Each figure is the median of ``--rounds`` runs, in MB/s
 ``--http3-impl NAME`` picks the HTTP/3 implementation registered under NAME
 in the protocol registry, for both the server and the client, and
 ``--max-datagram-size N`` the default factories' largest datagram. ``--qh3-raw``
-measures, in the same setup, a bare HTTP/3 server on qh3 (``pip install qh3``):
-qh3's own QUIC and HTTP/3 driven by Trio over the same batched UDP socket, with
-none of trio_hface's connection layer (one task, connections told apart by the
-client's address): the ceiling of that implementation, not a trio_hface figure.
+(or ``--raw qh3``) measures, in the same setup, a bare HTTP/3 server on qh3
+(``pip install qh3``), and ``--raw aioquic`` one on aioquic: the library's own
+QUIC and HTTP/3 driven by Trio over the same batched UDP socket, with none of
+trio_hface's connection layer (one task, connections told apart by the
+client's address): the ceiling of that implementation, not a trio_hface
+figure. (Importing trio_hface's UDP socket also installs its faster check of
+aioquic's received field names and values.)
 """
 
 from __future__ import annotations
@@ -99,8 +102,8 @@ def wait_for_udp(port: int, process: subprocess.Popen[bytes]) -> None:
 
 def serve(args: argparse.Namespace) -> None:
     """The server under test (a child process): HTTP/3 only, until killed."""
-    if args.qh3_raw:
-        trio.run(serve_qh3, args.serve, args.folder)
+    if args.raw:
+        trio.run(serve_qh3, args.serve, args.folder, args.raw)
         return
     from trio_hface import ServerTLSConfig
     from trio_hface.server import ASGIServer, ServerProtocol
@@ -119,13 +122,14 @@ def serve(args: argparse.Namespace) -> None:
     trio.run(server.run, [f"https://127.0.0.1:{args.serve}"])
 
 
-async def serve_qh3(port: int, folder: Path) -> None:
-    """A bare HTTP/3 server on qh3: every request gets the body its path asks for."""
+async def serve_qh3(port: int, folder: Path, library: str = "qh3") -> None:
+    """A bare HTTP/3 server on qh3 (or aioquic, whose API qh3 keeps): every request gets
+    the body its path asks for (``/1048576``), or a 14-byte hello for any other path."""
     # qh3 is no dependency: imported by name, so that type checks pass without it.
-    h3_module = importlib.import_module("qh3.h3.connection")
-    HeadersReceived = importlib.import_module("qh3.h3.events").HeadersReceived
-    QuicConfiguration = importlib.import_module("qh3.quic.configuration").QuicConfiguration
-    QuicConnection = importlib.import_module("qh3.quic.connection").QuicConnection
+    h3_module = importlib.import_module(f"{library}.h3.connection")
+    HeadersReceived = importlib.import_module(f"{library}.h3.events").HeadersReceived
+    QuicConfiguration = importlib.import_module(f"{library}.quic.configuration").QuicConfiguration
+    QuicConnection = importlib.import_module(f"{library}.quic.connection").QuicConnection
     H3Connection = h3_module.H3Connection
 
     from trio_hface._typing import AddressType
@@ -143,12 +147,12 @@ async def serve_qh3(port: int, folder: Path) -> None:
         while (event := quic.next_event()) is not None:
             for h3_event in h3.handle_event(event):
                 if isinstance(h3_event, HeadersReceived):
-                    path = dict(h3_event.headers)[b":path"]
-                    size = int(path.strip(b"/") or b"0")
+                    path = dict(h3_event.headers)[b":path"].strip(b"/")
+                    body = b"x" * int(path) if path.isdigit() else b"Hello, world!\n"
                     h3.send_headers(
-                        h3_event.stream_id, [(b":status", b"200"), (b"content-length", b"%d" % size)]
+                        h3_event.stream_id, [(b":status", b"200"), (b"content-length", b"%d" % len(body))]
                     )
-                    h3.send_data(h3_event.stream_id, b"x" * size, end_stream=True)
+                    h3.send_data(h3_event.stream_id, body, end_stream=True)
 
     while True:
         timers = [t for quic, _ in connections.values() if (t := quic.get_timer()) is not None]
@@ -186,8 +190,8 @@ def server_round(args: argparse.Namespace) -> float:
         command += ["--http3-impl", args.http3_impl]
     if args.max_datagram_size:
         command += ["--max-datagram-size", str(args.max_datagram_size)]
-    if args.qh3_raw:
-        command += ["--qh3-raw"]
+    if args.raw:
+        command += ["--raw", args.raw]
     server = subprocess.Popen(pinned(0, command), stdin=subprocess.DEVNULL)
     try:
         wait_for_udp(port, server)
@@ -314,10 +318,15 @@ def main() -> None:
         help="the HTTP/3 factories' max_datagram_size (default: theirs, 1200)",
     )
     parser.add_argument("--qh3-raw", action="store_true", help="serve with a bare qh3 server (see above)")
+    parser.add_argument(
+        "--raw", choices=["qh3", "aioquic"], help="serve with a bare server on this library (see above)"
+    )
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--download", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.qh3_raw:
+        args.raw = "qh3"
     if args.serve is not None:
         serve(args)
         return
@@ -332,13 +341,13 @@ def main() -> None:
     ca.cert_pem.write_to_path(args.folder / "ca.pem")
     sides = {"server": server_round, "client": client_round}
     for name, run in sides.items():
-        if args.only not in (None, name) or (args.qh3_raw and name == "client"):
+        if args.only not in (None, name) or (args.raw and name == "client"):
             continue
         figures = [run(args) for _ in range(args.rounds)]
         rounds = " ".join(f"{figure:.1f}" for figure in figures)
         what = (
             f"{args.clients} gtlsclient x {args.downloads} x 1 MiB from "
-            + ("a bare qh3 server" if args.qh3_raw else "trio-hface server")
+            + (f"a bare {args.raw} server" if args.raw else "trio-hface server")
             if name == "server"
             else f"trio_hface Client, {args.client_downloads} x 1 MiB (10 at a time) from gtlsserver"
         )
