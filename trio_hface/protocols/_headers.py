@@ -19,11 +19,6 @@ _LOWER_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z")
 # RFC 9110 section 5.5: field-value = *field-content; no CR, LF or NUL
 # anywhere, and no leading or trailing whitespace.
 _BAD_VALUE = re.compile(rb"[\x00\r\n]|\A[ \t]|[ \t]\Z")
-# The same for a list of fields at once: the names, or the values, joined by LF
-# (a byte that no name and no valid value holds).
-_TOKENS = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:\n[!#$%&'*+\-.^_`|~0-9A-Za-z]+)*\Z")
-_LOWER_TOKENS = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+(?:\n[!#$%&'*+\-.^_`|~0-9a-z]+)*\Z")
-_BAD_VALUES = re.compile(rb"[\x00\r]|\A[ \t]|[ \t]\Z|\n[ \t]|[ \t]\n")
 # RFC 9110 section 15: a status code is three digits.
 _STATUS = re.compile(rb"[1-5][0-9][0-9]\Z")
 
@@ -113,40 +108,14 @@ def validate_headers(
         _check_response_pseudo(pseudo)
     else:
         _check_request_pseudo(pseudo, allow_extended_connect)
-    if regular:
-        _validate_fields(regular, lower_case=multiplexed)
-    if multiplexed:
-        for name, value in regular:
+    for name, value in regular:
+        validate_field(name, value, lower_case=multiplexed)
+        if multiplexed:
             if name in CONNECTION_SPECIFIC:
                 raise HeaderError(f"connection-specific header {name!r} is not allowed in HTTP/2 and HTTP/3")
             if name == b"te" and value.lower() != b"trailers":
                 raise HeaderError(f"te header must be 'trailers', not {value!r}")
     return pseudo, regular
-
-
-def _validate_fields(regular: list[tuple[bytes, bytes]], *, lower_case: bool) -> None:
-    """:func:`validate_field` for each of *regular* (pairs of bytes), with two patterns for all.
-
-    The names joined by LF must be tokens separated by LF, and the values
-    joined by LF must have no NUL or CR, no whitespace next to a separator
-    or an end, and no LF but the separators. Only a list that fails is
-    walked field by field, to raise the error that names the field.
-    """
-    names = b"\n".join([name for name, _ in regular])
-    values = b"\n".join([value for _, value in regular])
-    separators = len(regular) - 1
-    if (
-        (_LOWER_TOKENS if lower_case else _TOKENS).match(names) is not None
-        and names.count(b"\n") == separators
-        and _BAD_VALUES.search(values) is None
-        and values.count(b"\n") == separators
-    ):
-        return
-    for name, value in regular:
-        validate_field(name, value, lower_case=lower_case)
-    raise AssertionError(
-        f"a field list failed its joined check but no field failed: {regular!r}"
-    )  # pragma: no cover
 
 
 def _check_response_pseudo(pseudo: dict[bytes, bytes]) -> None:
