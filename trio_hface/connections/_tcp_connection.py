@@ -223,9 +223,9 @@ class HTTPOverTCPConnection(HTTPConnection):
         socket takes at once writes them itself instead (see
         :meth:`_write_directly`).
         """
-        if not self._can_write_directly() or not await self._write_directly():
-            await super()._flush()
-        elif self._tcp.has_output():  # an EOF to send (or bytes submitted meanwhile): the writer's
+        # What is left to the writer, or comes after a direct write (an EOF,
+        # bytes submitted meanwhile), is flushed by it.
+        if not self._can_write_directly() or not await self._write_directly() or self._tcp.has_output():
             await super()._flush()
 
     async def send_submitted(self) -> None:

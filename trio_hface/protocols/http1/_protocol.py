@@ -335,14 +335,16 @@ class HTTP1ProtocolImpl(HTTP1Base):
             self._mergeable = True
         elif kind is h11.EndOfMessage:
             self._on_end_of_message(exchange, cast(h11.EndOfMessage, event))
-        elif isinstance(event, h11.InformationalResponse):
-            headers = [(b":status", str(event.status_code).encode()), *_fields(event.headers)]
+        elif kind is h11.InformationalResponse:
+            informational = cast(h11.InformationalResponse, event)
+            headers = [(b":status", str(informational.status_code).encode()), *_fields(informational.headers)]
             self._events.append(HeadersReceived(exchange.stream_id, headers))
             self._mergeable = False
-            if event.status_code == 101 and self._h11.our_state is h11.SWITCHED_PROTOCOL:
+            if informational.status_code == 101 and self._h11.our_state is h11.SWITCHED_PROTOCOL:
                 self._enter_tunnel()
-        elif isinstance(event, h11.Response):
-            headers = [(b":status", str(event.status_code).encode()), *_fields(event.headers)]
+        elif kind is h11.Response:
+            response = cast(h11.Response, event)
+            headers = [(b":status", str(response.status_code).encode()), *_fields(response.headers)]
             self._events.append(HeadersReceived(exchange.stream_id, headers))
             exchange.receive.headers(HeaderKind.RESPONSE, end_stream=False)
             self._mergeable = True
