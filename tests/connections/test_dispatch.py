@@ -264,3 +264,112 @@ async def test_a_full_http1_inbox_still_holds_the_reading_back() -> None:
                     break
         assert received == body
         nursery.cancel_scope.cancel()
+
+
+class _TaskSteps(trio.abc.Instrument):
+    """Counts the steps one task takes."""
+
+    def __init__(self) -> None:
+        self.task: trio.lowlevel.Task | None = None
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task is self.task:
+            self.steps += 1
+
+
+@pytest.mark.parametrize("version", ["1.1", "2"])
+async def test_the_router_starts_new_streams_and_run_sleeps_on(version: str) -> None:
+    """A new stream that start_stream takes is started by the task that read its request (the
+    router), and run()'s task does not even wake; one it leaves (False) goes to on_new_stream in
+    run()'s task, followed by the events behind it, in order."""
+    factories = {
+        "1.1": (HTTP1ClientFactory, HTTP1ServerFactory),
+        "2": (HTTP2ClientFactory, HTTP2ServerFactory),
+    }
+    client_factory, server_factory = factories[version]
+    client, server = pair(client_factory(), server_factory())
+    run_steps = _TaskSteps()
+    started: list[tuple[int, trio.lowlevel.Task]] = []
+    waited: list[tuple[int, trio.lowlevel.Task]] = []
+
+    def start(event: HeadersReceived) -> bool:
+        if event.stream_id == 3:
+            return False  # as a server that must refuse it
+        served.open_inbox(event.stream_id)
+        started.append((event.stream_id, trio.lowlevel.current_task()))
+        return True
+
+    async def new_stream(event: HeadersReceived) -> None:
+        served.open_inbox(event.stream_id)
+        waited.append((event.stream_id, trio.lowlevel.current_task()))
+
+    served = StreamDispatcher(server, on_new_stream=new_stream, start_stream=start)
+
+    async def run_served() -> None:
+        run_steps.task = trio.lowlevel.current_task()
+        await served.run()
+
+    async with client, server, trio.open_nursery() as nursery:
+        nursery.start_soon(run_served)
+        await trio.testing.wait_all_tasks_blocked()
+        trio.lowlevel.add_instrument(run_steps)
+        try:
+            run_steps.steps = 0
+            stream_id = client.get_available_stream_id()
+            await client.send_headers(stream_id, REQUEST)
+            await client.send_data(stream_id, b"body")
+            with trio.fail_after(5):
+                while not started:
+                    await trio.testing.wait_all_tasks_blocked()
+                assert await served.inboxes[stream_id].receive() == DataReceived(stream_id, b"body")
+            await trio.testing.wait_all_tasks_blocked()
+            assert started[0] == (stream_id, started[0][1]) and started[0][1] is not run_steps.task
+            assert run_steps.steps == 0 and waited == []
+        finally:
+            trio.lowlevel.remove_instrument(run_steps)
+        if version == "2":
+            stream_id = client.get_available_stream_id()
+            assert stream_id == 3
+            await client.send_headers(stream_id, REQUEST)
+            await client.send_data(stream_id, b"three", end_stream=True)
+            with trio.fail_after(5):
+                while not waited:
+                    await trio.testing.wait_all_tasks_blocked()
+                assert waited == [(3, run_steps.task)]
+                assert await served.inboxes[3].receive() == DataReceived(3, b"three", end_stream=True)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_later_receive_deadline_holds_over_the_earlier_one(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Moving the receive deadline later while run() waits (to infinity as a request starts, then to
+    the end of the next keep-alive period once it ends) is what counts, even after the earlier
+    deadline passed: run() stops at the later one."""
+    client, server = pair(HTTP1ClientFactory(), HTTP1ServerFactory())
+    async with client, server, trio.open_nursery() as nursery:
+        served = StreamDispatcher(server)
+        start = trio.current_time()
+        served.receive_deadline = start + 1
+
+        async def serve_a_long_request() -> None:
+            await trio.sleep(0.5)
+            served.receive_deadline = math.inf  # a request in progress
+            await trio.sleep(2)  # past the first deadline
+            served.receive_deadline = trio.current_time() + 1  # it ended: keep-alive again
+
+        nursery.start_soon(serve_a_long_request)
+        assert await served.run() is DispatchEnd.DEADLINE
+        assert trio.current_time() - start == pytest.approx(3.5)
+        # An earlier deadline moves the wait's at once.
+        served.receive_deadline = trio.current_time() + 1
+        moved_earlier = trio.current_time() + 0.25
+
+        async def move_earlier() -> None:
+            await trio.sleep(0.1)
+            served.receive_deadline = moved_earlier
+
+        nursery.start_soon(move_earlier)
+        assert await served.run() is DispatchEnd.DEADLINE
+        assert trio.current_time() == pytest.approx(moved_earlier)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -16,6 +17,9 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 BLOCK = bytes(range(256)) * 256  # 64 KiB
 
 lifespan_events: list[str] = []
+
+#: Set by each request to /contextvar, which answers with the value it found.
+REQUEST_VAR: contextvars.ContextVar[str] = contextvars.ContextVar("REQUEST_VAR", default="unset")
 
 
 async def read_body(receive: Receive) -> bytes:
@@ -47,6 +51,11 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     path: str = scope["path"]
+    if path == "/contextvar":
+        found = REQUEST_VAR.get()
+        REQUEST_VAR.set("set by an earlier request")
+        await respond(send, 200, found.encode(), [(b"content-length", str(len(found)).encode())])
+        return
     if path == "/scope":
         body = await read_body(receive)
         info = {

@@ -292,6 +292,26 @@ async def test_connection_close_ends_the_connection() -> None:
         await stream.aclose()
 
 
+async def test_requests_on_one_connection_do_not_share_contextvars() -> None:
+    """What an application sets in a contextvar stays in its request: the next request on the
+    same HTTP/1.1 connection, pipelined behind it (started by whichever task finished the first
+    response) or sent after it, starts from the server's context."""
+    server = ASGIServer(apps.app, idle_timeout=60)
+    async with running(server, "http://127.0.0.1:0") as endpoint:
+        stream = await trio.open_tcp_stream("127.0.0.1", endpoint.port)
+        request = b"GET /contextvar HTTP/1.1\r\nHost: a\r\n\r\n"
+        received = b""
+        with trio.fail_after(5):
+            await stream.send_all(request * 3)
+            while received.count(b"HTTP/1.1 200") < 3 or not received.endswith(b"unset"):
+                received += await stream.receive_some()
+            await stream.send_all(request)
+            while received.count(b"HTTP/1.1 200") < 4 or not received.endswith(b"unset"):
+                received += await stream.receive_some()
+        assert received.count(b"\r\n\r\nunset") == 4 and b"earlier" not in received
+        await stream.aclose()
+
+
 async def test_cancelled_server_runs_lifespan_shutdown(certs: Certs) -> None:
     """Cancelling run() still runs the application's lifespan shutdown, at once."""
     apps.lifespan_events.clear()

@@ -13,19 +13,28 @@ sender), and routes:
 * data of a stream without one (its consumer is done with it) to the bin,
   its credit returned at once;
 * request or response headers of a stream without an inbox to the
-  ``on_new_stream`` hook (a server starts a request there; a client ignores
-  streams it did not open);
+  ``start_stream`` hook, which starts the stream if that needs no waiting,
+  else to the ``on_new_stream`` hook (a server starts a request there; a
+  client ignores streams it did not open);
 * GOAWAY and PING acknowledgements to their hooks.
 
 While :meth:`StreamDispatcher.run` runs, it is the connection's event
 router (:meth:`.HTTPConnection.set_event_router`): what can be routed
 without waiting (an event into an inbox with room, data to the bin, GOAWAY
-and PING acknowledgements to their hooks) is routed by the task that made
-it, the connection's reader most often, and the task that waits in
-:meth:`.StreamInbox.receive` is the next to run, with no task in between.
-The rest (a full inbox, a new stream, the connection's end, and on
-HTTP/1.1 whatever leaves no inbox behind) comes to :meth:`run`'s own loop,
-in order, which routes it as before.
+and PING acknowledgements to their hooks, a new stream that ``start_stream``
+starts at once) is routed by the task that made it, the connection's reader
+most often, and the task that waits in :meth:`.StreamInbox.receive` is the
+next to run, with no task in between. The rest (a full inbox, a new stream
+that must wait, the connection's end, and on HTTP/1.1 whatever leaves no
+inbox behind) comes to :meth:`run`'s own loop, in order, which routes it as
+before. So on a busy connection :meth:`run`'s task does not run at all.
+
+The receive deadline is moved lazily: a later deadline (``math.inf`` while
+a request is served, the next keep-alive end after it) does not touch the
+cancel scope of the wait in progress, whose earlier deadline, if it passes,
+wakes :meth:`run` to wait again until the later one. Only an earlier
+deadline moves the scope at once. Moving a scope's deadline goes through
+trio's deadline bookkeeping, and a server moved it twice per request.
 
 :meth:`StreamDispatcher.run` returns why it stopped: the connection ended,
 the receive deadline passed (a server's keep-alive clock), or an HTTP/1.1
@@ -74,6 +83,11 @@ class StreamDispatcher:
     :param connection: an entered connection
     :param on_new_stream: called with the headers of a stream that has no
         inbox (a new request, on a server); it may :meth:`open_inbox` for it
+    :param start_stream: called first, by the router, with such headers: it
+        must not block; it returns ``True`` if it dealt with them (started
+        the stream, opening its inbox, or ignored them), ``False`` to leave
+        them to *on_new_stream* in :meth:`run` (starting the stream must
+        wait). Without it every new stream goes to *on_new_stream*.
     :param on_goaway: called with each GOAWAY
     :param on_ping_ack: called with each PING acknowledgement
     """
@@ -83,6 +97,7 @@ class StreamDispatcher:
         connection: HTTPConnection,
         *,
         on_new_stream: Callable[[HeadersReceived], Awaitable[None]] | None = None,
+        start_stream: Callable[[HeadersReceived], bool] | None = None,
         on_goaway: Callable[[GoawayReceived], None] | None = None,
         on_ping_ack: Callable[[PingAckReceived], None] | None = None,
     ) -> None:
@@ -92,6 +107,7 @@ class StreamDispatcher:
         #: The :class:`~trio_hface.events.ConnectionTerminated` that ended the connection, once it did.
         self.terminated: ConnectionTerminated | None = None
         self._on_new_stream = on_new_stream
+        self._start_stream = start_stream
         self._on_goaway = on_goaway
         self._on_ping_ack = on_ping_ack
         self._receiving = trio.CancelScope()
@@ -129,7 +145,8 @@ class StreamDispatcher:
     @receive_deadline.setter
     def receive_deadline(self, deadline: float) -> None:
         self._deadline = deadline
-        if self._in_receive:
+        # Lazily (see the theory of operation): only an earlier deadline moves the wait's scope.
+        if self._in_receive and deadline < self._receiving.deadline:
             self._receiving.deadline = deadline
 
     async def run(self) -> DispatchEnd:
@@ -151,7 +168,9 @@ class StreamDispatcher:
             with trio.CancelScope() as self._receiving:
                 end, event = await self._receive_and_route(self._receiving)
             if self._receiving.cancelled_caught:
-                return DispatchEnd.DEADLINE
+                if self._deadline <= trio.current_time():
+                    return DispatchEnd.DEADLINE
+                continue  # an earlier deadline, since moved later (lazily): wait again
             if end is None and event is not None:
                 end = await self._handle(event)
             if end is not None:
@@ -203,12 +222,17 @@ class StreamDispatcher:
         if isinstance(event, StreamEvent):
             inbox = self.inboxes.get(event.stream_id)
             if inbox is None:
+                if isinstance(event, HeadersReceived) and self._on_new_stream is not None:
+                    start = self._start_stream
+                    if start is None or not start(event):
+                        return False  # starting the stream must wait: run() does it
+                    # Started (an inbox now) or ignored; ignored on HTTP/1.1, run() sees
+                    # it again (ignoring it again) and then checks whether the connection is done.
+                    return multiplexed or event.stream_id in self.inboxes
                 if not multiplexed:
                     return False
                 if isinstance(event, DataReceived):  # for a stream we are done with: its credit is due
                     self.connection.acknowledge_data(event.stream_id, len(event.data))
-                elif isinstance(event, HeadersReceived) and self._on_new_stream is not None:
-                    return False  # starting a stream may wait
                 return True
             try:
                 inbox.put_nowait(event)

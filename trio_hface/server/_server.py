@@ -18,6 +18,7 @@ timeout) and runs the lifespan shutdown.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import functools
 import logging
@@ -408,7 +409,11 @@ class _ConnectionHandler:
         self._connection = connection
         self._extra_headers = extra_headers
         self._requests: trio.Nursery | None = None
-        self._dispatcher = StreamDispatcher(connection, on_new_stream=self._on_new_stream)
+        self._dispatcher = StreamDispatcher(
+            connection, on_new_stream=self._on_new_stream, start_stream=self._start_stream
+        )
+        # Each request's task starts with a copy of this (see _start_stream).
+        self._context = contextvars.copy_context()
         self._channels = self._dispatcher.inboxes
         self._dispatch = trio.CancelScope()
         self._draining = False
@@ -444,18 +449,27 @@ class _ConnectionHandler:
                 self._requests.cancel_scope.cancel()  # the peer is gone: nobody to answer
             self._dispatcher.end_all()
 
-    async def _on_new_stream(self, event: HeadersReceived) -> None:
+    def _start_stream(self, event: HeadersReceived) -> bool:
+        """Start serving a new request, or ignore headers that start none; ``False`` if it
+        must be refused instead (which waits). Never blocks: the connection's router calls it."""
         if not any(n == b":method" for n, _ in event.headers):
-            return  # trailers of a request we are done with
+            return True  # trailers of a request we are done with
         if self._draining and self._connection.multiplexed:
-            await self._refuse(event.stream_id)
-            return
+            return False
         assert self._requests is not None
         inbox = self._dispatcher.open_inbox(event.stream_id)
         self._dispatcher.receive_deadline = math.inf  # a request in progress: no keep-alive clock
         if self._slot is not None:
             self._slot.set_busy()  # a request in flight: the connection limit must not evict it
-        self._requests.start_soon(self._run_request, event, inbox)
+        # In the handler's context, whichever task routes the headers: the one that
+        # finished the previous response, for a request pipelined behind it, must not
+        # pass its context (what its application set in contextvars) to this one.
+        self._context.run(self._requests.start_soon, self._run_request, event, inbox)
+        return True
+
+    async def _on_new_stream(self, event: HeadersReceived) -> None:
+        if not self._start_stream(event):
+            await self._refuse(event.stream_id)
 
     async def _refuse(self, stream_id: int) -> None:
         try:
