@@ -1,7 +1,7 @@
-"""What one small HTTP/1.1 request costs the server: instructions (callgrind), ours beside hypercorn.
+"""What one small request costs the server: instructions (callgrind), ours beside hypercorn.
 
-    .venv/bin/python bench/server_cost.py [--tls] [--impl h11|httptools] [--only ours|hypercorn]
-                                          [--counts SMALL LARGE] [--keep FOLDER]
+    .venv/bin/python bench/server_cost.py [--tls | --http2] [--impl h11|httptools]
+                                          [--only ours|hypercorn] [--counts SMALL LARGE] [--keep FOLDER]
 
 Serves the hello-world app of the ``server`` section of ``bench/run.py`` with
 ``trio-hface server`` and with hypercorn's trio worker, each server process under
@@ -12,7 +12,8 @@ divided by the difference of the numbers is the cost of one request, start-up, c
 set-up (ten connections each time, TLS handshakes included) and shut-down cancelled out: the
 same on a loaded machine as on an idle one, up to how reads happen to batch. ``--impl``
 picks our HTTP/1.1 implementation (hypercorn always uses h11). Everything is on loopback,
-bounded in count and time.
+bounded in count and time. With ``--http2`` the load is HTTP/2 over TLS (ALPN), ten
+streams at once on each connection (``h2load -c 10 -m 10``), as in the benchmark's HTTP/2 test.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ from bench.peers import (
 #: Requests in the two runs of each server (h2load spreads them over ten connections).
 COUNTS = (500, 2000)
 CLIENTS = 10
+#: Streams at once on each connection with --http2.
+STREAMS = 10
 #: How long a server under valgrind may take to start (Python runs about 50 times slower).
 STARTUP_TIMEOUT = 600.0
 #: How long one h2load run may take, and a stopped server to write its callgrind totals.
@@ -74,8 +77,9 @@ def _wait_serving(process: subprocess.Popen[bytes], url: str, ca: Path, log: Pat
             time.sleep(0.5)
 
 
-def _load(url: str, count: int) -> None:
-    argv = [tool("h2load"), "--h1", "-c", str(CLIENTS), "-n", str(count), url]
+def _load(url: str, count: int, http2: bool) -> None:
+    mode = ["-m", str(STREAMS)] if http2 else ["--h1"]
+    argv = [tool("h2load"), *mode, "-c", str(CLIENTS), "-n", str(count), url]
     done = subprocess.run(
         argv, capture_output=True, text=True, timeout=LOAD_TIMEOUT, stdin=subprocess.DEVNULL
     )
@@ -88,7 +92,9 @@ def _load(url: str, count: int) -> None:
         raise BenchError(f"h2load: {match.group(1)} of {count} succeeded ({match.group(2)} failed)")
 
 
-def instructions(argv: list[str], url: str, ca: Path, count: int, out: Path, log: Path) -> int:
+def instructions(
+    argv: list[str], url: str, ca: Path, count: int, out: Path, log: Path, http2: bool = False
+) -> int:
     """The instruction total of one server process that served *count* requests, start to exit."""
     valgrind = [shutil.which("valgrind") or "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
     with log.open("wb") as output:
@@ -97,7 +103,7 @@ def instructions(argv: list[str], url: str, ca: Path, count: int, out: Path, log
         )
     try:
         _wait_serving(process, url, ca, log)
-        _load(url, count)
+        _load(url, count, http2)
         process.terminate()  # both servers exit cleanly on SIGTERM; callgrind then writes its file
         process.wait(EXIT_TIMEOUT)
     finally:
@@ -120,9 +126,10 @@ def per_request(kind: str, args: argparse.Namespace, certs: Certs, folder: Path)
         else:
             argv = hypercorn_argv(HELLO_APP, certs, ports)
         url = f"{'https' if args.tls else 'http'}://127.0.0.1:{port}/"
-        stem = f"{kind}-{'tls' if args.tls else 'clear'}-{args.impl if kind == 'ours' else 'h11'}-{count}"
+        impl = "h2" if args.http2 else args.impl if kind == "ours" else "h11"
+        stem = f"{kind}-{'tls' if args.tls else 'clear'}-{impl}-{count}"
         out, log = folder / f"callgrind.{stem}", folder / f"{stem}.log"
-        totals.append(instructions(argv, url, certs.ca, count, out, log))
+        totals.append(instructions(argv, url, certs.ca, count, out, log, args.http2))
     small, large = args.counts
     slope: float = (totals[1] - totals[0]) / (large - small)
     return slope
@@ -133,6 +140,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--tls", action="store_true", help="load over TLS (default: cleartext)")
+    parser.add_argument("--http2", action="store_true", help="load with HTTP/2 over TLS, 10 streams at once")
     parser.add_argument(
         "--impl", choices=("h11", "httptools"), default="h11", help="our HTTP/1.1 implementation"
     )
@@ -143,6 +151,8 @@ def main() -> None:
     small, large = args.counts
     if not 0 < small < large or large > 100_000:
         parser.error("--counts needs 0 < SMALL < LARGE <= 100000")
+    if args.http2:
+        args.tls = True  # HTTP/2 is chosen by ALPN
     kinds = args.only or ["ours", "hypercorn"]
     with ExitStack() as stack:
         folder = args.keep or Path(stack.enter_context(tempfile.TemporaryDirectory()))
@@ -151,7 +161,10 @@ def main() -> None:
         cost = {kind: per_request(kind, args, certs, folder) for kind in kinds}
     ours, theirs = cost.get("ours"), cost.get("hypercorn")
     ratio = f"{theirs / ours:10.2f}" if ours and theirs else f"{'-':>10}"
-    case = f"HTTP/1.1 {'TLS' if args.tls else 'cleartext'}, ours on {args.impl}"
+    if args.http2:
+        case = "HTTP/2 TLS, 10 streams per connection"
+    else:
+        case = f"HTTP/1.1 {'TLS' if args.tls else 'cleartext'}, ours on {args.impl}"
     print(f"{'case':<36} {'ours':>12} {'hypercorn':>12} {'hc/ours':>10}   (instructions/request)")
     print(f"{case:<36} {ours or 0:>12,.0f} {theirs or 0:>12,.0f} {ratio}", flush=True)
 
