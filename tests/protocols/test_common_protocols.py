@@ -97,7 +97,21 @@ def test_registry_leaves_out_an_entry_point_it_cannot_import(monkeypatch: pytest
 @pytest.mark.parametrize(
     ("headers", "kind"),
     [
-        ([(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/")], HeaderKind.REQUEST),
+        (
+            [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/"), (b"host", b"h")],
+            HeaderKind.REQUEST,
+        ),
+        (
+            [
+                (b":method", b"GET"),
+                (b":scheme", b"https"),
+                (b":path", b"/"),
+                (b":authority", b"h"),
+                (b"host", b"h"),
+            ],
+            HeaderKind.REQUEST,
+        ),
+        ([(b":method", b"GET"), (b":scheme", b"urn"), (b":path", b"/")], HeaderKind.REQUEST),
         ([(b":method", b"CONNECT"), (b":authority", b"h:1")], HeaderKind.REQUEST),
         (
             [
@@ -143,6 +157,39 @@ def test_valid_headers(headers: list[tuple[bytes, bytes]], kind: HeaderKind) -> 
         ),
         ([(b":path", b"/")], HeaderKind.TRAILERS, "pseudo"),
         ([(b":method", b"G T"), (b":scheme", b"h"), (b":path", b"/")], HeaderKind.REQUEST, ":method"),
+        # RFC 9113 section 8.3.1, RFC 9114 section 4.3.1: the authority, in one place or both alike.
+        (
+            [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/")],
+            HeaderKind.REQUEST,
+            "needs :authority",
+        ),
+        (
+            [
+                (b":method", b"GET"),
+                (b":scheme", b"http"),
+                (b":path", b"/"),
+                (b":authority", b"a"),
+                (b"host", b"b"),
+            ],
+            HeaderKind.REQUEST,
+            "differs",
+        ),
+        (
+            [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b"host", b"a"), (b"host", b"a")],
+            HeaderKind.REQUEST,
+            "one host",
+        ),
+        (
+            [
+                (b":method", b"GET"),
+                (b":scheme", b"http"),
+                (b":path", b"/"),
+                (b":authority", b"a"),
+                (b"host", b""),
+            ],
+            HeaderKind.REQUEST,
+            "empty host",
+        ),
     ],
 )
 def test_invalid_headers(headers: list[tuple[bytes, bytes]], kind: HeaderKind, match: str) -> None:

@@ -275,6 +275,15 @@ def test_invalid_outgoing_headers_raise(headers: list[tuple[bytes, bytes]]) -> N
         ([*POST, (b"content-length", b"5"), (b"content-length", b"6")], b"12345"),
         ([*POST, (b"content-length", b"5, 6")], b"12345"),
         ([*POST, (b"content-length", b"+5")], b"12345"),
+        # Checked by the rules every version shares (validate_headers), as HTTP/3 is.
+        ([*GET, (b'x"quoted', b"1")], None),  # RFC 9110 section 5.1: a name is a token
+        ([*GET, (b"x-ws", b"a ")], None),  # surrounding whitespace
+        ([*GET, (b"te", b"gzip")], None),  # te other than trailers
+        ([*GET, (b"host", b"elsewhere")], None),  # host differs from :authority
+        ([*GET, (b":path", b"/again")], None),  # a repeated pseudo-header
+        ([*GET[:2], (b"x", b"1"), *GET[2:]], None),  # a pseudo-header after a regular field
+        ([*GET, (b":status", b"200")], None),  # a response's pseudo-header
+        ([(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/")], None),  # no authority
     ],
 )
 def test_malformed_request_is_a_stream_error(headers: list[tuple[bytes, bytes]], data: bytes | None) -> None:
@@ -307,6 +316,18 @@ def test_malformed_response_is_a_stream_error() -> None:
     server._h2.send_headers(1, [(b":status", b"200"), (b"x-bad", b"a\x00b")], end_stream=True)
     events = xfer(server, client)
     assert events == [StreamResetSent(1, 1)]
+    client.submit_headers(3, GET, end_stream=True)
+    assert isinstance(xfer(client, server)[0], HeadersReceived)
+
+
+def test_malformed_trailers_are_a_stream_error() -> None:
+    """Trailers with a pseudo-header reset their stream; the connection goes on."""
+    client, server = pair()
+    client.submit_headers(1, POST)
+    client.submit_data(1, b"x")
+    xfer(client, server)
+    client._h2.send_headers(1, [(b":path", b"/")], end_stream=True)
+    assert StreamResetSent(1, 1) in xfer(client, server)
     client.submit_headers(3, GET, end_stream=True)
     assert isinstance(xfer(client, server)[0], HeadersReceived)
 

@@ -108,6 +108,7 @@ def validate_headers(
         _check_response_pseudo(pseudo)
     else:
         _check_request_pseudo(pseudo, allow_extended_connect)
+    host: bytes | None = None
     for name, value in regular:
         validate_field(name, value, lower_case=multiplexed)
         if multiplexed:
@@ -115,7 +116,26 @@ def validate_headers(
                 raise HeaderError(f"connection-specific header {name!r} is not allowed in HTTP/2 and HTTP/3")
             if name == b"te" and value.lower() != b"trailers":
                 raise HeaderError(f"te header must be 'trailers', not {value!r}")
+            if name == b"host" and kind is HeaderKind.REQUEST:
+                if host is not None:
+                    raise HeaderError("a request has one host header at most")
+                host = value
+    if multiplexed and kind is HeaderKind.REQUEST:
+        _check_authority(pseudo, host)
     return pseudo, regular
+
+
+def _check_authority(pseudo: dict[bytes, bytes], host: bytes | None) -> None:
+    """RFC 9113 section 8.3.1, RFC 9114 section 4.3.1: an http or https request names its
+    authority in :authority or host, not empty, and the same in both if it has both."""
+    authority = pseudo.get(b":authority")
+    if host is not None and not host:
+        raise HeaderError("empty host header")
+    if authority is None:
+        if host is None and pseudo.get(b":scheme") in (b"http", b"https"):
+            raise HeaderError("an http or https request needs :authority or a host header")
+    elif host is not None and host != authority:
+        raise HeaderError(f"host {host!r} differs from :authority {authority!r}")
 
 
 def _check_response_pseudo(pseudo: dict[bytes, bytes]) -> None:

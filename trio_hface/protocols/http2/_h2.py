@@ -2,8 +2,10 @@
 and the frame-header check in front of it.
 
 * :class:`StrictH2Connection`: a graceful GOAWAY does not discard queued
-  output; events parsed before a broken frame are kept; a malformed message
-  resets only its stream (RFC 9113 section 8.1.1).
+  output; events parsed before a broken frame are kept; received header
+  blocks are checked by the rules every version shares
+  (:func:`~trio_hface.protocols._headers.validate_headers`); a malformed
+  message resets only its stream (RFC 9113 section 8.1.1).
 * :class:`FrameScanner`: follows frame boundaries as bytes arrive and refuses
   a frame header announcing more than our SETTINGS_MAX_FRAME_SIZE, or a first
   frame that is not SETTINGS, before h2 buffers the payload.
@@ -29,6 +31,8 @@ import h2.stream
 import hpack
 import hyperframe.exceptions
 import hyperframe.frame
+
+from .._headers import HeaderError, HeaderKind, validate_headers
 
 __all__ = ["FrameScanner", "HPACK_ERRORS", "OpenStreams", "PEER_ERRORS", "RefusedFrame", "StrictH2Connection"]
 
@@ -57,6 +61,15 @@ FRAME_LENGTH = struct.Struct(">HB")
 #: The type of SETTINGS frames and their ACK flag (RFC 9113 section 6.5).
 SETTINGS_FRAME_TYPE = 0x4
 SETTINGS_ACK_FLAG = 0x1
+
+
+#: What each h2 event of a received header block is (RFC 9113 section 8.1).
+_HEADER_KINDS: dict[type[h2.events.Event], HeaderKind] = {
+    h2.events.RequestReceived: HeaderKind.REQUEST,
+    h2.events.ResponseReceived: HeaderKind.RESPONSE,
+    h2.events.InformationalResponseReceived: HeaderKind.RESPONSE,
+    h2.events.TrailersReceived: HeaderKind.TRAILERS,
+}
 
 
 class _DataFrame(hyperframe.frame.DataFrame):
@@ -183,15 +196,20 @@ class StrictH2Connection(h2.connection.H2Connection):
         except h2.exceptions.ProtocolError as exc:
             return self._malformed(frame.stream_id, exc)
         for event in events:
-            if (
-                isinstance(event, h2.events.RequestReceived)
-                and not self.local_settings.enable_connect_protocol
-                and any(name == b":protocol" for name, _ in event.headers or ())
-            ):
-                # RFC 8441 section 3: :protocol only where the server advertised
-                # SETTINGS_ENABLE_CONNECT_PROTOCOL; otherwise the request is malformed.
-                error = h2.exceptions.ProtocolError("extended CONNECT (:protocol) is not enabled")
-                return self._malformed(frame.stream_id, error)
+            kind = _HEADER_KINDS.get(type(event))
+            if kind is None:
+                continue
+            # The fields are checked here, by the rules every version shares
+            # (h2's own inbound check is off: it is slower and checks the same).
+            try:
+                validate_headers(
+                    event.headers,
+                    kind,
+                    multiplexed=True,
+                    allow_extended_connect=bool(self.local_settings.enable_connect_protocol),
+                )
+            except HeaderError as exc:
+                return self._malformed(frame.stream_id, h2.exceptions.ProtocolError(str(exc)))
         return frames, events
 
     def _receive_data_frame(self, frame: hyperframe.frame.DataFrame) -> tuple[list[Any], list[Any]]:
