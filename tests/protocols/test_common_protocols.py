@@ -16,7 +16,7 @@ from trio_hface.protocols import (
     ProtocolRegistry,
     protocol_registry,
 )
-from trio_hface.protocols._headers import HeaderError, HeaderKind, validate_headers
+from trio_hface.protocols._headers import HeaderError, HeaderKind, validate_field, validate_headers
 from trio_hface.protocols.http1 import HTTP1ClientFactory, HTTP1ServerFactory
 from trio_hface.protocols.http2 import HTTP2ClientFactory, HTTP2ServerFactory
 
@@ -204,3 +204,32 @@ def test_http1_allows_mixed_case_names() -> None:
     validate_headers(headers, HeaderKind.RESPONSE, multiplexed=False)
     with pytest.raises(HeaderError):
         validate_headers(headers, HeaderKind.RESPONSE, multiplexed=True)
+
+
+def test_field_values_are_refused_exactly_as_rfc_9110_says() -> None:
+    """Every value of up to three characters from those that matter (a letter, SP, HTAB, NUL, CR,
+    LF, DEL, obs-text) is refused exactly when it holds NUL, CR or LF or starts or ends with
+    whitespace (RFC 9110 section 5.5), as a regular field and on its own."""
+    import itertools
+    import re
+    from functools import partial
+
+    reference = re.compile(rb"[\x00\r\n]|\A[ \t]|[ \t]\Z")
+    alphabet = [b"a", b" ", b"\t", b"\x00", b"\r", b"\n", b"\x7f", b"\xff"]
+    checked = 0
+    for length in range(4):
+        for chars in itertools.product(alphabet, repeat=length):
+            value = b"".join(chars)
+            bad = reference.search(value) is not None
+            headers = [(b":status", b"200"), (b"x-value", value)]
+            for check in (
+                partial(validate_headers, headers, HeaderKind.RESPONSE, multiplexed=True),
+                partial(validate_field, b"x-value", value, lower_case=True),
+            ):
+                if bad:
+                    with pytest.raises(HeaderError, match="invalid value"):
+                        check()
+                else:
+                    check()
+            checked += 1
+    assert checked == 585

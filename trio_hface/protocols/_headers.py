@@ -19,6 +19,9 @@ _LOWER_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z")
 # RFC 9110 section 5.5: field-value = *field-content; no CR, LF or NUL
 # anywhere, and no leading or trailing whitespace.
 _BAD_VALUE = re.compile(rb"[\x00\r\n]|\A[ \t]|[ \t]\Z")
+# The same for the regular fields, in two quicker steps (see _bad_value).
+_CONTROL = re.compile(rb"[\x00\r\n]")
+_WHITESPACE = frozenset(b" \t")
 # RFC 9110 section 15: a status code is three digits.
 _STATUS = re.compile(rb"[1-5][0-9][0-9]\Z")
 
@@ -44,6 +47,14 @@ class HeaderError(ValueError):
     """A header list breaks a rule; the message says which."""
 
 
+def _bad_value(value: bytes) -> bool:
+    """Whether a field value breaks RFC 9110 section 5.5 (what ``_BAD_VALUE`` finds: a
+    character search and a look at both ends are twice as quick as its alternation)."""
+    return _CONTROL.search(value) is not None or (
+        bool(value) and (value[0] in _WHITESPACE or value[-1] in _WHITESPACE)
+    )
+
+
 def validate_field(name: bytes, value: bytes, *, lower_case: bool) -> None:
     """Check one regular field's syntax.
 
@@ -55,7 +66,7 @@ def validate_field(name: bytes, value: bytes, *, lower_case: bool) -> None:
     pattern = _LOWER_TOKEN if lower_case else _TOKEN
     if not pattern.match(name):
         raise HeaderError(f"invalid header name {name!r}")
-    if _BAD_VALUE.search(value):
+    if _bad_value(value):
         raise HeaderError(f"invalid value of header {name.decode('latin-1')!r}: {value!r}")
 
 
@@ -100,7 +111,41 @@ def validate_headers(
     :returns: the pseudo-headers and the regular fields
     :raises HeaderError: if a rule is broken
     """
-    pseudo, regular = split_pseudo(headers)
+    # One walk: the pair and bytes checks of split_pseudo() and the syntax
+    # checks of validate_field(), inline (every block of every version comes here).
+    pseudo: dict[bytes, bytes] = {}
+    regular: list[tuple[bytes, bytes]] = []
+    good_name = (_LOWER_TOKEN if multiplexed else _TOKEN).match
+    bad_value = _bad_value
+    request = kind is HeaderKind.REQUEST
+    host: bytes | None = None
+    for item in headers:
+        if not isinstance(item, tuple) or len(item) != 2:
+            raise HeaderError(f"a header must be a (name, value) pair, not {item!r}")
+        name, value = item
+        if not isinstance(name, bytes) or not isinstance(value, bytes):
+            raise HeaderError(f"header names and values must be bytes, not {name!r}: {value!r}")
+        if name[:1] == b":":
+            if regular:
+                raise HeaderError(f"pseudo-header {name!r} after a regular header")
+            if name in pseudo:
+                raise HeaderError(f"repeated pseudo-header {name!r}")
+            pseudo[name] = value
+            continue
+        if not good_name(name):
+            raise HeaderError(f"invalid header name {name!r}")
+        if bad_value(value):
+            raise HeaderError(f"invalid value of header {name.decode('latin-1')!r}: {value!r}")
+        if multiplexed:
+            if name in CONNECTION_SPECIFIC:
+                raise HeaderError(f"connection-specific header {name!r} is not allowed in HTTP/2 and HTTP/3")
+            if name == b"te" and value.lower() != b"trailers":
+                raise HeaderError(f"te header must be 'trailers', not {value!r}")
+            if name == b"host" and request:
+                if host is not None:
+                    raise HeaderError("a request has one host header at most")
+                host = value
+        regular.append((name, value))
     if kind is HeaderKind.TRAILERS:
         if pseudo:
             raise HeaderError(f"trailers must not have pseudo-headers, got {sorted(pseudo)!r}")
@@ -108,20 +153,8 @@ def validate_headers(
         _check_response_pseudo(pseudo)
     else:
         _check_request_pseudo(pseudo, allow_extended_connect)
-    host: bytes | None = None
-    for name, value in regular:
-        validate_field(name, value, lower_case=multiplexed)
         if multiplexed:
-            if name in CONNECTION_SPECIFIC:
-                raise HeaderError(f"connection-specific header {name!r} is not allowed in HTTP/2 and HTTP/3")
-            if name == b"te" and value.lower() != b"trailers":
-                raise HeaderError(f"te header must be 'trailers', not {value!r}")
-            if name == b"host" and kind is HeaderKind.REQUEST:
-                if host is not None:
-                    raise HeaderError("a request has one host header at most")
-                host = value
-    if multiplexed and kind is HeaderKind.REQUEST:
-        _check_authority(pseudo, host)
+            _check_authority(pseudo, host)
     return pseudo, regular
 
 
