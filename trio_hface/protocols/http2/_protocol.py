@@ -493,5 +493,5 @@ class HTTP2ProtocolImpl(HTTP2Protocol):
 
 
 def _headers(headers: Iterable[tuple[bytes | str, bytes | str]]) -> list[tuple[bytes, bytes]]:
-    # header_encoding=None makes h2 return bytes.
-    return [(cast(bytes, n), cast(bytes, v)) for n, v in headers]
+    # header_encoding=None makes h2 return bytes (as hpack's tuples: made plain here).
+    return cast("list[tuple[bytes, bytes]]", [(n, v) for n, v in headers])
