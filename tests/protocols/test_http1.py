@@ -453,3 +453,27 @@ def test_requests_are_written_as_h11_writes_them() -> None:
         return out
 
     assert written(ClientFactory) == written(HTTP1ClientFactory)
+
+
+@pytest.mark.parametrize("control", [b"\x0b", b"\x0c"])
+@pytest.mark.parametrize("kind", ["request", "response", "informational"])
+def test_vertical_tab_and_form_feed_are_never_sent(control: bytes, kind: str) -> None:
+    """RFC 9110 section 5.5: VT and FF have no place in a field value; a request, a response or a
+    1xx that holds one is refused (LocalProtocolError) and nothing is written; a tab is fine."""
+    client, server = pair()
+    bad = (b"x-bad", b"a" + control + b"b")
+    if kind == "request":
+        with pytest.raises(LocalProtocolError, match="x-bad"):
+            client.submit_headers(client.get_available_stream_id(), [*GET, bad], end_stream=True)
+        assert client.bytes_to_send() == b""
+        client.submit_headers(client.get_available_stream_id(), [*GET, (b"x-ok", b"a\tb")], end_stream=True)
+        assert b"x-ok: a\tb\r\n" in client.bytes_to_send()
+        return
+    server.bytes_received(b"GET / HTTP/1.1\r\nhost: a\r\nexpect: 100-continue\r\ncontent-length: 1\r\n\r\n")
+    drain(server)
+    status = b"100" if kind == "informational" else b"200"
+    with pytest.raises(LocalProtocolError, match="x-bad"):
+        server.submit_headers(1, [(b":status", status), bad])
+    assert server.bytes_to_send() == b""
+    server.submit_headers(1, [(b":status", status), (b"x-ok", b"a\tb")])
+    assert b"x-ok: a\tb\r\n" in server.bytes_to_send()

@@ -20,8 +20,10 @@ application sees is the same, and lives here:
 
 from __future__ import annotations
 
+import re
 from abc import abstractmethod
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import replace
 from http import HTTPStatus
 from typing import cast
@@ -39,6 +41,7 @@ __all__ = [
     "DEFAULT_MAX_HEADER_SIZE",
     "UNLIMITED_WINDOW",
     "Exchange",
+    "check_sent_values",
     "HTTP1Base",
     "reason_phrase",
     "request_headers",
@@ -363,9 +366,26 @@ def response_fields(
     return regular
 
 
+#: The standard reason phrase of each status code (an enum lookup per response cost more).
+_REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
+
+#: What HTTP/1.1 refuses in a field value we send beyond what validate_headers
+#: refuses (CR, LF, NUL, surrounding whitespace): the other white space
+#: controls, VT and FF (RFC 9110 section 5.5 allows neither; h11 refuses them).
+_VT_FF = re.compile(rb"[\x0b\x0c]")
+
+
 def reason_phrase(status: int) -> bytes:
     """The standard reason phrase of *status*, or nothing."""
-    try:
-        return HTTPStatus(status).phrase.encode("ascii")
-    except ValueError:
-        return b""
+    return _REASONS.get(status, b"")
+
+
+def check_sent_values(fields: Sequence[tuple[bytes, bytes]]) -> None:
+    """Refuse fields to send whose values hold VT or FF (every other rule is validate_headers').
+
+    :raises LocalProtocolError: naming the field
+    """
+    search = _VT_FF.search
+    for name, value in fields:
+        if search(value):
+            raise LocalProtocolError(f"illegal character in the value of header {name!r}")

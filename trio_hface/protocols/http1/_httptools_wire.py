@@ -35,6 +35,7 @@ from collections.abc import Sequence
 import httptools
 
 from ...errors import LocalProtocolError
+from ._common import check_sent_values
 
 __all__ = [
     "CHUNKED",
@@ -47,8 +48,6 @@ __all__ = [
     "write_head",
 ]
 
-# What h11 refuses to send in a field value beyond validate_headers' CR, LF and NUL.
-_CONTROL = re.compile(rb"[\x0b\x0c]")
 # RFC 9112 section 3.2: the request target, without white space or controls.
 _TARGET = re.compile(rb"[\x21-\x7e]+\Z")
 #: The body length that stands for chunked framing.
@@ -237,9 +236,8 @@ def check_fields(fields: Sequence[tuple[bytes, bytes]]) -> tuple[int | None, boo
     length: int | None = None
     keep_alive = True
     upgrade = False
+    check_sent_values(fields)
     for name, value in fields:
-        if _CONTROL.search(value):
-            raise LocalProtocolError(f"illegal character in the value of header {name!r}")
         lower = name.lower()
         if lower == b"content-length":
             if not _DIGITS.match(value) or (length is not None and length != int(value)):

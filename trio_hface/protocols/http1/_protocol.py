@@ -52,6 +52,7 @@ from ._common import (
     UNLIMITED_WINDOW,
     Exchange,
     HTTP1Base,
+    check_sent_values,
     reason_phrase,
     request_headers,
     request_parts,
@@ -143,7 +144,11 @@ class HTTP1ProtocolImpl(HTTP1Base):
             exchange.send.check_headers(HeaderKind.RESPONSE, end_stream=end_stream, informational=True)
             if status == 101 and self._h11.their_state is not h11._state.MIGHT_SWITCH_PROTOCOL:
                 raise LocalProtocolError("101 Switching Protocols needs a request with Upgrade")
-            self._h11_send(h11.InformationalResponse(status_code=status, headers=regular, reason=reason))
+            check_sent_values(regular)
+            # _parsed: validate_headers and check_sent_values checked what h11 would.
+            self._h11_send(
+                h11.InformationalResponse(status_code=status, headers=regular, reason=reason, _parsed=True)
+            )
             if status == 101:
                 # The exchange ends in its switch: our bytes from now on are the tunnel's.
                 exchange.send.headers(HeaderKind.RESPONSE, end_stream=False)
@@ -152,7 +157,10 @@ class HTTP1ProtocolImpl(HTTP1Base):
         regular = response_fields(
             exchange.method, status, regular, end_stream=end_stream, closing=self._closing
         )
-        self._h11_send(h11.Response(status_code=status, headers=regular, reason=reason))
+        check_sent_values(regular)
+        # _parsed: validate_headers and check_sent_values checked what h11 would
+        # (its framing rules for Content-Length and Transfer-Encoding still run).
+        self._h11_send(h11.Response(status_code=status, headers=regular, reason=reason, _parsed=True))
         if self._h11.our_state is h11.SWITCHED_PROTOCOL:
             exchange.send.headers(HeaderKind.RESPONSE, end_stream=False)
             self._enter_tunnel()
@@ -421,7 +429,10 @@ class HTTP1ProtocolImpl(HTTP1Base):
 def _request_to_h11(headers: HeadersType, end_stream: bool) -> h11.Request:
     """Translate a request's HTTP/2-style headers into h11's request line and fields."""
     method, target, fields = request_parts(headers, end_stream)
-    return h11.Request(method=method, target=target, headers=fields)
+    check_sent_values(fields)
+    # _parsed: the fields were checked as h11 would (its method, target, Host and
+    # framing checks still run).
+    return h11.Request(method=method, target=target, headers=fields, _parsed=True)
 
 
 def _request_from_h11(event: h11.Request, scheme: bytes) -> list[tuple[bytes, bytes]]:
