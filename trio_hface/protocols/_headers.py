@@ -70,30 +70,6 @@ def validate_field(name: bytes, value: bytes, *, lower_case: bool) -> None:
         raise HeaderError(f"invalid value of header {name.decode('latin-1')!r}: {value!r}")
 
 
-def split_pseudo(headers: HeadersType) -> tuple[dict[bytes, bytes], list[tuple[bytes, bytes]]]:
-    """Split a header list into its pseudo-headers and its regular fields.
-
-    :raises HeaderError: if a pseudo-header repeats or follows a regular field
-    """
-    pseudo: dict[bytes, bytes] = {}
-    regular: list[tuple[bytes, bytes]] = []
-    for item in headers:
-        if not isinstance(item, tuple) or len(item) != 2:
-            raise HeaderError(f"a header must be a (name, value) pair, not {item!r}")
-        name, value = item
-        if not isinstance(name, bytes) or not isinstance(value, bytes):
-            raise HeaderError(f"header names and values must be bytes, not {name!r}: {value!r}")
-        if name.startswith(b":"):
-            if regular:
-                raise HeaderError(f"pseudo-header {name!r} after a regular header")
-            if name in pseudo:
-                raise HeaderError(f"repeated pseudo-header {name!r}")
-            pseudo[name] = value
-        else:
-            regular.append((name, value))
-    return pseudo, regular
-
-
 def validate_headers(
     headers: HeadersType,
     kind: HeaderKind,
@@ -111,8 +87,8 @@ def validate_headers(
     :returns: the pseudo-headers and the regular fields
     :raises HeaderError: if a rule is broken
     """
-    # One walk: the pair and bytes checks of split_pseudo() and the syntax
-    # checks of validate_field(), inline (every block of every version comes here).
+    # One walk, with the checks of validate_field() inline (every block of
+    # every version, received or sent, comes here).
     pseudo: dict[bytes, bytes] = {}
     regular: list[tuple[bytes, bytes]] = []
     good_name = (_LOWER_TOKEN if multiplexed else _TOKEN).match
